@@ -1,0 +1,89 @@
+# SwiftFlows — build, test and demo. `make help` lists the targets.
+#
+# Every target installs what it needs on a fresh Debian machine (apt-get for system packages,
+# a virtual environment under .venv for Python packages).
+
+SHELL        := /bin/bash
+PREFIX       ?= /usr/local
+BUILD        := build
+LIBDIR       := $(BUILD)/lib
+BINDIR       := $(BUILD)/bin
+VERSION      := 0.1.0
+SONAME       := libswiftflows.so.0
+LIB          := $(LIBDIR)/libswiftflows.so
+VENV         := .venv
+PY           := $(VENV)/bin/python
+CC           ?= cc
+CFLAGS_C99   := -std=c99 -O2 -Wall -Wextra -Werror -Iinclude
+LDFLAGS_LIB  := -L$(LIBDIR) -lswiftflows -Wl,-rpath,'$$ORIGIN/../lib'
+APT_PACKAGES := libhdf5-dev libopenblas-dev pkg-config python3-venv
+SWIFT_RELEASE_SCRATCH := .build-shared
+
+.PHONY: all help deps lib c-programs venv test test-swift test-c test-python demo install clean
+
+all: lib c-programs ## Build the library and the C programs (release)
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+
+deps: ## Install the Debian packages the build needs (when missing)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lib: deps ## Build build/lib/libswiftflows.so (self-contained, exports only sf_*)
+	SWIFTFLOWS_SHARED_RELEASE=1 swift build -c release --product swiftflows --scratch-path $(SWIFT_RELEASE_SCRATCH)
+	@mkdir -p $(LIBDIR)
+	@cp -f $(SWIFT_RELEASE_SCRATCH)/release/libswiftflows.so $(LIBDIR)/libswiftflows.so.$(VERSION)
+	@strip --strip-unneeded $(LIBDIR)/libswiftflows.so.$(VERSION)
+	@ln -sf libswiftflows.so.$(VERSION) $(LIBDIR)/$(SONAME)
+	@ln -sf $(SONAME) $(LIBDIR)/libswiftflows.so
+	@echo "built $(LIB)"
+
+c-programs: lib $(BINDIR)/score_csv $(BINDIR)/test_capi ## Build the C example and the C test program
+
+$(BINDIR)/score_csv: examples/c/score_csv.c include/swiftflows.h $(LIB)
+	@mkdir -p $(BINDIR)
+	$(CC) $(CFLAGS_C99) -o $@ $< $(LDFLAGS_LIB)
+
+$(BINDIR)/test_capi: tests/c/test_capi.c include/swiftflows.h $(LIB)
+	@mkdir -p $(BINDIR)
+	$(CC) $(CFLAGS_C99) -pthread -o $@ $< $(LDFLAGS_LIB)
+
+venv: $(VENV)/.ready ## Create .venv with numpy, h5py, pytest, matplotlib and the swiftflows package
+
+$(VENV)/.ready: bindings/python/pyproject.toml | deps
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q numpy h5py pytest matplotlib
+	$(PY) -m pip install -q -e bindings/python
+	@touch $@
+
+test: test-swift test-c test-python ## Run every test suite (Swift, C, Python)
+
+test-swift: deps venv ## Swift unit tests
+	SWIFTFLOWS_PYTHON=$(CURDIR)/$(PY) swift test --parallel
+
+test-c: c-programs ## The C API test program
+	$(BINDIR)/test_capi
+
+test-python: lib venv ## The Python package's pytest suite
+	SWIFTFLOWS_LIBRARY=$(CURDIR)/$(LIB) $(PY) -m pytest -q bindings/python/tests
+
+demo: lib venv ## The main job (see README)
+	SWIFTFLOWS_LIBRARY=$(CURDIR)/$(LIB) $(PY) scripts/demo.py
+
+install: lib ## Install library, header and pkg-config file under PREFIX
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 0755 $(LIBDIR)/libswiftflows.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libswiftflows.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libswiftflows.so
+	install -m 0644 include/swiftflows.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' swiftflows.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/swiftflows.pc
+
+clean: ## Remove build outputs (keeps .venv)
+	rm -rf $(BUILD) .build .build-shared

@@ -1,0 +1,48 @@
+/// The contract every transform obeys, single layers and whole compositions alike.
+///
+/// A bijection maps a batch of `count` samples in place. Forward goes from data to latent:
+/// `z = f(x)`, and adds `log|det ∂f/∂x|` of each sample to `logDet[i]`; inverse goes back,
+/// `x = f⁻¹(z)`, and adds `log|det ∂f⁻¹/∂z| = −log|det ∂f/∂x|` at the corresponding point.
+/// Log-determinants are accumulated in `Double`.
+///
+/// Memory layout: `count` contiguous rows of `eventSize` scalars (row-major, batch first), the
+/// same before and after; a bijection changes at most the event *shape* (e.g. squeeze), never
+/// the element count. Temporaries come from the caller's ``Arena`` — reserve
+/// ``workspaceBytes(count:)`` — so steady-state calls allocate nothing.
+///
+/// Thread safety: `forward` and `inverse` only read the bijection's state; any number of threads
+/// may call them at once with their own buffers and arenas.
+public protocol Bijection<Scalar>: AnyObject {
+    associatedtype Scalar: FlowScalar
+
+    /// Event shape on the data side (the input of `forward`).
+    var inputShape: [Int] { get }
+    /// Event shape on the latent side (the output of `forward`).
+    var outputShape: [Int] { get }
+
+    /// Scratch bytes one call over `count` rows needs.
+    func workspaceBytes(count: Int) -> Int
+
+    /// `x ← f(x)` for `count` rows; `logDet[i] += log|det ∂f/∂x|(xᵢ)`.
+    func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int,
+                 logDet: UnsafeMutablePointer<Double>, arena: inout Arena)
+
+    /// `z ← f⁻¹(z)` for `count` rows; `logDet[i] += log|det ∂f⁻¹/∂z|(zᵢ)`.
+    func inverse(_ z: UnsafeMutablePointer<Scalar>, count: Int,
+                 logDet: UnsafeMutablePointer<Double>, arena: inout Arena)
+
+    /// Learnable arrays, in the order the model file stores them.
+    var parameters: [Parameter<Scalar>] { get }
+
+    /// Recomputes state derived from ``parameters`` (e.g. a dense weight from LU factors).
+    /// Called after parameters were loaded or updated; a no-op for most layers.
+    func parametersDidChange()
+}
+
+extension Bijection {
+    /// Elements per sample.
+    public var eventSize: Int { inputShape.reduce(1, *) }
+    public func parametersDidChange() {}
+    /// Total number of learnable scalars.
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+}

@@ -1,0 +1,32 @@
+/// The standard normal `N(0, I)`: `log p(z) = −½‖z‖² − (D/2)·log 2π`.
+public final class StandardNormal<Scalar: FlowScalar>: BaseDistribution {
+    public static var typeName: String { "standard_normal" }
+    public let eventSize: Int
+    public init(eventSize: Int) { self.eventSize = eventSize }
+    public var config: [String: JSONValue] { ["type": .string(Self.typeName)] }
+    public var parameters: [Parameter<Scalar>] { [] }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func logProb(_ z: UnsafePointer<Scalar>, count: Int, into out: UnsafeMutablePointer<Double>) {
+        let d = eventSize
+        let constant = -Double(d) * halfLogTwoPi
+        for r in 0..<count {
+            let row = z + r * d
+            var sq = 0.0
+            for j in 0..<d { let v = Double(row[j]); sq += v * v }
+            out[r] = constant - 0.5 * sq
+        }
+    }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func sample(into out: UnsafeMutablePointer<Scalar>, count: Int, seed: UInt64, firstRow: UInt64,
+                       temperature: Scalar) {
+        let philox = Philox4x32(seed: seed)
+        let d = eventSize
+        for r in 0..<count {
+            let row = out + r * d
+            philox.fillNormal(row, count: d, row: firstRow &+ UInt64(r), stream: RandomStream.baseSamples)
+            if temperature != 1 { for j in 0..<d { row[j] *= temperature } }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import CBLAS
+import Dispatch
+import Glibc
+
+/// Process-wide execution settings.
+///
+/// The one thread knob: ``threadCount`` (initially the `SWIFTFLOWS_NUM_THREADS` environment
+/// variable, else the number of active processors). Large batches are cut into fixed chunks of
+/// ``NormalizingFlow/chunkRows`` rows, independent of the thread count, and chunks are spread
+/// over threads; so results are bit-identical for any thread count. OpenBLAS's own threading is
+/// switched off (its threads would multiply with ours).
+public enum FlowRuntime {
+    private static let lock = PosixMutex()
+    nonisolated(unsafe) private static var _threadCount: Int = {
+        _ = blasConfigured
+        if let p = getenv("SWIFTFLOWS_NUM_THREADS"), let n = Int(String(cString: p)), n > 0 {
+            return min(n, 256)
+        }
+        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }()
+
+    private static let blasConfigured: Bool = {
+        openblas_set_num_threads(1)
+        return true
+    }()
+
+    /// Worker threads for batch computations (1...256).
+    public static var threadCount: Int {
+        get { lock.withLock { _threadCount } }
+        set { lock.withLock { _threadCount = min(max(newValue, 1), 256) } }
+    }
+
+    /// Runs `body(chunk)` for chunks `0..<chunks`, over up to ``threadCount`` threads.
+    static func forEachChunk(_ chunks: Int, _ body: (Int) -> Void) {
+        _ = blasConfigured
+        let workers = min(threadCount, chunks)
+        if workers <= 1 {
+            for c in 0..<chunks { body(c) }
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            var c = w
+            while c < chunks { body(c); c += workers }
+        }
+    }
+}
+
+/// A thread-safe pool of ``Workspace``s, so concurrent calls on one flow never share scratch.
+final class WorkspacePool: @unchecked Sendable {
+    private let lock = PosixMutex()
+    private var free: [Workspace] = []
+
+    func withWorkspace<R>(bytes: Int, _ body: (Workspace) throws -> R) rethrows -> R {
+        let ws = lock.withLock { free.popLast() } ?? Workspace()
+        defer { lock.withLock { free.append(ws) } }
+        ws.reserve(bytes: bytes)
+        return try body(ws)
+    }
+}

@@ -1,0 +1,81 @@
+/// Building flows from the JSON architecture spec (docs/model-format.md, "Architecture spec").
+///
+///     {"event_shape": [2],
+///      "base": {"type": "standard_normal"},
+///      "layers": [{"type": "affine_coupling", "mask": "half", "hidden": [64, 64]}, ...]}
+///
+/// or a preset, expanded to the same form: `{"preset": "realnvp", "dim": 2, "layers": 8}`.
+extension NormalizingFlow {
+    /// Builds a flow from spec JSON text; parameters are initialised from `seed`.
+    public convenience init(specJSON: String, seed: UInt64) throws {
+        try self.init(spec: try JSONValue.parse(specJSON), seed: seed)
+    }
+
+    /// Builds a flow from a parsed spec.
+    public convenience init(spec: JSONValue, seed: UInt64) throws {
+        guard var object = spec.objectValue else { throw FlowError.invalidSpec("the spec must be a JSON object") }
+        if object["preset"] != nil { object = try Presets.expand(object) }
+        let known: Set<String> = ["event_shape", "base", "layers", "format", "version"]
+        for key in object.keys.sorted() where !known.contains(key) {
+            throw FlowError.invalidSpec("unknown top-level key \"\(key)\" (known: base, event_shape, layers, preset)")
+        }
+        guard let shape = object["event_shape"]?.intArrayValue else {
+            throw FlowError.invalidSpec("\"event_shape\" must be a list of positive integers")
+        }
+        let size = try Self.validatedEventSize(shape)
+        let baseConfig = object["base"]?.objectValue ?? ["type": .string("standard_normal")]
+        let base: any BaseDistribution<Scalar> = try makeBaseDistribution(baseConfig, eventSize: size)
+        guard let layerSpecs = (object["layers"] ?? .array([])).arrayValue else {
+            throw FlowError.invalidSpec("\"layers\" must be a list of layer objects")
+        }
+        guard layerSpecs.count <= Limits.maxLayers else {
+            throw FlowError.limitExceeded("\(layerSpecs.count) layers; the limit is \(Limits.maxLayers)")
+        }
+        var layers: [any FlowLayer<Scalar>] = []
+        var current = shape
+        var total = 0
+        for (i, ls) in layerSpecs.enumerated() {
+            guard let config = ls.objectValue else { throw FlowError.invalidSpec("layer \(i) must be a JSON object") }
+            let layer: any FlowLayer<Scalar> = try LayerRegistry.makeLayer(config, eventShape: current, seed: seed, index: i)
+            total += layer.parameterCount
+            guard total <= Limits.maxParameters else {
+                throw FlowError.limitExceeded("the flow has more than \(Limits.maxParameters) parameters")
+            }
+            current = layer.outputShape
+            layers.append(layer)
+        }
+        try self.init(eventShape: shape, layers: layers, base: base)
+    }
+
+    /// Checks an event shape against ``Limits`` and returns its element count.
+    static func validatedEventSize(_ shape: [Int]) throws -> Int {
+        guard !shape.isEmpty, shape.count <= Limits.maxEventRank, shape.allSatisfy({ $0 > 0 }) else {
+            throw FlowError.invalidSpec("event_shape \(shape) must hold 1 to \(Limits.maxEventRank) positive extents")
+        }
+        guard let size = Tensor<Scalar>.elementCount(shape), size <= Limits.maxEventSize else {
+            throw FlowError.limitExceeded("event_shape \(shape) has more than \(Limits.maxEventSize) elements")
+        }
+        return size
+    }
+
+    /// The resolved spec: every layer explicit. `NormalizingFlow(spec: flow.spec, seed: s)`
+    /// rebuilds the same architecture (parameters freshly initialised).
+    public var spec: JSONValue {
+        .object([
+            "event_shape": JSONValue(eventShape),
+            "base": .object(base.config),
+            "layers": .array(layers.map { .object($0.config) }),
+        ])
+    }
+
+    /// The same flow, parameters converted to another scalar type (e.g. Double for reference
+    /// evaluations in tests).
+    public func converted<U: FlowScalar>(to: U.Type = U.self) throws -> NormalizingFlow<U> {
+        let copy = try NormalizingFlow<U>(spec: spec, seed: 0)
+        for (dst, src) in zip(copy.parameters, parameters) {
+            for i in 0..<src.count { dst.values[i] = U(src.values[i]) }
+        }
+        copy.transform.parametersDidChange()
+        return copy
+    }
+}

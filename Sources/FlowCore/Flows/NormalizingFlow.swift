@@ -1,0 +1,208 @@
+/// A normalizing flow: a transform `f` from data to latent space and a base distribution `p_Z`.
+///
+///     log p(x) = log p_Z(f(x)) + log|det ∂f/∂x|
+///
+/// Batch methods take `count` contiguous rows of ``eventSize`` scalars. Batches are processed in
+/// chunks of ``chunkRows`` rows (bounded scratch memory, working set in cache) spread over
+/// ``FlowRuntime/threadCount`` threads; chunking is independent of the thread count, so results
+/// are too.
+///
+/// Thread safety: inference (`forward`, `inverse`, `logProb`, `sample`) only reads the flow and
+/// may run on many threads at once. Training and parameter loading mutate it and must not
+/// overlap with any other call.
+public final class NormalizingFlow<Scalar: FlowScalar> {
+    /// Shape of one sample, e.g. `[2]` or `[1, 28, 28]`.
+    public let eventShape: [Int]
+    public let eventSize: Int
+    public let transform: Composition<Scalar>
+    public let base: any BaseDistribution<Scalar>
+    /// Rows per chunk of batch work.
+    public static var chunkRows: Int { 256 }
+
+    private let pool = WorkspacePool()
+    private let chunkWorkspaceBytes: Int
+
+    /// A flow from built layers and a base distribution.
+    public init(eventShape: [Int], layers: [any FlowLayer<Scalar>], base: any BaseDistribution<Scalar>) throws {
+        guard let size = Tensor<Scalar>.elementCount(eventShape), size > 0 else {
+            throw FlowError.invalidSpec("event shape \(eventShape) is empty or invalid")
+        }
+        var shape = eventShape
+        for (i, layer) in layers.enumerated() {
+            guard layer.inputShape == shape else {
+                throw FlowError.invalidSpec("layer \(i) expects events of shape \(layer.inputShape), receives \(shape)")
+            }
+            shape = layer.outputShape
+        }
+        guard base.eventSize == size else {
+            throw FlowError.invalidSpec("base distribution has \(base.eventSize) features, the flow \(size)")
+        }
+        self.eventShape = eventShape
+        self.eventSize = size
+        self.transform = Composition(layers: layers, eventShape: eventShape)
+        self.base = base
+        let rows = Self.chunkRows
+        chunkWorkspaceBytes = Arena.bytes(Scalar.self, rows * size) + Arena.bytes(Double.self, rows)
+            + transform.workspaceBytes(count: rows)
+    }
+
+    /// The layers, data side first.
+    public var layers: [any FlowLayer<Scalar>] { transform.layers }
+
+    /// Every learnable array: the layers' in order, then the base's.
+    public var parameters: [Parameter<Scalar>] { transform.parameters + base.parameters }
+
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+
+    // MARK: - Batch computation on raw buffers
+
+    /// Splits `count` rows into chunks and runs `body(firstRow, rows, arena)` for each.
+    private func chunked(_ count: Int, _ body: (Int, Int, inout Arena) -> Void) {
+        guard count > 0 else { return }
+        let rows = Self.chunkRows
+        let chunks = (count + rows - 1) / rows
+        FlowRuntime.forEachChunk(chunks) { c in
+            let first = c * rows, n = min(rows, count - first)
+            pool.withWorkspace(bytes: chunkWorkspaceBytes) { ws in
+                var arena = ws.arena()
+                body(first, n, &arena)
+            }
+        }
+    }
+
+    /// `z = f(x)` and `logDet[i] = log|det ∂f/∂x|(xᵢ)` (pass nil to skip). `x` and `z` may alias.
+    public func forward(_ x: UnsafePointer<Scalar>, count: Int, z: UnsafeMutablePointer<Scalar>,
+                        logDet: UnsafeMutablePointer<Double>?) {
+        let d = eventSize
+        chunked(count) { first, n, arena in
+            let out = z + first * d
+            if UnsafePointer(out) != x + first * d { out.update(from: x + first * d, count: n * d) }
+            let ld = arena.take(Double.self, Self.chunkRows)
+            ld.update(repeating: 0, count: n)
+            transform.forward(out, count: n, logDet: ld, arena: &arena)
+            logDet?.advanced(by: first).update(from: ld, count: n)
+        }
+    }
+
+    /// `x = f⁻¹(z)` and `logDet[i] = log|det ∂f⁻¹/∂z|(zᵢ)` (nil to skip). `z` and `x` may alias.
+    public func inverse(_ z: UnsafePointer<Scalar>, count: Int, x: UnsafeMutablePointer<Scalar>,
+                        logDet: UnsafeMutablePointer<Double>?) {
+        let d = eventSize
+        chunked(count) { first, n, arena in
+            let out = x + first * d
+            if UnsafePointer(out) != z + first * d { out.update(from: z + first * d, count: n * d) }
+            let ld = arena.take(Double.self, Self.chunkRows)
+            ld.update(repeating: 0, count: n)
+            transform.inverse(out, count: n, logDet: ld, arena: &arena)
+            logDet?.advanced(by: first).update(from: ld, count: n)
+        }
+    }
+
+    /// `out[i] = log p(xᵢ) = log p_Z(f(xᵢ)) + log|det ∂f/∂x|(xᵢ)`.
+    public func logProb(_ x: UnsafePointer<Scalar>, count: Int, into out: UnsafeMutablePointer<Double>) {
+        let d = eventSize
+        chunked(count) { first, n, arena in
+            let z = arena.take(Scalar.self, Self.chunkRows * d)
+            let ld = arena.take(Double.self, Self.chunkRows)
+            z.update(from: x + first * d, count: n * d)
+            ld.update(repeating: 0, count: n)
+            transform.forward(z, count: n, logDet: ld, arena: &arena)
+            base.logProb(z, count: n, into: out + first)
+            for i in 0..<n { out[first + i] += ld[i] }
+        }
+    }
+
+    /// Draws `count` samples `x = f⁻¹(z)`, `z ~ p_Z` (standard deviation times `temperature`),
+    /// into `out`; with `logProb`, also `log p(xᵢ)` under the flow at temperature 1.
+    /// Sample `i` depends only on `(seed, i)`.
+    public func sample(count: Int, seed: UInt64, into out: UnsafeMutablePointer<Scalar>,
+                       logProb: UnsafeMutablePointer<Double>? = nil, temperature: Scalar = 1) {
+        let d = eventSize
+        chunked(count) { first, n, arena in
+            let x = out + first * d
+            base.sample(into: x, count: n, seed: seed, firstRow: UInt64(first), temperature: temperature)
+            let ld = arena.take(Double.self, Self.chunkRows)
+            ld.update(repeating: 0, count: n)
+            if let logProb {
+                base.logProb(x, count: n, into: logProb + first)
+            }
+            transform.inverse(x, count: n, logDet: ld, arena: &arena)
+            if let logProb {
+                for i in 0..<n { logProb[first + i] -= ld[i] }
+            }
+        }
+    }
+
+    // MARK: - Tensor conveniences
+
+    private func checkBatch(_ t: Tensor<Scalar>) throws {
+        guard t.shape.count >= 1, t.eventSize == eventSize else {
+            throw FlowError.shapeMismatch("expected a batch of events of shape \(eventShape), got a tensor of shape \(t.shape)")
+        }
+    }
+
+    /// `(z, log|det J|)` for a batch `[N, event…]`.
+    public func forward(_ x: Tensor<Scalar>) throws -> (Tensor<Scalar>, [Double]) {
+        try checkBatch(x)
+        var z = x
+        var ld = [Double](repeating: 0, count: x.batchCount)
+        x.scalars.withUnsafeBufferPointer { xp in
+            z.scalars.withUnsafeMutableBufferPointer { zp in
+                ld.withUnsafeMutableBufferPointer { lp in
+                    forward(xp.baseAddress!, count: x.batchCount, z: zp.baseAddress!, logDet: lp.baseAddress!)
+                }
+            }
+        }
+        return (z, ld)
+    }
+
+    /// `(x, log|det ∂f⁻¹/∂z|)` for a batch `[N, event…]`.
+    public func inverse(_ z: Tensor<Scalar>) throws -> (Tensor<Scalar>, [Double]) {
+        try checkBatch(z)
+        var x = z
+        var ld = [Double](repeating: 0, count: z.batchCount)
+        z.scalars.withUnsafeBufferPointer { zp in
+            x.scalars.withUnsafeMutableBufferPointer { xp in
+                ld.withUnsafeMutableBufferPointer { lp in
+                    inverse(zp.baseAddress!, count: z.batchCount, x: xp.baseAddress!, logDet: lp.baseAddress!)
+                }
+            }
+        }
+        return (x, ld)
+    }
+
+    /// `log p(x)` per sample.
+    public func logProb(_ x: Tensor<Scalar>) throws -> [Double] {
+        try checkBatch(x)
+        var out = [Double](repeating: 0, count: x.batchCount)
+        x.scalars.withUnsafeBufferPointer { xp in
+            out.withUnsafeMutableBufferPointer { op in logProb(xp.baseAddress!, count: x.batchCount, into: op.baseAddress!) }
+        }
+        return out
+    }
+
+    /// `count` samples as a `[count, event…]` tensor.
+    public func sample(_ count: Int, seed: UInt64, temperature: Scalar = 1) -> Tensor<Scalar> {
+        sampleAndLogProb(count, seed: seed, temperature: temperature, wantLogProb: false).0
+    }
+
+    /// `count` samples and their log-densities.
+    public func sampleAndLogProb(_ count: Int, seed: UInt64) -> (Tensor<Scalar>, [Double]) {
+        let (x, lp) = sampleAndLogProb(count, seed: seed, temperature: 1, wantLogProb: true)
+        return (x, lp!)
+    }
+
+    private func sampleAndLogProb(_ count: Int, seed: UInt64, temperature: Scalar, wantLogProb: Bool)
+        -> (Tensor<Scalar>, [Double]?)
+    {
+        var x = Tensor<Scalar>(shape: [count] + eventShape)
+        var lp = [Double](repeating: 0, count: wantLogProb ? count : 0)
+        x.scalars.withUnsafeMutableBufferPointer { xp in
+            lp.withUnsafeMutableBufferPointer { lpp in
+                sample(count: count, seed: seed, into: xp.baseAddress!,
+                       logProb: wantLogProb ? lpp.baseAddress : nil, temperature: temperature)
+            }
+        }
+        return (x, wantLogProb ? lp : nil)
+    }
+}

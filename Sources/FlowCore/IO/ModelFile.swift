@@ -1,0 +1,271 @@
+import Glibc
+
+/// Reading and writing SwiftFlows model files: the HDF5 schema of docs/model-format.md.
+///
+/// Writers build the whole file in memory (HDF5's core driver), then either hand out the image
+/// or write it beside the target and rename it into place, so an interrupted save never damages
+/// an existing model. Readers validate every attribute, dataset shape and size before allocating.
+public enum ModelFile {
+    /// The `format` attribute of every model file.
+    public static let formatName = "swiftflows-model"
+    /// The format version this library writes; it reads any file of the same major version.
+    public static let formatVersion = (major: 1, minor: 0)
+    /// Library version written into files and reported by the C API.
+    public static let libraryVersion = "0.1.0"
+
+    // MARK: Writing
+
+    /// The model as an HDF5 file image.
+    public static func image(of flow: NormalizingFlow<Float>) throws -> [UInt8] {
+        do {
+            let file = try HDF5File.createInMemory()
+            try write(flow, into: try file.root)
+            return try file.fileImage()
+        } catch let e as HDF5Error {
+            throw FlowError.io("cannot serialise the model: \(e.message)")
+        }
+    }
+
+    /// Saves the model to `path` atomically (temporary file, fsync, rename).
+    public static func save(_ flow: NormalizingFlow<Float>, to path: String) throws {
+        let bytes = try image(of: flow)
+        do {
+            try writeFileAtomically(bytes, to: path)
+        } catch let e as HDF5Error {
+            throw FlowError.io("cannot save '\(path)': \(e.message)")
+        }
+    }
+
+    private static func write(_ flow: NormalizingFlow<Float>, into root: HDF5Group) throws {
+        try root.setAttribute("format", string: formatName)
+        try root.setAttribute("format_version", ints: [Int64(formatVersion.major), Int64(formatVersion.minor)])
+        try root.setAttribute("library_version", string: libraryVersion)
+        try root.setAttribute("event_shape", ints: flow.eventShape.map(Int64.init))
+        try root.setAttribute("spec", string: flow.spec.description)
+
+        let base = try root.createGroup("base")
+        try base.setAttribute("type", string: flow.base.config["type"]?.stringValue ?? "")
+        try writeParameters(flow.base.parameters, to: base)
+
+        let layers = try root.createGroup("layers")
+        try layers.setAttribute("count", int: Int64(flow.layers.count))
+        for (i, layer) in flow.layers.enumerated() {
+            let group = try layers.createGroup(layerGroupName(i))
+            let type = Swift.type(of: layer)
+            try group.setAttribute("type", string: type.typeName)
+            let config = layer.config
+            for hp in type.hyperParameters {
+                guard let value = config[hp.name] else { continue }
+                try writeHyperParameter(hp, value, to: group)
+            }
+            try writeParameters(layer.parameters, to: group)
+        }
+    }
+
+    private static func writeHyperParameter(_ hp: HyperParameter, _ value: JSONValue, to group: HDF5Group) throws {
+        switch hp.kind {
+        case .int: try group.setAttribute(hp.name, int: Int64(value.intValue ?? 0))
+        case .double: try group.setAttribute(hp.name, double: value.doubleValue ?? 0)
+        case .string: try group.setAttribute(hp.name, string: value.stringValue ?? "")
+        case .bool: try group.setAttribute(hp.name, int: value.boolValue == true ? 1 : 0)
+        case .intList: try group.setAttribute(hp.name, ints: (value.intArrayValue ?? []).map(Int64.init))
+        case .intArray:
+            let values = (value.intArrayValue ?? []).map(Int64.init)
+            try group.writeDataset(hp.name, int64s: values, shape: [values.count])
+        }
+    }
+
+    private static func writeParameters(_ parameters: [Parameter<Float>], to group: HDF5Group) throws {
+        for p in parameters {
+            try group.writeDataset(p.name, floats: UnsafeBufferPointer(p.values), shape: p.shape)
+        }
+    }
+
+    /// `"0000"`, `"0001"`, … (at least four digits).
+    static func layerGroupName(_ index: Int) -> String {
+        let digits = String(index)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+
+    // MARK: Reading
+
+    /// Loads a model from the file at `path`.
+    public static func load(path: String) throws -> NormalizingFlow<Float> {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw FlowError.io("cannot open '\(path)': \(String(cString: strerror(errno)))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FlowError.io("cannot open '\(path)': not a regular file") }
+        guard access(path, R_OK) == 0 else {
+            throw FlowError.io("cannot open '\(path)': \(String(cString: strerror(errno)))")
+        }
+        let file: HDF5File
+        do { file = try HDF5File.open(path: path) } catch let e as HDF5Error {
+            throw FlowError.format("'\(path)' is not a readable HDF5 file: \(e.message)")
+        }
+        return try read(file, source: "'\(path)'")
+    }
+
+    /// Loads a model from an HDF5 file image in memory.
+    public static func load(image: UnsafeRawBufferPointer) throws -> NormalizingFlow<Float> {
+        guard image.count > 0 else { throw FlowError.format("the model image is empty") }
+        let file: HDF5File
+        do { file = try HDF5File.openImage(image) } catch let e as HDF5Error {
+            throw FlowError.format("the bytes are not a readable HDF5 file image: \(e.message)")
+        }
+        return try read(file, source: "the model image")
+    }
+
+    private static func read(_ file: HDF5File, source: String) throws -> NormalizingFlow<Float> {
+        do {
+            return try readModel(try file.root)
+        } catch let e as HDF5Error {
+            throw FlowError.format("\(source): \(e.message)")
+        } catch let e as FlowError {
+            switch e {
+            case .unsupportedVersion, .unknownType, .limitExceeded, .format: throw e.prefixed("\(source): ")
+            default: throw FlowError.format("\(source): \(e.message)")
+            }
+        }
+    }
+
+    private static func readModel(_ root: HDF5Group) throws -> NormalizingFlow<Float> {
+        guard root.hasAttribute("format") else {
+            throw FlowError.format("not a SwiftFlows model (no 'format' attribute on the root group)")
+        }
+        let format = try root.stringAttribute("format", maxLength: 256)
+        guard format == formatName else {
+            throw FlowError.format("not a SwiftFlows model (format is \"\(format)\", expected \"\(formatName)\")")
+        }
+        let version = try root.intsAttribute("format_version", maxCount: 8)
+        guard version.count == 2, version.allSatisfy({ $0 >= 0 }) else {
+            throw FlowError.format("format_version must be [major, minor], found \(version)")
+        }
+        guard version[0] <= Int64(formatVersion.major) else {
+            throw FlowError.unsupportedVersion(
+                "format version \(version[0]).\(version[1]) is newer than this library reads (\(formatVersion.major).x); upgrade SwiftFlows")
+        }
+        guard version[0] == Int64(formatVersion.major) else {
+            throw FlowError.unsupportedVersion("format version \(version[0]).\(version[1]) is not supported")
+        }
+        let shape64 = try root.intsAttribute("event_shape", maxCount: Limits.maxEventRank + 1)
+        guard shape64.allSatisfy({ $0 > 0 && $0 <= Int64(Limits.maxEventSize) }) else {
+            throw FlowError.format("event_shape \(shape64) must hold positive extents")
+        }
+        let eventShape = shape64.map { Int($0) }
+        let eventSize = try NormalizingFlow<Float>.validatedEventSize(eventShape)
+
+        // Base distribution.
+        guard root.isGroup("base") else { throw FlowError.format("missing group /base") }
+        let baseGroup = try root.openGroup("base")
+        let baseType = try baseGroup.stringAttribute("type", maxLength: 256)
+        let base: any BaseDistribution<Float>
+        do {
+            base = try makeBaseDistribution(["type": .string(baseType)], eventSize: eventSize)
+        } catch let e as FlowError {
+            throw e.prefixed("/base: ")
+        }
+        try readParameters(base.parameters, from: baseGroup)
+
+        // Layers.
+        guard root.isGroup("layers") else { throw FlowError.format("missing group /layers") }
+        let layersGroup = try root.openGroup("layers")
+        let count = try layersGroup.intAttribute("count")
+        guard count >= 0, count <= Int64(Limits.maxLayers) else {
+            throw FlowError.limitExceeded("/layers: count \(count) is outside 0...\(Limits.maxLayers)")
+        }
+        let children = try layersGroup.childNames(limit: Limits.maxLayers + 1)
+        let expected = (0..<Int(count)).map(layerGroupName)
+        guard Set(children) == Set(expected) else {
+            let extra = Set(children).subtracting(expected).sorted().prefix(3)
+            let missing = Set(expected).subtracting(children).sorted().prefix(3)
+            throw FlowError.format("/layers: groups must be exactly 0000...\(layerGroupName(max(Int(count) - 1, 0))) (count = \(count))"
+                + (missing.isEmpty ? "" : "; missing \(missing.joined(separator: ", "))")
+                + (extra.isEmpty ? "" : "; unexpected \(extra.joined(separator: ", "))"))
+        }
+        var layers: [any FlowLayer<Float>] = []
+        var shape = eventShape
+        var total = 0
+        for i in 0..<Int(count) {
+            let name = layerGroupName(i)
+            guard layersGroup.isGroup(name) else { throw FlowError.format("/layers/\(name) is not a group") }
+            let group = try layersGroup.openGroup(name)
+            let typeName = try group.stringAttribute("type", maxLength: 256)
+            guard let type = LayerRegistry.layerType(typeName, Float.self) else {
+                throw FlowError.unknownType("/layers/\(name): unknown layer type \"\(typeName)\" (known: \(LayerRegistry.typeNames.joined(separator: ", ")))")
+            }
+            var config: [String: JSONValue] = ["type": .string(typeName)]
+            for hp in type.hyperParameters where hp.kind == .intArray ? group.isDataset(hp.name) : group.hasAttribute(hp.name) {
+                config[hp.name] = try readHyperParameter(hp, from: group)
+            }
+            let layer: any FlowLayer<Float>
+            do {
+                layer = try LayerRegistry.makeLayer(config, eventShape: shape, seed: 0, index: i)
+            } catch let e as FlowError {
+                throw e.prefixed("/layers/\(name): ")
+            }
+            total += layer.parameterCount
+            guard total <= Limits.maxParameters else {
+                throw FlowError.limitExceeded("the model has more than \(Limits.maxParameters) parameters")
+            }
+            try readParameters(layer.parameters, from: group)
+            layer.parametersDidChange()
+            shape = layer.outputShape
+            layers.append(layer)
+        }
+        return try NormalizingFlow(eventShape: eventShape, layers: layers, base: base)
+    }
+
+    private static func readHyperParameter(_ hp: HyperParameter, from group: HDF5Group) throws -> JSONValue {
+        switch hp.kind {
+        case .int: return .number(Double(try group.intAttribute(hp.name)))
+        case .double: return .number(try group.doubleAttribute(hp.name))
+        case .string: return .string(try group.stringAttribute(hp.name, maxLength: 4096))
+        case .bool:
+            let v = try group.intAttribute(hp.name)
+            guard v == 0 || v == 1 else { throw FlowError.format("\(group.path)/@\(hp.name) must be 0 or 1, found \(v)") }
+            return .bool(v == 1)
+        case .intList:
+            let v = try group.intsAttribute(hp.name, maxCount: Limits.maxHiddenLayers)
+            return .array(v.map { .number(Double($0)) })
+        case .intArray:
+            let (v, shape) = try group.readInt64s(hp.name, maxElements: Limits.maxEventSize)
+            guard shape.count == 1 else {
+                throw FlowError.format("\(group.path)/\(hp.name) must be 1-D, found shape \(shape)")
+            }
+            guard v.allSatisfy({ abs($0) <= Int64(Limits.maxEventSize) }) else {
+                throw FlowError.format("\(group.path)/\(hp.name) holds out-of-range values")
+            }
+            return .array(v.map { .number(Double($0)) })
+        }
+    }
+
+    private static func readParameters(_ parameters: [Parameter<Float>], from group: HDF5Group) throws {
+        for p in parameters {
+            guard group.isDataset(p.name) else {
+                throw FlowError.format("missing dataset \(group.path)/\(p.name) (float32, shape \(p.shape))")
+            }
+            let (values, _) = try group.readFloats(p.name, expectedShape: p.shape, maxElements: p.count)
+            guard values.allSatisfy({ $0.isFinite }) else {
+                throw FlowError.format("dataset \(group.path)/\(p.name) contains NaN or infinite values")
+            }
+            p.assign(values)
+        }
+    }
+}
+
+extension NormalizingFlow where Scalar == Float {
+    /// Loads a model file (docs/model-format.md).
+    public static func load(path: String) throws -> NormalizingFlow<Float> { try ModelFile.load(path: path) }
+
+    /// Loads a model from an HDF5 file image.
+    public static func load(image: [UInt8]) throws -> NormalizingFlow<Float> {
+        try image.withUnsafeBytes { try ModelFile.load(image: $0) }
+    }
+
+    /// Saves the model atomically to `path`.
+    public func save(to path: String) throws { try ModelFile.save(self, to: path) }
+
+    /// The model as an HDF5 file image.
+    public func fileImage() throws -> [UInt8] { try ModelFile.image(of: self) }
+}

@@ -1,0 +1,93 @@
+/// A fully connected network `in → hidden… → out` that conditions a coupling layer.
+///
+/// Each dense layer is PyTorch's `Linear`: `y = x·Wᵀ + b` with `W` of shape `[out, in]`, so
+/// weights exchange with PyTorch and numpy unchanged. The activation follows every layer but
+/// the last. Hidden layers start from PyTorch's default `U(−1/√fan_in, 1/√fan_in)`; the last
+/// layer starts at zero (Glow's `conv2d_zeros`), so a new coupling is the identity.
+///
+/// Parameters, in file order: `weight_0, bias_0, …, weight_L, bias_L` (`L` = number of hidden
+/// layers).
+final class MLP<T: FlowScalar> {
+    let widths: [Int]
+    let activation: Activation
+    let weights: [Parameter<T>]
+    let biases: [Parameter<T>]
+
+    /// - Parameters:
+    ///   - widths: `[in, h₁, …, h_L, out]`.
+    ///   - seed/stream row: where initial weights come from (a ``PhiloxStream``).
+    init(widths: [Int], activation: Activation, seed: UInt64, row: UInt64) {
+        self.widths = widths
+        self.activation = activation
+        var ws: [Parameter<T>] = [], bs: [Parameter<T>] = []
+        var rng = PhiloxStream(seed: seed, row: row, stream: RandomStream.initialization)
+        for l in 0..<(widths.count - 1) {
+            let fanIn = widths[l], fanOut = widths[l + 1]
+            let w = Parameter<T>(name: "weight_\(l)", shape: [fanOut, fanIn])
+            let b = Parameter<T>(name: "bias_\(l)", shape: [fanOut])
+            if l < widths.count - 2, fanIn > 0 {
+                let bound = 1 / Double(fanIn).squareRoot()
+                for i in 0..<w.count { w.values[i] = T(rng.nextUniform(in: -bound, bound)) }
+                for i in 0..<b.count { b.values[i] = T(rng.nextUniform(in: -bound, bound)) }
+            }
+            ws.append(w)
+            bs.append(b)
+        }
+        weights = ws
+        biases = bs
+    }
+
+    /// Builds a conditioner after checking its size against ``Limits`` (before allocating).
+    static func checked(widths: [Int], activation: Activation, seed: UInt64, context: String) throws -> MLP {
+        var total = 0
+        for l in 0..<(widths.count - 1) {
+            let (w, o1) = widths[l].multipliedReportingOverflow(by: widths[l + 1])
+            let (t, o2) = total.addingReportingOverflow(w + widths[l + 1])
+            guard !o1, !o2, t <= Limits.maxParametersPerLayer else {
+                throw FlowError.limitExceeded("\(context): conditioner \(widths) has more than \(Limits.maxParametersPerLayer) parameters")
+            }
+            total = t
+        }
+        return MLP(widths: widths, activation: activation, seed: seed, row: 0)
+    }
+
+    var inFeatures: Int { widths.first! }
+    var outFeatures: Int { widths.last! }
+    var parameters: [Parameter<T>] { zip(weights, biases).flatMap { [$0, $1] } }
+
+    /// Widest layer output (hidden or final).
+    var maxWidth: Int { widths.dropFirst().max() ?? 0 }
+
+    /// Scratch for ``callAsFunction(_:ldx:rows:into:arena:)`` over `rows` rows.
+    func workspaceBytes(rows: Int) -> Int { 2 * Arena.bytes(T.self, rows * maxWidth) }
+
+    /// `y = net(x)` for `rows` rows of `x` (row stride `ldx`); `y` is `rows × out`, contiguous.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    func callAsFunction(_ x: UnsafePointer<T>, ldx: Int, rows: Int,
+                        into y: UnsafeMutablePointer<T>, arena: inout Arena) {
+        let layerCount = weights.count
+        if layerCount == 1 {
+            MatrixProducts.linear(x, ldx: ldx, rows: rows, inFeatures: widths[0],
+                                  weight: weights[0].pointer, bias: biases[0].pointer,
+                                  outFeatures: widths[1], into: y)
+            return
+        }
+        let ping = arena.take(T.self, rows * maxWidth)
+        let pong = arena.take(T.self, rows * maxWidth)
+        var input = UnsafePointer(x), ld = ldx
+        var buffers = (ping, pong)
+        for l in 0..<layerCount {
+            let last = l == layerCount - 1
+            let out = last ? y : buffers.0
+            MatrixProducts.linear(input, ldx: ld, rows: rows, inFeatures: widths[l],
+                                  weight: weights[l].pointer, bias: biases[l].pointer,
+                                  outFeatures: widths[l + 1], into: out)
+            if !last {
+                activation.apply(out, count: rows * widths[l + 1])
+                input = UnsafePointer(out)
+                ld = widths[l + 1]
+                buffers = (buffers.1, buffers.0)
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+import RealModule
+
+/// Affine coupling (Dinh et al., "Density estimation using Real NVP", ICLR 2017).
+///
+/// With `a` the conditioning features (mask 1) and `b` the transformed ones (mask 0):
+///
+///     forward:  z_a = x_a,   z_b = x_b ⊙ exp(s(x_a)) + t(x_a),   log|det J| = Σ s
+///     inverse:  x_a = z_a,   x_b = (z_b − t(z_a)) ⊙ exp(−s(z_a))
+///
+/// The conditioner is an ``MLP`` `|a| → hidden… → 2|b|`; output columns `[0, |b|)` are the shift
+/// `t`, columns `[|b|, 2|b|)` the unconstrained log-scale `ŝ`. The log-scale is soft-clamped,
+/// `s = c·tanh(ŝ/c)` with `c = clamp` (default 5, so each layer scales by at most e^±5; `clamp = 0`
+/// disables the clamp) — smooth, identity near zero, and bounded so early training cannot blow
+/// up. The conditioner's last layer starts at zero: a new layer is the identity.
+///
+/// - Complexity: O(N · Σ widths products) per call, dominated by the conditioner.
+public final class AffineCoupling<Scalar: FlowScalar>: FlowLayer {
+    public static var typeName: String { "affine_coupling" }
+    public static var hyperParameters: [HyperParameter] {
+        [
+            HyperParameter("mask", .intArray, shorthand: true,
+                           "0/1 per feature, 1 = conditioning; or \"half\" (default) or \"alternating\""),
+            HyperParameter("invert_mask", .bool, "swap the mask's roles (default false)"),
+            HyperParameter("hidden", .intList, "conditioner hidden widths (default [64, 64])"),
+            HyperParameter("activation", .string, "conditioner activation (default \"relu\")"),
+            HyperParameter("clamp", .double, "soft clamp c of the log-scale, s = c·tanh(ŝ/c); 0 = none (default 5)"),
+        ]
+    }
+
+    public let inputShape: [Int]
+    public var outputShape: [Int] { inputShape }
+    let split: CouplingMask
+    let net: MLP<Scalar>
+    let clamp: Scalar
+
+    public init(config: [String: JSONValue], eventShape: [Int], seed: UInt64) throws {
+        let d = eventShape.reduce(1, *)
+        split = try CouplingMask(spec: config["mask"], invert: config.bool("invert_mask", default: false),
+                                 dimension: d, context: "affine_coupling")
+        let hidden = config.ints("hidden", default: [64, 64])
+        try validateHidden(hidden, context: "affine_coupling")
+        let act = config.string("activation", default: "relu")
+        guard let activation = Activation(rawValue: act) else {
+            throw FlowError.invalidSpec("affine_coupling: unknown activation \"\(act)\" (known: \(Activation.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        let c = config.double("clamp", default: 5)
+        guard c >= 0, c.isFinite else { throw FlowError.invalidSpec("affine_coupling: clamp must be ≥ 0") }
+        clamp = Scalar(c)
+        inputShape = eventShape
+        net = try MLP.checked(widths: [split.identity.count] + hidden + [2 * split.transformed.count],
+                              activation: activation, seed: seed, context: "affine_coupling")
+    }
+
+    public var config: [String: JSONValue] {
+        [
+            "type": .string(Self.typeName),
+            "mask": JSONValue(split.mask),
+            "invert_mask": .bool(false),
+            "hidden": JSONValue(Array(net.widths.dropFirst().dropLast())),
+            "activation": .string(net.activation.rawValue),
+            "clamp": .number(Double(clamp)),
+        ]
+    }
+
+    public var parameters: [Parameter<Scalar>] { net.parameters }
+
+    public func workspaceBytes(count: Int) -> Int {
+        split.gatherBytes(Scalar.self, rows: count)
+            + Arena.bytes(Scalar.self, count * net.outFeatures) + net.workspaceBytes(rows: count)
+    }
+
+    /// The clamped log-scale.
+    @inline(__always) func clamped(_ raw: Scalar) -> Scalar {
+        clamp > 0 ? clamp * Scalar.tanh(raw / clamp) : raw
+    }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        apply(x, count: count, logDet: logDet, arena: &arena, inverse: false)
+    }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func inverse(_ z: UnsafeMutablePointer<Scalar>, count: Int,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        apply(z, count: count, logDet: logDet, arena: &arena, inverse: true)
+    }
+
+    @inline(__always)
+    private func apply(_ x: UnsafeMutablePointer<Scalar>, count: Int,
+                       logDet: UnsafeMutablePointer<Double>, arena: inout Arena, inverse: Bool) {
+        let d = split.dimension, nb = split.transformed.count
+        let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
+        let st = arena.take(Scalar.self, count * 2 * nb)
+        net(input, ldx: ld, rows: count, into: st, arena: &arena)
+        split.transformed.withUnsafeBufferPointer { idx in
+            for r in 0..<count {
+                let row = x + r * d, shift = st + r * 2 * nb, rawScale = shift + nb
+                var sum: Scalar = 0
+                if let start = split.transformedRangeStart {
+                    let xb = row + start
+                    if inverse {
+                        for j in 0..<nb { let s = clamped(rawScale[j]); sum += s; xb[j] = (xb[j] - shift[j]) * Scalar.exp(-s) }
+                    } else {
+                        for j in 0..<nb { let s = clamped(rawScale[j]); sum += s; xb[j] = xb[j] * Scalar.exp(s) + shift[j] }
+                    }
+                } else {
+                    for j in 0..<nb {
+                        let s = clamped(rawScale[j]); sum += s
+                        let i = idx[j]
+                        row[i] = inverse ? (row[i] - shift[j]) * Scalar.exp(-s) : row[i] * Scalar.exp(s) + shift[j]
+                    }
+                }
+                logDet[r] += inverse ? -Double(sum) : Double(sum)
+            }
+        }
+    }
+}
+
+/// Checks conditioner hidden widths against ``Limits``.
+func validateHidden(_ hidden: [Int], context: String) throws {
+    guard hidden.count <= Limits.maxHiddenLayers else {
+        throw FlowError.limitExceeded("\(context): \(hidden.count) hidden layers; the limit is \(Limits.maxHiddenLayers)")
+    }
+    for w in hidden where w < 1 || w > Limits.maxHiddenWidth {
+        throw FlowError.invalidSpec("\(context): hidden width \(w) is outside 1...\(Limits.maxHiddenWidth)")
+    }
+}

@@ -1,0 +1,146 @@
+"""Loading libswiftflows.so and declaring its C API (include/swiftflows.h) for ctypes.
+
+Discovery order:
+1. the environment variable ``SWIFTFLOWS_LIBRARY`` (a path to the shared library; when it is
+   set, it is the only place tried);
+2. a copy inside the package: ``swiftflows/_lib/libswiftflows.so``;
+3. the repository's build folder: walking up from this file, the first
+   ``build/lib/libswiftflows.so``.
+
+The library is opened with ``ctypes.CDLL``, which releases the GIL during every call.
+"""
+
+import ctypes
+import operator
+import os
+from ctypes import POINTER, c_char_p, c_double, c_float, c_int, c_size_t, c_uint64, c_void_p
+from pathlib import Path
+
+from ._version import VERSION_MAJOR, __version__
+from .errors import SwiftFlowsError
+
+__all__ = ["lib", "library_path", "library_version", "set_num_threads", "get_num_threads",
+           "ModelPtr", "float_ptr", "double_ptr", "MAX_EVENT_RANK"]
+
+LIBRARY_NAME = "libswiftflows.so"
+ENV_VAR = "SWIFTFLOWS_LIBRARY"
+MAX_EVENT_RANK = 4  # SF_MAX_EVENT_RANK
+
+
+class _SFModel(ctypes.Structure):
+    """The opaque ``sf_model``."""
+
+
+ModelPtr = POINTER(_SFModel)
+float_ptr = POINTER(c_float)
+double_ptr = POINTER(c_double)
+
+
+def _candidates():
+    """(description, path) pairs to try, in order."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return [("$%s" % ENV_VAR, Path(env))]
+    here = Path(__file__).resolve().parent
+    places = [("package copy", here / "_lib" / LIBRARY_NAME)]
+    for parent in here.parents:
+        places.append(("build folder", parent / "build" / "lib" / LIBRARY_NAME))
+    return places
+
+
+def _open_library():
+    tried = []
+    for what, path in _candidates():
+        if not path.is_file():
+            tried.append("%s: %s (not found)" % (what, path))
+            continue
+        try:
+            return ctypes.CDLL(str(path)), path
+        except OSError as exc:
+            tried.append("%s: %s (could not be loaded: %s)" % (what, path, exc))
+    raise ImportError(
+        "swiftflows: cannot find a usable %s. Build it with `make lib` in the repository, or set "
+        "%s to its path. Places tried:\n  %s" % (LIBRARY_NAME, ENV_VAR, "\n  ".join(tried)))
+
+
+def _errcheck(result, func, args):
+    """Turns a non-zero sf_status into SwiftFlowsError (message from sf_last_error)."""
+    if result != 0:
+        raw = lib.sf_last_error()
+        message = raw.decode("utf-8", "replace") if raw else ""
+        raise SwiftFlowsError(result, message, func.__name__)
+    return result
+
+
+# name: (restype, argtypes, returns an sf_status)
+_SIGNATURES = {
+    "sf_version_string": (c_char_p, [], False),
+    "sf_version_number": (c_int, [], False),
+    "sf_status_string": (c_char_p, [c_int], False),
+    "sf_last_error": (c_char_p, [], False),
+    "sf_set_num_threads": (c_int, [c_int], True),
+    "sf_get_num_threads": (c_int, [], False),
+    "sf_model_create": (c_int, [c_char_p, c_uint64, POINTER(ModelPtr)], True),
+    "sf_model_load": (c_int, [c_char_p, POINTER(ModelPtr)], True),
+    "sf_model_load_memory": (c_int, [c_void_p, c_size_t, POINTER(ModelPtr)], True),
+    "sf_model_save": (c_int, [ModelPtr, c_char_p], True),
+    "sf_model_save_memory": (c_int, [ModelPtr, POINTER(c_void_p), POINTER(c_size_t)], True),
+    "sf_model_spec": (c_int, [ModelPtr, POINTER(c_void_p)], True),
+    "sf_buffer_free": (None, [c_void_p], False),
+    "sf_model_free": (None, [ModelPtr], False),
+    "sf_model_event_size": (c_int, [ModelPtr, POINTER(c_size_t)], True),
+    "sf_model_event_shape": (c_int, [ModelPtr, POINTER(c_size_t), c_size_t, POINTER(c_size_t)], True),
+    "sf_model_num_parameters": (c_int, [ModelPtr, POINTER(c_size_t)], True),
+    "sf_forward": (c_int, [ModelPtr, float_ptr, c_size_t, float_ptr, double_ptr], True),
+    "sf_inverse": (c_int, [ModelPtr, float_ptr, c_size_t, float_ptr, double_ptr], True),
+    "sf_log_prob": (c_int, [ModelPtr, float_ptr, c_size_t, double_ptr], True),
+    "sf_sample": (c_int, [ModelPtr, c_size_t, c_uint64, float_ptr, double_ptr], True),
+    "sf_sample_temperature": (c_int, [ModelPtr, c_size_t, c_uint64, c_float, float_ptr, double_ptr], True),
+}
+
+
+def _declare(library, path):
+    """Sets restype/argtypes (and the status check) of every sf_ function."""
+    for name, (restype, argtypes, checked) in _SIGNATURES.items():
+        try:
+            func = getattr(library, name)
+        except AttributeError:
+            raise ImportError("swiftflows: %s does not export %s (an incompatible build?)"
+                              % (path, name)) from None
+        func.restype = restype
+        func.argtypes = argtypes
+        if checked:
+            func.errcheck = _errcheck
+
+
+lib, library_path = _open_library()
+_declare(lib, library_path)
+
+_number = lib.sf_version_number()
+if _number // 10000 != VERSION_MAJOR:
+    raise ImportError("swiftflows %s needs libswiftflows major version %d, but %s is version %s"
+                      % (__version__, VERSION_MAJOR, library_path,
+                         lib.sf_version_string().decode("ascii", "replace")))
+del _number
+
+
+def library_version():
+    """The loaded library's version string, e.g. ``"0.1.0"``."""
+    return lib.sf_version_string().decode("ascii", "replace")
+
+
+def _c_int(value, what):
+    value = operator.index(value)
+    if not -2**31 <= value < 2**31:
+        raise ValueError("%s out of range: %d" % (what, value))
+    return value
+
+
+def set_num_threads(num_threads):
+    """Sets the number of threads the library uses for batch work (process-wide)."""
+    lib.sf_set_num_threads(_c_int(num_threads, "num_threads"))
+
+
+def get_num_threads():
+    """The number of threads the library uses for batch work."""
+    return int(lib.sf_get_num_threads())

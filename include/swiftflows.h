@@ -1,0 +1,171 @@
+/*
+ * swiftflows.h — the C API of SwiftFlows, a normalizing-flow engine.
+ *
+ * A flow maps data x to latent z = f(x) through a chain of invertible layers, with an exact
+ * log-density  log p(x) = log p_Z(f(x)) + log|det df/dx|.  This API loads and saves models
+ * (HDF5 files, schema in docs/model-format.md), builds them from a JSON architecture spec, and
+ * evaluates them on caller-owned, row-major float32 buffers of n samples.
+ *
+ * Conventions
+ * - Every fallible function returns an sf_status: SF_OK (0) on success, otherwise an error code
+ *   whose text is sf_status_string(code); a message describing the last failure on the calling
+ *   thread is available from sf_last_error(). On failure, output buffers may have been partly
+ *   written and output handles are set to NULL.
+ * - Data buffers hold n * event_size floats, sample-major: sample i occupies
+ *   [i * event_size, (i + 1) * event_size). Image models use [N, C, H, W] order.
+ * - Log-densities and log-determinants are double buffers of n entries (summed in double).
+ * - Ownership: the caller owns every buffer it passes; the library never keeps a pointer to one
+ *   after the call returns. Memory the library returns (sf_model_save_memory, sf_model_spec)
+ *   is released with sf_buffer_free; models with sf_model_free. Every *_free accepts NULL.
+ * - Nothing in this library aborts the process: every pointer, size and file is validated first.
+ *   Non-finite inputs are not refused: they propagate to NaN/Inf outputs.
+ *
+ * Thread safety
+ * - The library is thread-safe. A model is read-only during sf_forward, sf_inverse, sf_log_prob,
+ *   sf_sample, sf_model_save, sf_model_save_memory, sf_model_spec, sf_model_event_size and
+ *   sf_model_event_shape: any number of threads may call these on one model at once, and get
+ *   the same results as one thread would.
+ * - sf_model_free must not overlap with any other call on the same model.
+ * - File I/O is serialised internally (the HDF5 library has one global lock).
+ * - Batch work is spread over sf_get_num_threads() threads (default: the environment variable
+ *   SWIFTFLOWS_NUM_THREADS, else the number of processors). Results do not depend on it.
+ */
+#ifndef SWIFTFLOWS_H
+#define SWIFTFLOWS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Version of this header; sf_version_number() gives the library's at run time. */
+#define SF_VERSION_MAJOR 0
+#define SF_VERSION_MINOR 1
+#define SF_VERSION_PATCH 0
+#define SF_VERSION_NUMBER (SF_VERSION_MAJOR * 10000 + SF_VERSION_MINOR * 100 + SF_VERSION_PATCH)
+#define SF_VERSION_STRING "0.1.0"
+
+/* Model file format version this library writes (docs/model-format.md). Readers accept any
+ * file of the same major version and refuse a newer major version. */
+#define SF_FORMAT_VERSION_MAJOR 1
+#define SF_FORMAT_VERSION_MINOR 0
+
+/* Largest rank of an event shape. */
+#define SF_MAX_EVENT_RANK 4
+
+/* Status codes. New codes may be added in minor versions; treat unknown non-zero codes as errors. */
+typedef enum sf_status {
+    SF_OK = 0,
+    SF_ERR_INVALID_ARGUMENT = 1,    /* NULL pointer, zero/overflowing size, bad option      */
+    SF_ERR_SHAPE = 2,               /* buffer or dataset of the wrong shape                 */
+    SF_ERR_SPEC = 3,                /* the JSON architecture spec is malformed or invalid   */
+    SF_ERR_IO = 4,                  /* a file could not be read or written                  */
+    SF_ERR_FORMAT = 5,              /* not a valid SwiftFlows model file                    */
+    SF_ERR_UNSUPPORTED_VERSION = 6, /* model file of a newer major format version           */
+    SF_ERR_UNKNOWN_TYPE = 7,        /* unknown layer, distribution or preset type           */
+    SF_ERR_LIMIT = 8,               /* a size limit was exceeded (dimensions, counts, text) */
+    SF_ERR_NUMERIC = 9,             /* a computation produced non-finite values             */
+    SF_ERR_CANCELLED = 10,          /* cancelled by a callback                              */
+    SF_ERR_INTERNAL = 11            /* a bug in SwiftFlows: please report it                */
+} sf_status;
+
+/* An opaque model: a flow (layers + base distribution) and its parameters. */
+typedef struct sf_model sf_model;
+
+/* ---- Library information ---------------------------------------------------------------- */
+
+/* "MAJOR.MINOR.PATCH" of the loaded library. Static storage; never NULL. */
+const char *sf_version_string(void);
+
+/* MAJOR * 10000 + MINOR * 100 + PATCH of the loaded library. */
+int sf_version_number(void);
+
+/* A fixed English description of a status code ("unknown status" for other values).
+ * Static storage; never NULL. */
+const char *sf_status_string(int status);
+
+/* The message of the last failed call on this thread, or "" if none failed yet. The pointer
+ * stays valid until the next failing sf_ call on the same thread; copy it to keep it. */
+const char *sf_last_error(void);
+
+/* Threads used for batch work (1..256); process-wide. Results do not depend on it. */
+int sf_set_num_threads(int num_threads);
+int sf_get_num_threads(void);
+
+/* ---- Creating, loading, saving ----------------------------------------------------------- */
+
+/* Builds a new model from a JSON architecture spec (docs/model-format.md), e.g.
+ *   {"preset": "realnvp", "dim": 2, "layers": 8, "hidden": [64, 64]}
+ * Parameters are initialised from `seed` (any value, including 0); a new coupling flow is the
+ * identity map. On success *out_model owns a new model; free it with sf_model_free. */
+sf_status sf_model_create(const char *spec_json, uint64_t seed, sf_model **out_model);
+
+/* Loads a model from an HDF5 file at `path` (UTF-8). */
+sf_status sf_model_load(const char *path, sf_model **out_model);
+
+/* Loads a model from an HDF5 file image of `size` bytes at `data` (e.g. read from a database).
+ * The bytes are copied; the caller keeps ownership of `data`. */
+sf_status sf_model_load_memory(const void *data, size_t size, sf_model **out_model);
+
+/* Saves the model to `path` as HDF5. The file is written beside the target under a temporary
+ * name and renamed into place, so an existing file is replaced whole or not at all. */
+sf_status sf_model_save(const sf_model *model, const char *path);
+
+/* Serialises the model as an HDF5 file image. On success *out_data points to *out_size bytes
+ * owned by the caller, to be released with sf_buffer_free. */
+sf_status sf_model_save_memory(const sf_model *model, void **out_data, size_t *out_size);
+
+/* The model's resolved architecture spec as a NUL-terminated JSON string owned by the caller
+ * (release with sf_buffer_free). */
+sf_status sf_model_spec(const sf_model *model, char **out_json);
+
+/* Releases memory returned by the library. NULL is a no-op. */
+void sf_buffer_free(void *buffer);
+
+/* Releases a model. NULL is a no-op. */
+void sf_model_free(sf_model *model);
+
+/* ---- Shape ------------------------------------------------------------------------------- */
+
+/* Number of floats per sample (the product of the event shape). */
+sf_status sf_model_event_size(const sf_model *model, size_t *out_size);
+
+/* The event shape, e.g. {2} or {1, 28, 28}. Writes the rank to *out_ndim and, if `shape` is not
+ * NULL, min(rank, capacity) extents to shape[]. Fails with SF_ERR_INVALID_ARGUMENT when shape is
+ * not NULL and capacity < rank (*out_ndim still tells the rank needed). */
+sf_status sf_model_event_shape(const sf_model *model, size_t *shape, size_t capacity, size_t *out_ndim);
+
+/* Number of learnable parameters (scalars). */
+sf_status sf_model_num_parameters(const sf_model *model, size_t *out_count);
+
+/* ---- Evaluation -------------------------------------------------------------------------- */
+/* n may be 0 (nothing is read or written). n * event_size must not overflow. `x`/`z` may be the
+ * same buffer in sf_forward and sf_inverse (in-place). */
+
+/* z = f(x) for n samples; if logdet is not NULL, logdet[i] = log|det df/dx| at x_i. */
+sf_status sf_forward(const sf_model *model, const float *x, size_t n, float *z, double *logdet);
+
+/* x = f^-1(z) for n samples; if logdet is not NULL, logdet[i] = log|det df^-1/dz| at z_i
+ * (= minus the forward log-determinant at x_i). */
+sf_status sf_inverse(const sf_model *model, const float *z, size_t n, float *x, double *logdet);
+
+/* out[i] = log p(x_i) in nats. */
+sf_status sf_log_prob(const sf_model *model, const float *x, size_t n, double *out);
+
+/* Draws n samples into out (n * event_size floats). Sample i depends only on (seed, i): the same
+ * seed gives the same samples on every run and for any thread count. If log_prob is not NULL,
+ * log_prob[i] = log p(out_i). */
+sf_status sf_sample(const sf_model *model, size_t n, uint64_t seed, float *out, double *log_prob);
+
+/* As sf_sample, with the base distribution's standard deviation scaled by `temperature` (> 0;
+ * Glow's T). log_prob, if given, is the density of the model at temperature 1. */
+sf_status sf_sample_temperature(const sf_model *model, size_t n, uint64_t seed, float temperature,
+                                float *out, double *log_prob);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SWIFTFLOWS_H */

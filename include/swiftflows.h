@@ -154,9 +154,10 @@ sf_status sf_inverse(const sf_model *model, const float *z, size_t n, float *x, 
 /* out[i] = log p(x_i) in nats. */
 sf_status sf_log_prob(const sf_model *model, const float *x, size_t n, double *out);
 
-/* Draws n samples into out (n * event_size floats). Sample i depends only on (seed, i): the same
- * seed gives the same samples on every run and for any thread count. If log_prob is not NULL,
- * log_prob[i] = log p(out_i). */
+/* Draws n samples into out (n * event_size floats). The same seed gives the same samples on every
+ * run and for any thread count. The base draw of sample i depends only on (seed, i), so the first
+ * k samples of a larger draw equal a draw of k samples up to float rounding. If log_prob is not
+ * NULL, log_prob[i] = log p(out_i). */
 sf_status sf_sample(const sf_model *model, size_t n, uint64_t seed, float *out, double *log_prob);
 
 /* As sf_sample, with the base distribution's standard deviation scaled by `temperature` (> 0;

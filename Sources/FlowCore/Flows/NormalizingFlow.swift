@@ -114,7 +114,8 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
 
     /// Draws `count` samples `x = f⁻¹(z)`, `z ~ p_Z` (standard deviation times `temperature`),
     /// into `out`; with `logProb`, also `log p(xᵢ)` under the flow at temperature 1.
-    /// Sample `i` depends only on `(seed, i)`.
+    /// The base draw of sample `i` depends only on `(seed, i)`; results are bit-identical for
+    /// any thread count.
     public func sample(count: Int, seed: UInt64, into out: UnsafeMutablePointer<Scalar>,
                        logProb: UnsafeMutablePointer<Double>? = nil, temperature: Scalar = 1) {
         let d = eventSize

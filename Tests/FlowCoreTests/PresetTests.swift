@@ -1,0 +1,74 @@
+@testable import FlowCore
+import FlowTestSupport
+import XCTest
+
+final class PresetTests: XCTestCase {
+    func presets(_ d: Int) throws -> [(String, NormalizingFlow<Double>)] {
+        [
+            ("realnvp", try .realNVP(dim: d, layers: 4, hidden: [16, 16], seed: 1)),
+            ("realnvp actnorm+lu", try .realNVP(dim: d, layers: 3, hidden: [16], actnorm: true, mixing: "lu", seed: 2)),
+            ("realnvp random", try .realNVP(dim: d, layers: 3, hidden: [16], activation: "tanh", mixing: "random", seed: 3)),
+            ("realnvp reverse", try .realNVP(dim: d, layers: 3, hidden: [16], clamp: 2, mixing: "reverse", seed: 4)),
+            ("nice", try .nice(dim: d, layers: 4, hidden: [16], seed: 5)),
+        ]
+    }
+
+    func testEveryPresetObeysTheBijectionContract() throws {
+        for d in [1, 3, 8, 64] {
+            for (name, flow) in try presets(d) {
+                BijectionChecker.perturb(flow.parameters, scale: 0.1, seed: 9)
+                flow.transform.parametersDidChange()
+                BijectionChecker.check(flow.transform, points: 2, "\(name) D=\(d)")
+            }
+        }
+    }
+
+    func testFreshCouplingFlowsAreTheIdentity() throws {
+        for d in [1, 2, 5, 64] {
+            for flow in [try NormalizingFlow<Float>.realNVP(dim: d, actnorm: true), try .nice(dim: d)] {
+                let x = try Tensor<Float>(shape: [7, d], scalars: BijectionChecker.randomPoints(7, d, seed: 2).map { Float($0) })
+                let (z, ld) = try flow.forward(x)
+                XCTAssertEqual(z, x)
+                XCTAssertEqual(ld, [Double](repeating: 0, count: 7))
+                // log p(x) is then the standard normal log-density.
+                let lp = try flow.logProb(x)
+                for i in 0..<7 {
+                    let sq = x.row(i).reduce(0.0) { $0 + Double($1) * Double($1) }
+                    XCTAssertEqual(lp[i], -0.5 * sq - Double(d) * 0.5 * log(2 * Double.pi), accuracy: 1e-9)
+                }
+            }
+        }
+    }
+
+    func testPresetStructure() throws {
+        let flow = try NormalizingFlow<Float>.realNVP(dim: 6, layers: 3, actnorm: true, mixing: "lu")
+        XCTAssertEqual(flow.layers.map { type(of: $0).typeName },
+                       ["actnorm", "affine_coupling", "lu_linear", "actnorm", "affine_coupling", "lu_linear",
+                        "actnorm", "affine_coupling"])
+        // Default RealNVP: 8 couplings whose masks alternate.
+        let plain = try NormalizingFlow<Float>.realNVP(dim: 4)
+        XCTAssertEqual(plain.layers.count, 8)
+        let masks = plain.spec["layers"]!.arrayValue!.map { $0["mask"]!.intArrayValue! }
+        XCTAssertEqual(masks[0], [1, 1, 0, 0])
+        XCTAssertEqual(masks[1], [0, 0, 1, 1])
+        // 8 couplings of 2 → 64 → 64 → 4: (2·64 + 64) + (64·64 + 64) + (64·4 + 4).
+        XCTAssertEqual(plain.parameterCount, 8 * ((2 * 64 + 64) + (64 * 64 + 64) + (64 * 4 + 4)))
+    }
+
+    /// A 2-D flow's density integrates to 1 (midpoint rule over a grid covering the mass).
+    func testTwoDimensionalDensityIntegratesToOne() throws {
+        for flow in [try NormalizingFlow<Double>.realNVP(dim: 2, layers: 4, hidden: [16, 16], mixing: "lu", seed: 3),
+                     try .nice(dim: 2, layers: 3, hidden: [16], seed: 4)] {
+            BijectionChecker.perturb(flow.parameters, scale: 0.2, seed: 5)
+            flow.transform.parametersDidChange()
+            let lo = -10.0, hi = 10.0, n = 700
+            let h = (hi - lo) / Double(n)
+            var grid = [Double]()
+            grid.reserveCapacity(2 * n * n)
+            for i in 0..<n { for j in 0..<n { grid += [lo + (Double(i) + 0.5) * h, lo + (Double(j) + 0.5) * h] } }
+            let lp = try flow.logProb(Tensor(shape: [n * n, 2], scalars: grid))
+            let mass = lp.reduce(0.0) { $0 + exp($1) } * h * h
+                        XCTAssertEqual(mass, 1, accuracy: 1e-3, "density integrates to \(mass)")
+        }
+    }
+}

@@ -141,7 +141,8 @@ sf_status sf_model_event_shape(const sf_model *model, size_t *shape, size_t capa
 sf_status sf_model_num_parameters(const sf_model *model, size_t *out_count);
 
 /* ---- Evaluation -------------------------------------------------------------------------- */
-/* n may be 0 (nothing is read or written). n * event_size must not overflow. `x`/`z` may be the
+/* n may be 0: nothing is read or written and the buffers may be NULL. n * event_size must not
+ * overflow (SF_ERR_INVALID_ARGUMENT). `x`/`z` may be the
  * same buffer in sf_forward and sf_inverse (in-place). */
 
 /* z = f(x) for n samples; if logdet is not NULL, logdet[i] = log|det df/dx| at x_i. */

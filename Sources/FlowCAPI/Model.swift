@@ -140,9 +140,9 @@ public func sf_model_save(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>
 @_cdecl("sf_model_save_memory")
 public func sf_model_save_memory(_ handle: OpaquePointer?, _ outData: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,
                                  _ outSize: UnsafeMutablePointer<UInt>?) -> Int32 {
+    outData?.pointee = nil
+    outSize?.pointee = 0
     guard let outData, let outSize else { return fail(.invalidArgument, "out_data or out_size is NULL") }
-    outData.pointee = nil
-    outSize.pointee = 0
     return guarded {
         let bytes = try model(handle).fileImage()
         guard let buffer = malloc(max(bytes.count, 1)) else { return fail(.internal, "out of memory (\(bytes.count) bytes)") }
@@ -217,6 +217,7 @@ public func sf_forward(_ handle: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n
     guarded {
         let flow = try model(handle)
         let count = try sampleCount(n, flow)
+        guard count > 0 else { return Status.ok.rawValue }
         guard let x, let z else { return fail(.invalidArgument, "x or z is NULL") }
         flow.forward(x, count: count, z: z, logDet: logdet)
         return Status.ok.rawValue
@@ -229,6 +230,7 @@ public func sf_inverse(_ handle: OpaquePointer?, _ z: UnsafePointer<Float>?, _ n
     guarded {
         let flow = try model(handle)
         let count = try sampleCount(n, flow)
+        guard count > 0 else { return Status.ok.rawValue }
         guard let x, let z else { return fail(.invalidArgument, "z or x is NULL") }
         flow.inverse(z, count: count, x: x, logDet: logdet)
         return Status.ok.rawValue
@@ -241,6 +243,7 @@ public func sf_log_prob(_ handle: OpaquePointer?, _ x: UnsafePointer<Float>?, _ 
     guarded {
         let flow = try model(handle)
         let count = try sampleCount(n, flow)
+        guard count > 0 else { return Status.ok.rawValue }
         guard let x, let out else { return fail(.invalidArgument, "x or out is NULL") }
         flow.logProb(x, count: count, into: out)
         return Status.ok.rawValue
@@ -262,6 +265,7 @@ public func sf_sample_temperature(_ handle: OpaquePointer?, _ n: UInt, _ seed: U
         guard temperature > 0, temperature.isFinite else {
             return fail(.invalidArgument, "temperature must be positive and finite, got \(temperature)")
         }
+        guard count > 0 else { return Status.ok.rawValue }
         guard let out else { return fail(.invalidArgument, "out is NULL") }
         flow.sample(count: count, seed: seed, into: out, logProb: logProb, temperature: temperature)
         return Status.ok.rawValue

@@ -31,6 +31,18 @@ public protocol Bijection<Scalar>: AnyObject {
     func inverse(_ z: UnsafeMutablePointer<Scalar>, count: Int,
                  logDet: UnsafeMutablePointer<Double>, arena: inout Arena)
 
+    /// Scratch bytes one ``backward(input:count:gradient:logDetGradient:arena:)`` call needs.
+    func backwardWorkspaceBytes(count: Int) -> Int
+
+    /// Back-propagation through `forward`, by hand-derived formulas.
+    ///
+    /// For a loss `L(z, logDet)` with `z = f(x)`: on entry `gradient` holds `∂L/∂z` (`count`
+    /// rows); on return it holds `∂L/∂x`. `logDetGradient[i] = ∂L/∂logDet_i`. Adds `∂L/∂θ` to
+    /// every parameter's ``Parameter/gradient``. `input` is the batch `x` the forward pass saw.
+    /// Not thread-safe (it accumulates into the parameters' gradients).
+    func backward(input x: UnsafePointer<Scalar>, count: Int, gradient: UnsafeMutablePointer<Scalar>,
+                  logDetGradient: UnsafePointer<Scalar>, arena: inout Arena)
+
     /// Learnable arrays, in the order the model file stores them.
     var parameters: [Parameter<Scalar>] { get }
 

@@ -19,6 +19,11 @@ public protocol BaseDistribution<Scalar>: AnyObject {
     /// `(seed, r)`: any chunking or thread count gives the same samples.
     func sample(into out: UnsafeMutablePointer<Scalar>, count: Int, seed: UInt64, firstRow: UInt64,
                 temperature: Scalar)
+
+    /// Back-propagation through `logProb`: writes `gradient[i] = wᵢ·∂log p_Z(zᵢ)/∂z` and adds
+    /// `Σᵢ wᵢ·∂log p_Z(zᵢ)/∂θ` to the parameters' gradients, `w` = `logProbGradient`.
+    func backward(_ z: UnsafePointer<Scalar>, count: Int, logProbGradient w: UnsafePointer<Scalar>,
+                  gradient: UnsafeMutablePointer<Scalar>)
 }
 
 /// `log(2π)/2`.

@@ -43,4 +43,22 @@ public final class DiagonalNormal<Scalar: FlowScalar>: BaseDistribution {
             for j in 0..<d { row[j] = m[j] + Scalar.exp(ls[j]) * temperature * row[j] }
         }
     }
+
+    /// With `u = (z − loc)·e^−ls`: `∂/∂z = −u·e^−ls`, `∂/∂loc = u·e^−ls`, `∂/∂ls = u² − 1`.
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func backward(_ z: UnsafePointer<Scalar>, count: Int, logProbGradient w: UnsafePointer<Scalar>,
+                         gradient g: UnsafeMutablePointer<Scalar>) {
+        let d = eventSize, m = loc.pointer, ls = logScale.pointer
+        let gm = loc.gradient.baseAddress!, gls = logScale.gradient.baseAddress!
+        for r in 0..<count {
+            for j in 0..<d {
+                let inv = Scalar.exp(-ls[j])
+                let u = (z[r * d + j] - m[j]) * inv
+                let dz = -u * inv
+                g[r * d + j] = w[r] * dz
+                gm[j] -= w[r] * dz
+                gls[j] += w[r] * (u * u - 1)
+            }
+        }
+    }
 }

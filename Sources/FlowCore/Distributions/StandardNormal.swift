@@ -29,4 +29,12 @@ public final class StandardNormal<Scalar: FlowScalar>: BaseDistribution {
             if temperature != 1 { for j in 0..<d { row[j] *= temperature } }
         }
     }
+
+    /// `∂/∂z log N(z; 0, I) = −z`.
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func backward(_ z: UnsafePointer<Scalar>, count: Int, logProbGradient w: UnsafePointer<Scalar>,
+                         gradient g: UnsafeMutablePointer<Scalar>) {
+        let d = eventSize
+        for r in 0..<count { for j in 0..<d { g[r * d + j] = -w[r] * z[r * d + j] } }
+    }
 }

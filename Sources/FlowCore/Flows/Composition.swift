@@ -35,4 +35,51 @@ public final class Composition<Scalar: FlowScalar>: Bijection {
     }
 
     public func parametersDidChange() { for layer in layers { layer.parametersDidChange() } }
+
+    /// Scratch for ``forward(saving:_:count:logDet:arena:)`` / ``backward(saved:count:gradient:logDetGradient:arena:)``:
+    /// one saved input per layer plus the largest layer's own needs.
+    public func trainingWorkspaceBytes(count: Int) -> Int {
+        Arena.bytes(Scalar.self, max(layers.count, 1) * count * eventSize)
+            + max(workspaceBytes(count: count), layers.map { $0.backwardWorkspaceBytes(count: count) }.max() ?? 0)
+    }
+
+    public func backwardWorkspaceBytes(count: Int) -> Int { trainingWorkspaceBytes(count: count) }
+
+    /// Forward that copies each layer's input into `saved` (`layers.count × count × D`).
+    public func forward(saving saved: UnsafeMutablePointer<Scalar>, _ x: UnsafeMutablePointer<Scalar>, count: Int,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        let start = arena
+        let block = count * eventSize
+        for (k, layer) in layers.enumerated() {
+            (saved + k * block).update(from: x, count: block)
+            arena = start
+            layer.forward(x, count: count, logDet: logDet, arena: &arena)
+        }
+    }
+
+    /// Back-propagates through all layers given the inputs ``forward(saving:_:count:logDet:arena:)``
+    /// saved. The log-det gradient is the same for every layer (the log-dets add up).
+    public func backward(saved: UnsafePointer<Scalar>, count: Int, gradient: UnsafeMutablePointer<Scalar>,
+                         logDetGradient: UnsafePointer<Scalar>, arena: inout Arena) {
+        let start = arena
+        let block = count * eventSize
+        for k in stride(from: layers.count - 1, through: 0, by: -1) {
+            arena = start
+            layers[k].backward(input: saved + k * block, count: count, gradient: gradient,
+                               logDetGradient: logDetGradient, arena: &arena)
+        }
+    }
+
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient: UnsafeMutablePointer<Scalar>,
+                         logDetGradient: UnsafePointer<Scalar>, arena: inout Arena) {
+        let block = count * eventSize
+        let saved = arena.take(Scalar.self, max(layers.count, 1) * block)
+        let work = arena.take(Scalar.self, block)
+        let logDet = arena.take(Double.self, count)
+        work.update(from: x, count: block)
+        let afterSaves = arena
+        forward(saving: saved, work, count: count, logDet: logDet, arena: &arena)
+        arena = afterSaves
+        backward(saved: saved, count: count, gradient: gradient, logDetGradient: logDetGradient, arena: &arena)
+    }
 }

@@ -21,6 +21,8 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
 
     private let pool = WorkspacePool()
     private let chunkWorkspaceBytes: Int
+    /// Scratch of training passes (which are single-threaded per flow).
+    let trainingWorkspace = Workspace()
 
     /// A flow from built layers and a base distribution.
     public init(eventShape: [Int], layers: [any FlowLayer<Scalar>], base: any BaseDistribution<Scalar>) throws {

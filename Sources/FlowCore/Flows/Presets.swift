@@ -23,8 +23,11 @@ public enum Presets {
         for key in object.keys.sorted() where !allowed.contains(key) {
             throw FlowError.invalidSpec("preset \(name): unknown key \"\(key)\" (known: \(allowed.sorted().joined(separator: ", ")))")
         }
-        guard let dim = object["dim"]?.intValue, dim >= 1, dim <= Limits.maxEventSize else {
+        guard let dim = object["dim"]?.intValue, dim >= 1 else {
             throw FlowError.invalidSpec("preset \(name): \"dim\" must be a positive integer")
+        }
+        guard dim <= Limits.maxEventSize else {
+            throw FlowError.limitExceeded("preset \(name): \"dim\" \(dim) exceeds the event-size limit \(Limits.maxEventSize)")
         }
         guard let count = (object["layers"] ?? .number(name == "nice" ? 4 : 8)).intValue, count >= 1, count <= Limits.maxLayers / 3 else {
             throw FlowError.invalidSpec("preset \(name): \"layers\" must be a positive integer no larger than \(Limits.maxLayers / 3)")

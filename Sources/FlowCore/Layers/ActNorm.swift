@@ -102,3 +102,34 @@ public final class ActNorm<Scalar: FlowScalar>: FlowLayer {
         isInitialized = true
     }
 }
+
+extension ActNorm {
+    public func backwardWorkspaceBytes(count: Int) -> Int { 0 }
+
+    /// `z = (x + b)·e^ls`, `logDet = S·Σ ls`: `∂L/∂x = g·e^ls`, `∂L/∂b_c = Σ g·e^ls`,
+    /// `∂L/∂ls_c = Σ g·(x + b)·e^ls + S·Σᵢ wᵢ` (sums over rows and the channel's positions).
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                         logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
+        let b = bias.pointer, ls = logScale.pointer
+        let gb = bias.gradient.baseAddress!, gls = logScale.gradient.baseAddress!
+        var wSum: Scalar = 0
+        for r in 0..<count { wSum += w[r] }
+        for c in 0..<channels {
+            let scale = Scalar.exp(ls[c]), shift = b[c]
+            var dBias: Scalar = 0, dLogScale: Scalar = 0
+            for r in 0..<count {
+                let offset = r * channels * spatial + c * spatial
+                let xp = x + offset, gp = g + offset
+                for s in 0..<spatial {
+                    let gs = gp[s] * scale
+                    dBias += gs
+                    dLogScale += gs * (xp[s] + shift)
+                    gp[s] = gs
+                }
+            }
+            gb[c] += dBias
+            gls[c] += dLogScale + Scalar(spatial) * wSum
+        }
+    }
+}

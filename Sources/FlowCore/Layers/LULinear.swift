@@ -142,3 +142,58 @@ public final class LULinear<Scalar: FlowScalar>: FlowLayer {
         x.update(from: out, count: count * d)
     }
 }
+
+extension LULinear {
+    public func backwardWorkspaceBytes(count: Int) -> Int {
+        Arena.bytes(Scalar.self, count * dimension) + Arena.bytes(Scalar.self, dimension * dimension)
+    }
+
+    /// `z = W x`: `∂L/∂x = Wᵀ g` and `∂L/∂W = Σ_rows g xᵀ`, then through
+    /// `W = P·L·U'` (`U' = U + diag(sign·e^ls)`): `∂L/∂M = Pᵀ ∂L/∂W`, `∂L/∂L = ∂L/∂M·U'ᵀ`
+    /// (strictly lower part), `∂L/∂U' = Lᵀ·∂L/∂M` (strictly upper part to `upper`, the diagonal
+    /// times `sign·e^ls` to `log_scale`), plus `Σᵢ wᵢ` to every `log_scale` from the log-det.
+    /// The D×D chain runs in Double.
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                         logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
+        let d = dimension
+        let dW = arena.take(Scalar.self, d * d)
+        dW.update(repeating: 0, count: d * d)
+        let dx = arena.take(Scalar.self, count * d)
+        weight.withUnsafeBufferPointer { wp in
+            // Z = X Wᵀ is linear(x; weight = W): reuse the dense backward.
+            MatrixProducts.linearBackward(x, ldx: d, rows: count, inFeatures: d, weight: wp.baseAddress!,
+                                          outFeatures: d, outputGradient: g, weightGradient: dW,
+                                          biasGradient: nil, inputGradient: dx)
+        }
+        g.update(from: dx, count: count * d)
+
+        var wSum = 0.0
+        for r in 0..<count { wSum += Double(w[r]) }
+        // ∂L/∂M[permutation[i], :] = ∂L/∂W[i, :]
+        var dM = [Double](repeating: 0, count: d * d)
+        for i in 0..<d { for j in 0..<d { dM[permutation[i] * d + j] = Double(dW[i * d + j]) } }
+        let lo = lower.values, up = upper.values, ls = logScale.values
+        @inline(__always) func lEntry(_ i: Int, _ k: Int) -> Double { k == i ? 1 : (k < i ? Double(lo[i * d + k]) : 0) }
+        @inline(__always) func uEntry(_ k: Int, _ j: Int) -> Double {
+            k == j ? Double(sign[j]) * Double.exp(Double(ls[j])) : (k < j ? Double(up[k * d + j]) : 0)
+        }
+        let gLower = lower.gradient, gUpper = upper.gradient, gLogScale = logScale.gradient
+        for i in 0..<d {
+            for k in 0..<i {
+                // ∂L/∂L[i,k] = Σ_j dM[i,j] U'[k,j], U'[k,j] = 0 for j < k.
+                var acc = 0.0
+                for j in k..<d { acc += dM[i * d + j] * uEntry(k, j) }
+                gLower[i * d + k] += Scalar(acc)
+            }
+        }
+        for k in 0..<d {
+            for j in k..<d {
+                // ∂L/∂U'[k,j] = Σ_i L[i,k] dM[i,j], L[i,k] = 0 for i < k.
+                var acc = 0.0
+                for i in k..<d { acc += lEntry(i, k) * dM[i * d + j] }
+                if j > k { gUpper[k * d + j] += Scalar(acc) } else { gLogScale[j] += Scalar(acc * uEntry(j, j) + wSum) }
+            }
+        }
+    }
+}

@@ -76,3 +76,14 @@ public final class Permutation<Scalar: FlowScalar>: FlowLayer {
         }
     }
 }
+
+extension Permutation {
+    public func backwardWorkspaceBytes(count: Int) -> Int { Arena.bytes(Scalar.self, indices.count) }
+
+    /// `z[i] = x[p[i]]` ⇒ `∂L/∂x[p[i]] = ∂L/∂z[i]`: the inverse permutation applied to the gradient.
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                         logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
+        gather(g, count: count, by: inverseIndices, arena: &arena)
+    }
+}

@@ -3,6 +3,7 @@
 import ctypes
 import json
 import math
+import numbers
 import operator
 import os
 import secrets
@@ -321,6 +322,10 @@ class Flow:
         if kind in _REJECTED_KINDS:
             raise TypeError("%s must hold real numbers, got %s (dtype %s)"
                             % (name, _REJECTED_KINDS[kind], arr.dtype))
+        if kind == "O" and not all(isinstance(v, numbers.Real) for v in arr.flat):
+            bad = next(v for v in arr.flat if not isinstance(v, numbers.Real))
+            raise TypeError("%s must hold real numbers, got an element of type %s"
+                            % (name, type(bad).__name__))
         event = self._event_shape
         k = len(event)
         if arr.ndim < k or tuple(arr.shape[arr.ndim - k:]) != event:

@@ -26,8 +26,10 @@ def test_same_seed_same_samples_and_different_seeds_differ(flow):
 
 def test_sample_i_depends_only_on_seed_and_i(flow):
     big = flow.sample(1000, seed=2**64 - 1)
-    np.testing.assert_array_equal(flow.sample(10, seed=2**64 - 1), big[:10])
-    np.testing.assert_array_equal(flow.sample(1, seed=2**64 - 1), big[:1])
+    # The base draw is bit-identical; the flow's matrix products may pick another kernel for another
+    # batch size, so the transformed rows agree to float rounding (documented in swiftflows.h).
+    np.testing.assert_allclose(flow.sample(10, seed=2**64 - 1), big[:10], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(flow.sample(1, seed=2**64 - 1), big[:1], rtol=1e-5, atol=1e-6)
 
 
 def test_seed_none_draws_a_random_seed(flow):

@@ -70,7 +70,7 @@ public final class AdditiveCoupling<Scalar: FlowScalar>: FlowLayer {
     @inline(__always)
     private func apply(_ x: UnsafeMutablePointer<Scalar>, count: Int, arena: inout Arena, sign: Scalar) {
         let d = split.dimension, nb = split.transformed.count
-        let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
+        let (input, ld) = split.conditioningInput(UnsafePointer(x), rows: count, arena: &arena)
         let shift = arena.take(Scalar.self, count * nb)
         net(input, ldx: ld, rows: count, into: shift, arena: &arena)
         split.transformed.withUnsafeBufferPointer { idx in
@@ -84,5 +84,33 @@ public final class AdditiveCoupling<Scalar: FlowScalar>: FlowLayer {
                 }
             }
         }
+    }
+}
+
+extension AdditiveCoupling {
+    public func backwardWorkspaceBytes(count: Int) -> Int {
+        split.gatherBytes(Scalar.self, rows: count) + Arena.bytes(Scalar.self, count * net.outFeatures)
+            + Arena.bytes(Scalar.self, net.tapeCount(rows: count))
+            + Arena.bytes(Scalar.self, count * split.identity.count) + net.backwardWorkspaceBytes(rows: count)
+    }
+
+    /// `z_b = x_b + t(x_a)`: `∂L/∂x_b = g_b`, `∂L/∂t = g_b`, then through the conditioner into
+    /// `∂L/∂x_a`. The log-determinant is constant, so `logDetGradient` does not enter.
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                         logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
+        let d = split.dimension, nb = split.transformed.count
+        let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
+        let dt = arena.take(Scalar.self, count * nb)
+        let tape = arena.take(Scalar.self, net.tapeCount(rows: count))
+        net.forwardRecording(input, ldx: ld, rows: count, into: dt, tape: tape)
+        split.transformed.withUnsafeBufferPointer { idx in
+            for r in 0..<count {
+                for j in 0..<nb { dt[r * nb + j] = g[r * d + idx[j]] }
+            }
+        }
+        let dxa = arena.take(Scalar.self, count * split.identity.count)
+        net.backward(input, ldx: ld, rows: count, tape: tape, outputGradient: dt, inputGradient: dxa, arena: &arena)
+        split.addToConditioning(dxa, rows: count, gradient: g)
     }
 }

@@ -90,7 +90,7 @@ public final class AffineCoupling<Scalar: FlowScalar>: FlowLayer {
     private func apply(_ x: UnsafeMutablePointer<Scalar>, count: Int,
                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena, inverse: Bool) {
         let d = split.dimension, nb = split.transformed.count
-        let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
+        let (input, ld) = split.conditioningInput(UnsafePointer(x), rows: count, arena: &arena)
         let st = arena.take(Scalar.self, count * 2 * nb)
         net(input, ldx: ld, rows: count, into: st, arena: &arena)
         split.transformed.withUnsafeBufferPointer { idx in
@@ -117,12 +117,56 @@ public final class AffineCoupling<Scalar: FlowScalar>: FlowLayer {
     }
 }
 
+extension AffineCoupling {
+    public func backwardWorkspaceBytes(count: Int) -> Int {
+        split.gatherBytes(Scalar.self, rows: count) + Arena.bytes(Scalar.self, count * net.outFeatures)
+            + Arena.bytes(Scalar.self, net.tapeCount(rows: count))
+            + Arena.bytes(Scalar.self, count * split.identity.count) + net.backwardWorkspaceBytes(rows: count)
+    }
+
+    /// With `h = [t, ŝ]`, `s = c·tanh(ŝ/c)`, `z_b = x_b·eˢ + t`, `logDet = Σ s`:
+    /// `∂L/∂x_b = g_b·eˢ`, `∂L/∂t = g_b`, `∂L/∂ŝ = (g_b·x_b·eˢ + w)·(1 − tanh²(ŝ/c))`, then
+    /// through the conditioner into `∂L/∂x_a` (added to `g_a`, since `z_a = x_a`).
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                         logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
+        let d = split.dimension, nb = split.transformed.count
+        let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
+        let h = arena.take(Scalar.self, count * 2 * nb)
+        let tape = arena.take(Scalar.self, net.tapeCount(rows: count))
+        net.forwardRecording(input, ldx: ld, rows: count, into: h, tape: tape)
+        split.transformed.withUnsafeBufferPointer { idx in
+            for r in 0..<count {
+                let xr = x + r * d, gr = g + r * d, hr = h + r * 2 * nb
+                for j in 0..<nb {
+                    let i = idx[j]
+                    let raw = hr[nb + j]
+                    let s = clamped(raw), e = Scalar.exp(s)
+                    let gz = gr[i]
+                    let ds = gz * xr[i] * e + w[r]
+                    var slope: Scalar = 1
+                    if clamp > 0 { let th = Scalar.tanh(raw / clamp); slope = 1 - th * th }
+                    hr[j] = gz
+                    hr[nb + j] = ds * slope
+                    gr[i] = gz * e
+                }
+            }
+        }
+        let dxa = arena.take(Scalar.self, count * split.identity.count)
+        net.backward(input, ldx: ld, rows: count, tape: tape, outputGradient: h, inputGradient: dxa, arena: &arena)
+        split.addToConditioning(dxa, rows: count, gradient: g)
+    }
+}
+
 /// Checks conditioner hidden widths against ``Limits``.
 func validateHidden(_ hidden: [Int], context: String) throws {
     guard hidden.count <= Limits.maxHiddenLayers else {
         throw FlowError.limitExceeded("\(context): \(hidden.count) hidden layers; the limit is \(Limits.maxHiddenLayers)")
     }
-    for w in hidden where w < 1 || w > Limits.maxHiddenWidth {
-        throw FlowError.invalidSpec("\(context): hidden width \(w) is outside 1...\(Limits.maxHiddenWidth)")
+    for w in hidden where w < 1 {
+        throw FlowError.invalidSpec("\(context): hidden width \(w) must be at least 1")
+    }
+    for w in hidden where w > Limits.maxHiddenWidth {
+        throw FlowError.limitExceeded("\(context): hidden width \(w) exceeds the limit \(Limits.maxHiddenWidth)")
     }
 }

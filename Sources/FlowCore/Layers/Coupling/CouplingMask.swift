@@ -62,7 +62,7 @@ struct CouplingMask {
     /// The conditioning features of `rows` rows as (pointer, row stride): in place for a
     /// contiguous range, gathered into the arena otherwise.
     @inline(__always)
-    func conditioningInput<T>(_ x: UnsafeMutablePointer<T>, rows: Int, arena: inout Arena)
+    func conditioningInput<T>(_ x: UnsafePointer<T>, rows: Int, arena: inout Arena)
         -> (UnsafePointer<T>, Int)
     {
         if let start = identityRangeStart { return (UnsafePointer(x + start), dimension) }
@@ -75,5 +75,21 @@ struct CouplingMask {
             }
         }
         return (UnsafePointer(g), k)
+    }
+
+    /// `gradient[:, identity] += dx` for `dx` of `rows × |identity|` (contiguous).
+    @inline(__always)
+    func addToConditioning<T: FlowScalar>(_ dx: UnsafePointer<T>, rows: Int, gradient: UnsafeMutablePointer<T>) {
+        let k = identity.count
+        identity.withUnsafeBufferPointer { idx in
+            for r in 0..<rows {
+                let g = gradient + r * dimension, d = dx + r * k
+                if let start = identityRangeStart {
+                    for j in 0..<k { g[start + j] += d[j] }
+                } else {
+                    for j in 0..<k { g[idx[j]] += d[j] }
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,1495 @@
+/*
+ * test_capi.c — tests of the SwiftFlows C API (include/swiftflows.h).
+ *
+ * Every function of the header is exercised, including its error paths. The program is split
+ * into sections; each section runs in a forked child process so that a crash or a hang in the
+ * library is reported as a failure of that section instead of ending the run. The parent
+ * process never calls the library itself. Set SF_TEST_NO_FORK=1 to run everything in one
+ * process (e.g. under a debugger); pass section names as arguments to run only those.
+ *
+ * Output: one line per failed check (file:line: FAIL: ...), then exactly one line
+ * "N passed, M failed". The exit status is non-zero when M > 0.
+ *
+ * Only libc, POSIX and the library are linked (no -lm): math.h is used for its macros only.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "swiftflows.h"
+
+/* ================================ check framework ========================================== */
+
+static int g_passed, g_failed;
+static int g_report_fd = -1; /* in a child: one byte per check ('p' / 'f') to the parent */
+
+static int check_impl(int ok, const char *msg, const char *file, int line) {
+    if (ok) {
+        g_passed++;
+    } else {
+        g_failed++;
+        printf("%s:%d: FAIL: %s\n", file, line, msg);
+        fflush(stdout);
+    }
+    if (g_report_fd >= 0) {
+        char c = ok ? 'p' : 'f';
+        ssize_t w = write(g_report_fd, &c, 1);
+        (void)w;
+    }
+    return ok;
+}
+
+static int checkf_impl(int ok, const char *file, int line, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return check_impl(ok, msg, file, line);
+}
+
+static int check_status_impl(int got, int expected, const char *what, const char *file, int line) {
+    if (got == expected) return check_impl(1, what, file, line);
+    return checkf_impl(0, file, line, "%s: expected %d (%s), got %d (%s); sf_last_error: \"%s\"", what,
+                       expected, sf_status_string(expected), got, sf_status_string(got), sf_last_error());
+}
+
+/* CHECK(cond, msg): counts a pass or a failure; prints file:line and msg on failure. */
+#define CHECK(cond, msg) check_impl((cond) ? 1 : 0, (msg), __FILE__, __LINE__)
+/* CHECKF(cond, fmt, ...): as CHECK with a printf-style message. */
+#define CHECKF(cond, ...) checkf_impl((cond) ? 1 : 0, __FILE__, __LINE__, __VA_ARGS__)
+/* CHECK_ST(call, expected): the call returns the expected status. */
+#define CHECK_ST(expr, expected) check_status_impl((int)(expr), (int)(expected), #expr, __FILE__, __LINE__)
+
+/* ================================ helpers =================================================== */
+
+#define LOG_2PI 1.8378770664093454835606594728112 /* log(2 pi), so that no libm is needed */
+
+/* A non-NULL pointer that is not a model: output handles are preset to it to check that a
+ * failing call sets them to NULL. */
+static char g_dummy_object;
+#define NOT_NULL_MODEL ((sf_model *)(void *)&g_dummy_object)
+
+static const char *const SPEC_RNVP2 =
+    "{\"preset\": \"realnvp\", \"dim\": 2, \"layers\": 4, \"hidden\": [16]}";
+/* Non-trivial at initialisation: lu_linear layers are random orthogonal matrices. */
+static const char *const SPEC_LU3 =
+    "{\"preset\": \"realnvp\", \"dim\": 3, \"layers\": 4, \"hidden\": [16, 16], \"mixing\": \"lu\","
+    " \"actnorm\": true, \"activation\": \"tanh\", \"clamp\": 3}";
+static const char *const SPEC_NICE4 = "{\"preset\": \"nice\", \"dim\": 4, \"layers\": 4, \"hidden\": [8]}";
+/* Every layer type, every mask form, every activation, a rank-2 event shape. */
+static const char *const SPEC_FULL =
+    "{\"event_shape\": [2, 3],\n"
+    " \"base\": {\"type\": \"diagonal_normal\"},\n"
+    " \"layers\": [\n"
+    "  {\"type\": \"actnorm\"},\n"
+    "  {\"type\": \"affine_coupling\", \"mask\": \"half\", \"hidden\": [8, 8], \"activation\": \"tanh\", \"clamp\": 3},\n"
+    "  {\"type\": \"permutation\", \"kind\": \"reverse\"},\n"
+    "  {\"type\": \"lu_linear\"},\n"
+    "  {\"type\": \"additive_coupling\", \"mask\": \"alternating\", \"invert_mask\": true, \"hidden\": [8],"
+    " \"activation\": \"elu\"},\n"
+    "  {\"type\": \"permutation\", \"kind\": \"random\"},\n"
+    "  {\"type\": \"affine_coupling\", \"mask\": [1, 0, 1, 0, 0, 1], \"hidden\": [], \"activation\": \"silu\","
+    " \"clamp\": 0},\n"
+    "  {\"type\": \"actnorm\", \"initialized\": true},\n"
+    "  {\"type\": \"additive_coupling\", \"mask\": \"half\", \"hidden\": [4, 4, 4], \"activation\": \"leaky_relu\"},\n"
+    "  {\"type\": \"permutation\", \"indices\": [5, 4, 3, 2, 1, 0]},\n"
+    "  {\"type\": \"affine_coupling\", \"activation\": \"softplus\"},\n"
+    "  {\"type\": \"lu_linear\"}\n"
+    " ]}";
+
+static double absd(double v) { return v < 0 ? -v : v; }
+
+/* |a - b| <= tol * max(1, |a|, |b|) */
+static int close_rel(double a, double b, double tol) {
+    double s = 1.0;
+    if (absd(a) > s) s = absd(a);
+    if (absd(b) > s) s = absd(b);
+    return absd(a - b) <= tol * s;
+}
+
+/* Index of the first element where a and b are not close (n if none). */
+static size_t first_far_f(const float *a, const float *b, size_t n, double tol) {
+    for (size_t i = 0; i < n; i++)
+        if (!close_rel(a[i], b[i], tol)) return i;
+    return n;
+}
+static size_t first_far_d(const double *a, const double *b, size_t n, double tol) {
+    for (size_t i = 0; i < n; i++)
+        if (!close_rel(a[i], b[i], tol)) return i;
+    return n;
+}
+
+static void *xmalloc(size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "test_capi: out of memory (%zu bytes)\n", bytes);
+        exit(2);
+    }
+    return p;
+}
+static float *alloc_f(size_t n) { return xmalloc(n * sizeof(float)); }
+static double *alloc_d(size_t n) { return xmalloc(n * sizeof(double)); }
+
+/* splitmix64: test inputs independent of the library. */
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+/* count floats uniform in [-3, 3). */
+static float *random_data(size_t count, uint64_t seed) {
+    float *p = alloc_f(count);
+    for (size_t i = 0; i < count; i++) p[i] = -3.0f + 6.0f * (float)((double)(rng_next(&seed) >> 40) / 16777216.0);
+    return p;
+}
+
+static sf_model *create_impl(const char *spec, uint64_t seed, const char *file, int line) {
+    sf_model *m = NOT_NULL_MODEL;
+    int st = sf_model_create(spec, seed, &m);
+    checkf_impl(st == SF_OK && m != NULL && m != NOT_NULL_MODEL, file, line,
+                "sf_model_create(%.60s...) = %d (%s): %s", spec, st, sf_status_string(st), sf_last_error());
+    return st == SF_OK && m != NOT_NULL_MODEL ? m : NULL;
+}
+#define CREATE(spec, seed) create_impl((spec), (seed), __FILE__, __LINE__)
+
+static size_t event_size_of(const sf_model *m) {
+    size_t es = 0;
+    if (sf_model_event_size(m, &es) != SF_OK) return 0;
+    return es;
+}
+
+static double std_normal_logpdf(const float *x, size_t d) {
+    double s = 0;
+    for (size_t j = 0; j < d; j++) s += (double)x[j] * (double)x[j];
+    return -0.5 * s - 0.5 * (double)d * LOG_2PI;
+}
+
+static void fill_f(float *p, size_t n, float v) {
+    for (size_t i = 0; i < n; i++) p[i] = v;
+}
+static void fill_d(double *p, size_t n, double v) {
+    for (size_t i = 0; i < n; i++) p[i] = v;
+}
+static int all_f(const float *p, size_t n, float v) {
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&p[i], &v, sizeof v) != 0) return 0;
+    return 1;
+}
+static int all_zero_d(const double *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0.0) return 0;
+    return 1;
+}
+static int all_d(const double *p, size_t n, double v) {
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&p[i], &v, sizeof v) != 0) return 0;
+    return 1;
+}
+
+/* Outputs of one model on fixed inputs, for bit-exact comparisons between models. */
+typedef struct {
+    size_t n, es;
+    float *x, *z, *xi, *s;
+    double *ldf, *ldi, *lp, *slp;
+} outputs;
+
+static int compute_outputs(const sf_model *m, size_t n, uint64_t seed, outputs *o) {
+    memset(o, 0, sizeof *o);
+    o->n = n;
+    o->es = event_size_of(m);
+    if (o->es == 0) return 0;
+    o->x = random_data(n * o->es, seed);
+    o->z = alloc_f(n * o->es);
+    o->xi = alloc_f(n * o->es);
+    o->s = alloc_f(n * o->es);
+    o->ldf = alloc_d(n);
+    o->ldi = alloc_d(n);
+    o->lp = alloc_d(n);
+    o->slp = alloc_d(n);
+    return sf_forward(m, o->x, n, o->z, o->ldf) == SF_OK && sf_inverse(m, o->x, n, o->xi, o->ldi) == SF_OK &&
+           sf_log_prob(m, o->x, n, o->lp) == SF_OK && sf_sample(m, n, seed + 1, o->s, o->slp) == SF_OK;
+}
+
+static void free_outputs(outputs *o) {
+    free(o->x);
+    free(o->z);
+    free(o->xi);
+    free(o->s);
+    free(o->ldf);
+    free(o->ldi);
+    free(o->lp);
+    free(o->slp);
+    memset(o, 0, sizeof *o);
+}
+
+static int outputs_equal(const outputs *a, const outputs *b) {
+    size_t f = a->n * a->es * sizeof(float), d = a->n * sizeof(double);
+    return a->n == b->n && a->es == b->es && a->es > 0 && memcmp(a->x, b->x, f) == 0 &&
+           memcmp(a->z, b->z, f) == 0 && memcmp(a->xi, b->xi, f) == 0 && memcmp(a->s, b->s, f) == 0 &&
+           memcmp(a->ldf, b->ldf, d) == 0 && memcmp(a->ldi, b->ldi, d) == 0 && memcmp(a->lp, b->lp, d) == 0 &&
+           memcmp(a->slp, b->slp, d) == 0;
+}
+
+/* Two models give bit-identical results on every evaluation function. */
+static int same_results(const sf_model *a, const sf_model *b) {
+    outputs oa, ob;
+    int ok = compute_outputs(a, 300, 1234, &oa) && compute_outputs(b, 300, 1234, &ob) && outputs_equal(&oa, &ob);
+    free_outputs(&oa);
+    free_outputs(&ob);
+    return ok;
+}
+
+static char *model_spec(const sf_model *m) {
+    char *json = NULL;
+    if (sf_model_spec(m, &json) != SF_OK) return NULL;
+    return json;
+}
+
+static size_t num_parameters(const sf_model *m) {
+    size_t c = 0;
+    if (sf_model_num_parameters(m, &c) != SF_OK) return 0;
+    return c;
+}
+
+/* ---- files ---- */
+
+static char *path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static int write_file(const char *path, const void *data, size_t size) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    int ok = fwrite(data, 1, size, f) == size;
+    return fclose(f) == 0 && ok;
+}
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Number of entries of a directory other than . and .. (names printed when `show`). */
+static int dir_count(const char *dir, int show) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (show) printf("    %s/%s\n", dir, e->d_name);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Removes every file of a temporary directory (one level) and the directory. */
+static void remove_tree(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+            char *p = path_join(dir, e->d_name);
+            if (unlink(p) != 0) rmdir(p);
+            free(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* ================================ sections ================================================== */
+
+/* ---- version and status strings -------------------------------------------------------- */
+
+static void test_version(void) {
+    CHECK(SF_VERSION_NUMBER == SF_VERSION_MAJOR * 10000 + SF_VERSION_MINOR * 100 + SF_VERSION_PATCH,
+          "SF_VERSION_NUMBER matches MAJOR/MINOR/PATCH");
+    CHECKF(sf_version_number() == SF_VERSION_NUMBER, "sf_version_number() = %d, header %d", sf_version_number(),
+           SF_VERSION_NUMBER);
+    const char *v = sf_version_string();
+    CHECK(v != NULL, "sf_version_string() is not NULL");
+    if (v) {
+        CHECKF(strcmp(v, SF_VERSION_STRING) == 0, "sf_version_string() = \"%s\", header \"%s\"", v,
+               SF_VERSION_STRING);
+        int a = -1, b = -1, c = -1;
+        CHECK(sscanf(v, "%d.%d.%d", &a, &b, &c) == 3 && a * 10000 + b * 100 + c == sf_version_number(),
+              "sf_version_string() and sf_version_number() agree");
+        CHECK(sf_version_string() == v, "sf_version_string() is static storage");
+    }
+    CHECK(SF_FORMAT_VERSION_MAJOR == 1 && SF_MAX_EVENT_RANK == 4, "format version / rank macros");
+
+    const char *texts[12];
+    for (int code = SF_OK; code <= SF_ERR_INTERNAL; code++) {
+        texts[code] = sf_status_string(code);
+        CHECKF(texts[code] != NULL && texts[code][0] != '\0', "sf_status_string(%d) is a non-empty text", code);
+        if (!texts[code]) texts[code] = "";
+    }
+    for (int i = 0; i <= SF_ERR_INTERNAL; i++)
+        for (int j = i + 1; j <= SF_ERR_INTERNAL; j++)
+            CHECKF(strcmp(texts[i], texts[j]) != 0, "sf_status_string(%d) and (%d) differ (\"%s\")", i, j, texts[i]);
+    const int unknown[] = {SF_ERR_INTERNAL + 1, 99, 1000, -1, INT_MAX, INT_MIN};
+    for (size_t k = 0; k < sizeof unknown / sizeof unknown[0]; k++) {
+        const char *s = sf_status_string(unknown[k]);
+        CHECKF(s != NULL && strcmp(s, "unknown status") == 0, "sf_status_string(%d) = \"%s\", expected \"unknown status\"",
+               unknown[k], s ? s : "(null)");
+        for (int i = 0; s && i <= SF_ERR_INTERNAL; i++)
+            CHECKF(strcmp(s, texts[i]) != 0, "unknown code %d text differs from code %d", unknown[k], i);
+    }
+}
+
+/* ---- sf_last_error --------------------------------------------------------------------------- */
+
+typedef struct {
+    char marker[64];
+    int iterations;
+    int initial_empty; /* sf_last_error() was "" when the thread started */
+    int bad_status;    /* wrong status or *out not NULL */
+    int bad_message;   /* message NULL or not naming this thread's marker */
+} err_thread;
+
+static void *err_thread_main(void *arg) {
+    err_thread *t = arg;
+    const char *e = sf_last_error();
+    t->initial_empty = e != NULL && e[0] == '\0';
+    char spec[256];
+    snprintf(spec, sizeof spec, "{\"event_shape\": [2], \"layers\": [{\"type\": \"%s\"}]}", t->marker);
+    for (int i = 0; i < t->iterations; i++) {
+        sf_model *m = NOT_NULL_MODEL;
+        if (sf_model_create(spec, 0, &m) != SF_ERR_UNKNOWN_TYPE || m != NULL) t->bad_status++;
+        e = sf_last_error();
+        if (e == NULL || strstr(e, t->marker) == NULL) t->bad_message++;
+        /* a successful call in between does not change this thread's message */
+        if (sf_version_number() != SF_VERSION_NUMBER) t->bad_status++;
+    }
+    return NULL;
+}
+
+static void test_last_error(void) {
+    /* A thread that never failed sees "". */
+    err_thread fresh;
+    memset(&fresh, 0, sizeof fresh);
+    strcpy(fresh.marker, "fresh_thread_layer_type");
+    fresh.iterations = 1;
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, err_thread_main, &fresh) == 0, "pthread_create");
+    pthread_join(th, NULL);
+    CHECK(fresh.initial_empty, "sf_last_error() is \"\" on a thread with no failed call");
+    CHECK(fresh.bad_status == 0 && fresh.bad_message == 0, "failure on a fresh thread names its problem");
+
+    const char *e = sf_last_error();
+    CHECK(e != NULL, "sf_last_error() is never NULL");
+
+    /* A failure names the problem. */
+    sf_model *m = NOT_NULL_MODEL;
+    CHECK_ST(sf_model_create("{\"event_shape\": [2], \"layers\": [{\"type\": \"main_thread_marker\"}]}", 0, &m),
+             SF_ERR_UNKNOWN_TYPE);
+    CHECK(m == NULL, "*out_model is NULL after a failure");
+    e = sf_last_error();
+    CHECKF(e != NULL && strstr(e, "main_thread_marker") != NULL, "message names the unknown type: \"%s\"", e ? e : "(null)");
+    char saved[1024];
+    snprintf(saved, sizeof saved, "%s", e ? e : "");
+
+    /* Successful calls leave the message alone. */
+    sf_model *ok = CREATE(SPEC_RNVP2, 1);
+    size_t es = 0;
+    CHECK_ST(sf_model_event_size(ok, &es), SF_OK);
+    e = sf_last_error();
+    CHECKF(e != NULL && strcmp(e, saved) == 0, "successful calls keep the last error (\"%s\")", e ? e : "(null)");
+
+    /* Failures on other threads (concurrently) do not change this thread's message. */
+    enum { NT = 4 };
+    err_thread ts[NT];
+    pthread_t tids[NT];
+    for (int i = 0; i < NT; i++) {
+        memset(&ts[i], 0, sizeof ts[i]);
+        snprintf(ts[i].marker, sizeof ts[i].marker, "worker_%d_marker_type", i);
+        ts[i].iterations = 200;
+        CHECK(pthread_create(&tids[i], NULL, err_thread_main, &ts[i]) == 0, "pthread_create");
+    }
+    for (int i = 0; i < NT; i++) {
+        pthread_join(tids[i], NULL);
+        CHECKF(ts[i].initial_empty, "thread %d starts with an empty message", i);
+        CHECKF(ts[i].bad_status == 0, "thread %d: %d wrong statuses", i, ts[i].bad_status);
+        CHECKF(ts[i].bad_message == 0, "thread %d: %d messages not naming its own failure (thread-local)", i,
+               ts[i].bad_message);
+    }
+    e = sf_last_error();
+    CHECKF(e != NULL && strcmp(e, saved) == 0, "other threads' failures leave this thread's message: \"%s\"",
+           e ? e : "(null)");
+
+    /* Other failures name their problem too. */
+    m = NOT_NULL_MODEL;
+    CHECK_ST(sf_model_load("/nonexistent-directory-sf/missing_model_marker.h5", &m), SF_ERR_IO);
+    e = sf_last_error();
+    CHECKF(e != NULL && strstr(e, "missing_model_marker.h5") != NULL, "load error names the path: \"%s\"",
+           e ? e : "(null)");
+    CHECK_ST(sf_model_event_size(NULL, &es), SF_ERR_INVALID_ARGUMENT);
+    e = sf_last_error();
+    CHECKF(e != NULL && e[0] != '\0' && strcmp(e, saved) != 0, "NULL-argument failure sets a new message: \"%s\"",
+           e ? e : "(null)");
+    CHECK_ST(sf_model_create("{\"preset\": \"realnvp\", \"dim\": 2, \"bogus_key_marker\": 1}", 0, &m), SF_ERR_SPEC);
+    e = sf_last_error();
+    CHECKF(e != NULL && strstr(e, "bogus_key_marker") != NULL, "spec error names the key: \"%s\"", e ? e : "(null)");
+    sf_model_free(ok);
+}
+
+/* ---- sf_model_create ------------------------------------------------------------------------ */
+
+static void expect_create_error(const char *spec, int expected, const char *file, int line) {
+    sf_model *m = NOT_NULL_MODEL;
+    int st = sf_model_create(spec, 0, &m);
+    checkf_impl(st == expected, file, line, "sf_model_create(%s): expected %d (%s), got %d (%s): \"%s\"", spec,
+                expected, sf_status_string(expected), st, sf_status_string(st), sf_last_error());
+    checkf_impl(m == NULL, file, line, "sf_model_create(%s) sets *out_model to NULL on failure", spec);
+    if (st == SF_OK && m != NOT_NULL_MODEL) sf_model_free(m);
+}
+#define CREATE_FAILS(spec, expected) expect_create_error((spec), (expected), __FILE__, __LINE__)
+
+static void test_create(void) {
+    /* presets */
+    sf_model *m = CREATE(SPEC_RNVP2, 0);
+    if (m) {
+        CHECK(event_size_of(m) == 2, "realnvp dim 2: event size 2");
+        /* per coupling: MLP 1 -> 16 -> 2 = (16 + 16) + (32 + 2) = 66 */
+        CHECKF(num_parameters(m) == 4 * 66, "realnvp 4 x [16]: %zu parameters, expected 264", num_parameters(m));
+        sf_model_free(m);
+    }
+    m = CREATE("{\"preset\": \"realnvp\", \"dim\": 2}", 42);
+    if (m) { /* defaults: 8 layers, hidden [64, 64]: (64+64) + (4096+64) + (128+2) = 4418 per coupling */
+        CHECKF(num_parameters(m) == 8 * 4418, "realnvp defaults: %zu parameters, expected 35344", num_parameters(m));
+        sf_model_free(m);
+    }
+    m = CREATE(SPEC_NICE4, 0);
+    if (m) { /* per coupling 2 -> 8 -> 2: 24 + 18 = 42; base loc + log_scale: 8 */
+        CHECKF(num_parameters(m) == 4 * 42 + 8, "nice 4 x [8], dim 4: %zu parameters, expected 176", num_parameters(m));
+        CHECK(event_size_of(m) == 4, "nice dim 4: event size 4");
+        sf_model_free(m);
+    }
+    const char *preset_variants[] = {
+        SPEC_LU3,
+        "{\"preset\": \"realnvp\", \"dim\": 5, \"layers\": 3, \"hidden\": [8], \"mixing\": \"reverse\"}",
+        "{\"preset\": \"realnvp\", \"dim\": 5, \"layers\": 3, \"hidden\": [8], \"mixing\": \"random\"}",
+        "{\"preset\": \"realnvp\", \"dim\": 1, \"layers\": 2, \"hidden\": [4]}",
+        "{\"preset\": \"realnvp\", \"dim\": 4, \"layers\": 2, \"hidden\": [], \"activation\": \"silu\", \"clamp\": 0}",
+        "{\"preset\": \"nice\", \"dim\": 6, \"layers\": 2, \"hidden\": [4], \"mixing\": \"lu\", \"activation\": \"elu\"}",
+        "{\"preset\": \"nice\", \"dim\": 3}",
+    };
+    for (size_t i = 0; i < sizeof preset_variants / sizeof preset_variants[0]; i++) {
+        m = CREATE(preset_variants[i], (uint64_t)i);
+        sf_model_free(m);
+    }
+    m = CREATE(SPEC_RNVP2, UINT64_MAX);
+    sf_model_free(m);
+
+    /* hand-written spec with every layer type */
+    m = CREATE(SPEC_FULL, 3);
+    if (m) {
+        size_t shape[SF_MAX_EVENT_RANK] = {0}, nd = 0;
+        CHECK_ST(sf_model_event_shape(m, shape, SF_MAX_EVENT_RANK, &nd), SF_OK);
+        CHECKF(nd == 2 && shape[0] == 2 && shape[1] == 3, "full spec: event shape {%zu, %zu}, rank %zu", shape[0],
+               shape[1], nd);
+        CHECK(event_size_of(m) == 6, "full spec: event size 6");
+        CHECK(num_parameters(m) > 0, "full spec: has parameters");
+        sf_model_free(m);
+    }
+    m = CREATE("{\"event_shape\": [3]}", 0); /* base and layers default */
+    if (m) {
+        CHECK(num_parameters(m) == 0, "no layers, standard normal: 0 parameters");
+        sf_model_free(m);
+    }
+    m = CREATE("{\"event_shape\": [1, 2, 2, 2], \"layers\": [{\"type\": \"actnorm\"}, {\"type\": \"affine_coupling\","
+               " \"hidden\": [4]}]}", 0);
+    if (m) {
+        size_t shape[4] = {0}, nd = 0;
+        CHECK_ST(sf_model_event_shape(m, shape, 4, &nd), SF_OK);
+        CHECK(nd == 4 && shape[0] == 1 && shape[1] == 2 && shape[2] == 2 && shape[3] == 2, "rank-4 event shape");
+        sf_model_free(m);
+    }
+
+    /* the seed determines the parameters */
+    sf_model *a = CREATE(SPEC_LU3, 7), *b = CREATE(SPEC_LU3, 7), *c = CREATE(SPEC_LU3, 8);
+    if (a && b && c) {
+        CHECK(same_results(a, b), "same spec and seed: bit-identical models");
+        float x[3] = {0.5f, -1.0f, 2.0f}, za[3], zc[3];
+        CHECK(sf_forward(a, x, 1, za, NULL) == SF_OK && sf_forward(c, x, 1, zc, NULL) == SF_OK &&
+                  memcmp(za, zc, sizeof za) != 0,
+              "different seeds: different lu_linear parameters");
+    }
+    sf_model_free(a);
+    sf_model_free(b);
+    sf_model_free(c);
+
+    /* malformed JSON */
+    CREATE_FAILS("", SF_ERR_SPEC);
+    CREATE_FAILS("not json", SF_ERR_SPEC);
+    CREATE_FAILS("{\"preset\": \"realnvp\", \"dim\": 2", SF_ERR_SPEC);
+    CREATE_FAILS("{\"preset\": \"realnvp\", \"dim\": 2,}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"preset\": \"realnvp\", \"dim\": 2} trailing", SF_ERR_SPEC);
+    CREATE_FAILS("{'preset': 'realnvp'}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"event_shape\": [2], \"layers\": [{\"type\": \"affine_coupling\", \"hidden\": [1e999999]}]}",
+                 SF_ERR_SPEC);
+    /* well-formed JSON, not a spec */
+    CREATE_FAILS("[1, 2]", SF_ERR_SPEC);
+    CREATE_FAILS("{}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"event_shape\": 2}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"event_shape\": [2], \"layers\": {\"type\": \"actnorm\"}}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"event_shape\": [2], \"layers\": [{\"hidden\": [4]}]}", SF_ERR_SPEC); /* no type */
+    CREATE_FAILS("{\"preset\": \"realnvp\", \"dim\": \"two\"}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"preset\": \"realnvp\", \"dim\": 2.5}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"preset\": \"realnvp\", \"dim\": 2, \"mixing\": \"zigzag\"}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"event_shape\": [4], \"layers\": [{\"type\": \"affine_coupling\", \"mask\": [1, 1, 1, 1]}]}",
+                 SF_ERR_SPEC);
+    CREATE_FAILS("{\"event_shape\": [4], \"layers\": [{\"type\": \"affine_coupling\", \"mask\": [1, 0]}]}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"event_shape\": [3], \"layers\": [{\"type\": \"permutation\", \"indices\": [0, 0, 1]}]}",
+                 SF_ERR_SPEC);
+    CREATE_FAILS("{\"event_shape\": [2], \"layers\": [{\"type\": \"affine_coupling\", \"activation\": \"gelu2\"}]}",
+                 SF_ERR_SPEC);
+    CREATE_FAILS("{\"event_shape\": [2], \"layers\": [{\"type\": \"affine_coupling\", \"clamp\": -1}]}", SF_ERR_SPEC);
+    /* unknown types */
+    CREATE_FAILS("{\"event_shape\": [2], \"layers\": [{\"type\": \"glow_step\"}]}", SF_ERR_UNKNOWN_TYPE);
+    CREATE_FAILS("{\"preset\": \"maf\", \"dim\": 2}", SF_ERR_UNKNOWN_TYPE);
+    CREATE_FAILS("{\"event_shape\": [2], \"base\": {\"type\": \"student_t\"}}", SF_ERR_UNKNOWN_TYPE);
+    /* wrong keys */
+    CREATE_FAILS("{\"event_shape\": [2], \"layerz\": []}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"preset\": \"realnvp\", \"dim\": 2, \"depth\": 4}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"preset\": \"nice\", \"dim\": 2, \"clamp\": 4}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"event_shape\": [2], \"layers\": [{\"type\": \"actnorm\", \"hiddn\": [4]}]}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"event_shape\": [2], \"base\": {\"type\": \"standard_normal\", \"scale\": 2}}", SF_ERR_SPEC);
+    /* negative or zero sizes */
+    CREATE_FAILS("{\"preset\": \"realnvp\", \"dim\": -2}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"preset\": \"realnvp\", \"dim\": 0}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"preset\": \"realnvp\", \"dim\": 2, \"layers\": -1}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"preset\": \"realnvp\", \"dim\": 2, \"hidden\": [-4]}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"preset\": \"realnvp\", \"dim\": 2, \"hidden\": [0]}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"event_shape\": [-3]}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"event_shape\": [2, -3]}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"event_shape\": [0]}", SF_ERR_SPEC);
+    CREATE_FAILS("{\"event_shape\": []}", SF_ERR_SPEC);
+    /* limits */
+    CREATE_FAILS("{\"event_shape\": [4096, 4096, 4096]}", SF_ERR_LIMIT);
+    CREATE_FAILS("{\"event_shape\": [4294967296, 4294967296]}", SF_ERR_LIMIT);
+    CREATE_FAILS("{\"event_shape\": [2], \"layers\": [{\"type\": \"affine_coupling\", \"hidden\": [4, 4, 4, 4, 4, 4, 4,"
+                 " 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,"
+                 " 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4]}]}",
+                 SF_ERR_LIMIT); /* 65 hidden layers */
+    /* A "dim" beyond the event-size limit is the same limit as the event_shape above. */
+    CREATE_FAILS("{\"preset\": \"realnvp\", \"dim\": 33554432}", SF_ERR_LIMIT);
+    CREATE_FAILS("{\"preset\": \"realnvp\", \"dim\": 2, \"hidden\": [100000]}", SF_ERR_LIMIT);
+    {
+        sf_model *r = NOT_NULL_MODEL;
+        int st = sf_model_create("{\"event_shape\": [1, 1, 1, 1, 1]}", 0, &r);
+        CHECKF((st == SF_ERR_SPEC || st == SF_ERR_LIMIT) && r == NULL,
+               "rank 5 > SF_MAX_EVENT_RANK: got %d (%s), *out %s", st, sf_status_string(st), r ? "set" : "NULL");
+    }
+    {   /* nesting deeper than any spec needs */
+        char deep[256];
+        size_t k = 0;
+        k += (size_t)snprintf(deep, sizeof deep, "{\"event_shape\": [2], \"x\": ");
+        for (int i = 0; i < 60; i++) deep[k++] = '[';
+        for (int i = 0; i < 60; i++) deep[k++] = ']';
+        deep[k++] = '}';
+        deep[k] = '\0';
+        CREATE_FAILS(deep, SF_ERR_LIMIT);
+    }
+    {   /* a text longer than the spec limit (64 MiB) */
+        size_t big = (size_t)65 << 20;
+        char *text = xmalloc(big + 1);
+        memset(text, ' ', big);
+        text[0] = '{';
+        text[big - 1] = '}';
+        text[big] = '\0';
+        sf_model *r = NOT_NULL_MODEL;
+        CHECK_ST(sf_model_create(text, 0, &r), SF_ERR_LIMIT);
+        CHECK(r == NULL, "*out_model NULL after SF_ERR_LIMIT");
+        free(text);
+    }
+    {   /* invalid UTF-8 and embedded control bytes */
+        sf_model *r = NOT_NULL_MODEL;
+        int st = sf_model_create("{\"preset\": \"real\xff\xfenvp\", \"dim\": 2}", 0, &r);
+        CHECKF((st == SF_ERR_SPEC || st == SF_ERR_UNKNOWN_TYPE || st == SF_ERR_INVALID_ARGUMENT) && r == NULL,
+               "invalid UTF-8 in a spec: got %d (%s)", st,
+               sf_status_string(st));
+        CREATE_FAILS("{\"preset\": \"realnvp\",\x01 \"dim\": 2}", SF_ERR_SPEC);
+    }
+}
+
+/* ---- NULL pointers ---------------------------------------------------------------------------- */
+
+static void test_null_arguments(void) {
+    sf_model *m = CREATE(SPEC_RNVP2, 1);
+    if (!m) return;
+    float x[8] = {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f}, z[8];
+    double ld[4], lp[4];
+    size_t sz = 0, shape[4], nd = 0;
+    sf_model *out = NOT_NULL_MODEL;
+
+    CHECK_ST(sf_model_create(NULL, 0, &out), SF_ERR_INVALID_ARGUMENT);
+    CHECK(out == NULL, "create(NULL spec): *out_model NULL");
+    CHECK(sf_last_error()[0] != '\0', "create(NULL spec): message set");
+    CHECK_ST(sf_model_create(SPEC_RNVP2, 0, NULL), SF_ERR_INVALID_ARGUMENT);
+
+    out = NOT_NULL_MODEL;
+    CHECK_ST(sf_model_load(NULL, &out), SF_ERR_INVALID_ARGUMENT);
+    CHECK(out == NULL, "load(NULL path): *out_model NULL");
+    CHECK_ST(sf_model_load("/tmp/whatever.h5", NULL), SF_ERR_INVALID_ARGUMENT);
+
+    out = NOT_NULL_MODEL;
+    CHECK_ST(sf_model_load_memory(NULL, 100, &out), SF_ERR_INVALID_ARGUMENT);
+    CHECK(out == NULL, "load_memory(NULL data): *out_model NULL");
+    out = NOT_NULL_MODEL;
+    CHECK_ST(sf_model_load_memory(NULL, 0, &out), SF_ERR_INVALID_ARGUMENT);
+    CHECK(out == NULL, "load_memory(NULL, 0): *out_model NULL");
+    CHECK_ST(sf_model_load_memory(x, sizeof x, NULL), SF_ERR_INVALID_ARGUMENT);
+    out = NOT_NULL_MODEL;
+    {
+        int st = sf_model_load_memory(x, 0, &out);
+        CHECKF((st == SF_ERR_INVALID_ARGUMENT || st == SF_ERR_FORMAT) && out == NULL,
+               "load_memory(size 0): got %d (%s), *out %s", st, sf_status_string(st), out ? "set" : "NULL");
+    }
+
+    CHECK_ST(sf_model_save(NULL, "/tmp/sf_never_written.h5"), SF_ERR_INVALID_ARGUMENT);
+    CHECK(!file_exists("/tmp/sf_never_written.h5"), "save(NULL model) writes nothing");
+    CHECK_ST(sf_model_save(m, NULL), SF_ERR_INVALID_ARGUMENT);
+
+    void *data = (void *)&g_dummy_object;
+    size_t size = 77;
+    CHECK_ST(sf_model_save_memory(NULL, &data, &size), SF_ERR_INVALID_ARGUMENT);
+    CHECK(data == NULL, "save_memory(NULL model): *out_data NULL");
+    CHECK_ST(sf_model_save_memory(m, NULL, &size), SF_ERR_INVALID_ARGUMENT);
+    data = (void *)&g_dummy_object;
+    CHECK_ST(sf_model_save_memory(m, &data, NULL), SF_ERR_INVALID_ARGUMENT);
+    CHECK(data == NULL, "save_memory(NULL size): *out_data NULL");
+
+    char *json = (char *)&g_dummy_object;
+    CHECK_ST(sf_model_spec(NULL, &json), SF_ERR_INVALID_ARGUMENT);
+    CHECK(json == NULL, "spec(NULL model): *out_json NULL");
+    CHECK_ST(sf_model_spec(m, NULL), SF_ERR_INVALID_ARGUMENT);
+
+    CHECK_ST(sf_model_event_size(NULL, &sz), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_model_event_size(m, NULL), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_model_event_shape(NULL, shape, 4, &nd), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_model_event_shape(m, shape, 4, NULL), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_model_event_shape(m, NULL, 0, NULL), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_model_num_parameters(NULL, &sz), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_model_num_parameters(m, NULL), SF_ERR_INVALID_ARGUMENT);
+
+    CHECK_ST(sf_forward(NULL, x, 4, z, ld), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_forward(m, NULL, 4, z, ld), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_forward(m, x, 4, NULL, ld), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_inverse(NULL, x, 4, z, ld), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_inverse(m, NULL, 4, z, ld), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_inverse(m, x, 4, NULL, ld), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_log_prob(NULL, x, 4, lp), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_log_prob(m, NULL, 4, lp), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_log_prob(m, x, 4, NULL), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_sample(NULL, 4, 1, z, lp), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_sample(m, 4, 1, NULL, lp), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_sample_temperature(NULL, 4, 1, 0.5f, z, lp), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_sample_temperature(m, 4, 1, 0.5f, NULL, lp), SF_ERR_INVALID_ARGUMENT);
+    CHECK(sf_last_error()[0] != '\0', "NULL-argument failures set a message");
+
+    /* optional outputs accept NULL */
+    CHECK_ST(sf_forward(m, x, 4, z, NULL), SF_OK);
+    CHECK_ST(sf_inverse(m, x, 4, z, NULL), SF_OK);
+    CHECK_ST(sf_sample(m, 4, 1, z, NULL), SF_OK);
+    CHECK_ST(sf_sample_temperature(m, 4, 1, 0.5f, z, NULL), SF_OK);
+    CHECK_ST(sf_model_event_shape(m, NULL, 0, &nd), SF_OK);
+    CHECK(nd == 1, "event_shape(shape NULL) reports the rank");
+
+    /* the *_free functions accept NULL */
+    sf_buffer_free(NULL);
+    sf_model_free(NULL);
+    CHECK(1, "sf_buffer_free(NULL) and sf_model_free(NULL) return");
+    sf_model_free(m);
+}
+
+/* ---- sizes: n = 0, overflow, event_shape capacity, thread count ------------------------------ */
+
+static void test_sizes(void) {
+    sf_model *m = CREATE(SPEC_RNVP2, 1), *full = CREATE(SPEC_FULL, 2);
+    if (!m || !full) {
+        sf_model_free(m);
+        sf_model_free(full);
+        return;
+    }
+    enum { CAP = 16 };
+    float a[CAP], b[CAP];
+    double la[CAP], lb[CAP];
+    const float FS = 12345.0f;
+    const double DS = -777.0;
+
+    /* n = 0 succeeds and touches nothing */
+    fill_f(a, CAP, FS); fill_f(b, CAP, FS); fill_d(la, CAP, DS); fill_d(lb, CAP, DS);
+    CHECK_ST(sf_forward(m, a, 0, b, la), SF_OK);
+    CHECK_ST(sf_inverse(m, a, 0, b, la), SF_OK);
+    CHECK_ST(sf_forward(m, a, 0, a, NULL), SF_OK);
+    CHECK_ST(sf_log_prob(m, a, 0, lb), SF_OK);
+    CHECK_ST(sf_sample(m, 0, 5, b, la), SF_OK);
+    CHECK_ST(sf_sample_temperature(m, 0, 5, 0.7f, b, la), SF_OK);
+    CHECK(all_f(a, CAP, FS) && all_f(b, CAP, FS) && all_d(la, CAP, DS) && all_d(lb, CAP, DS),
+          "n = 0 writes nothing");
+
+    /* n * event_size overflows size_t */
+    const size_t huge[] = {SIZE_MAX / 2 + 1, SIZE_MAX, SIZE_MAX / 2 + 12345};
+    for (size_t k = 0; k < sizeof huge / sizeof huge[0]; k++) {
+        size_t n = huge[k];
+        CHECK_ST(sf_forward(m, a, n, b, la), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_forward(m, a, n, b, NULL), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_inverse(m, a, n, b, la), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_log_prob(m, a, n, la), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_sample(m, n, 1, b, la), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_sample(m, n, 1, b, NULL), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_sample_temperature(m, n, 1, 1.0f, b, la), SF_ERR_INVALID_ARGUMENT);
+    }
+    {
+        size_t n = SIZE_MAX / 6 + 1; /* event size 6 */
+        CHECK_ST(sf_forward(full, a, n, b, la), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_log_prob(full, a, n, la), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_sample(full, n, 1, b, NULL), SF_ERR_INVALID_ARGUMENT);
+    }
+    CHECK(all_f(a, CAP, FS) && all_f(b, CAP, FS) && all_d(la, CAP, DS), "overflowing n writes nothing");
+
+    /* event shape and capacity */
+    size_t shape[SF_MAX_EVENT_RANK], nd = 0;
+    CHECK_ST(sf_model_event_shape(full, NULL, 0, &nd), SF_OK);
+    CHECKF(nd == 2, "rank query without a buffer: %zu", nd);
+    nd = 0;
+    CHECK_ST(sf_model_event_shape(full, NULL, 7, &nd), SF_OK);
+    CHECKF(nd == 2, "rank query without a buffer, capacity ignored: %zu", nd);
+    nd = 0;
+    CHECK_ST(sf_model_event_shape(full, shape, 1, &nd), SF_ERR_INVALID_ARGUMENT);
+    CHECKF(nd == 2, "capacity 1 < rank 2: *out_ndim = %zu, expected 2", nd);
+    nd = 0;
+    CHECK_ST(sf_model_event_shape(full, shape, 0, &nd), SF_ERR_INVALID_ARGUMENT);
+    CHECKF(nd == 2, "capacity 0 < rank 2: *out_ndim = %zu, expected 2", nd);
+    shape[0] = shape[1] = 0;
+    CHECK_ST(sf_model_event_shape(full, shape, 2, &nd), SF_OK);
+    CHECK(nd == 2 && shape[0] == 2 && shape[1] == 3, "exact capacity gives {2, 3}");
+    shape[0] = shape[1] = 0;
+    CHECK_ST(sf_model_event_shape(m, shape, SF_MAX_EVENT_RANK, &nd), SF_OK);
+    CHECK(nd == 1 && shape[0] == 2, "realnvp dim 2: shape {2}");
+    size_t es = 0, np = 0;
+    CHECK_ST(sf_model_event_size(full, &es), SF_OK);
+    CHECK(es == 6, "event size 6 = 2 x 3");
+    CHECK_ST(sf_model_num_parameters(full, &np), SF_OK);
+    CHECK(np > 0, "num_parameters > 0");
+
+    /* thread count */
+    int original = sf_get_num_threads();
+    CHECKF(original >= 1 && original <= 256, "sf_get_num_threads() = %d in 1..256", original);
+    CHECK_ST(sf_set_num_threads(0), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_set_num_threads(-1), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_set_num_threads(INT_MIN), SF_ERR_INVALID_ARGUMENT);
+    CHECK(sf_get_num_threads() == original, "failed sf_set_num_threads leaves the count");
+    CHECK_ST(sf_set_num_threads(1), SF_OK);
+    CHECK(sf_get_num_threads() == 1, "set 1 -> get 1");
+    CHECK_ST(sf_set_num_threads(3), SF_OK);
+    CHECK(sf_get_num_threads() == 3, "set 3 -> get 3");
+    CHECK_ST(sf_set_num_threads(256), SF_OK);
+    CHECK(sf_get_num_threads() == 256, "set 256 -> get 256");
+    {
+        int st = sf_set_num_threads(257);
+        int now = sf_get_num_threads();
+        CHECKF((st == SF_ERR_INVALID_ARGUMENT && now == 256) || (st == SF_OK && now == 256),
+               "sf_set_num_threads(257): status %d, count %d (expected a refusal or a clamp to 256)", st, now);
+    }
+    CHECK_ST(sf_set_num_threads(original), SF_OK);
+    sf_model_free(m);
+    sf_model_free(full);
+}
+
+/* n * event_size fits in size_t, but the byte count of the buffers does not: no such buffer can
+ * exist, so the library must refuse the call rather than read past the caller's memory. Kept in
+ * its own section because a wrong implementation crashes here. */
+static void test_byte_overflow(void) {
+    sf_model *m = CREATE(SPEC_RNVP2, 1);
+    if (!m) return;
+    float a[4] = {0}, b[4] = {0};
+    double l[2] = {0};
+    size_t n = SIZE_MAX / 8 + 1; /* n * 2 fits; n * 2 * sizeof(float) and n * sizeof(double) do not */
+    CHECK_ST(sf_log_prob(m, a, n, l), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_forward(m, a, n, b, NULL), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_inverse(m, a, n, b, l), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_sample(m, n, 3, b, NULL), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_sample_temperature(m, n, 3, 2.0f, b, l), SF_ERR_INVALID_ARGUMENT);
+    sf_model_free(m);
+}
+
+/* ---- numerical properties ---------------------------------------------------------------- */
+
+static void check_identity_model(const char *spec, const char *name) {
+    sf_model *m = CREATE(spec, 9);
+    if (!m) return;
+    size_t d = event_size_of(m), n = 1000;
+    float *x = random_data(n * d, 77), *z = alloc_f(n * d), *xi = alloc_f(n * d);
+    double *ld = alloc_d(n), *ldi = alloc_d(n), *lp = alloc_d(n);
+    fill_d(ld, n, 99.0);
+    fill_d(ldi, n, 99.0);
+    CHECK_ST(sf_forward(m, x, n, z, ld), SF_OK);
+    CHECKF(memcmp(x, z, n * d * sizeof(float)) == 0, "%s at init: forward is the identity (z == x)", name);
+    CHECKF(all_zero_d(ld, n), "%s at init: forward logdet == 0", name);
+    CHECK_ST(sf_inverse(m, x, n, xi, ldi), SF_OK);
+    CHECKF(memcmp(x, xi, n * d * sizeof(float)) == 0, "%s at init: inverse is the identity", name);
+    CHECKF(all_zero_d(ldi, n), "%s at init: inverse logdet == 0", name);
+    CHECK_ST(sf_log_prob(m, x, n, lp), SF_OK);
+    size_t bad = n;
+    for (size_t i = 0; i < n && bad == n; i++)
+        if (!close_rel(lp[i], std_normal_logpdf(x + i * d, d), 1e-6)) bad = i;
+    CHECKF(bad == n, "%s at init: log_prob is the standard normal log-density (row %zu: %.9g vs %.9g)", name, bad,
+           bad < n ? lp[bad] : 0.0, bad < n ? std_normal_logpdf(x + bad * d, d) : 0.0);
+    free(x); free(z); free(xi); free(ld); free(ldi); free(lp);
+    sf_model_free(m);
+}
+
+/* Models whose layers are non-trivial at initialisation (lu_linear, permutations). */
+static void check_nontrivial_model(const char *spec, const char *name) {
+    sf_model *m = CREATE(spec, 21);
+    if (!m) return;
+    size_t d = event_size_of(m), n = 600; /* more than one 256-row chunk */
+    float *xs = alloc_f(n * d), *z = alloc_f(n * d), *xr = alloc_f(n * d), *buf = alloc_f(n * d);
+    double *slp = alloc_d(n), *lp = alloc_d(n), *ldf = alloc_d(n), *ldi = alloc_d(n), *l2 = alloc_d(n);
+
+    CHECK_ST(sf_sample(m, n, 7, xs, slp), SF_OK);
+    CHECK_ST(sf_forward(m, xs, n, z, ldf), SF_OK);
+    CHECKF(memcmp(xs, z, n * d * sizeof(float)) != 0, "%s: the flow is not the identity", name);
+    CHECK_ST(sf_inverse(m, z, n, xr, ldi), SF_OK);
+    size_t i = first_far_f(xr, xs, n * d, 1e-4);
+    CHECKF(i == n * d, "%s: inverse(forward(x)) == x within 1e-4 (element %zu: %.7g vs %.7g)", name, i,
+           i < n * d ? xr[i] : 0.0f, i < n * d ? xs[i] : 0.0f);
+    size_t bad = n;
+    for (size_t r = 0; r < n && bad == n; r++)
+        if (!(absd(ldf[r] + ldi[r]) <= 1e-6 * (1.0 + absd(ldf[r])))) bad = r;
+    CHECKF(bad == n, "%s: inverse logdet == -forward logdet (row %zu: %.9g, %.9g)", name, bad, bad < n ? ldf[bad] : 0.0,
+           bad < n ? ldi[bad] : 0.0);
+    CHECK_ST(sf_log_prob(m, xs, n, lp), SF_OK);
+    i = first_far_d(lp, slp, n, 1e-4);
+    CHECKF(i == n, "%s: sf_sample's log_prob equals sf_log_prob (row %zu: %.9g vs %.9g)", name, i,
+           i < n ? slp[i] : 0.0, i < n ? lp[i] : 0.0);
+    /* Couplings and actnorm are the identity at initialisation, lu_linear orthogonal, the base
+     * (diagonal) normal at zero: log p(x) is the standard normal density of x. */
+    bad = n;
+    for (size_t r = 0; r < n && bad == n; r++)
+        if (!close_rel(lp[r], std_normal_logpdf(xs + r * d, d), 1e-4)) bad = r;
+    CHECKF(bad == n, "%s: orthogonal flow keeps the standard normal density (row %zu)", name, bad);
+    int finite = 1;
+    for (size_t r = 0; r < n * d; r++)
+        if (!isfinite(xs[r])) finite = 0;
+    CHECKF(finite, "%s: samples are finite", name);
+
+    /* in place == out of place, bit for bit */
+    memcpy(buf, xs, n * d * sizeof(float));
+    CHECK_ST(sf_forward(m, buf, n, buf, l2), SF_OK);
+    CHECKF(memcmp(buf, z, n * d * sizeof(float)) == 0 && memcmp(l2, ldf, n * sizeof(double)) == 0,
+           "%s: in-place forward == out-of-place", name);
+    memcpy(buf, z, n * d * sizeof(float));
+    CHECK_ST(sf_inverse(m, buf, n, buf, l2), SF_OK);
+    CHECKF(memcmp(buf, xr, n * d * sizeof(float)) == 0 && memcmp(l2, ldi, n * sizeof(double)) == 0,
+           "%s: in-place inverse == out-of-place", name);
+    /* NULL logdet gives the same outputs */
+    CHECK_ST(sf_forward(m, xs, n, buf, NULL), SF_OK);
+    CHECKF(memcmp(buf, z, n * d * sizeof(float)) == 0, "%s: forward without logdet == with", name);
+    CHECK_ST(sf_inverse(m, z, n, buf, NULL), SF_OK);
+    CHECKF(memcmp(buf, xr, n * d * sizeof(float)) == 0, "%s: inverse without logdet == with", name);
+
+    /* sampling: reproducible, seed-dependent, prefix-stable, log_prob optional */
+    CHECK_ST(sf_sample(m, n, 7, buf, l2), SF_OK);
+    CHECKF(memcmp(buf, xs, n * d * sizeof(float)) == 0 && memcmp(l2, slp, n * sizeof(double)) == 0,
+           "%s: same seed, same samples", name);
+    CHECK_ST(sf_sample(m, n, 7, buf, NULL), SF_OK);
+    CHECKF(memcmp(buf, xs, n * d * sizeof(float)) == 0, "%s: samples without log_prob are the same", name);
+    /* Row i depends only on (seed, i). Matrix products may pick a different kernel for a
+     * different batch size, so the prefix agrees to rounding rather than bit for bit. */
+    CHECK_ST(sf_sample(m, 10, 7, buf, NULL), SF_OK);
+    size_t prefix_bad = 10 * d;
+    for (size_t r = 0; r < 10 * d && prefix_bad == 10 * d; r++)
+        if (!close_rel(buf[r], xs[r], 1e-5)) prefix_bad = r;
+    CHECKF(prefix_bad == 10 * d, "%s: sample i depends only on (seed, i) (element %zu)", name, prefix_bad);
+    CHECK_ST(sf_sample(m, n, 8, buf, NULL), SF_OK);
+    size_t same = 0;
+    for (size_t r = 0; r < n * d; r++) same += buf[r] == xs[r];
+    CHECKF(same < n * d / 100, "%s: another seed, other samples (%zu of %zu equal)", name, same, n * d);
+
+    /* temperature */
+    CHECK_ST(sf_sample_temperature(m, n, 7, 1.0f, buf, l2), SF_OK);
+    CHECKF(memcmp(buf, xs, n * d * sizeof(float)) == 0 && memcmp(l2, slp, n * sizeof(double)) == 0,
+           "%s: temperature 1 == sf_sample", name);
+    fill_f(buf, n * d, 5.0f);
+    CHECK_ST(sf_sample_temperature(m, n, 7, 0.0f, buf, l2), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_sample_temperature(m, n, 7, -0.0f, buf, l2), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_sample_temperature(m, n, 7, -1.0f, buf, l2), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_sample_temperature(m, n, 7, (float)NAN, buf, l2), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_sample_temperature(m, n, 7, -INFINITY, buf, NULL), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_sample_temperature(m, n, 7, 0.5f, buf, l2), SF_OK);
+    CHECK_ST(sf_log_prob(m, buf, n, lp), SF_OK);
+    i = first_far_d(lp, l2, n, 1e-4);
+    CHECKF(i == n, "%s: temperature log_prob is the density at T = 1 (row %zu)", name, i);
+
+    /* non-finite inputs propagate to that row only */
+    memcpy(buf, xs, n * d * sizeof(float));
+    buf[3 * d] = NAN;
+    CHECK_ST(sf_log_prob(m, buf, n, l2), SF_OK);
+    CHECKF(isnan(l2[3]), "%s: NaN input gives a NaN log-density (%g)", name, l2[3]);
+    CHECK_ST(sf_log_prob(m, xs, n, lp), SF_OK);
+    CHECKF(memcmp(l2 + 4, lp + 4, (n - 4) * sizeof(double)) == 0 && memcmp(l2, lp, 3 * sizeof(double)) == 0,
+           "%s: a NaN row does not affect other rows", name);
+
+    free(xs); free(z); free(xr); free(buf);
+    free(slp); free(lp); free(ldf); free(ldi); free(l2);
+    sf_model_free(m);
+}
+
+static void test_numerics(void) {
+    check_identity_model(SPEC_RNVP2, "realnvp");
+    check_identity_model("{\"preset\": \"realnvp\", \"dim\": 5, \"layers\": 3, \"hidden\": [8], \"actnorm\": true}",
+                         "realnvp+actnorm");
+    check_identity_model(SPEC_NICE4, "nice");
+    check_nontrivial_model(SPEC_LU3, "realnvp/lu");
+    check_nontrivial_model(SPEC_FULL, "full spec");
+    check_nontrivial_model("{\"preset\": \"realnvp\", \"dim\": 7, \"layers\": 5, \"hidden\": [8], \"mixing\": \"random\"}",
+                           "realnvp/random");
+
+    /* temperature scales the base: with an identity flow, x = T * eps */
+    sf_model *m = CREATE(SPEC_RNVP2, 4);
+    if (m) {
+        size_t n = 500, d = 2;
+        float *s1 = alloc_f(n * d), *sh = alloc_f(n * d);
+        double *lph = alloc_d(n);
+        CHECK_ST(sf_sample(m, n, 31, s1, NULL), SF_OK);
+        CHECK_ST(sf_sample_temperature(m, n, 31, 0.5f, sh, lph), SF_OK);
+        size_t bad = n * d;
+        for (size_t i = 0; i < n * d && bad == n * d; i++)
+            if (!close_rel(sh[i], 0.5 * s1[i], 1e-6)) bad = i;
+        CHECKF(bad == n * d, "identity flow: sample at T = 0.5 is half the T = 1 sample (element %zu)", bad);
+        bad = n;
+        for (size_t r = 0; r < n && bad == n; r++)
+            if (!close_rel(lph[r], std_normal_logpdf(sh + r * d, d), 1e-6)) bad = r;
+        CHECKF(bad == n, "identity flow: T = 0.5 log_prob is the standard normal density (row %zu)", bad);
+        /* seeds 0 and UINT64_MAX are ordinary seeds */
+        CHECK_ST(sf_sample(m, n, 0, s1, NULL), SF_OK);
+        CHECK_ST(sf_sample(m, n, UINT64_MAX, sh, NULL), SF_OK);
+        CHECK(memcmp(s1, sh, n * d * sizeof(float)) != 0, "seeds 0 and UINT64_MAX differ");
+        /* standard normal samples: mean ~ 0, variance ~ 1 */
+        double mean = 0, var = 0;
+        CHECK_ST(sf_sample(m, n, 99, s1, NULL), SF_OK);
+        for (size_t i = 0; i < n * d; i++) mean += s1[i];
+        mean /= (double)(n * d);
+        for (size_t i = 0; i < n * d; i++) var += (s1[i] - mean) * (s1[i] - mean);
+        var /= (double)(n * d);
+        CHECKF(absd(mean) < 0.15 && absd(var - 1.0) < 0.2, "samples look standard normal (mean %.3f, var %.3f)", mean, var);
+        free(s1); free(sh); free(lph);
+        sf_model_free(m);
+    }
+}
+
+/* ---- files and memory images ------------------------------------------------------------------ */
+
+static void expect_load_memory_fails(const void *data, size_t size, int expected, const char *what,
+                                     const char *file, int line) {
+    sf_model *m = NOT_NULL_MODEL;
+    int st = sf_model_load_memory(data, size, &m);
+    checkf_impl(st == expected && m == NULL, file, line,
+                "load_memory(%s, %zu bytes): expected %d (%s), got %d (%s), *out %s: \"%s\"", what, size, expected,
+                sf_status_string(expected), st, sf_status_string(st), m ? "set" : "NULL", sf_last_error());
+    if (st == SF_OK && m && m != NOT_NULL_MODEL) sf_model_free(m);
+}
+#define LOAD_MEMORY_FAILS(data, size, expected, what) \
+    expect_load_memory_fails((data), (size), (expected), (what), __FILE__, __LINE__)
+
+static void expect_load_file_fails(const char *path, int expected, const char *what, const char *file, int line) {
+    sf_model *m = NOT_NULL_MODEL;
+    int st = sf_model_load(path, &m);
+    checkf_impl(st == expected && m == NULL, file, line, "load(%s): expected %d (%s), got %d (%s), *out %s: \"%s\"",
+                what, expected, sf_status_string(expected), st, sf_status_string(st), m ? "set" : "NULL",
+                sf_last_error());
+    if (st == SF_OK && m && m != NOT_NULL_MODEL) sf_model_free(m);
+}
+#define LOAD_FILE_FAILS(path, expected, what) expect_load_file_fails((path), (expected), (what), __FILE__, __LINE__)
+
+/* Saved and loaded models are the same model. */
+static void check_same_model(const sf_model *a, const sf_model *b, const char *what) {
+    CHECKF(same_results(a, b), "%s: bit-identical outputs", what);
+    CHECKF(num_parameters(a) == num_parameters(b) && event_size_of(a) == event_size_of(b),
+           "%s: same event size and parameter count", what);
+    char *sa = model_spec(a), *sb = model_spec(b);
+    CHECKF(sa && sb && strcmp(sa, sb) == 0, "%s: same resolved spec", what);
+    sf_buffer_free(sa);
+    sf_buffer_free(sb);
+}
+
+static void test_files(void) {
+    char dir[] = "/tmp/sf_test_capi_XXXXXX";
+    if (!CHECK(mkdtemp(dir) != NULL, "mkdtemp")) return;
+    char *path = path_join(dir, "model.h5");
+    sf_model *full = CREATE(SPEC_FULL, 5), *lu = CREATE(SPEC_LU3, 6), *nice = CREATE(SPEC_NICE4, 7);
+    if (!full || !lu || !nice) goto done;
+
+    /* save -> load */
+    CHECK_ST(sf_model_save(full, path), SF_OK);
+    CHECK(file_exists(path), "saved file exists");
+    CHECKF(dir_count(dir, 0) == 1, "only the model file in the directory (%d entries)", dir_count(dir, 1));
+    sf_model *loaded = NOT_NULL_MODEL;
+    CHECK_ST(sf_model_load(path, &loaded), SF_OK);
+    if (loaded && loaded != NOT_NULL_MODEL) {
+        check_same_model(full, loaded, "save/load");
+        sf_model_free(loaded);
+    }
+    /* an existing file is replaced */
+    CHECK_ST(sf_model_save(lu, path), SF_OK);
+    CHECKF(dir_count(dir, 0) == 1, "replacing leaves no temporary file (%d entries)", dir_count(dir, 1));
+    loaded = NULL;
+    CHECK_ST(sf_model_load(path, &loaded), SF_OK);
+    if (loaded) {
+        check_same_model(lu, loaded, "save over an existing file");
+        sf_model_free(loaded);
+    }
+    /* a UTF-8 path */
+    char *upath = path_join(dir, "mod\xc3\xa8le \xe2\x88\x82.h5");
+    CHECK_ST(sf_model_save(nice, upath), SF_OK);
+    loaded = NULL;
+    CHECK_ST(sf_model_load(upath, &loaded), SF_OK);
+    if (loaded) {
+        check_same_model(nice, loaded, "UTF-8 path");
+        sf_model_free(loaded);
+    }
+    unlink(upath);
+    free(upath);
+
+    /* memory images */
+    void *image = NULL;
+    size_t size = 0;
+    CHECK_ST(sf_model_save_memory(full, &image, &size), SF_OK);
+    CHECK(image != NULL && size > 8, "save_memory gives bytes");
+    if (!image || size <= 8) goto done;
+    CHECK(memcmp(image, "\211HDF\r\n\032\n", 8) == 0, "the image is an HDF5 file (signature)");
+    unsigned char *copy = xmalloc(size);
+    memcpy(copy, image, size);
+    loaded = NULL;
+    CHECK_ST(sf_model_load_memory(copy, size, &loaded), SF_OK);
+    memset(copy, 0xAB, size); /* the library copied the bytes */
+    if (loaded) {
+        check_same_model(full, loaded, "save_memory/load_memory");
+        void *image2 = NULL;
+        size_t size2 = 0;
+        CHECK_ST(sf_model_save_memory(loaded, &image2, &size2), SF_OK);
+        sf_model *again = NULL;
+        if (image2) CHECK_ST(sf_model_load_memory(image2, size2, &again), SF_OK);
+        if (again) {
+            check_same_model(full, again, "second memory round trip");
+            sf_model_free(again);
+        }
+        sf_buffer_free(image2);
+        sf_model_free(loaded);
+    }
+    /* a file on disk and an image in memory hold the same model */
+    char *ipath = path_join(dir, "image.h5");
+    CHECK(write_file(ipath, image, size), "write image to disk");
+    loaded = NULL;
+    CHECK_ST(sf_model_load(ipath, &loaded), SF_OK);
+    if (loaded) {
+        check_same_model(full, loaded, "memory image loaded from disk");
+        sf_model_free(loaded);
+    }
+    CHECK_ST(sf_model_save(full, path), SF_OK);
+    {
+        FILE *f = fopen(path, "rb");
+        unsigned char *disk = NULL;
+        long len = -1;
+        if (f && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0) {
+            disk = xmalloc((size_t)len);
+            if (fread(disk, 1, (size_t)len, f) != (size_t)len) len = -1;
+        }
+        if (f) fclose(f);
+        CHECK(disk != NULL && len > 0, "read the saved file");
+        if (disk && len > 0) {
+            loaded = NULL;
+            CHECK_ST(sf_model_load_memory(disk, (size_t)len, &loaded), SF_OK);
+            if (loaded) {
+                check_same_model(full, loaded, "saved file loaded from memory");
+                sf_model_free(loaded);
+            }
+        }
+        free(disk);
+    }
+
+    sf_buffer_free(NULL);
+    sf_model_free(NULL);
+    CHECK(1, "sf_buffer_free(NULL) / sf_model_free(NULL) are no-ops");
+
+    /* missing and unreadable paths */
+    char *missing = path_join(dir, "missing.h5");
+    LOAD_FILE_FAILS(missing, SF_ERR_IO, "missing file");
+    CHECKF(strstr(sf_last_error(), "missing.h5") != NULL, "missing-file message names the path: \"%s\"", sf_last_error());
+    {
+        sf_model *m = NOT_NULL_MODEL;
+        int st = sf_model_load("", &m);
+        CHECKF((st == SF_ERR_IO || st == SF_ERR_INVALID_ARGUMENT) && m == NULL, "load(\"\"): got %d (%s)", st,
+               sf_status_string(st));
+    }
+    {
+        sf_model *m = NOT_NULL_MODEL;
+        int st = sf_model_load(dir, &m);
+        CHECKF((st == SF_ERR_IO || st == SF_ERR_FORMAT) && m == NULL, "load(a directory): got %d (%s)", st,
+               sf_status_string(st));
+    }
+
+    /* not a model: text, garbage, empty, truncated, altered */
+    static const char text[] = "x,y\n0.5,1.25\n-1.0,2.0\n";
+    char *tpath = path_join(dir, "data.csv");
+    CHECK(write_file(tpath, text, sizeof text - 1), "write text file");
+    LOAD_FILE_FAILS(tpath, SF_ERR_FORMAT, "text file");
+    LOAD_MEMORY_FAILS(text, sizeof text - 1, SF_ERR_FORMAT, "text");
+    CHECK(write_file(tpath, "", 0), "write empty file");
+    LOAD_FILE_FAILS(tpath, SF_ERR_FORMAT, "empty file");
+    {
+        size_t gsize = 8192;
+        unsigned char *g = xmalloc(gsize);
+        uint64_t s = 5;
+        for (size_t i = 0; i < gsize; i++) g[i] = (unsigned char)rng_next(&s);
+        LOAD_MEMORY_FAILS(g, gsize, SF_ERR_FORMAT, "random bytes");
+        LOAD_MEMORY_FAILS(g, 1, SF_ERR_FORMAT, "one random byte");
+        CHECK(write_file(tpath, g, gsize), "write garbage file");
+        LOAD_FILE_FAILS(tpath, SF_ERR_FORMAT, "garbage file");
+        memcpy(g, "\211HDF\r\n\032\n", 8); /* the HDF5 signature, then garbage */
+        LOAD_MEMORY_FAILS(g, gsize, SF_ERR_FORMAT, "signature + random bytes");
+        CHECK(write_file(tpath, g, gsize), "write garbage file");
+        LOAD_FILE_FAILS(tpath, SF_ERR_FORMAT, "signature + garbage file");
+        free(g);
+    }
+    {
+        const size_t cuts[] = {8, 64, size / 4, size / 2, 3 * size / 4, size - 1};
+        for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+            char what[64];
+            snprintf(what, sizeof what, "image truncated to %zu of %zu bytes", cuts[k], size);
+            LOAD_MEMORY_FAILS(image, cuts[k], SF_ERR_FORMAT, what);
+        }
+        CHECK(write_file(tpath, image, size / 2), "write truncated file");
+        LOAD_FILE_FAILS(tpath, SF_ERR_FORMAT, "first half of a model file");
+    }
+    {   /* a valid HDF5 file whose format attribute is not "swiftflows-model" */
+        unsigned char *alt = xmalloc(size);
+        memcpy(alt, image, size);
+        const char *needle = "swiftflows-model";
+        size_t nl = strlen(needle), found = 0;
+        for (size_t i = 0; i + nl <= size; i++)
+            if (memcmp(alt + i, needle, nl) == 0) {
+                alt[i + nl - 1] = 'X';
+                found++;
+            }
+        CHECK(found > 0, "the image contains the format string");
+        if (found) LOAD_MEMORY_FAILS(alt, size, SF_ERR_FORMAT, "format attribute altered");
+        free(alt);
+    }
+
+    /* saving into a directory that does not exist: SF_ERR_IO, nothing written */
+    {
+        int before = dir_count(dir, 0);
+        char *nodir = path_join(dir, "no_such_dir");
+        char *bad = path_join(nodir, "model.h5");
+        CHECK_ST(sf_model_save(full, bad), SF_ERR_IO);
+        CHECKF(strstr(sf_last_error(), "no_such_dir") != NULL, "save error names the path: \"%s\"", sf_last_error());
+        CHECK(!file_exists(bad) && !file_exists(nodir), "no file or directory created");
+        CHECKF(dir_count(dir, 0) == before, "no stray file in the parent directory (%d -> %d)", before,
+               dir_count(dir, 1));
+        CHECK_ST(sf_model_save(full, "/nonexistent-sf-dir/x/y/model.h5"), SF_ERR_IO);
+        free(bad);
+        free(nodir);
+        /* a directory as the target */
+        CHECK_ST(sf_model_save(full, dir), SF_ERR_IO);
+        struct stat st;
+        CHECK(stat(dir, &st) == 0 && S_ISDIR(st.st_mode), "target directory left alone");
+        CHECKF(dir_count(dir, 0) == before, "no stray file after a failed save (%d -> %d)", before, dir_count(dir, 1));
+    }
+    sf_buffer_free(image);
+    free(copy);
+    free(ipath);
+    free(missing);
+    free(tpath);
+done:
+    sf_model_free(full);
+    sf_model_free(lu);
+    sf_model_free(nice);
+    free(path);
+    remove_tree(dir);
+}
+
+/* ---- threads ------------------------------------------------------------------------------- */
+
+typedef struct {
+    const sf_model *m;
+    size_t n, d;
+    int index;
+    const float *x, *z, *xi, *s;
+    const double *ldf, *ldi, *lp, *slp;
+    const char *spec;
+    uint64_t sseed;
+    int calls, errors, mismatches;
+} thread_job;
+
+static void *thread_main(void *arg) {
+    thread_job *j = arg;
+    size_t nf = j->n * j->d;
+    float *f = alloc_f(nf);
+    double *l = alloc_d(j->n);
+    for (int it = 0; it < 50; it++) {
+        for (int k = 0; k < 4; k++) {
+            int op = (k + j->index + it) % 4;
+            int st;
+            j->calls++;
+            switch (op) {
+            case 0:
+                st = sf_log_prob(j->m, j->x, j->n, l);
+                if (st != SF_OK) j->errors++;
+                else if (memcmp(l, j->lp, j->n * sizeof(double)) != 0) j->mismatches++;
+                break;
+            case 1:
+                st = sf_sample(j->m, j->n, j->sseed, f, l);
+                if (st != SF_OK) j->errors++;
+                else if (memcmp(f, j->s, nf * sizeof(float)) != 0 || memcmp(l, j->slp, j->n * sizeof(double)) != 0)
+                    j->mismatches++;
+                break;
+            case 2:
+                st = sf_forward(j->m, j->x, j->n, f, l);
+                if (st != SF_OK) j->errors++;
+                else if (memcmp(f, j->z, nf * sizeof(float)) != 0 || memcmp(l, j->ldf, j->n * sizeof(double)) != 0)
+                    j->mismatches++;
+                break;
+            default:
+                st = sf_inverse(j->m, j->x, j->n, f, l);
+                if (st != SF_OK) j->errors++;
+                else if (memcmp(f, j->xi, nf * sizeof(float)) != 0 || memcmp(l, j->ldi, j->n * sizeof(double)) != 0)
+                    j->mismatches++;
+                break;
+            }
+        }
+        if (it % 10 == j->index % 10) { /* the other read-only calls, now and then */
+            size_t es = 0;
+            if (sf_model_event_size(j->m, &es) != SF_OK || es != j->d) j->errors++;
+            char *json = NULL;
+            if (sf_model_spec(j->m, &json) != SF_OK || !json || strcmp(json, j->spec) != 0) j->mismatches++;
+            sf_buffer_free(json);
+        }
+        if (it == 25) {
+            void *img = NULL;
+            size_t size = 0;
+            sf_model *copy = NULL;
+            if (sf_model_save_memory(j->m, &img, &size) != SF_OK || sf_model_load_memory(img, size, &copy) != SF_OK)
+                j->errors++;
+            else if (sf_log_prob(copy, j->x, j->n, l) != SF_OK || memcmp(l, j->lp, j->n * sizeof(double)) != 0)
+                j->mismatches++;
+            sf_model_free(copy);
+            sf_buffer_free(img);
+        }
+    }
+    free(f);
+    free(l);
+    return NULL;
+}
+
+static void test_threads(void) {
+    sf_model *m = CREATE(SPEC_FULL, 13);
+    if (!m) return;
+    int original = sf_get_num_threads();
+    outputs ref;
+    CHECK(compute_outputs(m, 300, 55, &ref), "single-threaded reference");
+    char *spec = model_spec(m);
+    CHECK(spec != NULL, "reference spec");
+    enum { NT = 8 };
+    thread_job jobs[NT];
+    pthread_t tids[NT];
+    for (int i = 0; i < NT; i++) {
+        thread_job j = {m, ref.n, ref.es, i, ref.x, ref.z, ref.xi, ref.s, ref.ldf, ref.ldi, ref.lp, ref.slp,
+                        spec ? spec : "", 55 + 1, 0, 0, 0};
+        jobs[i] = j;
+    }
+    for (int i = 0; i < NT; i++) CHECK(pthread_create(&tids[i], NULL, thread_main, &jobs[i]) == 0, "pthread_create");
+    for (int i = 0; i < NT; i++) {
+        pthread_join(tids[i], NULL);
+        CHECKF(jobs[i].calls == 200 && jobs[i].errors == 0, "thread %d: %d of %d calls failed", i, jobs[i].errors,
+               jobs[i].calls);
+        CHECKF(jobs[i].mismatches == 0, "thread %d: %d results differ from the single-threaded reference", i,
+               jobs[i].mismatches);
+    }
+    sf_buffer_free(spec);
+    free_outputs(&ref);
+
+    /* sf_set_num_threads(1) vs (2): bit-identical on a batch of 5000 */
+    outputs one, two, three;
+    CHECK_ST(sf_set_num_threads(1), SF_OK);
+    CHECK(compute_outputs(m, 5000, 66, &one), "outputs with 1 thread");
+    CHECK_ST(sf_set_num_threads(2), SF_OK);
+    CHECK(compute_outputs(m, 5000, 66, &two), "outputs with 2 threads");
+    CHECK_ST(sf_set_num_threads(7), SF_OK);
+    CHECK(compute_outputs(m, 5000, 66, &three), "outputs with 7 threads");
+    CHECK(outputs_equal(&one, &two), "1 thread == 2 threads, bit for bit (n = 5000)");
+    CHECK(outputs_equal(&one, &three), "1 thread == 7 threads, bit for bit (n = 5000)");
+    free_outputs(&one);
+    free_outputs(&two);
+    free_outputs(&three);
+    CHECK_ST(sf_set_num_threads(original), SF_OK);
+    sf_model_free(m);
+}
+
+/* SWIFTFLOWS_NUM_THREADS sets the default thread count (checked in a fresh child process only). */
+static void test_env_threads(void) {
+    if (g_report_fd < 0) {
+        printf("note: env_threads skipped (needs a fresh process; SF_TEST_NO_FORK is set)\n");
+        return;
+    }
+    setenv("SWIFTFLOWS_NUM_THREADS", "3", 1);
+    CHECKF(sf_get_num_threads() == 3, "SWIFTFLOWS_NUM_THREADS=3 -> sf_get_num_threads() = %d", sf_get_num_threads());
+}
+
+/* ---- sf_model_spec round trip --------------------------------------------------------------- */
+
+static void test_spec(void) {
+    const char *specs[] = {SPEC_RNVP2, SPEC_LU3, SPEC_NICE4, SPEC_FULL,
+                           "{\"preset\": \"realnvp\", \"dim\": 5, \"layers\": 3, \"hidden\": [8], \"mixing\": \"random\"}",
+                           "{\"event_shape\": [1, 2, 2, 2], \"layers\": [{\"type\": \"actnorm\"}, {\"type\": \"lu_linear\"}]}"};
+    for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
+        sf_model *m = CREATE(specs[k], 17);
+        if (!m) continue;
+        char *json = (char *)&g_dummy_object;
+        CHECK_ST(sf_model_spec(m, &json), SF_OK);
+        if (!CHECKF(json != NULL && json != (char *)&g_dummy_object && json[0] == '{', "spec %zu: JSON object text", k)) {
+            sf_model_free(m);
+            continue;
+        }
+        sf_model *r = NOT_NULL_MODEL;
+        CHECK_ST(sf_model_create(json, 17, &r), SF_OK);
+        if (r && r != NOT_NULL_MODEL) {
+            size_t s1[4] = {0}, s2[4] = {0}, n1 = 0, n2 = 0;
+            CHECK(sf_model_event_shape(m, s1, 4, &n1) == SF_OK && sf_model_event_shape(r, s2, 4, &n2) == SF_OK &&
+                      n1 == n2 && memcmp(s1, s2, sizeof s1) == 0,
+                  "rebuilt model: same event shape");
+            CHECKF(num_parameters(m) == num_parameters(r), "spec %zu: same parameter count (%zu vs %zu)", k,
+                   num_parameters(m), num_parameters(r));
+            char *json2 = model_spec(r);
+            CHECKF(json2 && strcmp(json, json2) == 0, "spec %zu: the resolved spec is a fixed point", k);
+            sf_buffer_free(json2);
+            CHECKF(same_results(m, r), "spec %zu: resolved spec + same seed rebuilds the same model", k);
+            sf_model_free(r);
+        }
+        if (k == 3) {
+            const char *names[] = {"affine_coupling", "additive_coupling", "permutation", "actnorm", "lu_linear",
+                                   "diagonal_normal", "event_shape"};
+            for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+                CHECKF(strstr(json, names[i]) != NULL, "full resolved spec mentions %s", names[i]);
+        }
+        sf_buffer_free(json);
+        sf_model_free(m);
+    }
+}
+
+/* ================================ driver ======================================================== */
+
+typedef struct {
+    const char *name;
+    void (*fn)(void);
+} section;
+
+static const section SECTIONS[] = {
+    {"env_threads", test_env_threads}, {"version", test_version},   {"last_error", test_last_error},
+    {"create", test_create},           {"null_arguments", test_null_arguments}, {"sizes", test_sizes},
+    {"byte_overflow", test_byte_overflow}, {"numerics", test_numerics}, {"files", test_files},
+    {"threads", test_threads},         {"spec", test_spec},
+};
+
+/* Runs one section in a child process; the child reports one byte per check through a pipe. */
+static void run_forked(const section *s) {
+    int fds[2];
+    fflush(stdout);
+    fflush(stderr);
+    if (pipe(fds) != 0) {
+        perror("pipe");
+        exit(2);
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(2);
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        g_report_fd = fds[1];
+        alarm(120); /* a hang becomes a failure (SIGALRM) */
+        s->fn();
+        fflush(stdout);
+        fflush(stderr);
+        _exit(0);
+    }
+    close(fds[1]);
+    char buf[4096];
+    ssize_t r;
+    int reported = 0;
+    while ((r = read(fds[0], buf, sizeof buf)) != 0) {
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        for (ssize_t i = 0; i < r; i++) {
+            if (buf[i] == 'p') g_passed++;
+            else g_failed++;
+            reported++;
+        }
+    }
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFSIGNALED(status)) {
+        g_failed++;
+        printf("FAIL: section %s killed by signal %d%s after %d checks (the checks after that point did not run)\n",
+               s->name, WTERMSIG(status), WTERMSIG(status) == SIGALRM ? " (timeout)" : " (crash)", reported);
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        g_failed++;
+        printf("FAIL: section %s exited with status %d\n", s->name, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    }
+    fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *nf = getenv("SF_TEST_NO_FORK");
+    int no_fork = nf != NULL && nf[0] != '\0' && strcmp(nf, "0") != 0;
+    size_t count = sizeof SECTIONS / sizeof SECTIONS[0];
+    for (int a = 1; a < argc; a++) {
+        int known = 0;
+        for (size_t i = 0; i < count; i++) known |= strcmp(argv[a], SECTIONS[i].name) == 0;
+        if (!known) {
+            fprintf(stderr, "usage: %s [SECTION...]\nsections:", argv[0]);
+            for (size_t i = 0; i < count; i++) fprintf(stderr, " %s", SECTIONS[i].name);
+            fprintf(stderr, "\n");
+            return 2;
+        }
+    }
+    for (size_t i = 0; i < count; i++) {
+        int selected = argc == 1;
+        for (int a = 1; a < argc; a++) selected |= strcmp(argv[a], SECTIONS[i].name) == 0;
+        if (!selected) continue;
+        if (no_fork) SECTIONS[i].fn();
+        else run_forked(&SECTIONS[i]);
+    }
+    printf("%d passed, %d failed\n", g_passed, g_failed);
+    return g_failed > 0 ? 1 : 0;
+}

@@ -17,9 +17,17 @@ public enum ModelFile {
 
     /// The model as an HDF5 file image.
     public static func image(of flow: NormalizingFlow<Float>) throws -> [UInt8] {
+        try image(of: flow, extra: nil)
+    }
+
+    /// The model as an HDF5 file image, with `extra` adding groups beside the model's (training
+    /// checkpoints add `/training`).
+    static func image(of flow: NormalizingFlow<Float>, extra: ((HDF5Group) throws -> Void)?) throws -> [UInt8] {
         do {
             let file = try HDF5File.createInMemory()
-            try write(flow, into: try file.root)
+            let root = try file.root
+            try write(flow, into: root)
+            try extra?(root)
             return try file.fileImage()
         } catch let e as HDF5Error {
             throw FlowError.io("cannot serialise the model: \(e.message)")
@@ -28,7 +36,12 @@ public enum ModelFile {
 
     /// Saves the model to `path` atomically (temporary file, fsync, rename).
     public static func save(_ flow: NormalizingFlow<Float>, to path: String) throws {
-        let bytes = try image(of: flow)
+        try save(flow, to: path, extra: nil)
+    }
+
+    /// Saves the model and `extra` groups atomically.
+    static func save(_ flow: NormalizingFlow<Float>, to path: String, extra: ((HDF5Group) throws -> Void)?) throws {
+        let bytes = try image(of: flow, extra: extra)
         do {
             try writeFileAtomically(bytes, to: path)
         } catch let e as HDF5Error {
@@ -91,6 +104,12 @@ public enum ModelFile {
 
     /// Loads a model from the file at `path`.
     public static func load(path: String) throws -> NormalizingFlow<Float> {
+        try withFile(path: path) { file, source in try read(file, source: source) }
+    }
+
+    /// Opens the HDF5 file at `path` after checking it is a readable regular file, and passes it
+    /// with a description for messages to `body`.
+    static func withFile<T>(path: String, _ body: (HDF5File, String) throws -> T) throws -> T {
         var st = stat()
         guard stat(path, &st) == 0 else {
             throw FlowError.io("cannot open '\(path)': \(String(cString: strerror(errno)))")
@@ -103,7 +122,7 @@ public enum ModelFile {
         do { file = try HDF5File.open(path: path) } catch let e as HDF5Error {
             throw FlowError.format("'\(path)' is not a readable HDF5 file: \(e.message)")
         }
-        return try read(file, source: "'\(path)'")
+        return try body(file, "'\(path)'")
     }
 
     /// Loads a model from an HDF5 file image in memory.
@@ -116,7 +135,7 @@ public enum ModelFile {
         return try read(file, source: "the model image")
     }
 
-    private static func read(_ file: HDF5File, source: String) throws -> NormalizingFlow<Float> {
+    static func read(_ file: HDF5File, source: String) throws -> NormalizingFlow<Float> {
         do {
             return try readModel(try file.root)
         } catch let e as HDF5Error {

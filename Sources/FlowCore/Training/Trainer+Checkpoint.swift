@@ -1,0 +1,195 @@
+/// Training checkpoints: a model file with a `/training` group holding the options, the
+/// optimiser state, the history and the best parameters (schema in docs/model-format.md,
+/// "Training checkpoints"). A checkpoint is an ordinary model file for every other reader.
+extension Trainer {
+    /// Writes a checkpoint of the current state to `path`, atomically.
+    /// - Throws: ``FlowError/invalidArgument(_:)`` unless the flow is Float (the file format's type).
+    public func saveCheckpoint(to path: String) throws {
+        guard let trainer = self as? Trainer<Float> else {
+            throw FlowError.invalidArgument("checkpoints store float32 models; train a Float flow to write them")
+        }
+        try ModelFile.save(trainer.flow, to: path) { root in try trainer.writeTrainingGroup(into: root) }
+    }
+}
+
+/// Names and layout of the `/training` group.
+enum CheckpointSchema {
+    static let formatName = "swiftflows-training"
+    static let formatVersion: [Int64] = [1, 0]
+    static let historyColumns = ["epoch", "train_nll", "validation_nll", "learning_rate", "skipped_steps",
+                                 "samples_per_second", "elapsed_seconds", "improved"]
+}
+
+extension Trainer where Scalar == Float {
+    func writeTrainingGroup(into root: HDF5Group) throws {
+        let g = try root.createGroup("training")
+        let o = options
+        try g.setAttribute("format", string: CheckpointSchema.formatName)
+        try g.setAttribute("format_version", ints: CheckpointSchema.formatVersion)
+        try g.setAttribute("epochs_completed", int: Int64(history.count))
+        try g.setAttribute("step", int: Int64(optimizer.stepCount))
+        try g.setAttribute("data_fingerprint", string: hex(dataFingerprint))
+        try g.setAttribute("train_rows", int: Int64(trainRows))
+        try g.setAttribute("validation_rows", int: Int64(validationRows))
+        try g.setAttribute("best_epoch", int: Int64(bestEpoch))
+        try g.setAttribute("best_validation_nll", double: bestValidationNLL)
+        try g.setAttribute("bad_epochs", int: Int64(badEpochs))
+        // Options.
+        try g.setAttribute("epochs", int: Int64(o.epochs))
+        try g.setAttribute("batch_size", int: Int64(o.batchSize))
+        try g.setAttribute("optimizer", string: o.optimizer.kind.rawValue)
+        try g.setAttribute("learning_rate", double: o.optimizer.learningRate)
+        try g.setAttribute("beta1", double: o.optimizer.beta1)
+        try g.setAttribute("beta2", double: o.optimizer.beta2)
+        try g.setAttribute("epsilon", double: o.optimizer.epsilon)
+        try g.setAttribute("weight_decay", double: o.optimizer.weightDecay)
+        try g.setAttribute("momentum", double: o.optimizer.momentum)
+        try g.setAttribute("clip_norm", double: o.clipNorm ?? 0)
+        try g.setAttribute("schedule", string: o.schedule.decay.rawValue)
+        try g.setAttribute("warmup_steps", int: Int64(o.schedule.warmupSteps))
+        try g.setAttribute("min_factor", double: o.schedule.minimumFactor)
+        try g.setAttribute("step_size", int: Int64(o.schedule.stepSize))
+        try g.setAttribute("gamma", double: o.schedule.gamma)
+        try g.setAttribute("validation_fraction", double: o.validationFraction)
+        try g.setAttribute("patience", int: Int64(o.patience))
+        try g.setAttribute("min_delta", double: o.minDelta)
+        try g.setAttribute("restore_best", int: o.restoreBest ? 1 : 0)
+        try g.setAttribute("seed", string: String(o.seed))
+        try g.setAttribute("max_consecutive_skips", int: Int64(o.maxConsecutiveSkips))
+        // History, one row per finished epoch.
+        var rows: [Double] = []
+        for r in history {
+            rows += [Double(r.epoch), r.trainNLL, r.validationNLL ?? .nan, r.learningRate, Double(r.skippedSteps),
+                     r.samplesPerSecond, r.elapsed, r.improved ? 1 : 0]
+        }
+        try g.writeDataset("history", doubles: rows, shape: [history.count, CheckpointSchema.historyColumns.count])
+        // Optimiser state, per parameter in flow.parameters order.
+        let opt = try g.createGroup("optimizer")
+        for (k, p) in flow.parameters.enumerated() {
+            try opt.writeDataset("first_\(ModelFile.layerGroupName(k))", doubles: optimizer.first[k], shape: [p.count])
+            if optimizer.settings.kind != .sgd {
+                try opt.writeDataset("second_\(ModelFile.layerGroupName(k))", doubles: optimizer.second[k], shape: [p.count])
+            }
+        }
+        if let best {
+            let b = try g.createGroup("best")
+            for (k, values) in best.enumerated() {
+                try values.withUnsafeBufferPointer {
+                    try b.writeDataset(ModelFile.layerGroupName(k), floats: $0, shape: [values.count])
+                }
+            }
+        }
+    }
+
+    /// Continues the run saved in the checkpoint at `path` on the same data.
+    ///
+    /// The model, optimiser state, step, history, best parameters and early-stopping counter come
+    /// from the file, so ``run(progress:)`` then produces exactly the losses an uninterrupted run
+    /// would. `epochs` may raise the planned number of epochs (the cosine schedule then spans the
+    /// new total).
+    /// - Throws: ``FlowError/invalidArgument(_:)`` if the data differ from the checkpoint's
+    ///   (fingerprint), ``FlowError/format(_:)`` for a file without a valid `/training` group.
+    public static func resume(checkpoint path: String, data: UnsafeBufferPointer<Float>, rows: Int,
+                              validation: UnsafeBufferPointer<Float>? = nil, validationRows: Int = 0,
+                              epochs: Int? = nil) throws -> Trainer<Float> {
+        try ModelFile.withFile(path: path) { file, source in
+            let flow = try ModelFile.read(file, source: source)
+            do {
+                let root = try file.root
+                guard root.isGroup("training") else {
+                    throw FlowError.format("\(source) is a model without training state (no /training group)")
+                }
+                let g = try root.openGroup("training")
+                guard try g.stringAttribute("format", maxLength: 64) == CheckpointSchema.formatName else {
+                    throw FlowError.format("\(source): /training is not a SwiftFlows training group")
+                }
+                let version = try g.intsAttribute("format_version", maxCount: 4)
+                guard version.first == CheckpointSchema.formatVersion[0] else {
+                    throw FlowError.unsupportedVersion("\(source): training state version \(version) is not supported")
+                }
+                var options = try readOptions(g)
+                if let epochs { options.epochs = epochs }
+                let trainer = try Trainer(flow: flow, data: data, rows: rows, validation: validation,
+                                          validationRows: validationRows, options: options)
+                let stored = try g.stringAttribute("data_fingerprint", maxLength: 32)
+                guard stored == hex(trainer.dataFingerprint) else {
+                    throw FlowError.invalidArgument("\(source) was trained on other data (fingerprint \(stored), "
+                        + "these rows give \(hex(trainer.dataFingerprint))); resume needs the same rows and validation split")
+                }
+                try trainer.restore(from: g)
+                return trainer
+            } catch let e as HDF5Error {
+                throw FlowError.format("\(source): \(e.message)")
+            }
+        }
+    }
+
+    private static func readOptions(_ g: HDF5Group) throws -> TrainingOptions {
+        var o = TrainingOptions()
+        o.epochs = Int(try g.intAttribute("epochs"))
+        o.batchSize = Int(try g.intAttribute("batch_size"))
+        let kind = try g.stringAttribute("optimizer", maxLength: 32)
+        guard let optimizerKind = OptimizerKind(rawValue: kind) else { throw FlowError.format("unknown optimizer \"\(kind)\"") }
+        o.optimizer = OptimizerSettings(kind: optimizerKind, learningRate: try g.doubleAttribute("learning_rate"),
+                                        beta1: try g.doubleAttribute("beta1"), beta2: try g.doubleAttribute("beta2"),
+                                        epsilon: try g.doubleAttribute("epsilon"),
+                                        weightDecay: try g.doubleAttribute("weight_decay"),
+                                        momentum: try g.doubleAttribute("momentum"))
+        let clip = try g.doubleAttribute("clip_norm")
+        o.clipNorm = clip > 0 ? clip : nil
+        let decay = try g.stringAttribute("schedule", maxLength: 32)
+        guard let scheduleDecay = LearningRateSchedule.Decay(rawValue: decay) else {
+            throw FlowError.format("unknown learning-rate schedule \"\(decay)\"")
+        }
+        o.schedule = LearningRateSchedule(decay: scheduleDecay, warmupSteps: Int(try g.intAttribute("warmup_steps")),
+                                          minimumFactor: try g.doubleAttribute("min_factor"),
+                                          stepSize: Int(try g.intAttribute("step_size")),
+                                          gamma: try g.doubleAttribute("gamma"))
+        o.validationFraction = try g.doubleAttribute("validation_fraction")
+        o.patience = Int(try g.intAttribute("patience"))
+        o.minDelta = try g.doubleAttribute("min_delta")
+        o.restoreBest = try g.intAttribute("restore_best") != 0
+        guard let seed = UInt64(try g.stringAttribute("seed", maxLength: 32)) else { throw FlowError.format("bad seed attribute") }
+        o.seed = seed
+        o.maxConsecutiveSkips = Int(try g.intAttribute("max_consecutive_skips"))
+        do { try o.validate() } catch let e as FlowError { throw FlowError.format("training options: \(e.message)") }
+        return o
+    }
+
+    private func restore(from g: HDF5Group) throws {
+        let completed = Int(try g.intAttribute("epochs_completed"))
+        let columns = CheckpointSchema.historyColumns.count
+        let table = try g.readDoubles("history", expectedShape: [completed, columns], maxElements: 1 << 24).values
+        history = (0..<completed).map { i in
+            let r = Array(table[(i * columns)..<((i + 1) * columns)])
+            return EpochRecord(epoch: Int(r[0]), trainNLL: r[1], validationNLL: r[2].isNaN ? nil : r[2], learningRate: r[3],
+                               skippedSteps: Int(r[4]), samplesPerSecond: r[5], elapsed: r[6], improved: r[7] != 0)
+        }
+        let step = try g.intAttribute("step")
+        guard step >= 0 else { throw FlowError.format("negative step count \(step)") }
+        optimizer.stepCount = Int(step)
+        bestEpoch = Int(try g.intAttribute("best_epoch"))
+        bestValidationNLL = try g.doubleAttribute("best_validation_nll")
+        badEpochs = Int(try g.intAttribute("bad_epochs"))
+        let opt = try g.openGroup("optimizer")
+        for (k, p) in flow.parameters.enumerated() {
+            let name = ModelFile.layerGroupName(k)
+            optimizer.first[k] = try opt.readDoubles("first_\(name)", expectedShape: [p.count], maxElements: p.count).values
+            if optimizer.settings.kind != .sgd {
+                optimizer.second[k] = try opt.readDoubles("second_\(name)", expectedShape: [p.count], maxElements: p.count).values
+            }
+        }
+        if g.isGroup("best") {
+            let b = try g.openGroup("best")
+            best = try flow.parameters.enumerated().map { k, p in
+                try b.readFloats(ModelFile.layerGroupName(k), expectedShape: [p.count], maxElements: p.count).values
+            }
+        }
+    }
+}
+
+/// 16 lowercase hex digits.
+func hex(_ value: UInt64) -> String {
+    let digits = String(value, radix: 16)
+    return String(repeating: "0", count: 16 - digits.count) + digits
+}

@@ -1,0 +1,255 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Maximum-likelihood training of a ``NormalizingFlow`` on rows held in memory.
+///
+/// Each epoch visits the training rows in a seeded random order (Philox stream
+/// ``RandomStream/shuffle``, row = epoch) in minibatches of ``TrainingOptions/batchSize``; each
+/// minibatch takes one optimiser step on `L = −(1/B)·Σ log p(xᵢ)` with gradients from the layers'
+/// hand-derived backward passes. Before the first step, layers with data-dependent
+/// initialisation (ActNorm) are initialised from the first minibatch.
+///
+/// - A step whose loss or gradient is not finite is skipped (parameters untouched) and reported
+///   with ``TrainingEvent/skipped(epoch:batch:reason:)``; ``TrainingOptions/maxConsecutiveSkips``
+///   skips in a row end the run with ``FlowError/numerical(_:)``.
+/// - With validation rows, the validation NLL is measured after each epoch; early stopping
+///   (``TrainingOptions/patience``) and restoring the best parameters follow it.
+/// - A checkpoint (``checkpointPath``, Float flows) is written after every epoch: the model plus
+///   the optimiser state, so ``resume(checkpoint:data:rows:validation:validationRows:epochs:)``
+///   continues exactly as an uninterrupted run would.
+///
+/// The result depends only on the flow's initial state, the data, and the options, never on the
+/// thread count. Not thread-safe: nothing else may use the flow while ``run(progress:)`` runs.
+public final class Trainer<Scalar: FlowScalar> {
+    public let flow: NormalizingFlow<Scalar>
+    public let options: TrainingOptions
+    public let optimizer: Optimizer<Scalar>
+    /// Training rows, row-major (`trainRows × eventSize`).
+    let train: [Scalar]
+    public let trainRows: Int
+    /// Validation rows, row-major (may be empty).
+    let validation: [Scalar]
+    public let validationRows: Int
+    /// 64-bit FNV-1a of the training and validation rows; a checkpoint refuses other data.
+    public let dataFingerprint: UInt64
+    /// Where to write a checkpoint after every epoch (Float flows only); nil for none.
+    public var checkpointPath: String?
+
+    /// The finished epochs (a resumed run starts with the checkpoint's).
+    public internal(set) var history: [EpochRecord] = []
+    public internal(set) var bestValidationNLL: Double = .infinity
+    /// The epoch whose parameters ``best`` holds (0: none yet).
+    public internal(set) var bestEpoch = 0
+    /// Epochs since the last improvement.
+    var badEpochs = 0
+    /// Parameter values at ``bestEpoch``.
+    var best: [[Scalar]]?
+
+    /// A trainer over `rows` rows of `data` (copied). Validation rows are `validation` if given,
+    /// otherwise a seeded ``TrainingOptions/validationFraction`` of `data`.
+    /// - Throws: ``FlowError/invalidArgument(_:)`` for inconsistent sizes or options,
+    ///   ``FlowError/numerical(_:)`` for non-finite data.
+    public init(flow: NormalizingFlow<Scalar>, data: UnsafeBufferPointer<Scalar>, rows: Int,
+                validation: UnsafeBufferPointer<Scalar>? = nil, validationRows: Int = 0,
+                options: TrainingOptions) throws {
+        try options.validate()
+        let d = flow.eventSize
+        guard rows >= 1, data.count == rows * d else {
+            throw FlowError.shapeMismatch("training data holds \(data.count) values, expected \(rows) rows of \(d)")
+        }
+        try Self.requireFinite(data, "training data", d)
+        var trainValues: [Scalar]
+        var validationValues: [Scalar]
+        if let validation, validationRows > 0 {
+            guard validation.count == validationRows * d else {
+                throw FlowError.shapeMismatch("validation data holds \(validation.count) values, expected \(validationRows) rows of \(d)")
+            }
+            try Self.requireFinite(validation, "validation data", d)
+            trainValues = Array(data)
+            validationValues = Array(validation)
+        } else if options.validationFraction > 0 {
+            let held = Swift.max(1, Int((Double(rows) * options.validationFraction).rounded()))
+            guard rows - held >= 1 else {
+                throw FlowError.invalidArgument("\(rows) rows leave none for training after holding out \(held) for validation")
+            }
+            var stream = PhiloxStream(seed: options.seed, row: UInt64.max, stream: RandomStream.shuffle)
+            let order = stream.permutation(rows)
+            var isValidation = [Bool](repeating: false, count: rows)
+            for i in order.prefix(held) { isValidation[i] = true }
+            trainValues = []
+            validationValues = []
+            trainValues.reserveCapacity((rows - held) * d)
+            validationValues.reserveCapacity(held * d)
+            for r in 0..<rows {
+                let row = data[(r * d)..<((r + 1) * d)]
+                if isValidation[r] { validationValues.append(contentsOf: row) } else { trainValues.append(contentsOf: row) }
+            }
+        } else {
+            trainValues = Array(data)
+            validationValues = []
+        }
+        self.flow = flow
+        self.options = options
+        self.optimizer = try Optimizer(flow.parameters, settings: options.optimizer)
+        self.train = trainValues
+        self.trainRows = trainValues.count / d
+        self.validation = validationValues
+        self.validationRows = validationValues.count / d
+        self.dataFingerprint = Self.fingerprint(trainValues, validationValues, eventSize: d)
+    }
+
+    /// Minibatches per epoch.
+    public var batchesPerEpoch: Int { (trainRows + options.batchSize - 1) / options.batchSize }
+
+    /// Trains until ``TrainingOptions/epochs`` epochs are done or early stopping ends the run,
+    /// then (with validation and ``TrainingOptions/restoreBest``) restores the best parameters.
+    ///
+    /// - Parameter progress: called after every step, skipped step and epoch; return false to
+    ///   cancel. A cancelled run throws ``FlowError/cancelled(_:)`` and leaves the flow with the
+    ///   parameters of its last step (``history`` holds the finished epochs).
+    /// - Returns: ``history``.
+    @discardableResult
+    public func run(progress: ((TrainingEvent) -> Bool)? = nil) throws -> [EpochRecord] {
+        let d = flow.eventSize
+        let batchSize = options.batchSize
+        let totalSteps = options.epochs * batchesPerEpoch
+        var batch = [Scalar](repeating: 0, count: Swift.min(batchSize, trainRows) * d)
+        let start = Self.now()
+        var consecutiveSkips = 0
+        var stoppedEarly = false
+        var epoch = history.count
+        while epoch < options.epochs, !stoppedEarly {
+            epoch += 1
+            var stream = PhiloxStream(seed: options.seed, row: UInt64(epoch), stream: RandomStream.shuffle)
+            let order = stream.permutation(trainRows)
+            var lossSum = 0.0, lossRows = 0, skipped = 0
+            var learningRate = options.optimizer.learningRate
+            let epochStart = Self.now()
+            for b in 0..<batchesPerEpoch {
+                let first = b * batchSize, n = Swift.min(batchSize, trainRows - first)
+                train.withUnsafeBufferPointer { src in
+                    batch.withUnsafeMutableBufferPointer { dst in
+                        for i in 0..<n {
+                            (dst.baseAddress! + i * d).update(from: src.baseAddress! + order[first + i] * d, count: d)
+                        }
+                    }
+                }
+                let loss = batch.withUnsafeBufferPointer { x -> Double in
+                    flow.initializeDataDependentLayers(x.baseAddress!, count: n)
+                    flow.zeroGradients()
+                    return flow.accumulateNLLGradient(x.baseAddress!, count: n) / Double(n)
+                }
+                let norm = optimizer.gradientNorm()
+                guard loss.isFinite, norm.isFinite else {
+                    skipped += 1
+                    consecutiveSkips += 1
+                    let reason = loss.isFinite ? "non-finite gradient" : "non-finite loss (\(loss))"
+                    if let progress, !progress(.skipped(epoch: epoch, batch: b + 1, reason: reason)) {
+                        throw FlowError.cancelled("training cancelled in epoch \(epoch), batch \(b + 1)")
+                    }
+                    if consecutiveSkips >= options.maxConsecutiveSkips {
+                        throw FlowError.numerical("\(consecutiveSkips) consecutive steps had a \(reason) in epoch \(epoch); "
+                            + "lower the learning rate, enable gradient clipping or a warm-up")
+                    }
+                    continue
+                }
+                consecutiveSkips = 0
+                if let clip = options.clipNorm, norm > clip { optimizer.scaleGradients(by: clip / norm) }
+                learningRate = options.optimizer.learningRate
+                    * options.schedule.factor(step: optimizer.stepCount, total: totalSteps)
+                optimizer.step(learningRate: learningRate)
+                flow.transform.parametersDidChange()
+                lossSum += loss * Double(n)
+                lossRows += n
+                if let progress {
+                    let seconds = Self.now() - epochStart
+                    let event = TrainingEvent.batch(epoch: epoch, batch: b + 1, batchesPerEpoch: batchesPerEpoch, loss: loss,
+                                                    samplesPerSecond: Double(first + n) / Swift.max(seconds, 1e-9),
+                                                    elapsed: Self.now() - start)
+                    if !progress(event) { throw FlowError.cancelled("training cancelled in epoch \(epoch), batch \(b + 1)") }
+                }
+            }
+            let trainSeconds = Self.now() - epochStart
+            let record = finishEpoch(epoch, trainNLL: lossRows > 0 ? lossSum / Double(lossRows) : .nan,
+                                     learningRate: learningRate, skipped: skipped,
+                                     samplesPerSecond: Double(trainRows) / Swift.max(trainSeconds, 1e-9),
+                                     elapsed: Self.now() - start)
+            if let path = checkpointPath { try saveCheckpoint(to: path) }
+            if let progress, !progress(.epoch(record)) {
+                throw FlowError.cancelled("training cancelled after epoch \(epoch)")
+            }
+            if options.patience > 0, validationRows > 0, badEpochs >= options.patience {
+                stoppedEarly = true
+                if let progress, !progress(.stopped(epoch: epoch, bestEpoch: bestEpoch)) {
+                    throw FlowError.cancelled("training cancelled after epoch \(epoch)")
+                }
+            }
+        }
+        if options.restoreBest { restoreBestParameters() }
+        return history
+    }
+
+    /// Validation, best-parameter bookkeeping and the history entry of a finished epoch.
+    private func finishEpoch(_ epoch: Int, trainNLL: Double, learningRate: Double, skipped: Int,
+                             samplesPerSecond: Double, elapsed: Double) -> EpochRecord {
+        var validationNLL: Double?
+        var improved = false
+        if validationRows > 0 {
+            let nll = validation.withUnsafeBufferPointer { flow.meanNLL($0.baseAddress!, count: validationRows) }
+            validationNLL = nll
+            if nll.isFinite, nll < bestValidationNLL - options.minDelta {
+                improved = true
+                bestValidationNLL = nll
+                bestEpoch = epoch
+                badEpochs = 0
+                best = flow.parameters.map(\.array)
+            } else {
+                badEpochs += 1
+            }
+        }
+        let record = EpochRecord(epoch: epoch, trainNLL: trainNLL, validationNLL: validationNLL,
+                                 learningRate: learningRate, skippedSteps: skipped,
+                                 samplesPerSecond: samplesPerSecond, elapsed: elapsed, improved: improved)
+        history.append(record)
+        return record
+    }
+
+    /// Puts the best epoch's parameters back (no-op without validation).
+    public func restoreBestParameters() {
+        guard let best else { return }
+        for (p, values) in zip(flow.parameters, best) { p.assign(values) }
+        flow.transform.parametersDidChange()
+    }
+
+    // MARK: - Helpers
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    private static func requireFinite(_ values: UnsafeBufferPointer<Scalar>, _ what: String, _ d: Int) throws {
+        for (i, v) in values.enumerated() where !v.isFinite {
+            throw FlowError.numerical("\(what): row \(i / d), column \(i % d) is \(v); remove or impute non-finite values")
+        }
+    }
+
+    /// 64-bit FNV-1a over the scalars' bit patterns (as Double) and the row counts.
+    static func fingerprint(_ train: [Scalar], _ validation: [Scalar], eventSize: Int) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        @inline(__always) func mix(_ word: UInt64) {
+            var w = word
+            for _ in 0..<8 {
+                h = (h ^ (w & 0xff)) &* 0x0000_0100_0000_01b3
+                w >>= 8
+            }
+        }
+        mix(UInt64(train.count / eventSize))
+        mix(UInt64(validation.count / eventSize))
+        for v in train { mix(Double(v).bitPattern) }
+        for v in validation { mix(Double(v).bitPattern) }
+        return h
+    }
+}

@@ -1,0 +1,228 @@
+@testable import FlowCore
+import FlowTestSupport
+import Glibc
+import XCTest
+
+final class TrainingTests: XCTestCase {
+    /// `n` rows of a correlated 2-D Gaussian: x = A·ε + μ with A = [[1, 0], [0.8, 0.5]], μ = (1, −2).
+    /// Its entropy is log(2πe) + log|det A| = 2.8379 + log 0.5.
+    private func gaussianData(_ n: Int, seed: UInt64) -> [Float] {
+        var s = PhiloxStream(seed: seed, row: 0, stream: 9)
+        var x = [Float]()
+        for _ in 0..<n {
+            let e1 = s.nextNormal(), e2 = s.nextNormal()
+            x += [Float(e1 + 1), Float(0.8 * e1 + 0.5 * e2 - 2)]
+        }
+        return x
+    }
+
+    private let gaussianEntropy = Double.log(2 * Double.pi * M_E) + Double.log(0.5)
+
+    // MARK: Optimisers and schedules
+
+    func testAdamFirstStepMovesEachParameterByTheLearningRate() throws {
+        let p = Parameter<Double>(name: "w", shape: [3])
+        p.assign([1, 2, 3])
+        for (i, g) in [0.5, -2, 1e-3].enumerated() { p.gradient[i] = g }
+        let adam = try Optimizer([p], settings: OptimizerSettings(kind: .adam, learningRate: 0.1, epsilon: 1e-12))
+        adam.step(learningRate: 0.1)
+        // Bias-corrected m/√v = sign(g) on the first step.
+        XCTAssertEqual(p.array[0], 0.9, accuracy: 1e-9)
+        XCTAssertEqual(p.array[1], 2.1, accuracy: 1e-9)
+        XCTAssertEqual(p.array[2], 2.9, accuracy: 1e-6)
+    }
+
+    func testSGDMomentumAndDecoupledWeightDecayFollowTheirRecurrences() throws {
+        let p = Parameter<Double>(name: "w", shape: [1])
+        p.assign([2])
+        let sgd = try Optimizer([p], settings: OptimizerSettings(kind: .sgd, weightDecay: 0.1, momentum: 0.5))
+        var w = 2.0, buf = 0.0
+        for step in 0..<5 {
+            let g = Double(step) - w  // any gradient
+            p.gradient[0] = g
+            sgd.step(learningRate: 0.2)
+            buf = 0.5 * buf + g
+            w = w * (1 - 0.2 * 0.1) - 0.2 * buf
+            XCTAssertEqual(p.array[0], w, accuracy: 1e-12)
+        }
+    }
+
+    func testAdamaxUsesTheInfinityNorm() throws {
+        let p = Parameter<Double>(name: "w", shape: [1])
+        let opt = try Optimizer([p], settings: OptimizerSettings(kind: .adamax, learningRate: 0.01, epsilon: 1e-12))
+        var m = 0.0, u = 0.0, w = 0.0
+        for (t, g) in [3.0, -1.0, 0.5].enumerated() {
+            p.gradient[0] = g
+            opt.step(learningRate: 0.01)
+            m = 0.9 * m + 0.1 * g
+            u = max(0.999 * u, abs(g) + 1e-12)
+            w -= 0.01 / (1 - pow(0.9, Double(t + 1))) * m / u
+            XCTAssertEqual(p.array[0], w, accuracy: 1e-12)
+        }
+    }
+
+    func testScheduleWarmsUpThenDecays() {
+        let cosine = LearningRateSchedule(decay: .cosine, warmupSteps: 10, minimumFactor: 0.1)
+        XCTAssertEqual(cosine.factor(step: 0, total: 110), 0.1, accuracy: 1e-12)
+        XCTAssertEqual(cosine.factor(step: 4, total: 110), 0.5, accuracy: 1e-12)
+        XCTAssertEqual(cosine.factor(step: 10, total: 110), 1, accuracy: 1e-12)
+        XCTAssertEqual(cosine.factor(step: 60, total: 110), 0.55, accuracy: 1e-12)
+        XCTAssertEqual(cosine.factor(step: 110, total: 110), 0.1, accuracy: 1e-12)
+        let step = LearningRateSchedule(decay: .step, stepSize: 100, gamma: 0.5)
+        XCTAssertEqual(step.factor(step: 99, total: 1000), 1)
+        XCTAssertEqual(step.factor(step: 250, total: 1000), 0.25)
+        XCTAssertThrowsError(try LearningRateSchedule(decay: .cosine, minimumFactor: 2).validate())
+    }
+
+    func testGradientNormAndClippingScaleAllGradients() throws {
+        let a = Parameter<Float>(name: "a", shape: [2]), b = Parameter<Float>(name: "b", shape: [1])
+        a.gradient[0] = 3
+        b.gradient[0] = 4
+        let opt = try Optimizer([a, b], settings: OptimizerSettings())
+        XCTAssertEqual(opt.gradientNorm(), 5, accuracy: 1e-12)
+        opt.scaleGradients(by: 0.5)
+        XCTAssertEqual(opt.gradientNorm(), 2.5, accuracy: 1e-6)
+    }
+
+    // MARK: The trainer
+
+    private func options(epochs: Int, seed: UInt64 = 1) -> TrainingOptions {
+        var o = TrainingOptions()
+        o.epochs = epochs
+        o.batchSize = 128
+        o.optimizer.learningRate = 3e-3
+        o.seed = seed
+        return o
+    }
+
+    func testTrainingApproachesTheDataEntropy() throws {
+        let flow = try NormalizingFlow<Float>.realNVP(dim: 2, layers: 4, hidden: [16], actnorm: true, seed: 3)
+        let data = gaussianData(4000, seed: 1)
+        var o = options(epochs: 15)
+        o.schedule = LearningRateSchedule(decay: .cosine, warmupSteps: 20)
+        let trainer = try data.withUnsafeBufferPointer { try Trainer(flow: flow, data: $0, rows: 4000, options: o) }
+        XCTAssertEqual(trainer.trainRows, 3600)
+        XCTAssertEqual(trainer.validationRows, 400)
+        let before = data.withUnsafeBufferPointer { flow.meanNLL($0.baseAddress!, count: 4000) }
+        let history = try trainer.run()
+        let test = gaussianData(4000, seed: 2)
+        let after = test.withUnsafeBufferPointer { flow.meanNLL($0.baseAddress!, count: 4000) }
+        XCTAssertEqual(history.count, 15)
+        XCTAssertLessThan(after, before - 0.5)
+        XCTAssertEqual(after, gaussianEntropy, accuracy: 0.05, "test NLL \(after) vs entropy \(gaussianEntropy)")
+        XCTAssertTrue(history.allSatisfy { $0.skippedSteps == 0 && $0.validationNLL != nil })
+        XCTAssertFalse(flow.needsDataDependentInitialization, "ActNorm was initialised from the first batch")
+    }
+
+    func testResumedRunRepeatsTheUninterruptedRunExactly() throws {
+        let dir = String(cString: mkdtemp(strdup("/tmp/sf_train_XXXXXX"))!)
+        defer { _ = try? FileManagerless.removeTree(dir) }
+        let data = gaussianData(1500, seed: 4)
+        var o = options(epochs: 5)
+        o.schedule = LearningRateSchedule(decay: .cosine, warmupSteps: 5, minimumFactor: 0.05)
+        o.clipNorm = 5
+        o.optimizer.weightDecay = 1e-4
+
+        let full = try NormalizingFlow<Float>.realNVP(dim: 2, layers: 3, hidden: [8], actnorm: true, seed: 5)
+        let fullHistory = try data.withUnsafeBufferPointer {
+            try Trainer(flow: full, data: $0, rows: 1500, options: o).run()
+        }
+
+        // Same run, stopped after 2 epochs with a checkpoint, then resumed from the file.
+        let first = try NormalizingFlow<Float>.realNVP(dim: 2, layers: 3, hidden: [8], actnorm: true, seed: 5)
+        let path = dir + "/ckpt.h5"
+        try data.withUnsafeBufferPointer { buffer in
+            let t = try Trainer(flow: first, data: buffer, rows: 1500, options: o)
+            t.checkpointPath = path
+            XCTAssertThrowsError(try t.run { event in
+                if case .epoch(let r) = event { return r.epoch < 2 }
+                return true
+            }) { XCTAssertEqual(($0 as? FlowError).map { "\($0)" }?.contains("cancelled"), true) }
+        }
+        let resumed = try data.withUnsafeBufferPointer { try Trainer.resume(checkpoint: path, data: $0, rows: 1500) }
+        XCTAssertEqual(resumed.history.count, 2)
+        let resumedHistory = try resumed.run()
+        XCTAssertEqual(resumedHistory.map(\.trainNLL), fullHistory.map(\.trainNLL))
+        XCTAssertEqual(resumedHistory.map(\.validationNLL), fullHistory.map(\.validationNLL))
+        for (a, b) in zip(full.parameters, resumed.flow.parameters) { XCTAssertEqual(a.array, b.array, a.name) }
+
+        // A checkpoint is an ordinary model file, and refuses other data.
+        XCTAssertNoThrow(try NormalizingFlow<Float>.load(path: path))
+        let other = gaussianData(1500, seed: 99)
+        XCTAssertThrowsError(try other.withUnsafeBufferPointer { try Trainer.resume(checkpoint: path, data: $0, rows: 1500) }) {
+            XCTAssertTrue("\($0)".contains("other data"), "\($0)")
+        }
+    }
+
+    func testNonFiniteStepsAreSkippedAndThenTheRunStops() throws {
+        let flow = try NormalizingFlow<Float>.realNVP(dim: 2, layers: 2, hidden: [4], seed: 1)
+        flow.parameters[0].values[0] = .nan
+        flow.transform.parametersDidChange()
+        var o = options(epochs: 3)
+        o.maxConsecutiveSkips = 4
+        var skips = 0
+        let data = gaussianData(1000, seed: 3)
+        XCTAssertThrowsError(try data.withUnsafeBufferPointer { buffer in
+            try Trainer(flow: flow, data: buffer, rows: 1000, options: o).run { event in
+                if case .skipped = event { skips += 1 }
+                return true
+            }
+        }) { error in
+            guard case FlowError.numerical(let m) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(m.contains("4 consecutive"), m)
+        }
+        XCTAssertEqual(skips, 4)
+    }
+
+    func testEarlyStoppingRestoresTheBestEpoch() throws {
+        let flow = try NormalizingFlow<Float>.realNVP(dim: 2, layers: 2, hidden: [8], seed: 2)
+        var o = options(epochs: 20)
+        o.patience = 2
+        o.minDelta = 10  // no later epoch can improve by 10 nats
+        var stopped: (Int, Int)?
+        let data = gaussianData(1000, seed: 5)
+        let trainer = try data.withUnsafeBufferPointer { try Trainer(flow: flow, data: $0, rows: 1000, options: o) }
+        var epochOne: [[Float]] = []
+        let history = try trainer.run { event in
+            if case .epoch(let r) = event, r.epoch == 1 { epochOne = flow.parameters.map(\.array) }
+            if case .stopped(let e, let b) = event { stopped = (e, b) }
+            return true
+        }
+        XCTAssertEqual(history.count, 3)
+        XCTAssertEqual(stopped?.0, 3)
+        XCTAssertEqual(stopped?.1, 1)
+        XCTAssertEqual(flow.parameters.map(\.array), epochOne)
+    }
+
+    func testBadOptionsAndDataAreRefused() throws {
+        let flow = try NormalizingFlow<Float>.realNVP(dim: 2, layers: 2, hidden: [4], seed: 1)
+        var bad = options(epochs: 0)
+        let data: [Float] = [0, 1, 2, 3, .nan, 5]
+        XCTAssertThrowsError(try data.withUnsafeBufferPointer { try Trainer(flow: flow, data: $0, rows: 3, options: bad) })
+        bad = options(epochs: 1)
+        XCTAssertThrowsError(try data.withUnsafeBufferPointer { try Trainer(flow: flow, data: $0, rows: 3, options: bad) }) {
+            XCTAssertTrue("\($0)".contains("row 2, column 0"), "\($0)")
+        }
+        XCTAssertThrowsError(try data.withUnsafeBufferPointer { try Trainer(flow: flow, data: $0, rows: 2, options: bad) })
+        bad.optimizer.learningRate = -1
+        XCTAssertThrowsError(try bad.validate())
+    }
+}
+
+/// Removes a directory tree (tests only; FlowCore has no Foundation).
+enum FileManagerless {
+    static func removeTree(_ path: String) throws {
+        if let dir = opendir(path) {
+            while let entry = readdir(dir) {
+                let name = withUnsafePointer(to: entry.pointee.d_name) {
+                    String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+                }
+                if name == "." || name == ".." { continue }
+                let child = path + "/" + name
+                if unlink(child) != 0 { try removeTree(child) }
+            }
+            closedir(dir)
+        }
+        rmdir(path)
+    }
+}

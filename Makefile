@@ -19,9 +19,9 @@ LDFLAGS_LIB  := -L$(LIBDIR) -lswiftflows -Wl,-rpath,'$$ORIGIN/../lib'
 APT_PACKAGES := libhdf5-dev libopenblas-dev pkg-config python3-venv
 SWIFT_RELEASE_SCRATCH := .build-shared
 
-.PHONY: all help deps lib c-programs venv test test-swift test-c test-python demo install clean
+.PHONY: all help deps lib cli c-programs venv test test-swift test-c test-python demo install clean
 
-all: lib c-programs ## Build the library and the C programs (release)
+all: lib cli c-programs ## Build the library, the command-line tool and the C programs (release)
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -42,6 +42,12 @@ lib: deps ## Build build/lib/libswiftflows.so (self-contained, exports only sf_*
 	@ln -sf libswiftflows.so.$(VERSION) $(LIBDIR)/$(SONAME)
 	@ln -sf $(SONAME) $(LIBDIR)/libswiftflows.so
 	@echo "built $(LIB)"
+
+cli: deps ## Build build/bin/swiftflows, the command-line tool (release, Swift runtime linked statically)
+	SWIFTFLOWS_SHARED_RELEASE=1 swift build -c release --product swiftflows-cli --scratch-path $(SWIFT_RELEASE_SCRATCH)
+	@mkdir -p $(BINDIR)
+	@cp -f $(SWIFT_RELEASE_SCRATCH)/release/swiftflows-cli $(BINDIR)/swiftflows
+	@echo "built $(BINDIR)/swiftflows"
 
 c-programs: lib $(BINDIR)/score_csv $(BINDIR)/test_capi ## Build the C example and the C test program
 
@@ -76,8 +82,9 @@ test-python: lib venv ## The Python package's pytest suite
 demo: lib venv ## The main job (see README)
 	SWIFTFLOWS_LIBRARY=$(CURDIR)/$(LIB) $(PY) scripts/demo.py
 
-install: lib ## Install library, header and pkg-config file under PREFIX
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+install: lib cli ## Install library, header, pkg-config file and the swiftflows tool under PREFIX
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BINDIR)/swiftflows $(DESTDIR)$(PREFIX)/bin/
 	install -m 0755 $(LIBDIR)/libswiftflows.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libswiftflows.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libswiftflows.so

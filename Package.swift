@@ -33,9 +33,12 @@ let package = Package(
     products: [
         .library(name: "swiftflows", type: .dynamic, targets: ["FlowCAPI"]),
         .library(name: "FlowCore", targets: ["FlowCore"]),
+        // The command-line tool; the Makefile installs it as `swiftflows`.
+        .executable(name: "swiftflows-cli", targets: ["SwiftFlowsCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         .systemLibrary(
@@ -56,12 +59,19 @@ let package = Package(
             ],
             swiftSettings: optimized
         ),
+        .systemLibrary(name: "CSwiftFlowsABI"),
         .target(
             name: "FlowCAPI",
-            dependencies: ["FlowCore"],
+            dependencies: ["FlowCore", "CSwiftFlowsABI"],
             exclude: ["exports.map"],
             swiftSettings: optimized,
             linkerSettings: capiLinker
+        ),
+        .executableTarget(
+            name: "SwiftFlowsCLI",
+            dependencies: ["FlowCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: optimized,
+            linkerSettings: sharedRelease ? [.unsafeFlags(["-static-stdlib"])] : []
         ),
         .target(
             name: "FlowTestSupport",

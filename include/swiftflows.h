@@ -25,6 +25,8 @@
  *   sf_sample, sf_model_save, sf_model_save_memory, sf_model_spec, sf_model_event_size and
  *   sf_model_event_shape: any number of threads may call these on one model at once, and get
  *   the same results as one thread would.
+ * - sf_train takes a model exclusively: calls on the same model from other threads wait until
+ *   it returns (a readers-writer lock per model).
  * - sf_model_free must not overlap with any other call on the same model.
  * - File I/O is serialised internally (the HDF5 library has one global lock).
  * - Batch work is spread over sf_get_num_threads() threads (default: the environment variable
@@ -165,6 +167,126 @@ sf_status sf_sample(const sf_model *model, size_t n, uint64_t seed, float *out, 
  * Glow's T). log_prob, if given, is the density of the model at temperature 1. */
 sf_status sf_sample_temperature(const sf_model *model, size_t n, uint64_t seed, float temperature,
                                 float *out, double *log_prob);
+
+/* ---- Training ---------------------------------------------------------------------------- */
+/* Maximum-likelihood training in the library: minibatches drawn in a seeded random order,
+ * gradients by hand-derived backward passes, an optimiser step per minibatch. ActNorm layers
+ * that are not initialised yet are initialised from the first minibatch (data-dependent init).
+ * The result depends only on the model, the data and the options, not on the thread count. */
+
+typedef enum sf_optimizer {
+    SF_OPTIMIZER_ADAM = 0,   /* Adam with decoupled weight decay (AdamW)      */
+    SF_OPTIMIZER_ADAMAX = 1, /* Adamax (Glow's optimiser)                     */
+    SF_OPTIMIZER_SGD = 2     /* SGD with heavy-ball momentum                  */
+} sf_optimizer;
+
+typedef enum sf_schedule {
+    SF_SCHEDULE_CONSTANT = 0, /* the learning rate after warm-up stays constant                     */
+    SF_SCHEDULE_COSINE = 1,   /* cosine decay to min_lr_factor * learning_rate at the last step     */
+    SF_SCHEDULE_STEP = 2      /* multiplied by gamma every step_size steps after warm-up           */
+} sf_schedule;
+
+/* One finished epoch. */
+typedef struct sf_epoch_report {
+    uint32_t epoch;            /* 1-based                                                      */
+    uint32_t skipped_steps;    /* steps skipped because the loss or a gradient was not finite  */
+    double train_nll;          /* mean NLL (nats) of the epoch's minibatches                   */
+    double validation_nll;     /* mean NLL (nats) on the validation rows; NaN without them     */
+    double learning_rate;      /* of the epoch's last step                                     */
+    double samples_per_second; /* training rows per second                                     */
+    double elapsed_seconds;    /* since sf_train started                                       */
+    int32_t improved;          /* 1 if the validation NLL improved on the best so far          */
+} sf_epoch_report;
+
+typedef enum sf_progress_kind {
+    SF_PROGRESS_BATCH = 0,   /* a minibatch step was taken                              */
+    SF_PROGRESS_SKIPPED = 1, /* a step was skipped (non-finite loss or gradient)        */
+    SF_PROGRESS_EPOCH = 2,   /* an epoch finished: `report` is set                      */
+    SF_PROGRESS_STOPPED = 3  /* early stopping ends the run after `epoch`               */
+} sf_progress_kind;
+
+/* What a progress callback receives. Valid only during the callback. */
+typedef struct sf_progress {
+    sf_progress_kind kind;
+    uint32_t epoch;             /* 1-based                                        */
+    uint32_t batch;             /* 1-based, within the epoch (BATCH, SKIPPED)     */
+    uint32_t batches_per_epoch;
+    uint32_t best_epoch;        /* STOPPED: the epoch whose parameters are kept   */
+    double loss;                /* BATCH: the minibatch's mean NLL                */
+    double samples_per_second;  /* BATCH: rows per second so far in the epoch     */
+    double elapsed_seconds;
+    const sf_epoch_report *report; /* EPOCH only, else NULL                       */
+    const char *message;        /* SKIPPED: the reason; else NULL                 */
+} sf_progress;
+
+/* Called on the training thread after every step, skipped step and epoch. Return 0 to continue,
+ * non-zero to cancel: sf_train then returns SF_ERR_CANCELLED and the model keeps the parameters
+ * of its last step. The callback must not call other functions on the model being trained. */
+typedef int (*sf_progress_fn)(const sf_progress *progress, void *user_data);
+
+/* Training options. Always initialise with sf_train_options_init, then change fields: new fields
+ * may be appended in minor versions, and `struct_size` tells the library which ones you know. */
+typedef struct sf_train_options {
+    size_t struct_size;        /* sizeof(sf_train_options); set by sf_train_options_init      */
+    uint32_t epochs;           /* default 50                                                   */
+    uint32_t batch_size;       /* default 256                                                  */
+    sf_optimizer optimizer;    /* default SF_OPTIMIZER_ADAM                                    */
+    double learning_rate;      /* default 1e-3                                                 */
+    double beta1, beta2;       /* default 0.9, 0.999 (Adam, Adamax)                           */
+    double epsilon;            /* default 1e-8                                                 */
+    double weight_decay;       /* decoupled; default 0                                         */
+    double momentum;           /* SGD; default 0.9                                             */
+    double clip_norm;          /* clip the global gradient norm; 0 (default) disables          */
+    sf_schedule schedule;      /* default SF_SCHEDULE_CONSTANT                                 */
+    uint32_t warmup_steps;     /* linear warm-up; default 0                                    */
+    double min_lr_factor;      /* cosine: final rate / learning_rate; default 0                */
+    uint32_t step_size;        /* step: steps between decays; default 1000                     */
+    double gamma;              /* step: decay factor; default 0.5                              */
+    double validation_fraction;/* held out when no validation rows are given; default 0.1      */
+    uint32_t patience;         /* early stopping after this many epochs without improvement;
+                                  0 (default) disables                                        */
+    double min_delta;          /* an improvement must exceed this (nats); default 0            */
+    int32_t restore_best;      /* restore the best validation epoch at the end; default 1      */
+    uint64_t seed;             /* validation split and shuffles; default 0                     */
+    const char *checkpoint_path; /* write a checkpoint (model + optimiser state, HDF5) after
+                                    every epoch, atomically; NULL (default) for none          */
+    sf_progress_fn progress;   /* NULL (default) for none                                      */
+    void *user_data;           /* passed to progress                                           */
+} sf_train_options;
+
+/* Fills *options with the defaults above. Does nothing if options is NULL. */
+void sf_train_options_init(sf_train_options *options);
+
+/* Trains `model` in place on n rows of x (n * event_size floats). Validation rows are x_val
+ * (n_val rows) if n_val > 0, else a seeded validation_fraction of x. Non-finite data are
+ * refused (SF_ERR_NUMERIC, naming the row and column). If history is not NULL, the first
+ * min(history_capacity, epochs run) epochs are written to it; *out_epochs (if not NULL) receives
+ * the number of epochs run. Training takes the model exclusively: other calls on the same model
+ * from other threads wait until it returns. Returns SF_ERR_NUMERIC if 100 consecutive steps had
+ * a non-finite loss or gradient (lower the learning rate, clip gradients or warm up). */
+sf_status sf_train(sf_model *model, const float *x, size_t n, const float *x_val, size_t n_val,
+                   const sf_train_options *options, sf_epoch_report *history, size_t history_capacity,
+                   size_t *out_epochs);
+
+/* Continues the run saved in the checkpoint at `checkpoint_path` on the same rows (and the same
+ * x_val, if one was given): the new model in *out_model then reaches exactly the state of an
+ * uninterrupted run. epochs = 0 keeps the planned number of epochs, otherwise replaces it.
+ * progress/user_data as in the options; the checkpoint keeps being written after each epoch.
+ * Data that differ from the checkpoint's give SF_ERR_INVALID_ARGUMENT. history/out_epochs as in
+ * sf_train, covering every epoch since the run began. */
+sf_status sf_train_resume(const char *checkpoint_path, const float *x, size_t n, const float *x_val,
+                          size_t n_val, uint32_t epochs, sf_progress_fn progress, void *user_data,
+                          sf_epoch_report *history, size_t history_capacity, size_t *out_epochs,
+                          sf_model **out_model);
+
+/* ---- Data -------------------------------------------------------------------------------- */
+
+/* Names of the built-in 2-D toy data sets (FFJORD's recipes): "8gaussians", "checkerboard",
+ * "rings", "moons", "circles", "swissroll", "pinwheel", "2spirals". */
+
+/* Writes n points (n * 2 floats) of the toy set `name`, generated from `seed` (the same on every
+ * run and machine). SF_ERR_INVALID_ARGUMENT, listing the known names, for an unknown name. */
+sf_status sf_toy_dataset(const char *name, size_t n, uint64_t seed, float *out);
 
 #ifdef __cplusplus
 }

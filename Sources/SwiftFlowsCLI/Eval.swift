@@ -1,0 +1,58 @@
+import ArgumentParser
+import FlowCore
+
+/// Mean NLL of a model on data, with its standard error and bits per dimension.
+struct Evaluation {
+    var rows: Int
+    var dimension: Int
+    var meanNLL: Double
+    var standardError: Double
+    /// `meanNLL / (D · ln 2)`.
+    var bitsPerDimension: Double { meanNLL / (Double(dimension) * Double.log(2)) }
+
+    static func run(_ flow: NormalizingFlow<Float>, _ data: Tensor<Float>) throws -> Evaluation {
+        guard data.eventSize == flow.eventSize else {
+            throw FlowError.shapeMismatch("the model takes \(flow.eventSize) values per row, the data has \(data.eventSize)")
+        }
+        let n = data.batchCount
+        var lp = [Double](repeating: 0, count: n)
+        data.scalars.withUnsafeBufferPointer { x in
+            lp.withUnsafeMutableBufferPointer { flow.logProb(x.baseAddress!, count: n, into: $0.baseAddress!) }
+        }
+        let mean = -lp.reduce(0, +) / Double(n)
+        let variance = n > 1 ? lp.reduce(0) { $0 + ($1 + mean) * ($1 + mean) } / Double(n - 1) : 0
+        return Evaluation(rows: n, dimension: flow.eventSize, meanNLL: mean, standardError: (variance / Double(n)).squareRoot())
+    }
+}
+
+/// `swiftflows eval`.
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mean negative log-likelihood (nats, ± standard error) and bits/dim of a model on data.")
+
+    @Argument(help: "The model (HDF5).")
+    var model: String
+
+    @Option(help: "Data source.")
+    var data: String
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    @OptionGroup var runtime: RuntimeOptions
+
+    func run() throws {
+        try runtime.apply()
+        let flow = try NormalizingFlow<Float>.load(path: model)
+        let e = try Evaluation.run(flow, try DataSource.load(data))
+        if json {
+            Terminal.out(JSONValue.object([
+                "rows": .number(Double(e.rows)), "nll": .number(e.meanNLL), "nll_stderr": .number(e.standardError),
+                "bits_per_dim": .number(e.bitsPerDimension),
+            ]).description + "\n")
+        } else {
+            Terminal.out("rows       \(e.rows)\nNLL        \(Terminal.fixed(e.meanNLL, 4)) ± \(Terminal.fixed(e.standardError, 4)) nats\n"
+                + "bits/dim   \(Terminal.fixed(e.bitsPerDimension, 4))\n")
+        }
+    }
+}

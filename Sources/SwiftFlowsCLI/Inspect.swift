@@ -1,0 +1,48 @@
+import ArgumentParser
+import FlowCore
+
+/// `swiftflows inspect`.
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a model file: format version, event shape, base, layers with shapes and parameter counts.")
+
+    @Argument(help: "The model (HDF5).")
+    var model: String
+
+    @Flag(help: "Print the resolved architecture spec as JSON instead.")
+    var spec = false
+
+    func run() throws {
+        let (flow, info) = try ModelFile.loadWithInfo(path: model)
+        if spec {
+            Terminal.out(flow.spec.description + "\n")
+            return
+        }
+        var text = """
+            file            \(model)
+            format          \(ModelFile.formatName) \(info.formatVersion.map(String.init).joined(separator: ".")) (written by SwiftFlows \(info.libraryVersion))
+            event shape     \(flow.eventShape)
+            base            \(flow.base.config["type"]?.stringValue ?? "?")
+            parameters      \(flow.parameterCount)
+
+            """
+        if info.isCheckpoint {
+            text += "checkpoint      \(info.epochsCompleted ?? 0) epochs, \(info.steps ?? 0) steps"
+            if let best = info.bestValidationNLL { text += ", best validation NLL \(Terminal.fixed(best, 4))" }
+            text += "\n"
+        }
+        text += "\n  #  type                 input → output           params  hyper-parameters\n"
+        for (i, layer) in flow.layers.enumerated() {
+            let type = Swift.type(of: layer)
+            let shapes = "\(layer.inputShape) → \(layer.outputShape)"
+            let config = layer.config
+            let hyper = type.hyperParameters.compactMap { hp -> String? in
+                guard let v = config[hp.name], hp.kind != .intArray else { return nil }
+                return "\(hp.name)=\(v.description)"
+            }.joined(separator: " ")
+            text += Terminal.right(String(i), 3) + "  " + Terminal.left(type.typeName, 20) + " " + Terminal.left(shapes, 22)
+                + " " + Terminal.right(String(layer.parameterCount), 8) + "  " + hyper + "\n"
+        }
+        Terminal.out(text)
+    }
+}

@@ -1,0 +1,42 @@
+import ArgumentParser
+import FlowCore
+
+/// `swiftflows sample`.
+struct Sample: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Draw samples from a model into a .csv, .npy or .h5 file (dataset /samples), or CSV on stdout.")
+
+    @Argument(help: "The model (HDF5).")
+    var model: String
+
+    @Option(name: .short, help: "Number of samples.")
+    var n = 1000
+
+    @Option(help: "Seed (the same seed gives the same samples on every run).")
+    var seed: UInt64 = 0
+
+    @Option(help: "Temperature: scales the base distribution's standard deviation.")
+    var temperature: Float = 1
+
+    @Option(name: .shortAndLong, help: "Output file (.csv, .npy, .h5); CSV on stdout if omitted.")
+    var output: String?
+
+    @OptionGroup var runtime: RuntimeOptions
+
+    func run() throws {
+        try runtime.apply()
+        guard n >= 1 else { throw ValidationError("-n must be at least 1") }
+        guard temperature > 0, temperature.isFinite else { throw ValidationError("--temperature must be positive") }
+        let flow = try NormalizingFlow<Float>.load(path: model)
+        let (elements, overflow) = n.multipliedReportingOverflow(by: flow.eventSize)
+        guard !overflow, elements <= 1 << 31 else { throw ValidationError("-n \(n) is too many samples") }
+        let samples = flow.sample(n, seed: seed, temperature: temperature)
+        let flat = try samples.reshaped([n, flow.eventSize])
+        if let output {
+            try DataSource.save(flat, to: output)
+            Terminal.error("wrote \(n) samples to \(output)\n")
+        } else {
+            Terminal.out(String(decoding: try CSVWriter.encode(flat), as: UTF8.self))
+        }
+    }
+}

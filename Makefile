@@ -19,7 +19,7 @@ LDFLAGS_LIB  := -L$(LIBDIR) -lswiftflows -Wl,-rpath,'$$ORIGIN/../lib'
 APT_PACKAGES := libhdf5-dev libopenblas-dev pkg-config python3-venv
 SWIFT_RELEASE_SCRATCH := .build-shared
 
-.PHONY: all help deps lib cli c-programs venv test test-swift test-c test-python demo install clean
+.PHONY: all help deps lib cli c-programs venv test test-swift test-c test-python test-cli demo install clean
 
 all: lib cli c-programs ## Build the library, the command-line tool and the C programs (release)
 
@@ -44,9 +44,9 @@ lib: deps ## Build build/lib/libswiftflows.so (self-contained, exports only sf_*
 	@echo "built $(LIB)"
 
 cli: deps ## Build build/bin/swiftflows, the command-line tool (release, Swift runtime linked statically)
-	SWIFTFLOWS_SHARED_RELEASE=1 swift build -c release --product swiftflows-cli --scratch-path $(SWIFT_RELEASE_SCRATCH)
+	swift build -c release --static-swift-stdlib --product swiftflows-cli --scratch-path .build-cli
 	@mkdir -p $(BINDIR)
-	@cp -f $(SWIFT_RELEASE_SCRATCH)/release/swiftflows-cli $(BINDIR)/swiftflows
+	@cp -f .build-cli/release/swiftflows-cli $(BINDIR)/swiftflows
 	@echo "built $(BINDIR)/swiftflows"
 
 c-programs: lib $(BINDIR)/score_csv $(BINDIR)/test_capi ## Build the C example and the C test program
@@ -68,7 +68,7 @@ $(VENV)/.ready: bindings/python/pyproject.toml | deps
 	$(PY) -m pip install -q -e bindings/python
 	@touch $@
 
-test: test-swift test-c test-python ## Run every test suite (Swift, C, Python)
+test: test-swift test-c test-python test-cli ## Run every test suite (Swift, C, Python, command line)
 
 test-swift: deps venv ## Swift unit tests
 	SWIFTFLOWS_PYTHON=$(CURDIR)/$(PY) swift test --parallel
@@ -78,6 +78,9 @@ test-c: c-programs ## The C API test program
 
 test-python: lib venv ## The Python package's pytest suite
 	SWIFTFLOWS_LIBRARY=$(CURDIR)/$(LIB) $(PY) -m pytest -q bindings/python/tests
+
+test-cli: cli venv ## End-to-end tests of the swiftflows command-line tool
+	SWIFTFLOWS_CLI=$(CURDIR)/$(BINDIR)/swiftflows $(PY) -m pytest -q tests/cli
 
 demo: lib venv ## The main job (see README)
 	SWIFTFLOWS_LIBRARY=$(CURDIR)/$(LIB) $(PY) scripts/demo.py
@@ -93,4 +96,4 @@ install: lib cli ## Install library, header, pkg-config file and the swiftflows 
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/swiftflows.pc
 
 clean: ## Remove build outputs (keeps .venv)
-	rm -rf $(BUILD) .build .build-shared
+	rm -rf $(BUILD) .build .build-shared .build-cli

@@ -70,8 +70,7 @@ let package = Package(
         .executableTarget(
             name: "SwiftFlowsCLI",
             dependencies: ["FlowCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: optimized,
-            linkerSettings: sharedRelease ? [.unsafeFlags(["-static-stdlib"])] : []
+            swiftSettings: optimized
         ),
         .target(
             name: "FlowTestSupport",

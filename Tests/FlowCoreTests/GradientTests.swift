@@ -28,6 +28,10 @@ final class GradientTests: XCTestCase {
             // Smooth activation: with ReLU, one of 313 rows can sit within the FD step of a kink.
             ("nice", try .nice(dim: 4, layers: 3, hidden: [7], activation: "softplus", seed: 4)),
             ("realnvp D=1", try .realNVP(dim: 1, layers: 2, hidden: [4], seed: 5)),
+            ("nsf", try .nsf(dim: 4, layers: 3, hidden: [8], bins: 5, activation: "tanh", seed: 6)),
+            ("nsf actnorm lu", try .nsf(dim: 3, layers: 2, hidden: [6], bins: 4, bound: 2, activation: "softplus",
+                                        actnorm: true, mixing: "lu", seed: 7)),
+            ("nsf D=1", try .nsf(dim: 1, layers: 2, hidden: [4], activation: "elu", seed: 8)),
         ]
         for (name, flow) in flows {
             BijectionChecker.perturb(flow.parameters, scale: 0.2, seed: 8)

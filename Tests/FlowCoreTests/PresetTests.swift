@@ -10,6 +10,8 @@ final class PresetTests: XCTestCase {
             ("realnvp random", try .realNVP(dim: d, layers: 3, hidden: [16], activation: "tanh", mixing: "random", seed: 3)),
             ("realnvp reverse", try .realNVP(dim: d, layers: 3, hidden: [16], clamp: 2, mixing: "reverse", seed: 4)),
             ("nice", try .nice(dim: d, layers: 4, hidden: [16], seed: 5)),
+            ("nsf", try .nsf(dim: d, layers: 3, hidden: [16], bins: 6, seed: 6)),
+            ("nsf actnorm random", try .nsf(dim: d, layers: 2, hidden: [16], bound: 2.5, actnorm: true, mixing: "random", seed: 7)),
         ]
     }
 
@@ -25,7 +27,7 @@ final class PresetTests: XCTestCase {
 
     func testFreshCouplingFlowsAreTheIdentity() throws {
         for d in [1, 2, 5, 64] {
-            for flow in [try NormalizingFlow<Float>.realNVP(dim: d, actnorm: true), try .nice(dim: d)] {
+            for flow in [try NormalizingFlow<Float>.realNVP(dim: d, actnorm: true), try .nice(dim: d), try .nsf(dim: d, actnorm: true)] {
                 let x = try Tensor<Float>(shape: [7, d], scalars: BijectionChecker.randomPoints(7, d, seed: 2).map { Float($0) })
                 let (z, ld) = try flow.forward(x)
                 XCTAssertEqual(z, x)
@@ -58,7 +60,8 @@ final class PresetTests: XCTestCase {
     /// A 2-D flow's density integrates to 1 (midpoint rule over a grid covering the mass).
     func testTwoDimensionalDensityIntegratesToOne() throws {
         for flow in [try NormalizingFlow<Double>.realNVP(dim: 2, layers: 4, hidden: [16, 16], mixing: "lu", seed: 3),
-                     try .nice(dim: 2, layers: 3, hidden: [16], seed: 4)] {
+                     try .nice(dim: 2, layers: 3, hidden: [16], seed: 4),
+                     try .nsf(dim: 2, layers: 3, hidden: [16], mixing: "lu", seed: 6)] {
             BijectionChecker.perturb(flow.parameters, scale: 0.2, seed: 5)
             flow.transform.parametersDidChange()
             let lo = -10.0, hi = 10.0, n = 700

@@ -2,7 +2,7 @@
 public enum LayerRegistry {
     /// All layer type names, in documentation order.
     public static let typeNames: [String] = [
-        "affine_coupling", "additive_coupling", "permutation", "actnorm", "lu_linear",
+        "affine_coupling", "additive_coupling", "spline_coupling", "permutation", "actnorm", "lu_linear",
     ]
 
     /// The layer class for `name` at scalar type `T`, or nil for an unknown name.
@@ -10,6 +10,7 @@ public enum LayerRegistry {
         switch name {
         case "affine_coupling": return AffineCoupling<T>.self
         case "additive_coupling": return AdditiveCoupling<T>.self
+        case "spline_coupling": return SplineCoupling<T>.self
         case "permutation": return Permutation<T>.self
         case "actnorm": return ActNorm<T>.self
         case "lu_linear": return LULinear<T>.self

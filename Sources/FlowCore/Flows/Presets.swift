@@ -7,8 +7,11 @@
 ///   couplings), `"lu"` (an LU linear layer between couplings).
 /// - `nice` (Dinh et al. 2015): `layers` additive couplings (default 4) alternating as above and a
 ///   diagonal-normal base, whose learnable scale is NICE's final scaling layer.
+/// - `nsf` (Durkan et al. 2019, coupling variant "RQ-NSF (C)"): `layers` rational-quadratic spline
+///   couplings (default 8) with `bins` bins (default 8) on `[−bound, bound]` (default 3), conditioner
+///   as for realnvp, the same `actnorm` and `mixing` options, standard-normal base.
 public enum Presets {
-    public static let names = ["realnvp", "nice"]
+    public static let names = ["realnvp", "nice", "nsf"]
 
     static func expand(_ object: [String: JSONValue]) throws -> [String: JSONValue] {
         guard let name = object["preset"]?.stringValue else { throw FlowError.invalidSpec("\"preset\" must be a string") }
@@ -17,6 +20,7 @@ public enum Presets {
         switch name {
         case "realnvp": allowed = common.union(["clamp", "actnorm", "mixing"])
         case "nice": allowed = common.union(["mixing"])
+        case "nsf": allowed = common.union(["bins", "bound", "actnorm", "mixing"])
         default:
             throw FlowError.unknownType("unknown preset \"\(name)\" (known: \(names.joined(separator: ", ")))")
         }
@@ -45,7 +49,7 @@ public enum Presets {
         for i in 0..<count {
             if actnorm { layers.append(.object(["type": .string("actnorm")])) }
             var coupling: [String: JSONValue] = [
-                "type": .string(name == "nice" ? "additive_coupling" : "affine_coupling"),
+                "type": .string(name == "nice" ? "additive_coupling" : name == "nsf" ? "spline_coupling" : "affine_coupling"),
                 "mask": .string("half"),
                 // One feature: the single coordinate is always transformed (by learned constants).
                 "invert_mask": .bool(dim > 1 && mixing == "alternate" && i % 2 == 1),
@@ -53,6 +57,10 @@ public enum Presets {
                 "activation": activation,
             ]
             if name == "realnvp", let clamp = object["clamp"] { coupling["clamp"] = clamp }
+            if name == "nsf" {
+                if let bins = object["bins"] { coupling["bins"] = bins }
+                if let bound = object["bound"] { coupling["bound"] = bound }
+            }
             layers.append(.object(coupling))
             if i < count - 1, dim > 1 {
                 switch mixing {
@@ -80,6 +88,18 @@ extension NormalizingFlow {
             "preset": .string("realnvp"), "dim": .number(Double(dim)), "layers": .number(Double(layers)),
             "hidden": JSONValue(hidden), "activation": .string(activation), "clamp": .number(clamp),
             "actnorm": .bool(actnorm), "mixing": .string(mixing),
+        ]), seed: seed)
+    }
+
+    /// A neural spline flow (coupling RQ-NSF) for `dim`-dimensional vectors (see ``Presets``):
+    /// `layers` ``SplineCoupling`` layers with `bins` bins on `[−bound, bound]`, mixed like ``realNVP(dim:layers:hidden:activation:clamp:actnorm:mixing:seed:)``.
+    public static func nsf(dim: Int, layers: Int = 8, hidden: [Int] = [64, 64], bins: Int = 8, bound: Double = 3,
+                           activation: String = "relu", actnorm: Bool = false, mixing: String = "alternate",
+                           seed: UInt64 = 0) throws -> NormalizingFlow {
+        try NormalizingFlow(spec: .object([
+            "preset": .string("nsf"), "dim": .number(Double(dim)), "layers": .number(Double(layers)),
+            "hidden": JSONValue(hidden), "bins": .number(Double(bins)), "bound": .number(bound),
+            "activation": .string(activation), "actnorm": .bool(actnorm), "mixing": .string(mixing),
         ]), seed: seed)
     }
 

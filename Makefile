@@ -49,9 +49,13 @@ cli: deps ## Build build/bin/swiftflows, the command-line tool (release, Swift r
 	@cp -f .build-cli/release/swiftflows-cli $(BINDIR)/swiftflows
 	@echo "built $(BINDIR)/swiftflows"
 
-c-programs: lib $(BINDIR)/score_csv $(BINDIR)/test_capi ## Build the C example and the C test program
+c-programs: lib $(BINDIR)/score_csv $(BINDIR)/train_toy $(BINDIR)/test_capi ## Build the C example and the C test program
 
 $(BINDIR)/score_csv: examples/c/score_csv.c include/swiftflows.h $(LIB)
+	@mkdir -p $(BINDIR)
+	$(CC) $(CFLAGS_C99) -o $@ $< $(LDFLAGS_LIB)
+
+$(BINDIR)/train_toy: examples/c/train_toy.c include/swiftflows.h $(LIB)
 	@mkdir -p $(BINDIR)
 	$(CC) $(CFLAGS_C99) -o $@ $< $(LDFLAGS_LIB)
 

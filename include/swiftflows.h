@@ -100,6 +100,8 @@ int sf_get_num_threads(void);
 
 /* Builds a new model from a JSON architecture spec (docs/model-format.md), e.g.
  *   {"preset": "realnvp", "dim": 2, "layers": 8, "hidden": [64, 64]}
+ * Presets: "realnvp" (affine couplings), "nice" (additive couplings), "nsf" (rational-quadratic
+ * spline couplings); or an explicit {"event_shape": [...], "base": {...}, "layers": [...]}.
  * Parameters are initialised from `seed` (any value, including 0); a new coupling flow is the
  * identity map. On success *out_model owns a new model; free it with sf_model_free. */
 sf_status sf_model_create(const char *spec_json, uint64_t seed, sf_model **out_model);

@@ -89,6 +89,9 @@ static const char *const SPEC_RNVP2 =
 static const char *const SPEC_LU3 =
     "{\"preset\": \"realnvp\", \"dim\": 3, \"layers\": 4, \"hidden\": [16, 16], \"mixing\": \"lu\","
     " \"actnorm\": true, \"activation\": \"tanh\", \"clamp\": 3}";
+/* For training: ActNorm (data-dependent initialisation) and LU mixing in two dimensions. */
+static const char *const SPEC_TRAIN2 =
+    "{\"preset\": \"realnvp\", \"dim\": 2, \"layers\": 4, \"hidden\": [16], \"actnorm\": true, \"mixing\": \"lu\"}";
 static const char *const SPEC_NICE4 = "{\"preset\": \"nice\", \"dim\": 4, \"layers\": 4, \"hidden\": [8]}";
 /* Every layer type, every mask form, every activation, a rank-2 event shape. */
 static const char *const SPEC_FULL =
@@ -1401,6 +1404,538 @@ static void test_spec(void) {
     }
 }
 
+/* ---- training (sf_train, sf_train_resume) and toy data (sf_toy_dataset) ---------------------- */
+
+/* Mean negative log-likelihood of n rows (NaN if the call fails). */
+static double mean_nll(const sf_model *m, const float *x, size_t n) {
+    double *lp = alloc_d(n), s = 0;
+    int ok = sf_log_prob(m, x, n, lp) == SF_OK;
+    for (size_t i = 0; i < n; i++) s -= lp[i];
+    free(lp);
+    return ok ? s / (double)n : NAN;
+}
+
+/* n toy points (n * 2 floats); NULL (and a failed check) if the call fails. */
+static float *toy_points(const char *name, size_t n, uint64_t seed) {
+    float *x = alloc_f(2 * n);
+    if (!CHECKF(sf_toy_dataset(name, n, seed, x) == SF_OK, "sf_toy_dataset(%s, %zu): %s", name, n, sf_last_error())) {
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+/* Two models give bit-identical log-densities on x. */
+static int same_log_prob(const sf_model *a, const sf_model *b, const float *x, size_t n) {
+    double *la = alloc_d(n), *lb = alloc_d(n);
+    int ok = sf_log_prob(a, x, n, la) == SF_OK && sf_log_prob(b, x, n, lb) == SF_OK &&
+             memcmp(la, lb, n * sizeof(double)) == 0;
+    free(la);
+    free(lb);
+    return ok;
+}
+
+/* What a progress callback saw; it cancels at the first event of kind `cancel_kind` (-1: never)
+ * in epoch `cancel_epoch` (and, for batch events, batch `cancel_batch`). */
+typedef struct {
+    int cancel_kind;
+    uint32_t cancel_epoch, cancel_batch;
+    int cancelled;         /* the callback returned non-zero */
+    int after_cancel;      /* events received after that (must stay 0) */
+    int batches, epochs, stopped, skipped;
+    uint32_t batches_per_epoch, last_epoch, last_batch;
+    int bad;               /* events with inconsistent fields */
+    double epoch_train_nll[16];
+    const char *first_bad;
+} progress_log;
+
+static int record_progress(const sf_progress *p, void *user_data) {
+    progress_log *log = user_data;
+    if (log->cancelled) {
+        log->after_cancel++;
+        return 1;
+    }
+    switch (p->kind) {
+    case SF_PROGRESS_BATCH:
+        log->batches++;
+        if (p->report != NULL || p->message != NULL || p->batch < 1 || p->batch > p->batches_per_epoch ||
+            !isfinite(p->loss) || !(p->samples_per_second > 0) || p->elapsed_seconds < 0 ||
+            (log->batches_per_epoch && p->batches_per_epoch != log->batches_per_epoch)) {
+            if (!log->bad++) log->first_bad = "batch event fields";
+        }
+        log->batches_per_epoch = p->batches_per_epoch;
+        log->last_batch = p->batch;
+        break;
+    case SF_PROGRESS_EPOCH:
+        log->epochs++;
+        if (p->report == NULL || p->report->epoch != p->epoch || p->epoch != log->last_epoch + 1 ||
+            log->last_batch != log->batches_per_epoch) {
+            if (!log->bad++) log->first_bad = "epoch event fields";
+        }
+        if (p->report && p->epoch >= 1 && p->epoch <= 16) log->epoch_train_nll[p->epoch - 1] = p->report->train_nll;
+        log->last_epoch = p->epoch;
+        break;
+    case SF_PROGRESS_STOPPED:
+        log->stopped++;
+        break;
+    case SF_PROGRESS_SKIPPED:
+        log->skipped++;
+        if (p->message == NULL && !log->bad++) log->first_bad = "skipped event without a message";
+        break;
+    default:
+        if (!log->bad++) log->first_bad = "unknown event kind";
+    }
+    if ((int)p->kind == log->cancel_kind && p->epoch == log->cancel_epoch &&
+        (p->kind != SF_PROGRESS_BATCH || p->batch == log->cancel_batch)) {
+        log->cancelled = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static void progress_log_init(progress_log *log, int cancel_kind, uint32_t cancel_epoch, uint32_t cancel_batch) {
+    memset(log, 0, sizeof *log);
+    log->cancel_kind = cancel_kind;
+    log->cancel_epoch = cancel_epoch;
+    log->cancel_batch = cancel_batch;
+}
+
+static void test_train_options(void) {
+    sf_train_options o;
+    memset(&o, 0xA5, sizeof o);
+    sf_train_options_init(&o);
+    CHECKF(o.struct_size == sizeof o, "struct_size = %zu, sizeof = %zu", o.struct_size, sizeof o);
+    CHECK(o.epochs == 50 && o.batch_size == 256 && o.optimizer == SF_OPTIMIZER_ADAM, "defaults: epochs, batch, optimizer");
+    CHECK(o.learning_rate == 1e-3 && o.beta1 == 0.9 && o.beta2 == 0.999 && o.epsilon == 1e-8, "defaults: Adam");
+    CHECK(o.weight_decay == 0 && o.momentum == 0.9 && o.clip_norm == 0, "defaults: decay, momentum, clipping");
+    CHECK(o.schedule == SF_SCHEDULE_CONSTANT && o.warmup_steps == 0 && o.min_lr_factor == 0 && o.step_size == 1000 &&
+              o.gamma == 0.5,
+          "defaults: schedule");
+    CHECK(o.validation_fraction == 0.1 && o.patience == 0 && o.min_delta == 0 && o.restore_best == 1 && o.seed == 0,
+          "defaults: validation, early stopping, seed");
+    CHECK(o.checkpoint_path == NULL && o.progress == NULL && o.user_data == NULL, "defaults: pointers NULL");
+    sf_train_options_init(NULL);
+    CHECK(1, "sf_train_options_init(NULL) returns");
+}
+
+static void test_train(void) {
+    const size_t n = 4000, nt = 2000, E = 5;
+    float *x = toy_points("8gaussians", n, 0), *xt = toy_points("8gaussians", nt, 1);
+    sf_model *m = CREATE(SPEC_RNVP2, 3);
+    if (!x || !xt || !m) goto done;
+
+    /* Training lowers the NLL of held-out points. */
+    double before = mean_nll(m, xt, nt);
+    sf_train_options o;
+    sf_train_options_init(&o);
+    o.epochs = E;
+    o.learning_rate = 5e-3;
+    progress_log log;
+    progress_log_init(&log, -1, 0, 0);
+    o.progress = record_progress;
+    o.user_data = &log;
+    sf_epoch_report hist[8];
+    memset(hist, 0xFF, sizeof hist);
+    size_t count = 99;
+    CHECK_ST(sf_train(m, x, n, NULL, 0, &o, hist, 8, &count), SF_OK);
+    double after = mean_nll(m, xt, nt);
+    /* Measured 5.97 -> 4.09 (the entropy of 8gaussians is 2.83; this model is tiny). */
+    CHECKF(before > 5.0 && after < before - 1.5 && after < 4.5, "training lowers the test NLL: %.4f -> %.4f", before,
+           after);
+    CHECKF(count == E, "out_epochs = %zu, expected %zu", count, E);
+    const uint32_t bpe = 15; /* 4000 rows, 400 held out, batches of 256 */
+    CHECKF(log.batches == (int)(E * bpe) && log.epochs == (int)E && log.stopped == 0 && log.skipped == 0,
+           "progress: %d batch events (expected %d), %d epoch events", log.batches, (int)(E * bpe), log.epochs);
+    CHECKF(log.batches_per_epoch == bpe, "batches_per_epoch = %u, expected %u", log.batches_per_epoch, bpe);
+    CHECKF(log.bad == 0, "progress events consistent (%d bad: %s)", log.bad, log.first_bad ? log.first_bad : "");
+    int hist_ok = 1;
+    for (size_t e = 0; e < E; e++) {
+        const sf_epoch_report *r = &hist[e];
+        hist_ok &= r->epoch == e + 1 && r->skipped_steps == 0 && isfinite(r->train_nll) && isfinite(r->validation_nll) &&
+                   r->learning_rate == 5e-3 && r->samples_per_second > 0 && (r->improved == 0 || r->improved == 1) &&
+                   r->train_nll == log.epoch_train_nll[e] && (e == 0 || r->elapsed_seconds >= hist[e - 1].elapsed_seconds);
+    }
+    CHECK(hist_ok, "history: epochs 1..5, finite NLLs, the learning rate, matching the epoch events");
+    CHECK(hist[0].improved == 1, "the first epoch improves the validation NLL");
+    CHECKF(hist[E - 1].train_nll < hist[0].train_nll, "train NLL falls: %.4f -> %.4f", hist[0].train_nll,
+           hist[E - 1].train_nll);
+    CHECK(hist[E].epoch == 0xFFFFFFFFu, "nothing written after the last epoch");
+
+    /* Without validation the validation NLL is NaN; a small history buffer gets the first epochs. */
+    sf_model *m2 = CREATE(SPEC_RNVP2, 3);
+    if (m2) {
+        sf_train_options_init(&o);
+        o.epochs = 3;
+        o.validation_fraction = 0;
+        memset(hist, 0xFF, sizeof hist);
+        count = 0;
+        CHECK_ST(sf_train(m2, x, n, NULL, 0, &o, hist, 2, &count), SF_OK);
+        CHECKF(count == 3, "small buffer: out_epochs = %zu, expected 3", count);
+        CHECK(hist[0].epoch == 1 && hist[1].epoch == 2 && hist[2].epoch == 0xFFFFFFFFu,
+              "small buffer: only history_capacity entries written");
+        CHECK(isnan(hist[0].validation_nll) && hist[0].improved == 0, "no validation: NaN validation NLL, not improved");
+        CHECK_ST(sf_train(m2, x, n, NULL, 0, &o, NULL, 0, NULL), SF_OK);
+        sf_model_free(m2);
+    }
+
+    /* Validation rows, a step schedule: epoch k's last step has rate lr * gamma^(k - 1). */
+    sf_model *m3 = CREATE(SPEC_RNVP2, 3);
+    if (m3) {
+        sf_train_options_init(&o);
+        o.epochs = 3;
+        o.batch_size = 500;
+        o.learning_rate = 0.01;
+        o.schedule = SF_SCHEDULE_STEP;
+        o.step_size = 8; /* 4000 training rows / 500 */
+        o.gamma = 0.5;
+        o.restore_best = 0;
+        count = 0;
+        CHECK_ST(sf_train(m3, x, n, xt, nt, &o, hist, 8, &count), SF_OK);
+        CHECKF(count == 3 && hist[0].learning_rate == 0.01 && hist[1].learning_rate == 0.005 &&
+                   hist[2].learning_rate == 0.0025,
+               "step schedule: rates %g, %g, %g", hist[0].learning_rate, hist[1].learning_rate, hist[2].learning_rate);
+        double v = mean_nll(m3, xt, nt);
+        CHECKF(close_rel(hist[2].validation_nll, v, 1e-6), "validation NLL of the last epoch %.9g == mean NLL %.9g",
+               hist[2].validation_nll, v);
+        sf_model_free(m3);
+    }
+
+    /* The same model, data and options: the same result, also with another thread count. */
+    sf_model *a = CREATE(SPEC_RNVP2, 8), *b = CREATE(SPEC_RNVP2, 8);
+    if (a && b) {
+        int threads = sf_get_num_threads();
+        sf_train_options_init(&o);
+        o.epochs = 2;
+        o.seed = 77;
+        CHECK_ST(sf_set_num_threads(1), SF_OK);
+        CHECK_ST(sf_train(a, x, n, NULL, 0, &o, NULL, 0, NULL), SF_OK);
+        CHECK_ST(sf_set_num_threads(3), SF_OK);
+        CHECK_ST(sf_train(b, x, n, NULL, 0, &o, NULL, 0, NULL), SF_OK);
+        CHECK(same_log_prob(a, b, xt, nt), "same model, data and options (1 and 3 threads): bit-identical models");
+        CHECK_ST(sf_set_num_threads(threads), SF_OK);
+    }
+    sf_model_free(a);
+    sf_model_free(b);
+done:
+    free(x);
+    free(xt);
+    sf_model_free(m);
+}
+
+static void test_train_errors(void) {
+    const size_t n = 1000;
+    float *x = toy_points("8gaussians", n, 2);
+    sf_model *m = CREATE(SPEC_RNVP2, 4);
+    if (!x || !m) goto done;
+    double *ref = alloc_d(n), *now = alloc_d(n);
+    CHECK_ST(sf_log_prob(m, x, n, ref), SF_OK);
+    sf_train_options o;
+    sf_epoch_report hist[4];
+    size_t count;
+#define TRAIN_FAILS(expr, expected)                \
+    do {                                           \
+        count = 77;                                \
+        CHECK_ST(expr, expected);                  \
+        CHECK(count == 0, "out_epochs is 0 after a refused call"); \
+    } while (0)
+
+    sf_train_options_init(&o);
+    o.epochs = 1;
+    TRAIN_FAILS(sf_train(m, x, n, NULL, 0, NULL, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+    CHECKF(strstr(sf_last_error(), "options") != NULL, "NULL options: \"%s\"", sf_last_error());
+    TRAIN_FAILS(sf_train(NULL, x, n, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+    TRAIN_FAILS(sf_train(m, NULL, n, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+    TRAIN_FAILS(sf_train(m, x, 0, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+    TRAIN_FAILS(sf_train(m, x, n, NULL, 10, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT); /* NULL x_val */
+    TRAIN_FAILS(sf_train(m, x, SIZE_MAX / 2, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+    o.struct_size = sizeof o - 8;
+    TRAIN_FAILS(sf_train(m, x, n, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+    CHECKF(strstr(sf_last_error(), "struct_size") != NULL, "wrong struct_size: \"%s\"", sf_last_error());
+    o.struct_size = 0;
+    TRAIN_FAILS(sf_train(m, x, n, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+    const double bad_lr[] = {0.0, -1e-3, NAN, INFINITY};
+    for (size_t k = 0; k < sizeof bad_lr / sizeof bad_lr[0]; k++) {
+        sf_train_options_init(&o);
+        o.learning_rate = bad_lr[k];
+        TRAIN_FAILS(sf_train(m, x, n, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+        CHECKF(strstr(sf_last_error(), "learning rate") != NULL, "lr %g: \"%s\"", bad_lr[k], sf_last_error());
+    }
+    sf_train_options_init(&o);
+    o.epochs = 0;
+    TRAIN_FAILS(sf_train(m, x, n, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+    sf_train_options_init(&o);
+    o.batch_size = 0;
+    TRAIN_FAILS(sf_train(m, x, n, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+    sf_train_options_init(&o);
+    o.optimizer = (sf_optimizer)99;
+    TRAIN_FAILS(sf_train(m, x, n, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+    sf_train_options_init(&o);
+    o.schedule = (sf_schedule)-1;
+    TRAIN_FAILS(sf_train(m, x, n, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+    sf_train_options_init(&o);
+    o.validation_fraction = 1.0;
+    TRAIN_FAILS(sf_train(m, x, n, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+    sf_train_options_init(&o);
+    o.clip_norm = -1;
+    TRAIN_FAILS(sf_train(m, x, n, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+    sf_train_options_init(&o);
+    o.beta1 = 1.0;
+    TRAIN_FAILS(sf_train(m, x, n, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+
+    /* non-finite data: refused, naming the row and column */
+    sf_train_options_init(&o);
+    o.epochs = 1;
+    float saved = x[2 * 123 + 1];
+    x[2 * 123 + 1] = NAN;
+    TRAIN_FAILS(sf_train(m, x, n, NULL, 0, &o, hist, 4, &count), SF_ERR_NUMERIC);
+    CHECKF(strstr(sf_last_error(), "row 123") != NULL && strstr(sf_last_error(), "column 1") != NULL,
+           "NaN row: message names row 123, column 1: \"%s\"", sf_last_error());
+    x[2 * 123 + 1] = INFINITY;
+    TRAIN_FAILS(sf_train(m, x, n, NULL, 0, &o, hist, 4, &count), SF_ERR_NUMERIC);
+    x[2 * 123 + 1] = saved;
+    {
+        float xv[4] = {0.5f, 0.5f, -NAN, 1.0f};
+        TRAIN_FAILS(sf_train(m, x, n, xv, 2, &o, hist, 4, &count), SF_ERR_NUMERIC);
+    }
+
+    /* Refused calls did not touch the model. */
+    CHECK_ST(sf_log_prob(m, x, n, now), SF_OK);
+    CHECK(memcmp(ref, now, n * sizeof(double)) == 0, "refused sf_train calls leave the model unchanged");
+
+    /* a checkpoint in a missing directory: SF_ERR_IO after the first epoch */
+    o.checkpoint_path = "/nonexistent-sf-dir/checkpoint_marker.h5";
+    count = 77;
+    CHECK_ST(sf_train(m, x, n, NULL, 0, &o, hist, 4, &count), SF_ERR_IO);
+    CHECKF(strstr(sf_last_error(), "checkpoint_marker") != NULL, "checkpoint error names the path: \"%s\"",
+           sf_last_error());
+#undef TRAIN_FAILS
+    free(ref);
+    free(now);
+done:
+    free(x);
+    sf_model_free(m);
+}
+
+static void test_train_cancel(void) {
+    const size_t n = 1000;
+    float *x = toy_points("moons", n, 3);
+    sf_model *m = CREATE(SPEC_RNVP2, 5);
+    if (!x || !m) goto done;
+    sf_train_options o;
+    sf_train_options_init(&o);
+    o.epochs = 6;
+    o.batch_size = 100; /* 9 batches per epoch */
+    o.progress = record_progress;
+    progress_log log;
+    sf_epoch_report hist[8];
+    size_t count = 77;
+
+    /* cancelled at batch 4 of epoch 1: no finished epoch */
+    progress_log_init(&log, SF_PROGRESS_BATCH, 1, 4);
+    o.user_data = &log;
+    CHECK_ST(sf_train(m, x, n, NULL, 0, &o, hist, 8, &count), SF_ERR_CANCELLED);
+    CHECKF(count == 0 && log.batches == 4 && log.epochs == 0, "cancel at batch 4: %zu epochs, %d batch events", count,
+           log.batches);
+    CHECKF(log.after_cancel == 0, "no callback after cancelling (%d)", log.after_cancel);
+    CHECK(sf_last_error()[0] != '\0', "cancellation sets a message");
+
+    /* cancelled after epoch 2: two finished epochs in the history */
+    progress_log_init(&log, SF_PROGRESS_EPOCH, 2, 0);
+    o.user_data = &log;
+    memset(hist, 0xFF, sizeof hist);
+    count = 77;
+    CHECK_ST(sf_train(m, x, n, NULL, 0, &o, hist, 8, &count), SF_ERR_CANCELLED);
+    CHECKF(count == 2 && hist[0].epoch == 1 && hist[1].epoch == 2 && hist[2].epoch == 0xFFFFFFFFu,
+           "cancel after epoch 2: out_epochs = %zu, history of 2", count);
+    CHECKF(log.after_cancel == 0 && log.epochs == 2 && log.batches == 18, "events: %d epochs, %d batches, %d after",
+           log.epochs, log.batches, log.after_cancel);
+
+    /* the model stays usable */
+    double v = mean_nll(m, x, n);
+    CHECKF(isfinite(v), "after cancelling, log_prob works (%g)", v);
+    o.progress = NULL;
+    o.epochs = 1;
+    CHECK_ST(sf_train(m, x, n, NULL, 0, &o, NULL, 0, NULL), SF_OK);
+
+    /* early stopping: min_delta so large that only epoch 1 improves; patience 2 stops after 3 */
+    sf_train_options_init(&o);
+    o.epochs = 10;
+    o.patience = 2;
+    o.min_delta = 1e9;
+    o.progress = record_progress;
+    progress_log_init(&log, -1, 0, 0);
+    o.user_data = &log;
+    count = 0;
+    CHECK_ST(sf_train(m, x, n, NULL, 0, &o, hist, 8, &count), SF_OK);
+    CHECKF(count == 3 && log.stopped == 1 && hist[0].improved == 1 && hist[1].improved == 0,
+           "early stopping: %zu epochs, %d stop events", count, log.stopped);
+done:
+    free(x);
+    sf_model_free(m);
+}
+
+static void test_train_resume(void) {
+    char dir[] = "/tmp/sf_test_train_XXXXXX";
+    if (!CHECK(mkdtemp(dir) != NULL, "mkdtemp")) return;
+    char *full_path = path_join(dir, "full.h5"), *cut_path = path_join(dir, "cut.h5"),
+         *plain_path = path_join(dir, "plain.h5");
+    const size_t n = 2000, nt = 1000;
+    float *x = toy_points("checkerboard", n, 4), *xt = toy_points("checkerboard", nt, 5);
+    sf_model *full = CREATE(SPEC_TRAIN2, 6), *cut = CREATE(SPEC_TRAIN2, 6), *resumed = NULL;
+    if (!x || !xt || !full || !cut) goto done;
+    /* A fresh process's first sf_train differs in the last bits from later ones (the library bug
+     * checked in section train_fresh_process): evaluate once so that both runs below are alike. */
+    (void)mean_nll(full, xt, nt);
+
+    sf_train_options o;
+    sf_train_options_init(&o);
+    o.epochs = 4;
+    o.batch_size = 128;
+    o.learning_rate = 3e-3;
+    o.schedule = SF_SCHEDULE_COSINE;
+    o.warmup_steps = 5;
+    o.seed = 21;
+    o.checkpoint_path = full_path;
+    sf_epoch_report hist_full[4], hist[8];
+    size_t count = 0;
+    CHECK_ST(sf_train(full, x, n, NULL, 0, &o, hist_full, 4, &count), SF_OK);
+    CHECK(count == 4 && file_exists(full_path), "uninterrupted run: 4 epochs, checkpoint written");
+
+    progress_log log;
+    progress_log_init(&log, SF_PROGRESS_EPOCH, 2, 0);
+    o.checkpoint_path = cut_path;
+    o.progress = record_progress;
+    o.user_data = &log;
+    CHECK_ST(sf_train(cut, x, n, NULL, 0, &o, hist, 8, &count), SF_ERR_CANCELLED);
+    CHECK(count == 2 && file_exists(cut_path), "interrupted after epoch 2, checkpoint written");
+
+    progress_log_init(&log, -1, 0, 0);
+    memset(hist, 0xFF, sizeof hist);
+    count = 0;
+    resumed = NOT_NULL_MODEL;
+    CHECK_ST(sf_train_resume(cut_path, x, n, NULL, 0, 0, record_progress, &log, hist, 8, &count, &resumed), SF_OK);
+    if (resumed == NOT_NULL_MODEL) resumed = NULL;
+    CHECKF(count == 4 && log.epochs == 2 && log.last_epoch == 4, "resume: %zu epochs in all, %d run now", count,
+           log.epochs);
+    int same_hist = count == 4;
+    for (size_t e = 0; e < 4 && same_hist; e++)
+        same_hist = hist[e].epoch == hist_full[e].epoch && memcmp(&hist[e].train_nll, &hist_full[e].train_nll, 8) == 0 &&
+                    memcmp(&hist[e].validation_nll, &hist_full[e].validation_nll, 8) == 0 &&
+                    hist[e].learning_rate == hist_full[e].learning_rate && hist[e].improved == hist_full[e].improved;
+    CHECK(same_hist, "resumed history == uninterrupted history (bit for bit)");
+    CHECK(resumed && same_log_prob(resumed, full, xt, nt),
+          "checkpoint + sf_train_resume == uninterrupted run: bit-identical sf_log_prob");
+
+    /* A checkpoint is an ordinary model file. */
+    sf_model *loaded = NULL;
+    CHECK_ST(sf_model_load(cut_path, &loaded), SF_OK);
+    sf_model_free(loaded);
+
+    /* errors: no model is handed out */
+    sf_model *r = NOT_NULL_MODEL;
+    CHECK_ST(sf_train_resume(NULL, x, n, NULL, 0, 0, NULL, NULL, NULL, 0, NULL, &r), SF_ERR_INVALID_ARGUMENT);
+    CHECK(r == NULL, "resume(NULL path): *out_model NULL");
+    CHECK_ST(sf_train_resume(cut_path, x, n, NULL, 0, 0, NULL, NULL, NULL, 0, NULL, NULL), SF_ERR_INVALID_ARGUMENT);
+    r = NOT_NULL_MODEL;
+    CHECK_ST(sf_train_resume(cut_path, NULL, n, NULL, 0, 0, NULL, NULL, NULL, 0, NULL, &r), SF_ERR_INVALID_ARGUMENT);
+    CHECK(r == NULL, "resume(NULL x): *out_model NULL");
+    r = NOT_NULL_MODEL;
+    CHECK_ST(sf_train_resume(cut_path, x, n - 1, NULL, 0, 0, NULL, NULL, NULL, 0, NULL, &r), SF_ERR_INVALID_ARGUMENT);
+    CHECKF(r == NULL && strstr(sf_last_error(), "other data") != NULL, "resume on other rows: \"%s\"", sf_last_error());
+    r = NOT_NULL_MODEL;
+    CHECK_ST(sf_train_resume(cut_path, x, n, xt, nt, 0, NULL, NULL, NULL, 0, NULL, &r), SF_ERR_INVALID_ARGUMENT);
+    CHECK(r == NULL, "resume with other validation rows: *out_model NULL");
+    char *missing = path_join(dir, "missing_checkpoint.h5");
+    r = NOT_NULL_MODEL;
+    CHECK_ST(sf_train_resume(missing, x, n, NULL, 0, 0, NULL, NULL, NULL, 0, NULL, &r), SF_ERR_IO);
+    CHECK(r == NULL, "resume(missing file): *out_model NULL");
+    free(missing);
+    CHECK_ST(sf_model_save(full, plain_path), SF_OK);
+    r = NOT_NULL_MODEL;
+    CHECK_ST(sf_train_resume(plain_path, x, n, NULL, 0, 0, NULL, NULL, NULL, 0, NULL, &r), SF_ERR_FORMAT);
+    CHECKF(r == NULL && strstr(sf_last_error(), "training") != NULL, "resume(a model without training state): \"%s\"",
+           sf_last_error());
+    /* cancelling a resumed run hands out no model */
+    progress_log_init(&log, SF_PROGRESS_BATCH, 5, 2); /* the checkpoint now holds 4 epochs */
+    r = NOT_NULL_MODEL;
+    count = 77;
+    CHECK_ST(sf_train_resume(cut_path, x, n, NULL, 0, 6, record_progress, &log, hist, 8, &count, &r),
+             SF_ERR_CANCELLED);
+    CHECK(r == NULL, "cancelled resume: *out_model NULL");
+done:
+    free(x);
+    free(xt);
+    sf_model_free(full);
+    sf_model_free(cut);
+    sf_model_free(resumed);
+    free(full_path);
+    free(cut_path);
+    free(plain_path);
+    remove_tree(dir);
+}
+
+/* The header promises results that depend only on the model, the data and the options. In a
+ * fresh process (this section runs in its own child; the parent never calls the library) a
+ * training run before the first evaluation call runs before the library switches OpenBLAS's own
+ * threading off (that happens lazily, in batch evaluation), which currently changes the last
+ * bits of the result: a library bug this check reports. */
+static void test_train_fresh_process(void) {
+    const size_t n = 2000;
+    float *x = toy_points("8gaussians", n, 0);
+    const char *spec = "{\"preset\": \"realnvp\", \"dim\": 2, \"layers\": 4, \"hidden\": [64, 64]}";
+    sf_model *first = CREATE(spec, 1), *second = CREATE(spec, 1);
+    if (x && first && second) {
+        sf_train_options o;
+        sf_train_options_init(&o);
+        o.epochs = 2;
+        o.validation_fraction = 0; /* no evaluation inside the first run either */
+        CHECK_ST(sf_train(first, x, n, NULL, 0, &o, NULL, 0, NULL), SF_OK);
+        double nll = mean_nll(first, x, n); /* the process's first evaluation */
+        CHECKF(isfinite(nll), "trained model evaluates (%g)", nll);
+        CHECK_ST(sf_train(second, x, n, NULL, 0, &o, NULL, 0, NULL), SF_OK);
+        CHECK(same_log_prob(first, second, x, n),
+              "sf_train before and after the process's first evaluation call: bit-identical models");
+    }
+    free(x);
+    sf_model_free(first);
+    sf_model_free(second);
+}
+
+static void test_toy(void) {
+    static const char *const names[] = {"8gaussians", "checkerboard", "rings", "moons",
+                                        "circles", "swissroll", "pinwheel", "2spirals"};
+    const size_t n = 500;
+    float *a = alloc_f(2 * n), *b = alloc_f(2 * n);
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        CHECK_ST(sf_toy_dataset(names[k], n, 42, a), SF_OK);
+        CHECK_ST(sf_toy_dataset(names[k], n, 42, b), SF_OK);
+        CHECKF(memcmp(a, b, 2 * n * sizeof(float)) == 0, "%s: the same seed gives the same points", names[k]);
+        int finite = 1;
+        for (size_t i = 0; i < 2 * n; i++) finite &= isfinite(a[i]) && absd(a[i]) < 20;
+        CHECKF(finite, "%s: finite points in a sensible range", names[k]);
+        CHECK_ST(sf_toy_dataset(names[k], n, 43, b), SF_OK);
+        CHECKF(memcmp(a, b, 2 * n * sizeof(float)) != 0, "%s: another seed gives other points", names[k]);
+    }
+    fill_f(a, 2 * n, 7.0f);
+    CHECK_ST(sf_toy_dataset("no_such_toy_marker", n, 0, a), SF_ERR_INVALID_ARGUMENT);
+    const char *e = sf_last_error();
+    CHECKF(strstr(e, "no_such_toy_marker") != NULL && strstr(e, "8gaussians") != NULL && strstr(e, "2spirals") != NULL,
+           "unknown name: the message names it and lists the known names: \"%s\"", e);
+    CHECK(all_f(a, 2 * n, 7.0f), "unknown name: nothing written");
+    CHECK_ST(sf_toy_dataset(NULL, n, 0, a), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_toy_dataset("moons", n, 0, NULL), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_toy_dataset("moons", 0, 0, NULL), SF_OK);
+    CHECK_ST(sf_toy_dataset("Moons", 1, 0, a), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_toy_dataset("moons", SIZE_MAX, 0, a), SF_ERR_INVALID_ARGUMENT);
+    {
+        int st = sf_toy_dataset("moons", ((size_t)1 << 24) + 1, 0, a); /* refused before writing */
+        CHECKF(st == SF_ERR_LIMIT || st == SF_ERR_INVALID_ARGUMENT, "more points than the limit: %d (%s)", st,
+               sf_status_string(st));
+    }
+    free(a);
+    free(b);
+}
+
 /* ================================ driver ======================================================== */
 
 typedef struct {
@@ -1413,6 +1948,9 @@ static const section SECTIONS[] = {
     {"create", test_create},           {"null_arguments", test_null_arguments}, {"sizes", test_sizes},
     {"byte_overflow", test_byte_overflow}, {"numerics", test_numerics}, {"files", test_files},
     {"threads", test_threads},         {"spec", test_spec},
+    {"train_options", test_train_options}, {"train", test_train}, {"train_errors", test_train_errors},
+    {"train_cancel", test_train_cancel}, {"train_resume", test_train_resume},
+    {"train_fresh_process", test_train_fresh_process}, {"toy", test_toy},
 };
 
 /* Runs one section in a child process; the child reports one byte per check through a pipe. */

@@ -24,6 +24,11 @@ public enum FlowRuntime {
         return true
     }()
 
+    /// Switches OpenBLAS's threading off (once per process). Every flow calls it when built, so
+    /// every matrix product (inference, training, initialisation) runs under the same setting
+    /// and results never depend on which call came first.
+    static func configureBLAS() { _ = blasConfigured }
+
     /// Worker threads for batch computations (1...256).
     public static var threadCount: Int {
         get { lock.withLock { _threadCount } }

@@ -26,6 +26,7 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
 
     /// A flow from built layers and a base distribution.
     public init(eventShape: [Int], layers: [any FlowLayer<Scalar>], base: any BaseDistribution<Scalar>) throws {
+        FlowRuntime.configureBLAS()
         guard let size = Tensor<Scalar>.elementCount(eventShape), size > 0 else {
             throw FlowError.invalidSpec("event shape \(eventShape) is empty or invalid")
         }

@@ -42,6 +42,7 @@ extension MatrixProducts {
             }
             return
         }
+        FlowRuntime.configureBLAS()
         T.blasGemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows,
                    alpha: 1, a: dy, lda: outFeatures, b: x, ldb: ldx,
                    beta: 1, c: weightGradient, ldc: inFeatures)

@@ -43,6 +43,7 @@ enum MatrixProducts {
             }
             return
         }
+        FlowRuntime.configureBLAS()
         if let bias {
             for i in 0..<rows { (y + i * outFeatures).update(from: bias, count: outFeatures) }
         }

@@ -5,13 +5,23 @@
     >>> x = flow.sample(1000, seed=1)
     >>> flow.log_prob(x).shape
     (1000,)
+
+Training and toy data:
+
+    >>> data = swiftflows.datasets.toy("8gaussians", 20000, seed=0)
+    >>> history = flow.fit(data, epochs=10, progress=False)
+    >>> history[-1].validation_nll  # doctest: +SKIP
+    3.09
 """
 
 from ._version import __version__
 from ._native import get_num_threads, library_path, library_version, set_num_threads
 from .errors import SwiftFlowsError
 from .flow import Flow
-from .presets import NICE, RealNVP
+from .presets import NICE, NSF, RealNVP
+from .training import EpochReport, TextProgressBar, TqdmProgressBar, TrainingCancelled
+from . import datasets, training
 
-__all__ = ["Flow", "RealNVP", "NICE", "SwiftFlowsError", "set_num_threads", "get_num_threads",
-           "library_version", "library_path", "__version__"]
+__all__ = ["Flow", "RealNVP", "NICE", "NSF", "SwiftFlowsError", "TrainingCancelled", "EpochReport", "TextProgressBar",
+           "TqdmProgressBar", "datasets", "training", "set_num_threads", "get_num_threads", "library_version",
+           "library_path", "__version__"]

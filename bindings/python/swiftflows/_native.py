@@ -13,14 +13,16 @@ The library is opened with ``ctypes.CDLL``, which releases the GIL during every 
 import ctypes
 import operator
 import os
-from ctypes import POINTER, c_char_p, c_double, c_float, c_int, c_size_t, c_uint64, c_void_p
+from ctypes import (CFUNCTYPE, POINTER, c_char_p, c_double, c_float, c_int, c_int32, c_size_t, c_uint32,
+                    c_uint64, c_void_p)
 from pathlib import Path
 
 from ._version import VERSION_MAJOR, __version__
 from .errors import SwiftFlowsError
 
 __all__ = ["lib", "library_path", "library_version", "set_num_threads", "get_num_threads",
-           "ModelPtr", "float_ptr", "double_ptr", "MAX_EVENT_RANK"]
+           "ModelPtr", "float_ptr", "double_ptr", "MAX_EVENT_RANK", "EpochReportStruct", "ProgressStruct",
+           "TrainOptionsStruct", "ProgressFn", "OPTIMIZERS", "SCHEDULES", "PROGRESS_KINDS"]
 
 LIBRARY_NAME = "libswiftflows.so"
 ENV_VAR = "SWIFTFLOWS_LIBRARY"
@@ -34,6 +36,79 @@ class _SFModel(ctypes.Structure):
 ModelPtr = POINTER(_SFModel)
 float_ptr = POINTER(c_float)
 double_ptr = POINTER(c_double)
+
+# ---- training structs (include/swiftflows.h, "Training"); C enums are passed as int ----------
+
+#: sf_optimizer values by the names the Python API accepts.
+OPTIMIZERS = {"adam": 0, "adamax": 1, "sgd": 2}
+#: sf_schedule values by the names the Python API accepts.
+SCHEDULES = {"constant": 0, "cosine": 1, "step": 2}
+#: sf_progress_kind names by value.
+PROGRESS_KINDS = {0: "batch", 1: "skipped", 2: "epoch", 3: "stopped"}
+
+
+class EpochReportStruct(ctypes.Structure):
+    """``sf_epoch_report``: one finished epoch."""
+    _fields_ = [
+        ("epoch", c_uint32),
+        ("skipped_steps", c_uint32),
+        ("train_nll", c_double),
+        ("validation_nll", c_double),
+        ("learning_rate", c_double),
+        ("samples_per_second", c_double),
+        ("elapsed_seconds", c_double),
+        ("improved", c_int32),
+    ]
+
+
+class ProgressStruct(ctypes.Structure):
+    """``sf_progress``: what a progress callback receives (valid only during the callback)."""
+    _fields_ = [
+        ("kind", c_int),  # sf_progress_kind
+        ("epoch", c_uint32),
+        ("batch", c_uint32),
+        ("batches_per_epoch", c_uint32),
+        ("best_epoch", c_uint32),
+        ("loss", c_double),
+        ("samples_per_second", c_double),
+        ("elapsed_seconds", c_double),
+        ("report", POINTER(EpochReportStruct)),
+        ("message", c_char_p),
+    ]
+
+
+#: ``sf_progress_fn``: int (*)(const sf_progress *, void *user_data); non-zero cancels.
+ProgressFn = CFUNCTYPE(c_int, POINTER(ProgressStruct), c_void_p)
+
+
+class TrainOptionsStruct(ctypes.Structure):
+    """``sf_train_options``; always fill it with ``sf_train_options_init`` first."""
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("epochs", c_uint32),
+        ("batch_size", c_uint32),
+        ("optimizer", c_int),  # sf_optimizer
+        ("learning_rate", c_double),
+        ("beta1", c_double),
+        ("beta2", c_double),
+        ("epsilon", c_double),
+        ("weight_decay", c_double),
+        ("momentum", c_double),
+        ("clip_norm", c_double),
+        ("schedule", c_int),  # sf_schedule
+        ("warmup_steps", c_uint32),
+        ("min_lr_factor", c_double),
+        ("step_size", c_uint32),
+        ("gamma", c_double),
+        ("validation_fraction", c_double),
+        ("patience", c_uint32),
+        ("min_delta", c_double),
+        ("restore_best", c_int32),
+        ("seed", c_uint64),
+        ("checkpoint_path", c_char_p),
+        ("progress", ProgressFn),
+        ("user_data", c_void_p),
+    ]
 
 
 def _candidates():
@@ -96,6 +171,12 @@ _SIGNATURES = {
     "sf_log_prob": (c_int, [ModelPtr, float_ptr, c_size_t, double_ptr], True),
     "sf_sample": (c_int, [ModelPtr, c_size_t, c_uint64, float_ptr, double_ptr], True),
     "sf_sample_temperature": (c_int, [ModelPtr, c_size_t, c_uint64, c_float, float_ptr, double_ptr], True),
+    "sf_train_options_init": (None, [POINTER(TrainOptionsStruct)], False),
+    "sf_train": (c_int, [ModelPtr, float_ptr, c_size_t, float_ptr, c_size_t, POINTER(TrainOptionsStruct),
+                         POINTER(EpochReportStruct), c_size_t, POINTER(c_size_t)], True),
+    "sf_train_resume": (c_int, [c_char_p, float_ptr, c_size_t, float_ptr, c_size_t, c_uint32, ProgressFn, c_void_p,
+                                POINTER(EpochReportStruct), c_size_t, POINTER(c_size_t), POINTER(ModelPtr)], True),
+    "sf_toy_dataset": (c_int, [c_char_p, c_size_t, c_uint64, float_ptr], True),
 }
 
 
@@ -122,6 +203,21 @@ if _number // 10000 != VERSION_MAJOR:
                       % (__version__, VERSION_MAJOR, library_path,
                          lib.sf_version_string().decode("ascii", "replace")))
 del _number
+
+
+def _check_train_options_layout():
+    """The library's sf_train_options must have the layout of TrainOptionsStruct: the library
+    writes its own sizeof into struct_size, which must equal ctypes' size of the mirror."""
+    probe = TrainOptionsStruct()
+    probe.struct_size = 0
+    lib.sf_train_options_init(ctypes.byref(probe))
+    if probe.struct_size != ctypes.sizeof(TrainOptionsStruct):
+        raise ImportError("swiftflows: %s has sizeof(sf_train_options) = %d, but this package's mirror has %d bytes "
+                          "(a header/package mismatch)" % (library_path, probe.struct_size,
+                                                           ctypes.sizeof(TrainOptionsStruct)))
+
+
+_check_train_options_layout()
 
 
 def library_version():

@@ -13,7 +13,8 @@ from ctypes import byref, c_size_t, c_void_p
 
 import numpy as np
 
-from ._native import ModelPtr, double_ptr, float_ptr, lib
+from . import training as _training
+from ._native import EpochReportStruct, ModelPtr, double_ptr, float_ptr, lib
 
 __all__ = ["Flow"]
 
@@ -133,6 +134,7 @@ class Flow:
         self._ptr = None
         self._cond = threading.Condition(threading.Lock())
         self._active = 0
+        self._training_threads = set()  # idents of threads inside fit() on this flow
         if not handle:
             raise RuntimeError("libswiftflows returned SF_OK but no model")  # pragma: no cover
         self._ptr = handle
@@ -187,11 +189,20 @@ class Flow:
 
     # ---- handle management --------------------------------------------------------------
 
+    def _refuse_in_training_callback(self):
+        # Called with self._cond held. The training thread holds the model's write lock (and
+        # this Flow's active count) until sf_train returns: using the flow from a progress
+        # callback would deadlock.
+        if threading.get_ident() in self._training_threads:
+            raise RuntimeError("this Flow is being trained: it cannot be used from its own training progress "
+                               "callback")
+
     def _acquire(self):
         cond = self._cond
         with cond:
             if not self._ptr:
                 raise ValueError("I/O operation on a closed Flow")
+            self._refuse_in_training_callback()
             self._active += 1
             return self._ptr
 
@@ -213,6 +224,7 @@ class Flow:
         if cond is None:
             return
         with cond:
+            self._refuse_in_training_callback()
             while self._active:
                 cond.wait()
             handle, self._ptr = self._ptr, None
@@ -395,3 +407,187 @@ class Flow:
         finally:
             self._release()
         return (out, log_prob) if return_log_prob else out
+
+    # ---- training -----------------------------------------------------------------------
+
+    def _rows(self, x, name):
+        """x as a C-contiguous float32 array of shape (n,) + event_shape (no copy when it already
+        is one); returns (array, n)."""
+        arr, batch, n = self._events(x, name)
+        if len(batch) != 1:
+            raise ValueError("%s: expected an array of shape (n, %s), got %s"
+                             % (name, ", ".join(str(d) for d in self._event_shape), tuple(np.shape(x))))
+        return arr, n
+
+    def _validation_arg(self, validation):
+        """(fraction, rows or None, row count) for fit's ``validation`` argument."""
+        if validation is None:
+            return 0.0, None, 0
+        if isinstance(validation, bool):
+            raise TypeError("validation must be a fraction or an array of rows, not a bool")
+        if isinstance(validation, numbers.Real):
+            return float(validation), None, 0
+        rows, n = self._rows(validation, "validation")
+        if n == 0:
+            raise ValueError("validation: the array has no rows (pass validation=0 to train without validation)")
+        return 0.0, rows, n
+
+    def fit(self, x, epochs=50, batch_size=256, lr=1e-3, validation=0.1, seed=0, optimizer="adam",
+            weight_decay=0.0, clip_norm=None, schedule="constant", warmup=0, min_lr_factor=0.0, patience=0,
+            restore_best=True, checkpoint=None, progress=True, *, momentum=0.9, betas=(0.9, 0.999), eps=1e-8,
+            step_size=1000, gamma=0.5, min_delta=0.0):
+        """Trains the flow in place by maximum likelihood (``sf_train``) and returns the history.
+
+        Each epoch visits the training rows in a seeded random order in minibatches of
+        ``batch_size`` and takes one optimiser step per minibatch. The result depends only on the
+        model, the data and these arguments (not on the thread count): the same initial model,
+        data and ``seed`` give bit-identical parameters. While training runs, calls on this flow
+        from other threads wait until it returns.
+
+        Args:
+            x: training rows, shape ``(n,) + event_shape``. A C-contiguous float32 array is used
+                in place (zero-copy); anything else is converted to one first. Rows with NaN or
+                infinite values are refused (``SF_ERR_NUMERIC``, naming the row and column).
+            epochs: passes over the training rows (>= 1).
+            batch_size: rows per optimisation step (the last batch of an epoch may be smaller).
+            lr: the base learning rate (> 0).
+            validation: a fraction in [0, 1) of ``x`` held out (seeded by ``seed``) to measure
+                the validation NLL after every epoch, or an array of validation rows; 0 or None
+                trains without validation (no early stopping, no best-epoch restoring).
+            seed: seeds the validation split and the shuffles (0 <= seed < 2**64; None: random).
+            optimizer: ``"adam"`` (AdamW: decoupled weight decay), ``"adamax"`` or ``"sgd"``
+                (heavy-ball ``momentum``).
+            weight_decay: decoupled weight decay (>= 0).
+            clip_norm: clip the global gradient L2 norm to this value; None (or 0) disables.
+            schedule: learning-rate decay after the warm-up: ``"constant"``, ``"cosine"`` (to
+                ``min_lr_factor * lr`` at the last step) or ``"step"`` (times ``gamma`` every
+                ``step_size`` steps).
+            warmup: steps of linear learning-rate warm-up.
+            min_lr_factor: cosine schedule: final rate / ``lr``, in [0, 1].
+            patience: stop after this many epochs without a validation improvement larger than
+                ``min_delta`` (0 disables early stopping).
+            restore_best: at the end, restore the parameters of the epoch with the best
+                validation NLL.
+            checkpoint: a path (str, bytes or os.PathLike) where a checkpoint (model + optimiser
+                state, HDF5) is written atomically after every epoch, for :meth:`resume`; None
+                for none. A checkpoint is also an ordinary model file (:meth:`load`).
+            progress: True shows a progress bar on stderr (tqdm if it can be imported, else
+                :class:`swiftflows.training.TextProgressBar`); False or None shows nothing; a
+                callable receives every progress event as a dict (see
+                :mod:`swiftflows.training`) and cancels training by returning a true value.
+            momentum: SGD momentum in [0, 1).
+            betas: Adam/Adamax moment decays ``(beta1, beta2)``, each in [0, 1).
+            eps: Adam/Adamax epsilon (> 0).
+            step_size: step schedule: steps between decays (>= 1).
+            gamma: step schedule: decay factor in (0, 1].
+            min_delta: early stopping: the improvement (nats) that counts.
+
+        Returns:
+            A list of :class:`swiftflows.training.EpochReport`, one per finished epoch
+            (``report.as_dict()`` gives the keys epoch, train_nll, validation_nll (None without
+            validation), learning_rate, skipped_steps, samples_per_second, elapsed_seconds,
+            improved).
+
+        Raises:
+            ValueError, TypeError: ``x`` or ``validation`` of the wrong shape or type; arguments
+                of the wrong type or out of the range of their C type (e.g. negative epochs).
+            SwiftFlowsError: the library refused the options (``SF_ERR_INVALID_ARGUMENT``, e.g.
+                ``lr <= 0``, ``epochs == 0``, no rows), non-finite data or 100 consecutive
+                non-finite steps (``SF_ERR_NUMERIC``), or a checkpoint could not be written
+                (``SF_ERR_IO``); the message says which.
+            TrainingCancelled: the progress callable returned a true value; its ``history``
+                holds the finished epochs. The flow keeps the parameters of its last step.
+            KeyboardInterrupt, or any exception raised by the progress callable: training is
+                cancelled at the next step (the flow keeps the parameters of its last step and
+                stays usable), then the exception is re-raised.
+        """
+        self._check_open()
+        x, n = self._rows(x, "x")
+        fraction, x_val, n_val = self._validation_arg(validation)
+        options = _training.make_options(
+            epochs=epochs, batch_size=batch_size, lr=lr, validation_fraction=fraction, seed=_seed_arg(seed),
+            optimizer=optimizer, weight_decay=weight_decay, clip_norm=clip_norm, schedule=schedule, warmup=warmup,
+            min_lr_factor=min_lr_factor, patience=patience, restore_best=restore_best,
+            checkpoint=None if checkpoint is None else _path_arg(checkpoint), momentum=momentum, betas=betas,
+            eps=eps, step_size=step_size, gamma=gamma, min_delta=min_delta)
+        # Every epoch's report also arrives as a progress event, so a capped buffer loses nothing.
+        history = (EpochReportStruct * min(max(options.epochs, 1), _FIT_HISTORY_CAPACITY))()
+        handle = self._acquire()
+        me = threading.get_ident()
+        with self._cond:
+            self._training_threads.add(me)
+        try:
+            callback, display = _training.progress_handlers(progress, epochs=options.epochs)
+            bridge = _training.ProgressBridge(callback)
+            options.progress = bridge.c_function
+
+            def call(count):
+                lib.sf_train(handle, _fptr(x), n, None if x_val is None else _fptr(x_val), n_val,
+                             byref(options), history, len(history), byref(count))
+
+            return _training.run_training(call, bridge, history, display)
+        finally:
+            with self._cond:
+                self._training_threads.discard(me)
+            self._release()
+
+    @classmethod
+    def resume(cls, checkpoint, x, validation=None, epochs=None, progress=True):
+        """Continues the training run saved in ``checkpoint`` (``sf_train_resume``).
+
+        The run must be given the same training rows ``x`` (and the same validation rows, if
+        :meth:`fit` was given an array; with a validation fraction, pass None: the split is
+        recomputed from the stored seed). The resumed run then ends in exactly the state an
+        uninterrupted run would have reached, and keeps writing the checkpoint after every epoch.
+
+        Args:
+            checkpoint: path of a checkpoint written by ``fit(..., checkpoint=...)``.
+            x: the training rows, as for :meth:`fit`.
+            validation: the validation rows of the original run, or None.
+            epochs: the new planned number of epochs (>= 1); None keeps the checkpoint's.
+            progress: as for :meth:`fit`.
+
+        Returns:
+            ``(flow, history)``: the trained flow (a new Flow) and the
+            :class:`swiftflows.training.EpochReport` of every epoch since the run began
+            (including those before the checkpoint).
+
+        Raises:
+            SwiftFlowsError: an unreadable checkpoint (``SF_ERR_IO``, ``SF_ERR_FORMAT``, e.g. a
+                model file without training state), data that differ from the checkpoint's
+                (``SF_ERR_INVALID_ARGUMENT``), or a failure as in :meth:`fit`.
+            TrainingCancelled, KeyboardInterrupt, callback exceptions: as in :meth:`fit`; no
+                flow is returned, the checkpoint holds the last finished epoch.
+        """
+        path = _path_arg(checkpoint)
+        if isinstance(validation, (bool, numbers.Real)):
+            raise TypeError("validation: pass the validation rows of the original run, or None (a validation "
+                            "fraction is stored in the checkpoint)")
+        if epochs is None:
+            planned = 0
+        else:
+            planned = _training._uint(epochs, "epochs")
+            if planned == 0:
+                raise ValueError("epochs must be at least 1 (None keeps the checkpoint's planned epochs)")
+        # The checkpoint is a model file: its event shape tells how many floats a row has, which
+        # the library trusts when it reads x.
+        with cls.load(path) as probe:
+            x, n = probe._rows(x, "x")
+            x_val, n_val = (None, 0) if validation is None else probe._rows(validation, "validation")
+        history = (EpochReportStruct * _RESUME_HISTORY_CAPACITY)()
+        out = ModelPtr()
+        callback, display = _training.progress_handlers(progress, epochs=epochs)
+        bridge = _training.ProgressBridge(callback)
+
+        def call(count):
+            lib.sf_train_resume(path, _fptr(x), n, None if x_val is None else _fptr(x_val), n_val, planned,
+                                bridge.c_function, None, history, len(history), byref(count), byref(out))
+
+        reports = _training.run_training(call, bridge, history, display)
+        return cls._from_handle(out), reports
+
+
+# Epoch-report buffers: fit sees every epoch as an event as well, so its buffer may be capped;
+# a resumed run's history also holds the epochs before the checkpoint (not re-sent as events).
+_FIT_HISTORY_CAPACITY = 4096
+_RESUME_HISTORY_CAPACITY = 1 << 16

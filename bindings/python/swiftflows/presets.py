@@ -4,7 +4,7 @@ import operator
 
 from .flow import Flow
 
-__all__ = ["RealNVP", "NICE"]
+__all__ = ["RealNVP", "NICE", "NSF"]
 
 
 def _int(value, name):
@@ -53,6 +53,26 @@ def NICE(dim, layers=4, hidden=(64, 64), activation="relu", mixing="alternate", 
         "layers": _int(layers, "layers"),
         "hidden": _hidden(hidden),
         "activation": str(activation),
+        "mixing": str(mixing),
+    }
+    return Flow.from_spec(spec, seed=seed)
+
+
+def NSF(dim, layers=8, hidden=(64, 64), bins=8, bound=3.0, activation="relu", actnorm=False,
+        mixing="alternate", seed=0):
+    """Neural spline flow (Durkan et al. 2019) for ``dim``-dimensional vectors: ``layers``
+    monotonic rational-quadratic spline couplings with ``bins`` bins on ``[-bound, bound]``
+    (identity with unit slope outside), conditioner MLPs of widths ``hidden``, optional ActNorm
+    and ``mixing`` as in :func:`RealNVP`. A new model is the identity map."""
+    spec = {
+        "preset": "nsf",
+        "dim": _int(dim, "dim"),
+        "layers": _int(layers, "layers"),
+        "hidden": _hidden(hidden),
+        "bins": _int(bins, "bins"),
+        "bound": float(bound),
+        "activation": str(activation),
+        "actnorm": bool(actnorm),
         "mixing": str(mixing),
     }
     return Flow.from_spec(spec, seed=seed)

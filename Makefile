@@ -101,3 +101,40 @@ install: lib cli ## Install library, header, pkg-config file and the swiftflows 
 
 clean: ## Remove build outputs (keeps .venv)
 	rm -rf $(BUILD) .build .build-shared .build-cli
+
+# ---- Benchmarks (bench/README.md) ------------------------------------------------------------------
+BENCH_SCRATCH     := .build-bench
+BENCH_BIN         := $(BENCH_SCRATCH)/release/swiftflows-bench
+BENCH_ARGS        ?=
+LATENCY           := $(BINDIR)/latency
+VENV_BENCH        := .venv-bench
+# The PyTorch of bench-torch; e.g. TORCH_REQUIREMENT='torch --index-url https://download.pytorch.org/whl/cpu'
+TORCH_REQUIREMENT ?= torch==2.13.*
+
+.PHONY: bench bench-torch test-alloc
+
+# The C latency program is rebuilt on every use (one file, under a second).
+define build-latency
+	@mkdir -p $(BINDIR)
+	$(CC) $(CFLAGS_C99) -o $(LATENCY) bench/c/latency.c $(LDFLAGS_LIB)
+endef
+
+bench: lib venv ## Benchmarks: swiftflows-bench table (BENCH_ARGS=...), C API and Python batch-1 latency
+	swift build -c release --product swiftflows-bench --scratch-path $(BENCH_SCRATCH)
+	$(BENCH_BIN) $(BENCH_ARGS)
+	$(build-latency)
+	$(LATENCY)
+	SWIFTFLOWS_LIBRARY=$(CURDIR)/$(LIB) $(PY) bench/python_latency.py
+
+bench-torch: lib $(VENV_BENCH)/.ready ## Compare with the same flows in plain PyTorch (in .venv-bench)
+	SWIFTFLOWS_LIBRARY=$(CURDIR)/$(LIB) $(VENV_BENCH)/bin/python bench/compare_torch.py
+
+$(VENV_BENCH)/.ready: bindings/python/pyproject.toml | deps
+	python3 -m venv $(VENV_BENCH)
+	$(VENV_BENCH)/bin/python -m pip install -q $(TORCH_REQUIREMENT) numpy h5py
+	$(VENV_BENCH)/bin/python -m pip install -q -e bindings/python
+	@touch $@
+
+test-alloc: lib ## Batch-1 sf_log_prob / sf_sample must not allocate (D=8, quick)
+	$(build-latency)
+	$(LATENCY) --check --quick --dim 8

@@ -35,6 +35,8 @@ let package = Package(
         .library(name: "FlowCore", targets: ["FlowCore"]),
         // The command-line tool; the Makefile installs it as `swiftflows`.
         .executable(name: "swiftflows-cli", targets: ["SwiftFlowsCLI"]),
+        // The benchmark harness (bench/README.md); `make bench` builds and runs it.
+        .executable(name: "swiftflows-bench", targets: ["SwiftFlowsBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
@@ -51,10 +53,15 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        // Float32 kernels of the hot paths with an AVX2+FMA variant chosen at run time.
+        .target(
+            name: "CFlowKernels",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
+        ),
         .target(
             name: "FlowCore",
             dependencies: [
-                "CHDF5", "CBLAS",
+                "CHDF5", "CBLAS", "CFlowKernels",
                 .product(name: "RealModule", package: "swift-numerics"),
             ],
             swiftSettings: optimized
@@ -72,6 +79,11 @@ let package = Package(
             dependencies: ["FlowCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: optimized
         ),
+        .executableTarget(
+            name: "SwiftFlowsBench",
+            dependencies: ["FlowCore", "CBLAS"],
+            swiftSettings: optimized
+        ),
         .target(
             name: "FlowTestSupport",
             dependencies: ["FlowCore"],
@@ -79,7 +91,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FlowCoreTests",
-            dependencies: ["FlowCore", "FlowTestSupport"]
+            dependencies: ["FlowCore", "FlowTestSupport", "CFlowKernels"]
         ),
         .testTarget(
             name: "FlowCAPITests",

@@ -194,6 +194,29 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(flow.parameters.map(\.array), epochOne)
     }
 
+    func testGradientsAndTrainingAreBitIdenticalForAnyThreadCount() throws {
+        let saved = FlowRuntime.threadCount
+        defer { FlowRuntime.threadCount = saved }
+        let data = gaussianData(1300, seed: 8)
+        var results: [([[Float]], [Double])] = []
+        for threads in [1, 2, 3] {
+            FlowRuntime.threadCount = threads
+            let flow = try NormalizingFlow<Float>.realNVP(dim: 2, layers: 3, hidden: [16], actnorm: true, seed: 2)
+            // One gradient over 1300 rows: six chunks, folded in chunk order.
+            flow.zeroGradients()
+            _ = data.withUnsafeBufferPointer { flow.accumulateNLLGradient($0.baseAddress!, count: 1300) }
+            let gradients = flow.parameters.map { Array($0.gradient) }
+            var o = options(epochs: 2)
+            o.batchSize = 600
+            let history = try data.withUnsafeBufferPointer { try Trainer(flow: flow, data: $0, rows: 1300, options: o).run() }
+            results.append((gradients + flow.parameters.map(\.array), history.map(\.trainNLL)))
+        }
+        for r in results.dropFirst() {
+            XCTAssertEqual(r.0, results[0].0)
+            XCTAssertEqual(r.1, results[0].1)
+        }
+    }
+
     func testBadOptionsAndDataAreRefused() throws {
         let flow = try NormalizingFlow<Float>.realNVP(dim: 2, layers: 2, hidden: [4], seed: 1)
         var bad = options(epochs: 0)

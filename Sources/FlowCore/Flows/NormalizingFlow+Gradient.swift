@@ -6,43 +6,91 @@ extension NormalizingFlow {
     /// Adds `∂L/∂θ` of `L = −(1/normalizer)·Σᵢ log p(xᵢ)` over `count` rows of `x` to the
     /// parameters' gradients and returns `Σᵢ −log p(xᵢ)` (in Double).
     ///
-    /// The batch is processed in chunks of ``chunkRows`` rows, one after the other, so gradients
-    /// add up in a fixed order (deterministic). Not thread-safe: it writes the gradients.
+    /// The batch is cut into chunks of ``chunkRows`` rows, processed in parallel over
+    /// ``FlowRuntime/threadCount`` threads, each chunk into its own gradient slot
+    /// (``GradientSlot``); slots are then added in chunk order, so gradients are bit-identical
+    /// for any thread count. Not thread-safe: it writes the gradients.
     /// - Complexity: about three times the cost of ``logProb(_:count:into:)`` (forward, the
-    ///   conditioners again, backward).
+    ///   conditioners again, backward); extra memory: one gradient copy per chunk of a group of
+    ///   ``gradientGroup`` chunks.
     @discardableResult
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func accumulateNLLGradient(_ x: UnsafePointer<Scalar>, count: Int, normalizer: Int? = nil) -> Double {
-        let d = eventSize
         let rows = Self.chunkRows
+        let chunks = (count + rows - 1) / rows
+        guard chunks > 0 else { return 0 }
         let scale = -1 / Scalar(normalizer ?? count)
-        let bytes = transform.trainingWorkspaceBytes(count: rows) + 2 * Arena.bytes(Scalar.self, rows * d)
-            + Arena.bytes(Double.self, rows) * 2 + Arena.bytes(Scalar.self, rows)
-        var total = 0.0
-        trainingWorkspace.reserve(bytes: bytes)
-        var first = 0
-        while first < count {
-            let n = min(rows, count - first)
+        let bytes = gradientChunkBytes
+        if chunks == 1 {
+            trainingWorkspace.reserve(bytes: bytes)
             var arena = trainingWorkspace.arena()
-            let z = arena.take(Scalar.self, rows * d)
-            let g = arena.take(Scalar.self, rows * d)
-            let logDet = arena.take(Double.self, rows)
-            let logProb = arena.take(Double.self, rows)
-            let w = arena.take(Scalar.self, rows)
-            let saved = arena.take(Scalar.self, max(layers.count, 1) * n * d)
-            z.update(from: x + first * d, count: n * d)
-            logDet.update(repeating: 0, count: n)
-            let layerArena = arena
-            transform.forward(saving: saved, z, count: n, logDet: logDet, arena: &arena)
-            base.logProb(z, count: n, into: logProb)
-            for i in 0..<n {
-                total -= logProb[i] + logDet[i]
-                w[i] = scale
-            }
-            base.backward(z, count: n, logProbGradient: w, gradient: g)
-            arena = layerArena
-            transform.backward(saved: saved, count: n, gradient: g, logDetGradient: w, arena: &arena)
-            first += n
+            return chunkGradient(x, count: count, scale: scale, arena: &arena)
         }
+        let params = parameters
+        let group = Swift.min(Self.gradientGroup, chunks)
+        for p in params { p.reserveGradientSlots(group) }
+        var total = 0.0
+        var partial = [Double](repeating: 0, count: group)
+        var start = 0
+        while start < chunks {
+            let size = Swift.min(group, chunks - start)
+            partial.withUnsafeMutableBufferPointer { part in
+                FlowRuntime.forEachChunk(size) { i in
+                    let first = (start + i) * rows
+                    pool.withWorkspace(bytes: bytes) { ws in
+                        var arena = ws.arena()
+                        part[i] = GradientSlot.with(i + 1) {
+                            chunkGradient(x + first * eventSize, count: Swift.min(rows, count - first), scale: scale, arena: &arena)
+                        }
+                    }
+                }
+            }
+            for i in 0..<size {
+                total += partial[i]
+                for p in params { p.foldGradientSlot(i + 1) }
+            }
+            start += size
+        }
+        return total
+    }
+
+    /// Chunks per parallel group of ``accumulateNLLGradient(_:count:normalizer:)`` (bounds the
+    /// gradient copies held at once).
+    static var gradientGroup: Int { 16 }
+
+    /// Scratch of one chunk's gradient pass.
+    private var gradientChunkBytes: Int {
+        let rows = Self.chunkRows, d = eventSize
+        return transform.trainingWorkspaceBytes(count: rows) + 2 * Arena.bytes(Scalar.self, rows * d)
+            + 2 * Arena.bytes(Double.self, rows) + Arena.bytes(Scalar.self, rows)
+            + Arena.bytes(Scalar.self, Swift.max(layers.count, 1) * rows * d)
+    }
+
+    /// Forward with saved activations, the base's and the layers' backward passes for `count`
+    /// rows (at most ``chunkRows``), accumulating into the calling thread's gradient slot.
+    /// Returns `Σ −log p(xᵢ)`.
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    private func chunkGradient(_ x: UnsafePointer<Scalar>, count n: Int, scale: Scalar, arena: inout Arena) -> Double {
+        let rows = Self.chunkRows, d = eventSize
+        let z = arena.take(Scalar.self, rows * d)
+        let g = arena.take(Scalar.self, rows * d)
+        let logDet = arena.take(Double.self, rows)
+        let logProb = arena.take(Double.self, rows)
+        let w = arena.take(Scalar.self, rows)
+        let saved = arena.take(Scalar.self, Swift.max(layers.count, 1) * n * d)
+        z.update(from: x, count: n * d)
+        logDet.update(repeating: 0, count: n)
+        let layerArena = arena
+        transform.forward(saving: saved, z, count: n, logDet: logDet, arena: &arena)
+        base.logProb(z, count: n, into: logProb)
+        var total = 0.0
+        for i in 0..<n {
+            total -= logProb[i] + logDet[i]
+            w[i] = scale
+        }
+        base.backward(z, count: n, logProbGradient: w, gradient: g)
+        arena = layerArena
+        transform.backward(saved: saved, count: n, gradient: g, logDetGradient: w, arena: &arena)
         return total
     }
 

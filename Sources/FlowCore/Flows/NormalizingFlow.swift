@@ -19,7 +19,7 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     /// Rows per chunk of batch work.
     public static var chunkRows: Int { 256 }
 
-    private let pool = WorkspacePool()
+    let pool = WorkspacePool()
     private let chunkWorkspaceBytes: Int
     /// Scratch of training passes (which are single-threaded per flow).
     let trainingWorkspace = Workspace()

@@ -13,7 +13,16 @@ public final class Parameter<Scalar: FlowScalar> {
     /// The values.
     public let values: UnsafeMutableBufferPointer<Scalar>
     /// The gradient of the loss, accumulated by backward passes (same layout as `values`).
-    public let gradient: UnsafeMutableBufferPointer<Scalar>
+    /// Inside a parallel gradient pass this is the calling thread's slot (``GradientSlot``).
+    public var gradient: UnsafeMutableBufferPointer<Scalar> {
+        let slot = GradientSlot.current
+        return slot == 0 ? ownGradient : extraGradients[slot - 1]
+    }
+
+    /// Slot 0 of the gradient.
+    let ownGradient: UnsafeMutableBufferPointer<Scalar>
+    /// Slots 1, 2, … of parallel gradient passes (see ``reserveGradientSlots(_:)``).
+    private(set) var extraGradients: [UnsafeMutableBufferPointer<Scalar>] = []
 
     /// A zero-filled parameter.
     public init(name: String, shape: [Int]) {
@@ -27,12 +36,33 @@ public final class Parameter<Scalar: FlowScalar> {
         v.initialize(repeating: 0, count: Swift.max(count, 1))
         g.initialize(repeating: 0, count: Swift.max(count, 1))
         values = UnsafeMutableBufferPointer(start: v, count: count)
-        gradient = UnsafeMutableBufferPointer(start: g, count: count)
+        ownGradient = UnsafeMutableBufferPointer(start: g, count: count)
     }
 
     deinit {
         UnsafeMutableRawPointer(values.baseAddress!).deallocate()
-        UnsafeMutableRawPointer(gradient.baseAddress!).deallocate()
+        UnsafeMutableRawPointer(ownGradient.baseAddress!).deallocate()
+        for g in extraGradients { UnsafeMutableRawPointer(g.baseAddress!).deallocate() }
+    }
+
+    /// Makes sure gradient slots `1...slots` exist (single-threaded; before a parallel pass).
+    func reserveGradientSlots(_ slots: Int) {
+        while extraGradients.count < slots {
+            let g = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * MemoryLayout<Scalar>.stride,
+                                                     alignment: 64).bindMemory(to: Scalar.self, capacity: Swift.max(count, 1))
+            g.initialize(repeating: 0, count: Swift.max(count, 1))
+            extraGradients.append(UnsafeMutableBufferPointer(start: g, count: count))
+        }
+    }
+
+    /// Adds slot `slot` into slot 0 and zeroes it.
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    func foldGradientSlot(_ slot: Int) {
+        let src = extraGradients[slot - 1]
+        for i in 0..<count {
+            ownGradient[i] += src[i]
+            src[i] = 0
+        }
     }
 
     /// Pointer to the first value (valid while the parameter lives).
@@ -48,5 +78,5 @@ public final class Parameter<Scalar: FlowScalar> {
     public var array: [Scalar] { Array(values) }
 
     /// Sets the gradient to zero.
-    public func zeroGradient() { gradient.update(repeating: 0) }
+    public func zeroGradient() { ownGradient.update(repeating: 0) }
 }

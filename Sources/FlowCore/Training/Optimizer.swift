@@ -82,23 +82,27 @@ public final class Optimizer<Scalar: FlowScalar> {
     }
 
     /// The global L2 norm of all gradients, in Double (NaN or ∞ if any gradient is non-finite).
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func gradientNorm() -> Double {
         var sum = 0.0
         for p in parameters {
-            for g in p.gradient { let v = Double(g); sum += v * v }
+            for g in p.ownGradient { let v = Double(g); sum += v * v }
         }
         return sum.squareRoot()
     }
 
     /// Multiplies every gradient by `factor`.
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func scaleGradients(by factor: Double) {
         let f = Scalar(factor)
         for p in parameters {
-            for i in 0..<p.count { p.gradient[i] *= f }
+            let g = p.ownGradient
+            for i in 0..<p.count { g[i] *= f }
         }
     }
 
     /// Applies one update with the current gradients at `learningRate`.
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func step(learningRate lr: Double) {
         stepCount += 1
         let s = settings
@@ -108,10 +112,11 @@ public final class Optimizer<Scalar: FlowScalar> {
             let c1 = 1 - pow(s.beta1, Double(stepCount)), c2 = 1 - pow(s.beta2, Double(stepCount))
             let stepSize = lr / c1, c2Root = c2.squareRoot()
             for (k, p) in parameters.enumerated() {
+                let grad = p.ownGradient
                 first[k].withUnsafeMutableBufferPointer { m in
                     second[k].withUnsafeMutableBufferPointer { v in
                         for i in 0..<p.count {
-                            let g = Double(p.gradient[i])
+                            let g = Double(grad[i])
                             m[i] = s.beta1 * m[i] + (1 - s.beta1) * g
                             v[i] = s.beta2 * v[i] + (1 - s.beta2) * g * g
                             let denom = v[i].squareRoot() / c2Root + s.epsilon
@@ -123,10 +128,11 @@ public final class Optimizer<Scalar: FlowScalar> {
         case .adamax:
             let stepSize = lr / (1 - pow(s.beta1, Double(stepCount)))
             for (k, p) in parameters.enumerated() {
+                let grad = p.ownGradient
                 first[k].withUnsafeMutableBufferPointer { m in
                     second[k].withUnsafeMutableBufferPointer { u in
                         for i in 0..<p.count {
-                            let g = Double(p.gradient[i])
+                            let g = Double(grad[i])
                             m[i] = s.beta1 * m[i] + (1 - s.beta1) * g
                             u[i] = Swift.max(s.beta2 * u[i], abs(g) + s.epsilon)
                             p.values[i] = Scalar(Double(p.values[i]) * decay - stepSize * m[i] / u[i])
@@ -136,9 +142,10 @@ public final class Optimizer<Scalar: FlowScalar> {
             }
         case .sgd:
             for (k, p) in parameters.enumerated() {
+                let grad = p.ownGradient
                 first[k].withUnsafeMutableBufferPointer { b in
                     for i in 0..<p.count {
-                        b[i] = s.momentum * b[i] + Double(p.gradient[i])
+                        b[i] = s.momentum * b[i] + Double(grad[i])
                         p.values[i] = Scalar(Double(p.values[i]) * decay - lr * b[i])
                     }
                 }

@@ -110,6 +110,7 @@ public final class Trainer<Scalar: FlowScalar> {
     ///   parameters of its last step (``history`` holds the finished epochs).
     /// - Returns: ``history``.
     @discardableResult
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func run(progress: ((TrainingEvent) -> Bool)? = nil) throws -> [EpochRecord] {
         let d = flow.eventSize
         let batchSize = options.batchSize

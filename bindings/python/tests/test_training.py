@@ -71,9 +71,10 @@ def test_fit_learns_8gaussians():
     flow = swiftflows.RealNVP(2, seed=0)
     before = -flow.log_prob(x_test).mean()
     assert before > 4.0  # untrained: a standard normal, ~6 nats
-    history = flow.fit(x, epochs=10, progress=False)
+    history = flow.fit(x, epochs=10, lr=2e-3, schedule="cosine", warmup=50, progress=False)
     after = -flow.log_prob(x_test).mean()
-    # Measured ~3.07-3.12 (the entropy is 2.831); an untrained or broken model is above 4.
+    # Measured ~3.05 (the entropy is 2.831); an untrained or broken model is above 4. (A constant
+    # learning rate ends anywhere in 3.1-3.35 on these test points, depending on rounding.)
     assert after < 3.3, after
     assert after > datasets.entropy("8gaussians") - 0.1  # no model beats the entropy
     assert history[-1].train_nll < history[0].train_nll - 0.8

@@ -33,6 +33,27 @@ public enum Activation: String, CaseIterable, Sendable {
         }
     }
 
+    /// `out[i] = f(x[i])` for `count` values (`out` may not alias `x`).
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    func apply<T: FlowScalar>(_ x: UnsafePointer<T>, into out: UnsafeMutablePointer<T>, count: Int) {
+        if self == .relu {
+            for i in 0..<count { out[i] = Swift.max(x[i], 0) }
+            return
+        }
+        out.update(from: x, count: count)
+        apply(out, count: count)
+    }
+
+    /// `g[i] *= f′(x[i])` for `count` values: one loop per activation, so ReLU's vectorises.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    func multiplyByDerivative<T: FlowScalar>(_ g: UnsafeMutablePointer<T>, at x: UnsafePointer<T>, count: Int) {
+        switch self {
+        case .relu: for i in 0..<count { g[i] = x[i] > 0 ? g[i] : 0 }
+        case .leakyRelu: for i in 0..<count { g[i] = x[i] > 0 ? g[i] : g[i] * T(0.01) }
+        default: for i in 0..<count { g[i] *= derivative(x[i]) }
+        }
+    }
+
     /// The derivative at pre-activation `x`.
     @inline(__always)
     func derivative<T: FlowScalar>(_ x: T) -> T {

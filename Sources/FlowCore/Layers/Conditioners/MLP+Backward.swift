@@ -17,13 +17,11 @@ extension MLP {
             let last = l == weights.count - 1
             let width = widths[l + 1]
             let pre = last ? y : cursor
-            MatrixProducts.linear(input, ldx: ld, rows: rows, inFeatures: widths[l],
-                                  weight: weights[l].pointer, bias: biases[l].pointer,
-                                  outFeatures: width, into: pre)
+            T.denseLayer(input, ldx: ld, rows: rows, inFeatures: widths[l], packedWeight: packedWeight(l),
+                         bias: biases[l].pointer, outFeatures: width, into: pre, ldy: width, relu: false)
             if !last {
                 let post = cursor + rows * width
-                post.update(from: pre, count: rows * width)
-                activation.apply(post, count: rows * width)
+                activation.apply(pre, into: post, count: rows * width)
                 input = UnsafePointer(post)
                 ld = width
                 cursor = post + rows * width
@@ -57,7 +55,7 @@ extension MLP {
                                           biasGradient: biases[l].gradient.baseAddress!, inputGradient: target)
             if l > 0, let target {
                 let pre = tape + tapeOffset(hidden: l, rows: rows)
-                for i in 0..<(rows * widths[l]) { target[i] *= activation.derivative(pre[i]) }
+                activation.multiplyByDerivative(target, at: pre, count: rows * widths[l])
                 delta = target
                 nextIsA.toggle()
             }

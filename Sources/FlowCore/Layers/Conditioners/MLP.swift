@@ -12,6 +12,9 @@ final class MLP<T: FlowScalar> {
     let activation: Activation
     let weights: [Parameter<T>]
     let biases: [Parameter<T>]
+    /// Each weight transposed (`in × out`, row-major), the layout the dense kernel streams;
+    /// refreshed by ``repack()`` whenever the weights change.
+    private let packed: [UnsafeMutablePointer<T>]
 
     /// - Parameters:
     ///   - widths: `[in, h₁, …, h_L, out]`.
@@ -35,6 +38,27 @@ final class MLP<T: FlowScalar> {
         }
         weights = ws
         biases = bs
+        packed = ws.map { w in
+            UnsafeMutableRawPointer.allocate(byteCount: Swift.max(w.count, 1) * MemoryLayout<T>.stride, alignment: 64)
+                .bindMemory(to: T.self, capacity: Swift.max(w.count, 1))
+        }
+        repack()
+    }
+
+    deinit { for p in packed { UnsafeMutableRawPointer(p).deallocate() } }
+
+    /// Layer `l`'s transposed weight (`in × out`).
+    @inline(__always) func packedWeight(_ l: Int) -> UnsafePointer<T> { UnsafePointer(packed[l]) }
+
+    /// Refreshes the transposed weights from ``weights`` (call after any weight change; the
+    /// coupling layers do it in `parametersDidChange`). O(parameters).
+    func repack() {
+        for (l, w) in weights.enumerated() {
+            let rows = widths[l + 1], cols = widths[l], dst = packed[l]
+            for j in 0..<rows {
+                for k in 0..<cols { dst[k * rows + j] = w.values[j * cols + k] }
+            }
+        }
     }
 
     /// Builds a conditioner after checking its size against ``Limits`` (before allocating).
@@ -62,31 +86,29 @@ final class MLP<T: FlowScalar> {
     func workspaceBytes(rows: Int) -> Int { 2 * Arena.bytes(T.self, rows * maxWidth) }
 
     /// `y = net(x)` for `rows` rows of `x` (row stride `ldx`); `y` is `rows × out`, contiguous.
+    /// Dense layers run the fused kernel (bias and ReLU in the same pass, see
+    /// ``FlowScalar/denseLayer(_:ldx:rows:inFeatures:packedWeight:bias:outFeatures:into:ldy:relu:)``).
     @_specialize(where T == Float) @_specialize(where T == Double)
     func callAsFunction(_ x: UnsafePointer<T>, ldx: Int, rows: Int,
                         into y: UnsafeMutablePointer<T>, arena: inout Arena) {
         let layerCount = weights.count
-        if layerCount == 1 {
-            MatrixProducts.linear(x, ldx: ldx, rows: rows, inFeatures: widths[0],
-                                  weight: weights[0].pointer, bias: biases[0].pointer,
-                                  outFeatures: widths[1], into: y)
-            return
-        }
-        let ping = arena.take(T.self, rows * maxWidth)
-        let pong = arena.take(T.self, rows * maxWidth)
+        let fusedReLU = activation == .relu
         var input = UnsafePointer(x), ld = ldx
-        var buffers = (ping, pong)
+        var buffers: (UnsafeMutablePointer<T>, UnsafeMutablePointer<T>)?
+        if layerCount > 1 {
+            buffers = (arena.take(T.self, rows * maxWidth), arena.take(T.self, rows * maxWidth))
+        }
         for l in 0..<layerCount {
             let last = l == layerCount - 1
-            let out = last ? y : buffers.0
-            MatrixProducts.linear(input, ldx: ld, rows: rows, inFeatures: widths[l],
-                                  weight: weights[l].pointer, bias: biases[l].pointer,
-                                  outFeatures: widths[l + 1], into: out)
+            let width = widths[l + 1]
+            let out = last ? y : buffers!.0
+            T.denseLayer(input, ldx: ld, rows: rows, inFeatures: widths[l], packedWeight: packed[l],
+                         bias: biases[l].pointer, outFeatures: width, into: out, ldy: width, relu: !last && fusedReLU)
             if !last {
-                activation.apply(out, count: rows * widths[l + 1])
+                if !fusedReLU { activation.apply(out, count: rows * width) }
                 input = UnsafePointer(out)
-                ld = widths[l + 1]
-                buffers = (buffers.1, buffers.0)
+                ld = width
+                buffers = (buffers!.1, buffers!.0)
             }
         }
     }

@@ -50,6 +50,9 @@ public final class AdditiveCoupling<Scalar: FlowScalar>: FlowLayer {
 
     public var parameters: [Parameter<Scalar>] { net.parameters }
 
+    /// Refreshes the conditioner's packed weights.
+    public func parametersDidChange() { net.repack() }
+
     public func workspaceBytes(count: Int) -> Int {
         split.gatherBytes(Scalar.self, rows: count)
             + Arena.bytes(Scalar.self, count * net.outFeatures) + net.workspaceBytes(rows: count)

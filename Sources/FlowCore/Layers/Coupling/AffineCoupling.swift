@@ -64,6 +64,9 @@ public final class AffineCoupling<Scalar: FlowScalar>: FlowLayer {
 
     public var parameters: [Parameter<Scalar>] { net.parameters }
 
+    /// Refreshes the conditioner's packed weights.
+    public func parametersDidChange() { net.repack() }
+
     public func workspaceBytes(count: Int) -> Int {
         split.gatherBytes(Scalar.self, rows: count)
             + Arena.bytes(Scalar.self, count * net.outFeatures) + net.workspaceBytes(rows: count)
@@ -96,20 +99,18 @@ public final class AffineCoupling<Scalar: FlowScalar>: FlowLayer {
         split.transformed.withUnsafeBufferPointer { idx in
             for r in 0..<count {
                 let row = x + r * d, shift = st + r * 2 * nb, rawScale = shift + nb
-                var sum: Scalar = 0
                 if let start = split.transformedRangeStart {
-                    let xb = row + start
-                    if inverse {
-                        for j in 0..<nb { let s = clamped(rawScale[j]); sum += s; xb[j] = (xb[j] - shift[j]) * Scalar.exp(-s) }
-                    } else {
-                        for j in 0..<nb { let s = clamped(rawScale[j]); sum += s; xb[j] = xb[j] * Scalar.exp(s) + shift[j] }
-                    }
-                } else {
-                    for j in 0..<nb {
-                        let s = clamped(rawScale[j]); sum += s
-                        let i = idx[j]
-                        row[i] = inverse ? (row[i] - shift[j]) * Scalar.exp(-s) : row[i] * Scalar.exp(s) + shift[j]
-                    }
+                    let sum = Scalar.affineStep(row + start, shift: shift, raw: rawScale, count: nb, clamp: clamp,
+                                                inverse: inverse)
+                    logDet[r] += inverse ? -sum : sum
+                    continue
+                }
+                // A scattered mask (e.g. alternating): gather-free loop over the indices.
+                var sum: Scalar = 0
+                for j in 0..<nb {
+                    let s = clamped(rawScale[j]); sum += s
+                    let i = idx[j]
+                    row[i] = inverse ? (row[i] - shift[j]) * Scalar.exp(-s) : row[i] * Scalar.exp(s) + shift[j]
                 }
                 logDet[r] += inverse ? -Double(sum) : Double(sum)
             }

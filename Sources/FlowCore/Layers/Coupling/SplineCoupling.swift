@@ -115,6 +115,9 @@ public final class SplineCoupling<Scalar: FlowScalar>: FlowLayer {
 
     public var parameters: [Parameter<Scalar>] { net.parameters }
 
+    /// Refreshes the conditioner's packed weights.
+    public func parametersDidChange() { net.repack() }
+
     public func workspaceBytes(count: Int) -> Int {
         split.gatherBytes(Scalar.self, rows: count) + Arena.bytes(Scalar.self, count * net.outFeatures)
             + net.workspaceBytes(rows: count) + Arena.bytes(Scalar.self, spline.scratchCount)

@@ -1,0 +1,208 @@
+/* AVX2 + FMA variants, compiled for that instruction set only (target attribute) and called only
+ * after fk_simd_level() confirmed the processor has it. */
+#include "Internal.h"
+
+#if FK_HAVE_X86
+#include <immintrin.h>
+#include <stdint.h>
+
+/* Lane masks: mask_table + 8 - t enables the first t lanes (0 ≤ t ≤ 8). */
+static const int32_t mask_table[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+FK_AVX2 static inline __m256i lane_mask(size_t t) {
+    return _mm256_loadu_si256((const __m256i *)(mask_table + 8 - t));
+}
+
+/* ---- Dense layer ------------------------------------------------------------------------- */
+
+/* One tile: MR rows × (8 or 16) output columns. `two` selects 16 columns; `masked` loads and
+ * stores through m0/m1. Always inlined with constant MR/two/masked so accumulators live in
+ * registers (MR = 6, two = 1: 12 accumulators + 2 weight vectors + 1 broadcast). */
+#define FK_TILE_BODY(MR)                                                                               \
+    __m256 acc0[MR], acc1[MR];                                                                         \
+    const __m256 zero = _mm256_setzero_ps();                                                           \
+    __m256 b0 = zero, b1 = zero;                                                                       \
+    if (bias) {                                                                                        \
+        b0 = masked ? _mm256_maskload_ps(bias, m0) : _mm256_loadu_ps(bias);                            \
+        if (two) b1 = masked ? _mm256_maskload_ps(bias + 8, m1) : _mm256_loadu_ps(bias + 8);            \
+    }                                                                                                  \
+    for (int m = 0; m < MR; m++) {                                                                     \
+        acc0[m] = b0;                                                                                  \
+        acc1[m] = b1;                                                                                  \
+    }                                                                                                  \
+    for (size_t k = 0; k < in; k++) {                                                                  \
+        const float *wk = w + k * out;                                                                 \
+        const __m256 w0 = masked ? _mm256_maskload_ps(wk, m0) : _mm256_loadu_ps(wk);                   \
+        __m256 w1 = zero;                                                                              \
+        if (two) w1 = masked ? _mm256_maskload_ps(wk + 8, m1) : _mm256_loadu_ps(wk + 8);               \
+        for (int m = 0; m < MR; m++) {                                                                 \
+            const __m256 xb = _mm256_broadcast_ss(x + (size_t)m * ldx + k);                            \
+            acc0[m] = _mm256_fmadd_ps(xb, w0, acc0[m]);                                                \
+            if (two) acc1[m] = _mm256_fmadd_ps(xb, w1, acc1[m]);                                       \
+        }                                                                                              \
+    }                                                                                                  \
+    for (int m = 0; m < MR; m++) {                                                                     \
+        __m256 v0 = acc0[m], v1 = acc1[m];                                                             \
+        if (relu) {                                                                                    \
+            v0 = _mm256_max_ps(v0, zero);                                                              \
+            v1 = _mm256_max_ps(v1, zero);                                                              \
+        }                                                                                              \
+        float *ym = y + (size_t)m * ldy;                                                               \
+        if (masked) {                                                                                  \
+            _mm256_maskstore_ps(ym, m0, v0);                                                           \
+            if (two) _mm256_maskstore_ps(ym + 8, m1, v1);                                              \
+        } else {                                                                                       \
+            _mm256_storeu_ps(ym, v0);                                                                  \
+            if (two) _mm256_storeu_ps(ym + 8, v1);                                                     \
+        }                                                                                              \
+    }
+
+#define FK_TILE(MR)                                                                                    \
+    FK_AVX2 static inline __attribute__((always_inline)) void tile##MR(                                \
+        const float *x, size_t ldx, size_t in, const float *w, size_t out, const float *bias, float *y, \
+        size_t ldy, int relu, const int two, const int masked, __m256i m0, __m256i m1) {                \
+        FK_TILE_BODY(MR)                                                                               \
+    }
+
+FK_TILE(6)
+FK_TILE(4)
+FK_TILE(2)
+FK_TILE(1)
+
+/* All column blocks of MR rows starting at x/y. */
+#define FK_ROWS(MR)                                                                                    \
+    FK_AVX2 static void rows##MR(const float *x, size_t ldx, size_t in, const float *wt, const float *bias, \
+                                 size_t out, float *y, size_t ldy, int relu) {                          \
+        const __m256i all = lane_mask(8);                                                              \
+        size_t j = 0;                                                                                  \
+        for (; j + 16 <= out; j += 16)                                                                 \
+            tile##MR(x, ldx, in, wt + j, out, bias ? bias + j : 0, y + j, ldy, relu, 1, 0, all, all);   \
+        const size_t rest = out - j;                                                                   \
+        if (rest > 8)                                                                                  \
+            tile##MR(x, ldx, in, wt + j, out, bias ? bias + j : 0, y + j, ldy, relu, 1, 1, all,         \
+                     lane_mask(rest - 8));                                                             \
+        else if (rest == 8)                                                                            \
+            tile##MR(x, ldx, in, wt + j, out, bias ? bias + j : 0, y + j, ldy, relu, 0, 0, all, all);   \
+        else if (rest > 0)                                                                             \
+            tile##MR(x, ldx, in, wt + j, out, bias ? bias + j : 0, y + j, ldy, relu, 0, 1,              \
+                     lane_mask(rest), all);                                                            \
+    }
+
+FK_ROWS(6)
+FK_ROWS(4)
+FK_ROWS(2)
+FK_ROWS(1)
+
+FK_AVX2 void fk_linear_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
+                                const float *bias, size_t out, float *y, size_t ldy, int relu) {
+    size_t r = 0;
+    for (; r + 6 <= rows; r += 6) rows6(x + r * ldx, ldx, in, wt, bias, out, y + r * ldy, ldy, relu);
+    if (rows - r >= 4) {
+        rows4(x + r * ldx, ldx, in, wt, bias, out, y + r * ldy, ldy, relu);
+        r += 4;
+    }
+    if (rows - r >= 2) {
+        rows2(x + r * ldx, ldx, in, wt, bias, out, y + r * ldy, ldy, relu);
+        r += 2;
+    }
+    if (rows - r == 1) rows1(x + r * ldx, ldx, in, wt, bias, out, y + r * ldy, ldy, relu);
+}
+
+/* ---- exp and tanh ------------------------------------------------------------------------ */
+
+/* exp(x) for x clamped to [−87.3365, 88]: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two
+ * parts), exp(r) by Cephes' degree-5 polynomial, 2ⁿ through the exponent bits. */
+FK_AVX2 static inline __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3365447504019f));
+    __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
+    fx = _mm256_floor_ps(fx);
+    __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 r2 = _mm256_mul_ps(r, r);
+    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i n = _mm256_cvttps_epi32(fx);
+    n = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(n));
+}
+
+/* tanh(x): Cephes' odd polynomial for |x| < 0.625, else sign(x)·(1 − 2/(exp(2|x|) + 1)). */
+FK_AVX2 static inline __m256 tanh256(__m256 x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 ax = _mm256_andnot_ps(sign, x);
+    const __m256 z = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
+    const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+    const __m256 e = exp256(_mm256_add_ps(ax, ax));
+    __m256 large = _mm256_sub_ps(_mm256_set1_ps(1.0f),
+                                 _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
+    large = _mm256_or_ps(large, _mm256_and_ps(sign, x));
+    return _mm256_blendv_ps(large, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+}
+
+FK_AVX2 void fk_exp_f32_avx2(float *v, size_t n) {
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(v + j, exp256(_mm256_loadu_ps(v + j)));
+    if (j < n) {
+        const __m256i m = lane_mask(n - j);
+        _mm256_maskstore_ps(v + j, m, exp256(_mm256_maskload_ps(v + j, m)));
+    }
+}
+
+FK_AVX2 void fk_tanh_f32_avx2(float *v, size_t n) {
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(v + j, tanh256(_mm256_loadu_ps(v + j)));
+    if (j < n) {
+        const __m256i m = lane_mask(n - j);
+        _mm256_maskstore_ps(v + j, m, tanh256(_mm256_maskload_ps(v + j, m)));
+    }
+}
+
+/* ---- Affine coupling step ---------------------------------------------------------------- */
+
+FK_AVX2 static inline __m256 affine8(__m256 xv, __m256 t, __m256 raw, float clamp, int inverse, __m256 *s_out) {
+    __m256 s = raw;
+    if (clamp > 0.0f) {
+        const __m256 c = _mm256_set1_ps(clamp);
+        s = _mm256_mul_ps(c, tanh256(_mm256_div_ps(raw, c)));
+    }
+    *s_out = s;
+    if (inverse) return _mm256_mul_ps(_mm256_sub_ps(xv, t), exp256(_mm256_sub_ps(_mm256_setzero_ps(), s)));
+    return _mm256_fmadd_ps(xv, exp256(s), t);
+}
+
+FK_AVX2 double fk_affine_step_f32_avx2(float *x, const float *shift, const float *raw, size_t n, float clamp,
+                                       int inverse) {
+    __m256 sum = _mm256_setzero_ps(), s;
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 out = affine8(_mm256_loadu_ps(x + j), _mm256_loadu_ps(shift + j), _mm256_loadu_ps(raw + j),
+                                   clamp, inverse, &s);
+        _mm256_storeu_ps(x + j, out);
+        sum = _mm256_add_ps(sum, s);
+    }
+    if (j < n) {
+        const __m256i m = lane_mask(n - j);
+        const __m256 out = affine8(_mm256_maskload_ps(x + j, m), _mm256_maskload_ps(shift + j, m),
+                                   _mm256_maskload_ps(raw + j, m), clamp, inverse, &s);
+        _mm256_maskstore_ps(x + j, m, out);
+        sum = _mm256_add_ps(sum, _mm256_and_ps(s, _mm256_castsi256_ps(m)));
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, sum);
+    float total = 0.0f;
+    for (int i = 0; i < 8; i++) total += lanes[i];
+    return (double)total;
+}
+
+#endif

@@ -1,0 +1,28 @@
+/* Variants behind the dispatching entry points of FlowKernels.h. */
+#ifndef SWIFTFLOWS_FLOW_KERNELS_INTERNAL_H
+#define SWIFTFLOWS_FLOW_KERNELS_INTERNAL_H
+
+#include <stddef.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FK_HAVE_X86 1
+#define FK_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define FK_HAVE_X86 0
+#endif
+
+void fk_linear_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
+                            size_t out, float *y, size_t ldy, int relu);
+double fk_affine_step_f32_portable(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse);
+void fk_exp_f32_portable(float *v, size_t n);
+void fk_tanh_f32_portable(float *v, size_t n);
+
+#if FK_HAVE_X86
+void fk_linear_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
+                        size_t out, float *y, size_t ldy, int relu);
+double fk_affine_step_f32_avx2(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse);
+void fk_exp_f32_avx2(float *v, size_t n);
+void fk_tanh_f32_avx2(float *v, size_t n);
+#endif
+
+#endif

@@ -1,0 +1,38 @@
+/* Portable variants: plain C, vectorised by the compiler where it can. */
+#include <math.h>
+
+#include "Internal.h"
+
+void fk_linear_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
+                            size_t out, float *y, size_t ldy, int relu) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx;
+        float *yr = y + r * ldy;
+        for (size_t j = 0; j < out; j++) yr[j] = bias ? bias[j] : 0.0f;
+        for (size_t k = 0; k < in; k++) {
+            const float xk = xr[k];
+            const float *w = wt + k * out;
+            for (size_t j = 0; j < out; j++) yr[j] = fmaf(xk, w[j], yr[j]);
+        }
+        if (relu)
+            for (size_t j = 0; j < out; j++) yr[j] = yr[j] > 0.0f ? yr[j] : 0.0f;
+    }
+}
+
+double fk_affine_step_f32_portable(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse) {
+    float sum = 0.0f;
+    for (size_t j = 0; j < n; j++) {
+        const float s = clamp > 0.0f ? clamp * tanhf(raw[j] / clamp) : raw[j];
+        sum += s;
+        x[j] = inverse ? (x[j] - shift[j]) * expf(-s) : x[j] * expf(s) + shift[j];
+    }
+    return (double)sum;
+}
+
+void fk_exp_f32_portable(float *v, size_t n) {
+    for (size_t j = 0; j < n; j++) v[j] = expf(v[j]);
+}
+
+void fk_tanh_f32_portable(float *v, size_t n) {
+    for (size_t j = 0; j < n; j++) v[j] = tanhf(v[j]);
+}

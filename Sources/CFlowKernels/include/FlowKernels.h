@@ -1,0 +1,53 @@
+/*
+ * FlowKernels: the few float32 kernels of SwiftFlows' hot paths, in C so they can carry an
+ * AVX2+FMA variant chosen at run time (Swift cannot compile one function for two instruction
+ * sets). Every kernel has a portable variant with the same contract; the AVX2 variant is used
+ * when the processor supports AVX2 and FMA (fk_simd_level() says which).
+ *
+ * Results are deterministic for given inputs on a given machine; they do not depend on how a
+ * batch is split across threads (kernels are applied per row block with a fixed order of
+ * operations inside each output element).
+ */
+#ifndef SWIFTFLOWS_FLOW_KERNELS_H
+#define SWIFTFLOWS_FLOW_KERNELS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 0: portable C; 1: AVX2 + FMA. */
+int fk_simd_level(void);
+
+/* Forces the portable variants (1) or the best available (0); for tests and benchmarks. */
+void fk_force_portable(int portable);
+
+/* Dense layer with fused bias and optional ReLU, the conditioner networks' building block:
+ *   y[r*ldy + j] = act(bias[j] + Σ_k x[r*ldx + k] · wt[k*out + j])   for r < rows, j < out
+ * `wt` is the weight transposed, `in × out` row-major (PyTorch's `[out, in]` weight, packed
+ * once per parameter change). bias may be NULL (zero). relu != 0 applies max(0, ·).
+ * The sum over k runs in increasing k, one fused multiply-add per term (AVX2 variant).
+ * Complexity: 2·rows·in·out flops; no allocation. */
+void fk_linear_f32(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
+                   size_t out, float *y, size_t ldy, int relu);
+
+/* The affine coupling step on n transformed features of one row, in place:
+ *   s_j = clamp > 0 ? clamp·tanh(raw_j / clamp) : raw_j
+ *   forward: x_j ← x_j·exp(s_j) + shift_j        inverse: x_j ← (x_j − shift_j)·exp(−s_j)
+ * Returns Σ_j s_j (the row's log|det| for the forward direction), summed in float per lane then
+ * in double. exp/tanh: Cephes-style polynomials, within 2 ulp of the correctly rounded result
+ * over the clamped range (|s| ≤ 88). */
+double fk_affine_step_f32(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse);
+
+/* out_j = exp(v_j) in place, same accuracy as above (inputs clamped to [−87.3, 88.7]). */
+void fk_exp_f32(float *v, size_t n);
+
+/* out_j = tanh(v_j) in place, within 2 ulp. */
+void fk_tanh_f32(float *v, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,56 @@
+import CBLAS
+import FlowCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The machine's matrix-multiply rate, the yardstick of the "% of SGEMM" column.
+///
+/// Times `cblas_sgemm` (OpenBLAS, row-major, no transposes) on 1024 × 1024 × 1024 float32
+/// matrices, `2·1024³` FLOPs per call, with OpenBLAS running ``FlowRuntime/threadCount``
+/// threads — the thread count the flow operations of the same run use — and restores OpenBLAS's
+/// previous thread setting afterwards (the library keeps OpenBLAS single-threaded).
+struct SGEMMReference {
+    static let size = 1024
+    static var flopsPerCall: Double { 2 * Double(size) * Double(size) * Double(size) }
+
+    let threads: Int
+    /// GFLOP/s of every timed call.
+    private(set) var rates: [Double] = []
+
+    init(threads: Int) { self.threads = threads }
+
+    /// Appends rates measured elsewhere (an SGEMM child process).
+    mutating func append(_ more: [Double]) { rates += more }
+
+    var summary: Summary? { rates.isEmpty ? nil : Summary(rates) }
+
+    /// Times `calls` calls after one warm-up call and appends their rates.
+    mutating func measure(calls: Int) {
+        let n = Self.size
+        let a = AlignedBuffer<Float>(count: n * n, repeating: 0)
+        let b = AlignedBuffer<Float>(count: n * n, repeating: 0)
+        let c = AlignedBuffer<Float>(count: n * n, repeating: 0)
+        defer { a.free(); b.free(); c.free() }
+        var rng = BenchRandom(seed: 42)
+        for i in 0..<(n * n) {
+            a.pointer[i] = Float(rng.uniform(-1, 1))
+            b.pointer[i] = Float(rng.uniform(-1, 1))
+        }
+        _ = FlowRuntime.threadCount  // the library configures OpenBLAS on first use
+        let previous = openblas_get_num_threads()
+        openblas_set_num_threads(Int32(threads))
+        defer { openblas_set_num_threads(previous) }
+        func call() {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(n), blasint(n), blasint(n),
+                        1, a.pointer, blasint(n), b.pointer, blasint(n), 0, c.pointer, blasint(n))
+        }
+        call()
+        for _ in 0..<calls {
+            let t0 = monotonicSeconds()
+            call()
+            let t = monotonicSeconds() - t0
+            rates.append(Self.flopsPerCall / t / 1e9)
+        }
+    }
+}

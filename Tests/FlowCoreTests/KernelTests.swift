@@ -1,0 +1,118 @@
+import CFlowKernels
+@testable import FlowCore
+import XCTest
+
+/// The C kernels against Double references, in both variants (AVX2+FMA where available, and
+/// the portable one), over shapes that hit every tile and tail case.
+final class KernelTests: XCTestCase {
+    override func tearDown() { fk_force_portable(0) }
+
+    private var variants: [(String, Int32)] {
+        fk_simd_level() == 1 ? [("avx2", 0), ("portable", 1)] : [("portable", 1)]
+    }
+
+    private func values(_ n: Int, seed: UInt64, scale: Double = 1) -> [Float] {
+        var s = PhiloxStream(seed: seed, row: 0, stream: 7)
+        return (0..<n).map { _ in Float(s.nextNormal() * scale) }
+    }
+
+    func testDenseLayerMatchesDoubleReferenceForEveryTileShape() {
+        for (name, portable) in variants {
+            fk_force_portable(portable)
+            for rows in [1, 2, 3, 5, 6, 7, 13] {
+                for inF in [0, 1, 3, 8, 33] {
+                    for outF in [1, 5, 8, 9, 16, 17, 24, 40] {
+                        let ldx = inF + 2, ldy = outF + 3
+                        let x = values(rows * ldx, seed: 1), wt = values(inF * outF, seed: 2), b = values(outF, seed: 3)
+                        for relu in [false, true] {
+                            var y = [Float](repeating: .nan, count: rows * ldy)
+                            fk_linear_f32(x, ldx, rows, inF, wt, b, outF, &y, ldy, relu ? 1 : 0)
+                            for r in 0..<rows {
+                                for j in 0..<outF {
+                                    var ref = Double(b[j])
+                                    for k in 0..<inF { ref += Double(x[r * ldx + k]) * Double(wt[k * outF + j]) }
+                                    if relu { ref = max(ref, 0) }
+                                    XCTAssertEqual(Double(y[r * ldy + j]), ref, accuracy: 1e-5 * (1 + Double(inF)),
+                                                   "\(name) rows \(rows) in \(inF) out \(outF) relu \(relu) [\(r), \(j)]")
+                                }
+                                // Padding between rows is untouched.
+                                for j in outF..<ldy { XCTAssertTrue(y[r * ldy + j].isNaN, "\(name): wrote past the row") }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testNullBiasMeansZero() {
+        for (_, portable) in variants {
+            fk_force_portable(portable)
+            let x: [Float] = [1, 2], wt: [Float] = [1, 10, 100, 1000]
+            var y = [Float](repeating: 0, count: 2)
+            fk_linear_f32(x, 2, 1, 2, wt, nil, 2, &y, 2, 0)
+            XCTAssertEqual(y, [201, 2010])
+        }
+    }
+
+    /// exp and tanh within 2 ulp of the correctly rounded Double result.
+    func testExpAndTanhAreWithinTwoULP() {
+        for (name, portable) in variants {
+            fk_force_portable(portable)
+            var inputs: [Float] = stride(from: -87.0, through: 87.9, by: 0.0137).map { Float($0) }
+            inputs += stride(from: -1.0, through: 1.0, by: 0.000731).map { Float($0) }
+            inputs += [0, -0.0, 1e-30, -1e-30, 0.625, -0.625, 0.62499994]
+            var e = inputs, t = inputs
+            fk_exp_f32(&e, e.count)
+            fk_tanh_f32(&t, t.count)
+            var worstExp = 0.0, worstTanh = 0.0
+            for (i, v) in inputs.enumerated() {
+                let re = Double.exp(Double(v)), rt = Double.tanh(Double(v))
+                worstExp = max(worstExp, abs(Double(e[i]) - re) / Double(Float(re).ulp))
+                if rt != 0 { worstTanh = max(worstTanh, abs(Double(t[i]) - rt) / Double(Float(rt).ulp)) }
+            }
+            XCTAssertLessThanOrEqual(worstExp, 2, "\(name) exp")
+            XCTAssertLessThanOrEqual(worstTanh, 2, "\(name) tanh")
+            var big: [Float] = [-1000, 1000, .infinity]
+            fk_tanh_f32(&big, 3)
+            XCTAssertEqual(big, [-1, 1, 1], name)
+        }
+    }
+
+    func testAffineStepRoundTripsAndSumsTheLogScale() {
+        for (name, portable) in variants {
+            fk_force_portable(portable)
+            for n in [1, 7, 8, 9, 31] {
+                for clamp: Float in [0, 5] {
+                    let x0 = values(n, seed: 4), t = values(n, seed: 5), raw = values(n, seed: 6, scale: 3)
+                    var x = x0
+                    let sum = fk_affine_step_f32(&x, t, raw, n, clamp, 0)
+                    var refSum = 0.0
+                    for j in 0..<n {
+                        let s = clamp > 0 ? Double(clamp) * Double.tanh(Double(raw[j]) / Double(clamp)) : Double(raw[j])
+                        refSum += s
+                        XCTAssertEqual(Double(x[j]), Double(x0[j]) * Double.exp(s) + Double(t[j]),
+                                       accuracy: 1e-5 * max(1, abs(Double(x[j]))), "\(name) n \(n)")
+                    }
+                    XCTAssertEqual(sum, refSum, accuracy: 1e-5 * Double(n), name)
+                    let back = fk_affine_step_f32(&x, t, raw, n, clamp, 1)
+                    XCTAssertEqual(back, sum, name)
+                    for j in 0..<n { XCTAssertEqual(x[j], x0[j], accuracy: 1e-5 * max(1, abs(x0[j])), "\(name) round trip") }
+                }
+            }
+        }
+    }
+
+    func testFlowResultsDoNotDependOnTheKernelVariantBeyondRounding() throws {
+        guard fk_simd_level() == 1 else { throw XCTSkip("no AVX2 on this machine") }
+        let flow = try NormalizingFlow<Float>.realNVP(dim: 8, layers: 4, hidden: [32, 32], seed: 1)
+        for p in flow.parameters { for i in 0..<p.count { p.values[i] = Float(sin(Double(i) * 0.37 + Double(p.count))) * 0.2 } }
+        flow.transform.parametersDidChange()
+        let x = values(300 * 8, seed: 9)
+        var fast = [Double](repeating: 0, count: 300), slow = fast
+        x.withUnsafeBufferPointer { flow.logProb($0.baseAddress!, count: 300, into: &fast) }
+        fk_force_portable(1)
+        x.withUnsafeBufferPointer { flow.logProb($0.baseAddress!, count: 300, into: &slow) }
+        for i in 0..<300 { XCTAssertEqual(fast[i], slow[i], accuracy: 1e-4 * max(1, abs(slow[i]))) }
+    }
+}

@@ -53,6 +53,11 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         // Float32 kernels of the hot paths with an AVX2+FMA variant chosen at run time.
         .target(
             name: "CFlowKernels",
@@ -61,7 +66,7 @@ let package = Package(
         .target(
             name: "FlowCore",
             dependencies: [
-                "CHDF5", "CBLAS", "CFlowKernels",
+                "CHDF5", "CBLAS", "CZlib", "CFlowKernels",
                 .product(name: "RealModule", package: "swift-numerics"),
             ],
             swiftSettings: optimized

@@ -43,6 +43,8 @@ public enum Limits {
     public static let maxEventRank = 4
     /// Most layers in one flow.
     public static let maxLayers = 4096
+    /// Deepest nesting of container layers (multi-scale levels).
+    public static let maxLayerNesting = 8
     /// Widest hidden layer of a conditioner.
     public static let maxHiddenWidth = 1 << 16
     /// Most hidden layers in one conditioner.

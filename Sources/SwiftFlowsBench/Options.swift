@@ -15,6 +15,8 @@ struct Options {
     var list = false
     /// `--sgemm-child CALLS`: time SGEMM and print the rates for the parent.
     var sgemmChildCalls: Int?
+    /// `--sgemm-seconds S`: and keep timing until S seconds have passed.
+    var sgemmChildSeconds = 0.0
 
     static let usage = """
     usage: swiftflows-bench [--json] [--filter SUBSTRING] [--threads N] [--quick] [--no-memory] [--list]
@@ -33,6 +35,7 @@ struct Options {
       --list              print the row ids and exit
       --child             (internal) run the --only row and print a result line for the parent
       --sgemm-child CALLS (internal) time CALLS SGEMM calls and print their rates for the parent
+      --sgemm-seconds S   (internal) with --sgemm-child: time calls for at least S seconds
       -h, --help          this text
     """
 
@@ -62,6 +65,10 @@ struct Options {
                 let v = try value(a)
                 guard let n = Int(v), (1...1000).contains(n) else { throw BenchError("--sgemm-child needs a count in 1...1000, got \(v)") }
                 o.sgemmChildCalls = n
+            case "--sgemm-seconds":
+                let v = try value(a)
+                guard let t = Double(v), t >= 0, t <= 60 else { throw BenchError("--sgemm-seconds needs seconds in 0...60, got \(v)") }
+                o.sgemmChildSeconds = t
             case "-h", "--help":
                 print(usage)
                 exit(0)

@@ -45,7 +45,7 @@ enum Report {
             + (info.quick ? "; --quick (rough numbers)" : ""))
         if let s = info.sgemm.summary {
             lines.append("SGEMM 1024x1024x1024 (cblas_sgemm, \(info.sgemm.threads) thread\(info.sgemm.threads == 1 ? "" : "s")): "
-                + cFormat("%.1f GFLOP/s median (min %.1f, max %.1f; %d calls at the start and end of the run)",
+                + cFormat("%.1f GFLOP/s median (min %.1f, max %.1f; %d calls at the start and the end of the run)",
                           s.median, s.min, s.max, Int32(info.sgemm.rates.count)))
         } else {
             lines.append("SGEMM: not measured")

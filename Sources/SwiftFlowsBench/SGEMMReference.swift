@@ -9,7 +9,9 @@ import Glibc
 /// Times `cblas_sgemm` (OpenBLAS, row-major, no transposes) on 1024 × 1024 × 1024 float32
 /// matrices, `2·1024³` FLOPs per call, with OpenBLAS running ``FlowRuntime/threadCount``
 /// threads — the thread count the flow operations of the same run use — and restores OpenBLAS's
-/// previous thread setting afterwards (the library keeps OpenBLAS single-threaded).
+/// previous thread setting afterwards (the library keeps OpenBLAS single-threaded). The run
+/// measures it at its start and at its end (at least 0.5 s each) and reports the median of all
+/// calls.
 struct SGEMMReference {
     static let size = 1024
     static var flopsPerCall: Double { 2 * Double(size) * Double(size) * Double(size) }
@@ -25,8 +27,9 @@ struct SGEMMReference {
 
     var summary: Summary? { rates.isEmpty ? nil : Summary(rates) }
 
-    /// Times `calls` calls after one warm-up call and appends their rates.
-    mutating func measure(calls: Int) {
+    /// Times at least `calls` calls, and more until `seconds` have passed, after one warm-up
+    /// call, and appends their rates.
+    mutating func measure(calls: Int, seconds: Double) {
         let n = Self.size
         let a = AlignedBuffer<Float>(count: n * n, repeating: 0)
         let b = AlignedBuffer<Float>(count: n * n, repeating: 0)
@@ -46,11 +49,14 @@ struct SGEMMReference {
                         1, a.pointer, blasint(n), b.pointer, blasint(n), 0, c.pointer, blasint(n))
         }
         call()
-        for _ in 0..<calls {
+        let start = monotonicSeconds()
+        var done = 0
+        while done < calls || monotonicSeconds() - start < seconds {
             let t0 = monotonicSeconds()
             call()
             let t = monotonicSeconds() - t0
             rates.append(Self.flopsPerCall / t / 1e9)
+            done += 1
         }
     }
 }

@@ -38,13 +38,15 @@ func cpuName() -> String {
 }
 
 /// SGEMM rates: from a child process (parent mode with memory measurement), else in-process.
-func measureSGEMM(_ sgemm: inout SGEMMReference, calls: Int, options: Options, executable: String) -> String? {
+func measureSGEMM(_ sgemm: inout SGEMMReference, options: Options, executable: String) -> String? {
+    let calls = options.quick ? 2 : 5, seconds = options.quick ? 0 : 0.5
     guard options.memory else {
-        sgemm.measure(calls: calls)
+        sgemm.measure(calls: calls, seconds: seconds)
         return nil
     }
     let outcome = runChild(executable: executable,
-                           arguments: ["--sgemm-child", String(calls), "--threads", String(sgemm.threads)])
+                           arguments: ["--sgemm-child", String(calls), "--sgemm-seconds", cFormat("%g", seconds),
+                                       "--threads", String(sgemm.threads)])
     if let failure = outcome.failure { return "SGEMM child: \(failure)" }
     guard let rates = ChildProtocol.parseSGEMM(outcome.output) else { return "SGEMM child printed no result line" }
     sgemm.append(rates)
@@ -59,10 +61,9 @@ func runAsParent(_ options: Options, rows: [RowSpec]) -> Int32 {
         return 1
     }
     let loadAverage = readFirstLine("/proc/loadavg").map { $0.split(separator: " ").prefix(3).joined(separator: " ") } ?? "unknown"
-    let sgemmCalls = options.quick ? 2 : 5
     var sgemm = SGEMMReference(threads: threads)
     var problems: [String] = []
-    if let problem = measureSGEMM(&sgemm, calls: sgemmCalls, options: options, executable: executable) { problems.append(problem) }
+    if let problem = measureSGEMM(&sgemm, options: options, executable: executable) { problems.append(problem) }
     usleep(200_000)  // let OpenBLAS's worker threads go to sleep before rows are timed
 
     let progress = isatty(STDERR_FILENO) != 0
@@ -95,7 +96,7 @@ func runAsParent(_ options: Options, rows: [RowSpec]) -> Int32 {
         }
     }
     if progress { fputs("\r\u{1B}[K", stderr) }
-    if let problem = measureSGEMM(&sgemm, calls: sgemmCalls, options: options, executable: executable) { problems.append(problem) }
+    if let problem = measureSGEMM(&sgemm, options: options, executable: executable) { problems.append(problem) }
 
     #if DEBUG
     let debugBuild = true
@@ -130,7 +131,7 @@ func main() -> Int32 {
     }
     if let calls = options.sgemmChildCalls {
         var sgemm = SGEMMReference(threads: FlowRuntime.threadCount)
-        sgemm.measure(calls: calls)
+        sgemm.measure(calls: calls, seconds: options.sgemmChildSeconds)
         print(ChildProtocol.sgemmLine(sgemm.rates))
         fflush(stdout)
         return 0

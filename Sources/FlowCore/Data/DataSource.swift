@@ -9,21 +9,30 @@
 /// - `PATH.npy`: ``NPYReader``.
 /// - `PATH.h5:/group/dataset` or `PATH.hdf5:/group/dataset`: ``HDF5DatasetReader``; a bare
 ///   `PATH.h5` reads the root group's only dataset.
+/// - `fashion-mnist:train|test[:N]`: the first `N` (default: all 60 000 / 10 000) Fashion-MNIST
+///   images as `[N, 1, 28, 28]`, levels 0...255 (``ImageDataset/fashionMNIST(split:)``; the
+///   Debian package `dataset-fashion-mnist`, installed by `make data`).
+/// - `digits:train|val|test[:N]`: scikit-learn's 8×8 digits (1149 / 288 / 360 images) as
+///   `[N, 1, 8, 8]`, levels 0...16 (``ImageDataset/digits(split:)``; the file `make data` writes).
 ///
 /// Extensions are matched case-insensitively. Every load returns a `Tensor<Float>` of shape
-/// `[rows, columns]` with finite values.
+/// `[rows, columns]` with finite values, except the image data sets: `[N, 1, H, W]` of raw integer
+/// levels as floats (not scaled or dequantised; `eventSize` is `H·W`, and
+/// ``Tensor/reshaped(_:)`` to `[N, H·W]` gives rows).
 public enum DataSource {
     /// Points drawn for `toy:NAME` without a count.
     public static let defaultToyCount = 10_000
     /// Seed for `toy:NAME[:N]` without a seed.
     public static let defaultToySeed: UInt64 = 0
 
-    /// The data named by `description` as a `[rows, columns]` tensor.
+    /// The data named by `description` as a `[rows, columns]` tensor (`[N, 1, H, W]` for images).
     ///
-    /// - Throws: ``FlowError/invalidArgument(_:)`` for a malformed `toy:` description, an
-    ///   unknown toy name or an unknown file extension; otherwise the errors of the reader used.
+    /// - Throws: ``FlowError/invalidArgument(_:)`` for a malformed `toy:`, `fashion-mnist:` or
+    ///   `digits:` description, an unknown toy name or an unknown file extension; otherwise the
+    ///   errors of the reader used.
     public static func load(_ description: String) throws -> Tensor<Float> {
         if description.hasPrefix("toy:") { return try loadToy(description) }
+        if let images = try ImageDataset.images(described: description) { return images }
         switch try Target(description, purpose: "read") {
         case .csv(let path): return try CSVReader.read(path: path)
         case .npy(let path): return try NPYReader.read(path: path)
@@ -73,7 +82,7 @@ public enum DataSource {
             if hasSuffix(".npy") { self = .npy(description); return }
             if hasSuffix(".h5") || hasSuffix(".hdf5") { self = .hdf5(description, dataset: nil); return }
             let forms = purpose == "read"
-                ? "toy:NAME[:N[:SEED]], PATH.csv, PATH.npy or PATH.h5[:/dataset]"
+                ? "toy:NAME[:N[:SEED]], fashion-mnist:SPLIT[:N], digits:SPLIT[:N], PATH.csv, PATH.npy or PATH.h5[:/dataset]"
                 : "PATH.csv, PATH.npy or PATH.h5[:/dataset]"
             throw FlowError.invalidArgument(
                 "cannot tell which format to \(purpose) for '\(description)': expected \(forms) (.hdf5 also works)")

@@ -3,6 +3,7 @@ public enum LayerRegistry {
     /// All layer type names, in documentation order.
     public static let typeNames: [String] = [
         "affine_coupling", "additive_coupling", "spline_coupling", "permutation", "actnorm", "lu_linear",
+        "squeeze", "invertible_conv1x1", "conv_affine_coupling", "split", "dequantize", "logit", "scale",
     ]
 
     /// The layer class for `name` at scalar type `T`, or nil for an unknown name.
@@ -14,6 +15,13 @@ public enum LayerRegistry {
         case "permutation": return Permutation<T>.self
         case "actnorm": return ActNorm<T>.self
         case "lu_linear": return LULinear<T>.self
+        case "squeeze": return Squeeze<T>.self
+        case "invertible_conv1x1": return InvertibleConv1x1<T>.self
+        case "conv_affine_coupling": return ConvAffineCoupling<T>.self
+        case "split": return Split<T>.self
+        case "dequantize": return Dequantize<T>.self
+        case "logit": return Logit<T>.self
+        case "scale": return AffineConstant<T>.self
         default: return nil
         }
     }
@@ -35,6 +43,36 @@ public enum LayerRegistry {
         } catch let error as FlowError {
             throw error.prefixed("layer \(index): ")
         }
+    }
+
+    /// Builds a list of layers from spec objects, starting at events of `eventShape`; returns
+    /// them with the last layer's output shape. `context` prefixes error messages
+    /// (e.g. `"layer 3 (split): "`); `seed` seeds layer `i` with ``layerSeed(_:index:)``.
+    static func makeLayers<T: FlowScalar>(
+        _ specs: [JSONValue], eventShape: [Int], seed: UInt64, context: String, _: T.Type = T.self
+    ) throws -> (layers: [any FlowLayer<T>], outputShape: [Int]) {
+        guard specs.count <= Limits.maxLayers else {
+            throw FlowError.limitExceeded("\(context)\(specs.count) layers; the limit is \(Limits.maxLayers)")
+        }
+        var layers: [any FlowLayer<T>] = []
+        var shape = eventShape
+        var total = 0
+        for (i, spec) in specs.enumerated() {
+            guard let config = spec.objectValue else { throw FlowError.invalidSpec("\(context)layer \(i) must be a JSON object") }
+            let layer: any FlowLayer<T>
+            do {
+                layer = try makeLayer(config, eventShape: shape, seed: seed, index: i)
+            } catch let e as FlowError {
+                throw e.prefixed(context)
+            }
+            total += layer.parameterCount
+            guard total <= Limits.maxParameters else {
+                throw FlowError.limitExceeded("\(context)more than \(Limits.maxParameters) parameters")
+            }
+            shape = layer.outputShape
+            layers.append(layer)
+        }
+        return (layers, shape)
     }
 
     /// The initialisation seed of layer `index`: one Philox block of the flow's seed.

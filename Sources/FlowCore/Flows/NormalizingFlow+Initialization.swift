@@ -10,10 +10,8 @@ public protocol DataDependentInitializable<Element>: AnyObject {
 extension ActNorm: DataDependentInitializable {}
 
 extension NormalizingFlow {
-    /// Whether some layer still waits for data-dependent initialisation.
-    public var needsDataDependentInitialization: Bool {
-        layers.contains { ($0 as? any DataDependentInitializable)?.isInitialized == false }
-    }
+    /// Whether some layer (at any nesting depth) still waits for data-dependent initialisation.
+    public var needsDataDependentInitialization: Bool { DataDependentInitialization.needed(layers) }
 
     /// Runs data-dependent initialisation (Glow's ActNorm init) on `count` rows of `x`: the rows
     /// go through the flow layer by layer, and each uninitialised layer is initialised from the
@@ -21,8 +19,25 @@ extension NormalizingFlow {
     /// Initialised layers are left alone.
     public func initializeDataDependentLayers(_ x: UnsafePointer<Scalar>, count: Int) {
         guard count > 0, needsDataDependentInitialization else { return }
-        let d = eventSize
-        var rows = [Scalar](UnsafeBufferPointer(start: x, count: count * d))
+        DataDependentInitialization.run(layers, x, count: count)
+    }
+}
+
+/// Data-dependent initialisation over a list of layers, recursing into containers.
+enum DataDependentInitialization {
+    static func needed<T>(_ layers: [any FlowLayer<T>]) -> Bool {
+        layers.contains { layer in
+            if let d = layer as? any DataDependentInitializable<T>, !d.isInitialized { return true }
+            if let c = layer as? any LayerContainer<T> { return needed(c.sublayers) }
+            return false
+        }
+    }
+
+    /// Pushes a copy of the rows through `layers`, initialising each layer that needs it first.
+    static func run<T: FlowScalar>(_ layers: [any FlowLayer<T>], _ x: UnsafePointer<T>, count: Int) {
+        guard count > 0, needed(layers), let first = layers.first else { return }
+        let d = first.eventSize
+        var rows = [T](UnsafeBufferPointer(start: x, count: count * d))
         var logDet = [Double](repeating: 0, count: count)
         let bytes = layers.map { $0.workspaceBytes(count: count) }.max() ?? 0
         let workspace = Workspace()
@@ -30,8 +45,11 @@ extension NormalizingFlow {
         rows.withUnsafeMutableBufferPointer { r in
             logDet.withUnsafeMutableBufferPointer { ld in
                 for layer in layers {
-                    if let layer = layer as? any DataDependentInitializable<Scalar>, !layer.isInitialized {
+                    if let layer = layer as? any DataDependentInitializable<T>, !layer.isInitialized {
                         layer.initialize(from: r.baseAddress!, count: count)
+                    }
+                    if let container = layer as? any LayerContainer<T> {
+                        container.initializeDataDependentSublayers(r.baseAddress!, count: count)
                     }
                     var arena = workspace.arena()
                     layer.forward(r.baseAddress!, count: count, logDet: ld.baseAddress!, arena: &arena)

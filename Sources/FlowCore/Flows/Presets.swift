@@ -11,10 +11,11 @@
 ///   couplings (default 8) with `bins` bins (default 8) on `[−bound, bound]` (default 3), conditioner
 ///   as for realnvp, the same `actnorm` and `mixing` options, standard-normal base.
 public enum Presets {
-    public static let names = ["realnvp", "nice", "nsf"]
+    public static let names = ["realnvp", "nice", "nsf"] + ImagePresets.names
 
     static func expand(_ object: [String: JSONValue]) throws -> [String: JSONValue] {
         guard let name = object["preset"]?.stringValue else { throw FlowError.invalidSpec("\"preset\" must be a string") }
+        if ImagePresets.names.contains(name) { return try ImagePresets.expand(name, object) }
         let common: Set<String> = ["preset", "dim", "layers", "hidden", "activation"]
         let allowed: Set<String>
         switch name {

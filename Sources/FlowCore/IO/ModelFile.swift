@@ -60,18 +60,28 @@ public enum ModelFile {
         try base.setAttribute("type", string: flow.base.config["type"]?.stringValue ?? "")
         try writeParameters(flow.base.parameters, to: base)
 
-        let layers = try root.createGroup("layers")
-        try layers.setAttribute("count", int: Int64(flow.layers.count))
-        for (i, layer) in flow.layers.enumerated() {
-            let group = try layers.createGroup(layerGroupName(i))
+        try writeLayers(flow.layers, into: try root.createGroup("layers"))
+    }
+
+    /// Writes `layers` as groups `0000`, `0001`, … of `group` (with a `count` attribute);
+    /// containers recurse into a `layers` subgroup of their own group.
+    private static func writeLayers(_ layers: [any FlowLayer<Float>], into group: HDF5Group) throws {
+        try group.setAttribute("count", int: Int64(layers.count))
+        for (i, layer) in layers.enumerated() {
+            let layerGroup = try group.createGroup(layerGroupName(i))
             let type = Swift.type(of: layer)
-            try group.setAttribute("type", string: type.typeName)
+            try layerGroup.setAttribute("type", string: type.typeName)
             let config = layer.config
-            for hp in type.hyperParameters {
+            for hp in type.hyperParameters where hp.kind != .layers {
                 guard let value = config[hp.name] else { continue }
-                try writeHyperParameter(hp, value, to: group)
+                try writeHyperParameter(hp, value, to: layerGroup)
             }
-            try writeParameters(layer.parameters, to: group)
+            if let container = layer as? any LayerContainer<Float> {
+                try writeParameters(container.ownParameters, to: layerGroup)
+                try writeLayers(container.sublayers, into: try layerGroup.createGroup("layers"))
+            } else {
+                try writeParameters(layer.parameters, to: layerGroup)
+            }
         }
     }
 
@@ -85,6 +95,8 @@ public enum ModelFile {
         case .intArray:
             let values = (value.intArrayValue ?? []).map(Int64.init)
             try group.writeDataset(hp.name, int64s: values, shape: [values.count])
+        case .layers:
+            break  // written as the `layers` subgroup
         }
     }
 
@@ -186,53 +198,78 @@ public enum ModelFile {
         }
         try readParameters(base.parameters, from: baseGroup)
 
-        // Layers.
+        // Layers: first every spec object (recursively), then the layers, then their parameters.
         guard root.isGroup("layers") else { throw FlowError.format("missing group /layers") }
         let layersGroup = try root.openGroup("layers")
-        let count = try layersGroup.intAttribute("count")
-        guard count >= 0, count <= Int64(Limits.maxLayers) else {
-            throw FlowError.limitExceeded("/layers: count \(count) is outside 0...\(Limits.maxLayers)")
+        let configs = try readLayerConfigs(layersGroup, depth: 0)
+        let layers: [any FlowLayer<Float>]
+        do {
+            (layers, _) = try LayerRegistry.makeLayers(configs, eventShape: eventShape, seed: 0, context: "", Float.self)
+        } catch let e as FlowError {
+            throw e.prefixed("/layers: ")
         }
-        let children = try layersGroup.childNames(limit: Limits.maxLayers + 1)
+        try readLayerParameters(layers, from: layersGroup)
+        return try NormalizingFlow(eventShape: eventShape, layers: layers, base: base)
+    }
+
+    /// The spec objects of the layer groups `0000`, `0001`, … of `group` (exactly `count` of them),
+    /// recursing into containers' `layers` subgroups up to ``Limits/maxLayerNesting`` levels.
+    private static func readLayerConfigs(_ group: HDF5Group, depth: Int) throws -> [JSONValue] {
+        guard depth <= Limits.maxLayerNesting else {
+            throw FlowError.limitExceeded("\(group.path): layers nested deeper than \(Limits.maxLayerNesting) levels")
+        }
+        let count = try group.intAttribute("count")
+        guard count >= 0, count <= Int64(Limits.maxLayers) else {
+            throw FlowError.limitExceeded("\(group.path): count \(count) is outside 0...\(Limits.maxLayers)")
+        }
+        let children = try group.childNames(limit: Limits.maxLayers + 1)
         let expected = (0..<Int(count)).map(layerGroupName)
         guard Set(children) == Set(expected) else {
             let extra = Set(children).subtracting(expected).sorted().prefix(3)
             let missing = Set(expected).subtracting(children).sorted().prefix(3)
-            throw FlowError.format("/layers: groups must be exactly 0000...\(layerGroupName(max(Int(count) - 1, 0))) (count = \(count))"
+            throw FlowError.format("\(group.path): groups must be exactly 0000...\(layerGroupName(max(Int(count) - 1, 0))) (count = \(count))"
                 + (missing.isEmpty ? "" : "; missing \(missing.joined(separator: ", "))")
                 + (extra.isEmpty ? "" : "; unexpected \(extra.joined(separator: ", "))"))
         }
-        var layers: [any FlowLayer<Float>] = []
-        var shape = eventShape
-        var total = 0
-        for i in 0..<Int(count) {
-            let name = layerGroupName(i)
-            guard layersGroup.isGroup(name) else { throw FlowError.format("/layers/\(name) is not a group") }
-            let group = try layersGroup.openGroup(name)
-            let typeName = try group.stringAttribute("type", maxLength: 256)
+        var configs: [JSONValue] = []
+        for name in expected {
+            guard group.isGroup(name) else { throw FlowError.format("\(group.path)/\(name) is not a group") }
+            let layerGroup = try group.openGroup(name)
+            let typeName = try layerGroup.stringAttribute("type", maxLength: 256)
             guard let type = LayerRegistry.layerType(typeName, Float.self) else {
-                throw FlowError.unknownType("/layers/\(name): unknown layer type \"\(typeName)\" (known: \(LayerRegistry.typeNames.joined(separator: ", ")))")
+                throw FlowError.unknownType("\(layerGroup.path): unknown layer type \"\(typeName)\" (known: \(LayerRegistry.typeNames.joined(separator: ", ")))")
             }
             var config: [String: JSONValue] = ["type": .string(typeName)]
-            for hp in type.hyperParameters where hp.kind == .intArray ? group.isDataset(hp.name) : group.hasAttribute(hp.name) {
-                config[hp.name] = try readHyperParameter(hp, from: group)
+            for hp in type.hyperParameters {
+                switch hp.kind {
+                case .layers:
+                    guard layerGroup.isGroup("layers") else { throw FlowError.format("missing group \(layerGroup.path)/layers") }
+                    config[hp.name] = .array(try readLayerConfigs(try layerGroup.openGroup("layers"), depth: depth + 1))
+                case .intArray where layerGroup.isDataset(hp.name):
+                    config[hp.name] = try readHyperParameter(hp, from: layerGroup)
+                case .intArray:
+                    break
+                default:
+                    if layerGroup.hasAttribute(hp.name) { config[hp.name] = try readHyperParameter(hp, from: layerGroup) }
+                }
             }
-            let layer: any FlowLayer<Float>
-            do {
-                layer = try LayerRegistry.makeLayer(config, eventShape: shape, seed: 0, index: i)
-            } catch let e as FlowError {
-                throw e.prefixed("/layers/\(name): ")
-            }
-            total += layer.parameterCount
-            guard total <= Limits.maxParameters else {
-                throw FlowError.limitExceeded("the model has more than \(Limits.maxParameters) parameters")
-            }
-            try readParameters(layer.parameters, from: group)
-            layer.parametersDidChange()
-            shape = layer.outputShape
-            layers.append(layer)
+            configs.append(.object(config))
         }
-        return try NormalizingFlow(eventShape: eventShape, layers: layers, base: base)
+        return configs
+    }
+
+    /// Reads each layer's parameters from its group (containers: own parameters, then recursion).
+    private static func readLayerParameters(_ layers: [any FlowLayer<Float>], from group: HDF5Group) throws {
+        for (i, layer) in layers.enumerated() {
+            let layerGroup = try group.openGroup(layerGroupName(i))
+            if let container = layer as? any LayerContainer<Float> {
+                try readParameters(container.ownParameters, from: layerGroup)
+                try readLayerParameters(container.sublayers, from: try layerGroup.openGroup("layers"))
+            } else {
+                try readParameters(layer.parameters, from: layerGroup)
+            }
+            layer.parametersDidChange()
+        }
     }
 
     private static func readHyperParameter(_ hp: HyperParameter, from group: HDF5Group) throws -> JSONValue {
@@ -256,6 +293,8 @@ public enum ModelFile {
                 throw FlowError.format("\(group.path)/\(hp.name) holds out-of-range values")
             }
             return .array(v.map { .number(Double($0)) })
+        case .layers:
+            throw FlowError.format("\(group.path)/@\(hp.name): nested layers are read from the layers subgroup")
         }
     }
 

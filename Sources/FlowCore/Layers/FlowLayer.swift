@@ -36,6 +36,9 @@ public struct HyperParameter: Sendable {
         case intList
         /// Per-feature integer array (masks, permutations); HDF5 1-D int64 dataset.
         case intArray
+        /// A nested list of layer objects (containers such as `split`); HDF5 subgroup `layers`
+        /// with one group per layer, exactly like the top level.
+        case layers
     }
 
     public let name: String
@@ -63,8 +66,22 @@ public struct HyperParameter: Sendable {
         case .string: return value.stringValue != nil
         case .bool: return value.boolValue != nil
         case .intList, .intArray: return value.intArrayValue != nil
+        case .layers: return value.arrayValue?.allSatisfy { $0.objectValue != nil } ?? false
         }
     }
+}
+
+/// A layer that runs other layers (its ``sublayers``) on part of its input, e.g. the factor-out
+/// step of a multi-scale flow. Files store the sublayers in a `layers` subgroup of the
+/// container's group, and ``FlowLayer/parameters`` lists the container's own parameters
+/// (``ownParameters``) followed by every sublayer's.
+public protocol LayerContainer<Scalar>: FlowLayer {
+    /// The nested layers, in order.
+    var sublayers: [any FlowLayer<Scalar>] { get }
+    /// Parameters stored in the container's own group.
+    var ownParameters: [Parameter<Scalar>] { get }
+    /// Runs data-dependent initialisation of nested layers on `count` rows reaching the container.
+    func initializeDataDependentSublayers(_ x: UnsafePointer<Scalar>, count: Int)
 }
 
 extension FlowLayer {
@@ -95,6 +112,7 @@ extension HyperParameter {
         case .string: base = "a string"
         case .bool: base = "true or false"
         case .intList, .intArray: base = "a list of integers"
+        case .layers: base = "a list of layer objects"
         }
         return allowsShorthand ? base + " or a string" : base
     }

@@ -1,0 +1,115 @@
+/// Image presets (events `[C, H, W]`), expanded into explicit layer lists with nested `split`s.
+///
+/// - `glow` (Kingma & Dhariwal 2018): `levels` L (default 3) × `steps` K (default 8) of
+///   `[actnorm, invertible_conv1x1 (LU), conv_affine_coupling (channel mask)]`, each level
+///   starting with a squeeze and ending (but the last) with a `split` whose learned conditional
+///   prior (`prior`, default "conditional") models the factored half; coupling networks of
+///   `hidden` channels (default 64), log-scale clamp `clamp` (default 2). Preprocessing:
+///   `dequantize` of `bits`-bit levels (default 8; 0 = none, for data already in [0, 1)), then
+///   `scale` to `[−0.5, 0.5)` as Glow does.
+/// - `realnvp_image` (Dinh et al. 2017, §4.1): per level but the last, `couplings` (default 3)
+///   checkerboard couplings with alternating masks, a squeeze, `couplings` channel couplings with
+///   alternating masks, and a split (standard prior); the last level has `couplings + 1`
+///   checkerboard couplings. Preprocessing: `dequantize` (`bits`) and `logit` with `alpha`
+///   (default 0.05). Options `actnorm` (default true: an ActNorm before each coupling, in place of
+///   RealNVP's batch norm), `hidden`, `clamp`.
+///
+/// Both require H and W divisible by 2^L (squeezes); spatial sizes here are per level.
+enum ImagePresets {
+    static let names = ["glow", "realnvp_image"]
+
+    static func expand(_ name: String, _ object: [String: JSONValue]) throws -> [String: JSONValue] {
+        let allowed: Set<String> = name == "glow"
+            ? ["preset", "shape", "levels", "steps", "hidden", "bits", "prior", "clamp"]
+            : ["preset", "shape", "levels", "couplings", "hidden", "bits", "alpha", "actnorm", "clamp"]
+        for key in object.keys.sorted() where !allowed.contains(key) {
+            throw FlowError.invalidSpec("preset \(name): unknown key \"\(key)\" (known: \(allowed.sorted().joined(separator: ", ")))")
+        }
+        guard let shape = object["shape"]?.intArrayValue, shape.count == 3, shape.allSatisfy({ $0 >= 1 }) else {
+            throw FlowError.invalidSpec("preset \(name): \"shape\" must be [C, H, W]")
+        }
+        let levels = object["levels"]?.intValue ?? (name == "glow" ? 3 : 2)
+        guard levels >= 1, levels <= Limits.maxLayerNesting else {
+            throw FlowError.invalidSpec("preset \(name): \"levels\" must be in 1...\(Limits.maxLayerNesting)")
+        }
+        let factor = 1 << levels
+        guard shape[1] % factor == 0, shape[2] % factor == 0 else {
+            throw FlowError.invalidSpec("preset \(name): height and width must be divisible by 2^levels = \(factor), got \(shape[1])×\(shape[2]) (pad or crop the images)")
+        }
+        let hidden = JSONValue.number(Double(object["hidden"]?.intValue ?? 64))
+        let bits = object["bits"]?.intValue ?? 8
+        guard (0...16).contains(bits) else { throw FlowError.invalidSpec("preset \(name): \"bits\" must be in 0...16") }
+        var layers: [JSONValue] = []
+        if bits > 0 { layers.append(.object(["type": .string("dequantize"), "bits": .number(Double(bits))])) }
+
+        if name == "glow" {
+            let steps = object["steps"]?.intValue ?? 8
+            guard steps >= 1, steps <= 1024 else { throw FlowError.invalidSpec("preset glow: \"steps\" must be in 1...1024") }
+            let clamp = object["clamp"] ?? .number(2)
+            let prior = object["prior"] ?? .string("conditional")
+            layers.append(.object(["type": .string("scale"), "scale": .number(1), "shift": .number(-0.5)]))
+            func level(_ l: Int) -> [JSONValue] {
+                var out: [JSONValue] = [.object(["type": .string("squeeze")])]
+                for _ in 0..<steps {
+                    out.append(.object(["type": .string("actnorm")]))
+                    out.append(.object(["type": .string("invertible_conv1x1"), "lu": .bool(true)]))
+                    out.append(.object(["type": .string("conv_affine_coupling"), "mask": .string("channel"),
+                                        "hidden": hidden, "clamp": clamp]))
+                }
+                if l < levels {
+                    out.append(.object(["type": .string("split"), "prior": prior, "hidden": hidden,
+                                        "layers": .array(level(l + 1))]))
+                }
+                return out
+            }
+            layers += level(1)
+        } else {
+            let couplings = object["couplings"]?.intValue ?? 3
+            guard couplings >= 1, couplings <= 64 else { throw FlowError.invalidSpec("preset realnvp_image: \"couplings\" must be in 1...64") }
+            let clamp = object["clamp"] ?? .number(5)
+            let actnorm = object["actnorm"]?.boolValue ?? true
+            let alpha = object["alpha"] ?? .number(0.05)
+            layers.append(.object(["type": .string("logit"), "alpha": alpha]))
+            func coupling(_ mask: String, _ i: Int) -> [JSONValue] {
+                var out: [JSONValue] = []
+                if actnorm { out.append(.object(["type": .string("actnorm")])) }
+                out.append(.object(["type": .string("conv_affine_coupling"), "mask": .string(mask),
+                                    "invert_mask": .bool(i % 2 == 1), "hidden": hidden, "clamp": clamp]))
+                return out
+            }
+            func level(_ l: Int) -> [JSONValue] {
+                if l == levels { return (0...couplings).flatMap { coupling("checkerboard", $0) } }
+                var out = (0..<couplings).flatMap { coupling("checkerboard", $0) }
+                out.append(.object(["type": .string("squeeze")]))
+                out += (0..<couplings).flatMap { coupling("channel", $0) }
+                out.append(.object(["type": .string("split"), "prior": .string("standard"), "layers": .array(level(l + 1))]))
+                return out
+            }
+            layers += level(1)
+        }
+        return ["event_shape": JSONValue(shape), "base": .object(["type": .string("standard_normal")]), "layers": .array(layers)]
+    }
+}
+
+extension NormalizingFlow {
+    /// Glow for images of `shape` `[C, H, W]` (see ``ImagePresets``).
+    public static func glow(shape: [Int], levels: Int = 3, steps: Int = 8, hidden: Int = 64, bits: Int = 8,
+                            prior: String = "conditional", clamp: Double = 2, seed: UInt64 = 0) throws -> NormalizingFlow {
+        try NormalizingFlow(spec: .object([
+            "preset": .string("glow"), "shape": JSONValue(shape), "levels": .number(Double(levels)),
+            "steps": .number(Double(steps)), "hidden": .number(Double(hidden)), "bits": .number(Double(bits)),
+            "prior": .string(prior), "clamp": .number(clamp),
+        ]), seed: seed)
+    }
+
+    /// RealNVP's multi-scale image architecture (see ``ImagePresets``).
+    public static func realNVPImage(shape: [Int], levels: Int = 2, couplings: Int = 3, hidden: Int = 64, bits: Int = 8,
+                                    alpha: Double = 0.05, actnorm: Bool = true, clamp: Double = 5,
+                                    seed: UInt64 = 0) throws -> NormalizingFlow {
+        try NormalizingFlow(spec: .object([
+            "preset": .string("realnvp_image"), "shape": JSONValue(shape), "levels": .number(Double(levels)),
+            "couplings": .number(Double(couplings)), "hidden": .number(Double(hidden)), "bits": .number(Double(bits)),
+            "alpha": .number(alpha), "actnorm": .bool(actnorm), "clamp": .number(clamp),
+        ]), seed: seed)
+    }
+}

@@ -1,0 +1,99 @@
+extension ConvNet {
+    /// Scalars of the tape ``forwardRecording(_:ldx:rows:into:tape:arena:)`` writes: the two
+    /// hidden activations `h₀ = ReLU(conv₀(x))` and `h₁ = ReLU(conv₁(h₀))`,
+    /// `2·rows·hidden·H·W`. (ReLU's derivative is read off its output, so no pre-activation is
+    /// kept.)
+    func tapeCount(rows: Int) -> Int { 2 * rows * hiddenFeatures }
+
+    /// Scratch for ``backward(_:ldx:rows:tape:outputGradient:inputGradient:arena:)`` over `rows`
+    /// samples: two hidden-activation gradients (`rows·hidden·H·W` each) and the largest
+    /// convolution's scratch. It also covers ``forwardRecording(_:ldx:rows:into:tape:arena:)``,
+    /// which hands the arena back unchanged, so one reservation serves the recorded forward pass
+    /// and the backward pass that follows it.
+    func backwardWorkspaceBytes(rows: Int) -> Int {
+        let forward = layers.map { $0.workspaceBytes(T.self, rows: rows) }.max() ?? 0
+        let backward = 2 * Arena.bytes(T.self, rows * hiddenFeatures)
+            + (layers.map { $0.backwardWorkspaceBytes(T.self, rows: rows) }.max() ?? 0)
+        return Swift.max(forward, backward)
+    }
+
+    /// The forward pass (same arithmetic as ``callAsFunction(_:ldx:rows:into:arena:)``, so the
+    /// same `y`), keeping `h₀` then `h₁` in `tape` (``tapeCount(rows:)`` scalars) for
+    /// ``backward(_:ldx:rows:tape:outputGradient:inputGradient:arena:)``.
+    ///
+    /// Scratch comes from `arena` (at most ``backwardWorkspaceBytes(rows:)``, and at most
+    /// ``workspaceBytes(rows:)``) and is released on return: the arena is handed back as it was.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    func forwardRecording(_ x: UnsafePointer<T>, ldx: Int, rows: Int, into y: UnsafeMutablePointer<T>,
+                          tape: UnsafeMutablePointer<T>, arena: inout Arena) {
+        guard rows > 0 else { return }
+        let h0 = tape, h1 = tape + rows * hiddenFeatures
+        var scratch = arena
+        layers[0].forward(x, ldx: ldx, rows: rows, weight: weights[0].pointer, bias: biases[0].pointer,
+                          into: h0, relu: true, arena: &scratch)
+        scratch = arena
+        layers[1].forward(h0, ldx: hiddenFeatures, rows: rows, weight: weights[1].pointer, bias: biases[1].pointer,
+                          into: h1, relu: true, arena: &scratch)
+        scratch = arena
+        layers[2].forward(h1, ldx: hiddenFeatures, rows: rows, weight: weights[2].pointer, bias: biases[2].pointer,
+                          into: y, relu: false, arena: &scratch)
+    }
+
+    /// ``forwardRecording(_:ldx:rows:into:tape:arena:)`` for `rows` contiguous samples.
+    @inline(__always)
+    func forwardRecording(_ x: UnsafePointer<T>, rows: Int, into y: UnsafeMutablePointer<T>,
+                          tape: UnsafeMutablePointer<T>, arena: inout Arena) {
+        forwardRecording(x, ldx: inFeatures, rows: rows, into: y, tape: tape, arena: &arena)
+    }
+
+    /// Back-propagates `outputGradient` (`rows × out × H × W`; read, left unchanged) through the
+    /// pass recorded in `tape` at the same `x`: adds every weight and bias gradient into the
+    /// parameters' ``Parameter/gradient`` (the calling thread's ``GradientSlot``), and writes
+    /// `∂L/∂x` (`rows × in × H × W`, contiguous, overwritten) into `inputGradient` when given;
+    /// without it, the first convolution's input-gradient product is skipped.
+    ///
+    /// Scratch: ``backwardWorkspaceBytes(rows:)``.
+    /// - Complexity: about twice the forward pass's flops (one less product without
+    ///   `inputGradient`).
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    func backward(_ x: UnsafePointer<T>, ldx: Int, rows: Int, tape: UnsafePointer<T>,
+                  outputGradient: UnsafeMutablePointer<T>, inputGradient: UnsafeMutablePointer<T>?,
+                  arena: inout Arena) {
+        guard rows > 0 else { return }
+        let count = rows * hiddenFeatures
+        let h0 = tape, h1 = tape + count
+        let d1 = arena.take(T.self, count), d0 = arena.take(T.self, count)
+        var scratch = arena
+        layers[2].backward(h1, ldx: hiddenFeatures, rows: rows, weight: weights[2].pointer,
+                           outputGradient: outputGradient, weightGradient: weights[2].gradient.baseAddress!,
+                           biasGradient: biases[2].gradient.baseAddress!, inputGradient: d1, arena: &scratch)
+        ConvNet.maskByReLU(d1, output: h1, count: count)
+        scratch = arena
+        layers[1].backward(h0, ldx: hiddenFeatures, rows: rows, weight: weights[1].pointer,
+                           outputGradient: d1, weightGradient: weights[1].gradient.baseAddress!,
+                           biasGradient: biases[1].gradient.baseAddress!, inputGradient: d0, arena: &scratch)
+        ConvNet.maskByReLU(d0, output: h0, count: count)
+        scratch = arena
+        layers[0].backward(x, ldx: ldx, rows: rows, weight: weights[0].pointer,
+                           outputGradient: d0, weightGradient: weights[0].gradient.baseAddress!,
+                           biasGradient: biases[0].gradient.baseAddress!, inputGradient: inputGradient,
+                           arena: &scratch)
+    }
+
+    /// ``backward(_:ldx:rows:tape:outputGradient:inputGradient:arena:)`` for `rows` contiguous
+    /// samples.
+    @inline(__always)
+    func backward(_ x: UnsafePointer<T>, rows: Int, tape: UnsafePointer<T>,
+                  outputGradient: UnsafeMutablePointer<T>, inputGradient: UnsafeMutablePointer<T>?,
+                  arena: inout Arena) {
+        backward(x, ldx: inFeatures, rows: rows, tape: tape, outputGradient: outputGradient,
+                 inputGradient: inputGradient, arena: &arena)
+    }
+
+    /// `g[i] = 0` where the ReLU output `h[i]` is 0 (there the pre-activation was ≤ 0, so
+    /// ReLU′ = 0; elsewhere ReLU′ = 1).
+    @inline(__always)
+    static func maskByReLU(_ g: UnsafeMutablePointer<T>, output h: UnsafePointer<T>, count: Int) {
+        for i in 0..<count { g[i] = h[i] > 0 ? g[i] : 0 }
+    }
+}

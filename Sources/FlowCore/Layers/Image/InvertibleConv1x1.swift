@@ -1,0 +1,166 @@
+/// Glow's invertible 1×1 convolution (Kingma & Dhariwal 2018): the same invertible `C×C` matrix
+/// mixes the channels at every pixel, `z[:, p] = W · x[:, p]`.
+///
+///     log|det J| = H·W · log|det W|
+///
+/// Two parameterisations (`"lu"` hyper-parameter):
+/// - `lu = true` (default): `W = P·L·(U + diag(sign·e^log_scale))` (``LUWeight``):
+///   log|det W| = Σ log_scale, O(C) per evaluation and always invertible in exact arithmetic.
+/// - `lu = false`: a plain `weight [C, C]`; log|det W| and `W⁻¹` come from a pivoted LU
+///   factorisation in Double on every parameter change (O(C³), stable: Σ log|u_ii|).
+/// Both start from a random orthogonal matrix (log|det| = 0).
+///
+/// Events are `[C, spatial…]` (images `[C, H, W]`); the first extent is the channel axis.
+/// - Complexity: O(N·C²·H·W) per call.
+public final class InvertibleConv1x1<Scalar: FlowScalar>: FlowLayer {
+    public static var typeName: String { "invertible_conv1x1" }
+    public static var hyperParameters: [HyperParameter] {
+        [HyperParameter("lu", .bool, "LU parameterisation (default true); false stores a plain weight")]
+            + LUWeight<Scalar>.hyperParameters
+    }
+
+    public let inputShape: [Int]
+    public var outputShape: [Int] { inputShape }
+    let channels: Int
+    let spatial: Int
+    /// The LU factors (`lu = true`) or nil.
+    let lu: LUWeight<Scalar>?
+    /// The plain weight `[C, C]` (`lu = false`) or nil.
+    let plainWeight: Parameter<Scalar>?
+    /// `W`, `W⁻¹` and `Wᵀ` in the scalar type, and log|det W|, rebuilt by ``parametersDidChange()``.
+    private var weight: [Scalar] = []
+    private var inverseWeight: [Scalar] = []
+    private var inverseTransposeDouble: [Double] = []
+    private var logAbsDet = 0.0
+
+    public init(config: [String: JSONValue], eventShape: [Int], seed: UInt64) throws {
+        guard eventShape.count >= 2 else {
+            throw FlowError.invalidSpec("invertible_conv1x1 needs events [C, H, W] (use lu_linear for vectors), got \(eventShape)")
+        }
+        let c = eventShape[0]
+        guard c <= 4096 else { throw FlowError.limitExceeded("invertible_conv1x1: \(c) channels; the limit is 4096") }
+        channels = c
+        spatial = eventShape.dropFirst().reduce(1, *)
+        inputShape = eventShape
+        if config.bool("lu", default: true) {
+            lu = try LUWeight(dimension: c, config: config, seed: seed, context: "invertible_conv1x1")
+            plainWeight = nil
+        } else {
+            guard config["permutation"] == nil, config["sign"] == nil else {
+                throw FlowError.invalidSpec("invertible_conv1x1: permutation and sign belong to the LU parameterisation (lu = true)")
+            }
+            lu = nil
+            let w = Parameter<Scalar>(name: "weight", shape: [c, c])
+            var rng = PhiloxStream(seed: seed, row: 0, stream: RandomStream.initialization)
+            let q = DenseLinearAlgebra.randomOrthogonal(c, rng: &rng)
+            for i in 0..<(c * c) { w.values[i] = Scalar(q[i]) }
+            plainWeight = w
+        }
+        parametersDidChange()
+    }
+
+    public var config: [String: JSONValue] {
+        var c: [String: JSONValue] = ["type": .string(Self.typeName), "lu": .bool(lu != nil)]
+        if let lu { c.merge(lu.config) { $1 } }
+        return c
+    }
+
+    public var parameters: [Parameter<Scalar>] { lu?.parameters ?? [plainWeight!] }
+
+    public func parametersDidChange() {
+        let c = channels
+        let w: [Double]
+        if let lu {
+            w = lu.assembled()
+            logAbsDet = lu.logAbsDeterminant
+        } else {
+            w = plainWeight!.values.map { Double($0) }
+            logAbsDet = DenseLinearAlgebra.logAbsDeterminant(w, c)?.logAbs ?? -.infinity
+        }
+        weight = w.map { Scalar($0) }
+        let inv = DenseLinearAlgebra.inverse(w, c) ?? [Double](repeating: .nan, count: c * c)
+        inverseWeight = inv.map { Scalar($0) }
+        var invT = [Double](repeating: 0, count: c * c)
+        for i in 0..<c { for j in 0..<c { invT[i * c + j] = inv[j * c + i] } }
+        inverseTransposeDouble = invT
+    }
+
+    /// log|det J| per sample.
+    var logDetPerSample: Double { Double(spatial) * logAbsDet }
+
+    public func workspaceBytes(count: Int) -> Int { Arena.bytes(Scalar.self, channels * spatial) }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        weight.withUnsafeBufferPointer { mix(x, count: count, by: $0.baseAddress!, transpose: false, arena: &arena) }
+        let ld = logDetPerSample
+        for r in 0..<count { logDet[r] += ld }
+    }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func inverse(_ z: UnsafeMutablePointer<Scalar>, count: Int,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        inverseWeight.withUnsafeBufferPointer { mix(z, count: count, by: $0.baseAddress!, transpose: false, arena: &arena) }
+        let ld = logDetPerSample
+        for r in 0..<count { logDet[r] -= ld }
+    }
+
+    /// In place, per sample: `X ← M·X` (or `Mᵀ·X`) with `X` the `C × S` channel-major block.
+    @inline(__always)
+    func mix(_ x: UnsafeMutablePointer<Scalar>, count: Int, by m: UnsafePointer<Scalar>, transpose: Bool,
+             arena: inout Arena) {
+        let c = channels, s = spatial
+        let tmp = arena.take(Scalar.self, c * s)
+        for r in 0..<count {
+            let block = x + r * c * s
+            tmp.update(from: block, count: c * s)
+            if c >= 32 {
+                Scalar.blasGemm(transA: transpose, transB: false, m: c, n: s, k: c, alpha: 1, a: m, lda: c,
+                                b: tmp, ldb: s, beta: 0, c: block, ldc: s)
+                continue
+            }
+            for i in 0..<c {
+                let out = block + i * s
+                out.update(repeating: 0, count: s)
+                for j in 0..<c {
+                    let mij = transpose ? m[j * c + i] : m[i * c + j]
+                    let src = tmp + j * s
+                    for p in 0..<s { out[p] += mij * src[p] }
+                }
+            }
+        }
+    }
+}
+
+extension InvertibleConv1x1 {
+    public func backwardWorkspaceBytes(count: Int) -> Int {
+        Arena.bytes(Scalar.self, channels * spatial) + Arena.bytes(Scalar.self, channels * channels)
+    }
+
+    /// `Z = W X` per sample: `∂L/∂X = Wᵀ G`, `∂L/∂W = Σ_n G_n X_nᵀ`, and the log-det term
+    /// `S·Σ wᵢ · ∂log|det W|/∂θ`: `S·Σw·W⁻ᵀ` for the plain weight, through ``LUWeight`` otherwise.
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                         logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
+        let c = channels, s = spatial
+        let dW = arena.take(Scalar.self, c * c)
+        dW.update(repeating: 0, count: c * c)
+        for r in 0..<count {
+            let xr = x + r * c * s, gr = UnsafePointer(g + r * c * s)
+            // dW[i, j] += Σ_p G[i, p] X[j, p]
+            Scalar.blasGemm(transA: false, transB: true, m: c, n: c, k: s, alpha: 1, a: gr, lda: s,
+                            b: xr, ldb: s, beta: 1, c: dW, ldc: c)
+        }
+        weight.withUnsafeBufferPointer { mix(g, count: count, by: $0.baseAddress!, transpose: true, arena: &arena) }
+        var wSum = 0.0
+        for r in 0..<count { wSum += Double(w[r]) }
+        let logDetWeight = wSum * Double(spatial)
+        if let lu {
+            lu.accumulateGradient(weightGradient: dW, logDetWeight: logDetWeight)
+        } else {
+            let gw = plainWeight!.gradient
+            for i in 0..<(c * c) { gw[i] += dW[i] + Scalar(logDetWeight * inverseTransposeDouble[i]) }
+        }
+    }
+}

@@ -138,3 +138,28 @@ $(VENV_BENCH)/.ready: bindings/python/pyproject.toml | deps
 test-alloc: lib ## Batch-1 sf_log_prob / sf_sample must not allocate (D=8, quick)
 	$(build-latency)
 	$(LATENCY) --check --quick --dim 8
+
+# ---- Image data sets (Sources/FlowCore/Data/ImageDatasets.swift) ----------------------------------
+# Fashion-MNIST: the Debian package installs the IDX files in /usr/share/datasets/fashion-mnist.
+# Digits: scikit-learn's load_digits exported to HDF5 with the train/val/test split and baselines.
+DATA_DIR      := $(BUILD)/data
+DIGITS_H5     := $(DATA_DIR)/digits.h5
+DATA_PACKAGES := dataset-fashion-mnist
+
+.PHONY: data
+
+data: $(DIGITS_H5) ## Image data: Fashion-MNIST (Debian package) and build/data/digits.h5 (scikit-learn)
+	@missing=""; for p in $(DATA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(DIGITS_H5): scripts/export_digits.py $(VENV)/.sklearn
+	@mkdir -p $(DATA_DIR)
+	$(PY) scripts/export_digits.py --output $@
+
+$(VENV)/.sklearn: $(VENV)/.ready
+	$(PY) -m pip install -q scikit-learn
+	@touch $@

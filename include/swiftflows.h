@@ -101,7 +101,10 @@ int sf_get_num_threads(void);
 /* Builds a new model from a JSON architecture spec (docs/model-format.md), e.g.
  *   {"preset": "realnvp", "dim": 2, "layers": 8, "hidden": [64, 64]}
  * Presets: "realnvp" (affine couplings), "nice" (additive couplings), "nsf" (rational-quadratic
- * spline couplings); or an explicit {"event_shape": [...], "base": {...}, "layers": [...]}.
+ * spline couplings), and for images "glow" and "realnvp_image" (e.g. {"preset": "glow",
+ * "shape": [1, 28, 28], "levels": 2, "steps": 8, "hidden": 64}); or an explicit
+ * {"event_shape": [...], "base": {...}, "layers": [...]}. Image models take integer levels
+ * (their first layer is "dequantize"); sf_train adds the dequantisation noise itself.
  * Parameters are initialised from `seed` (any value, including 0); a new coupling flow is the
  * identity map. On success *out_model owns a new model; free it with sf_model_free. */
 sf_status sf_model_create(const char *spec_json, uint64_t seed, sf_model **out_model);

@@ -64,7 +64,8 @@ func runAsParent(_ options: Options, rows: [RowSpec]) -> Int32 {
     var sgemm = SGEMMReference(threads: threads)
     var problems: [String] = []
     if let problem = measureSGEMM(&sgemm, options: options, executable: executable) { problems.append(problem) }
-    usleep(200_000)  // let OpenBLAS's worker threads go to sleep before rows are timed
+    // In-process SGEMM (--no-memory): let OpenBLAS's worker threads go to sleep before rows are timed.
+    if !options.memory { usleep(200_000) }
 
     let progress = isatty(STDERR_FILENO) != 0
     var results: [RowResult] = []

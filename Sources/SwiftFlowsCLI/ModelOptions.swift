@@ -33,26 +33,60 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Spline tail bound B: the spline acts on [-B, B] (nsf).")
     var bound: Double?
 
+    @Option(help: "Image presets: levels of the multi-scale architecture.")
+    var levels: Int?
+
+    @Option(help: "glow: flow steps per level.")
+    var steps: Int?
+
+    @Option(help: "realnvp_image: couplings per stage.")
+    var couplings: Int?
+
+    @Option(help: "Image presets: bits per value of the discrete data (dequantisation; 0 = none).")
+    var bits: Int?
+
+    @Option(name: .customLong("data-levels"), help: "Image presets: number of levels of the discrete data when not 2^bits (e.g. 17 for digits).")
+    var dataLevels: Int?
+
+    @Option(help: "Soft clamp of the couplings' log-scale.")
+    var clamp: Double?
+
     @Option(name: .customLong("model-seed"), help: "Seed of the initial parameters.")
     var modelSeed: UInt64 = 0
 
-    /// A new flow for events of `dimension` features.
-    func makeFlow(dimension: Int) throws -> NormalizingFlow<Float> {
+    /// A new flow for events of `eventShape` (`[D]` for vectors, `[C, H, W]` for images).
+    func makeFlow(eventShape: [Int]) throws -> NormalizingFlow<Float> {
+        let size = eventShape.reduce(1, *)
         if let spec {
             let text = spec.hasPrefix("{") ? spec : try readText(spec)
             let flow = try NormalizingFlow<Float>(specJSON: text, seed: modelSeed)
-            guard flow.eventSize == dimension else {
-                throw ValidationError("the spec's events have \(flow.eventSize) values, the data \(dimension) columns")
+            guard flow.eventSize == size else {
+                throw ValidationError("the spec's events have \(flow.eventSize) values, the data \(size) per row")
             }
             return flow
         }
-        var o: [String: JSONValue] = ["preset": .string(preset), "dim": .number(Double(dimension))]
+        let image = ["glow", "realnvp_image"].contains(preset)
+        var o: [String: JSONValue] = ["preset": .string(preset)]
+        if image {
+            guard eventShape.count == 3 else {
+                throw ValidationError("preset \(preset) needs image data [N, C, H, W]; the data rows have shape \(eventShape)")
+            }
+            o["shape"] = JSONValue(eventShape)
+        } else {
+            o["dim"] = .number(Double(size))
+        }
         if let layers { o["layers"] = .number(Double(layers)) }
         if let hidden {
             let widths = hidden.split(separator: ",").map { Int($0.trimmingCharacters(in: " ")) }
-            guard widths.allSatisfy({ $0 != nil }) else { throw ValidationError("--hidden must be comma-separated integers") }
-            o["hidden"] = JSONValue(widths.map { $0! })
+            guard widths.allSatisfy({ $0 != nil }), !widths.isEmpty else { throw ValidationError("--hidden must be comma-separated integers") }
+            o["hidden"] = image ? .number(Double(widths[0]!)) : JSONValue(widths.map { $0! })
         }
+        if let levels { o["levels"] = .number(Double(levels)) }
+        if let steps { o["steps"] = .number(Double(steps)) }
+        if let couplings { o["couplings"] = .number(Double(couplings)) }
+        if let bits { o["bits"] = .number(Double(bits)) }
+        if let dataLevels { o["data_levels"] = .number(Double(dataLevels)) }
+        if let clamp { o["clamp"] = .number(clamp) }
         if let activation { o["activation"] = .string(activation) }
         if let mixing { o["mixing"] = .string(mixing) }
         if actnorm { o["actnorm"] = .bool(true) }

@@ -123,7 +123,7 @@ struct Train: ParsableCommand {
             trainer.checkpointPath = checkpoint ?? resume
             Terminal.error("resuming \(resume) after epoch \(trainer.history.count)\n")
         } else {
-            let flow = try model.makeFlow(dimension: d)
+            let flow = try model.makeFlow(eventShape: rows.eventShape)
             trainer = try rows.scalars.withUnsafeBufferPointer { x in
                 try (validationRows?.scalars ?? []).withUnsafeBufferPointer { v in
                     try Trainer(flow: flow, data: x, rows: rows.batchCount, validation: validationRows == nil ? nil : v,
@@ -153,10 +153,12 @@ struct Train: ParsableCommand {
         }
         if let test {
             let t = try DataSource.load(test)
-            let result = try Evaluation.run(flow, t)
+            let result = try Evaluation.run(flow, t, seed: seed)
             summary["test_nll"] = .number(result.meanNLL)
             summary["test_nll_stderr"] = .number(result.standardError)
+            summary["test_bits_per_dim"] = .number(result.bitsPerDimension)
             text += "\ntest NLL \(Terminal.fixed(result.meanNLL, 4)) ± \(Terminal.fixed(result.standardError, 4)) nats on \(t.batchCount) rows"
+                + " (\(Terminal.fixed(result.bitsPerDimension, 4)) bits/dim)"
         }
         if progress == .json {
             Terminal.out(JSONValue.object(summary).description + "\n")

@@ -37,7 +37,7 @@ final class GradientTests: XCTestCase {
             BijectionChecker.perturb(flow.parameters, scale: 0.2, seed: 8)
             flow.transform.parametersDidChange()
             // More rows than one chunk, so chunked accumulation is covered.
-            let n = NormalizingFlow<Double>.chunkRows + 57
+            let n = flow.chunkRows + 57
             let x = BijectionChecker.randomPoints(n, flow.eventSize, seed: 6)
             GradientChecker.check(flow, data: x, count: n, maxPerParameter: 12, name)
         }

@@ -40,6 +40,7 @@ final class ImageLayerTests: XCTestCase {
                 .object(["type": t("squeeze")]), .object(["type": t("conv_affine_coupling"), "hidden": 3]),
             ])]], [2, 4, 4]),
             ("dequantize", [["type": t("dequantize"), "bits": 5]], [2, 2, 2]),
+            ("dequantize 17 levels", [["type": t("dequantize"), "levels": 17]], [1, 2, 3]),
             ("scale", [["type": t("scale"), "scale": -0.25, "shift": 3]], [1, 2, 3]),
         ]
     }

@@ -83,9 +83,13 @@ public enum IDXReader {
                 "\(source): magic \(hex(magic(rank: array.shape.count))) (\(array.shape.count) dimension\(array.shape.count == 1 ? "" : "s"), shape \(array.shape)) is not an image file; expected magic \(hex(imagesMagic)) (unsigned bytes [n, rows, columns])"
                     + (array.shape.count == 1 ? " — is this a label file?" : ""))
         }
-        let scalars = [Float](unsafeUninitializedCapacity: array.bytes.count) { buffer, initialized in
-            for (i, b) in array.bytes.enumerated() { buffer[i] = Float(b) }
-            initialized = array.bytes.count
+        let count = array.bytes.count
+        let scalars = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            array.bytes.withUnsafeBufferPointer { bytes in
+                guard let src = bytes.baseAddress, let dst = buffer.baseAddress else { return }
+                for i in 0..<count { dst[i] = Float(src[i]) }
+            }
+            initialized = count
         }
         return try Tensor(shape: [array.shape[0], 1, array.shape[1], array.shape[2]], scalars: scalars)
     }
@@ -256,7 +260,7 @@ private struct IDXInput {
         if got < count {
             if raw.totalSize == 0 { throw FlowError.format("\(source) is not an IDX file: it is empty") }
             throw FlowError.format(
-                "\(source): truncated \(kind): it ends inside the header (\(what) need \(count) bytes, \(got) follow)")
+                "\(source): truncated \(kind): it ends inside the header (\(what): \(got) of \(count) bytes)")
         }
         return bytes
     }

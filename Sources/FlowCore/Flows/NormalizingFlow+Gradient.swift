@@ -16,7 +16,7 @@ extension NormalizingFlow {
     @discardableResult
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func accumulateNLLGradient(_ x: UnsafePointer<Scalar>, count: Int, normalizer: Int? = nil) -> Double {
-        let rows = Self.chunkRows
+        let rows = chunkRows
         let chunks = (count + rows - 1) / rows
         guard chunks > 0 else { return 0 }
         let scale = -1 / Scalar(normalizer ?? count)
@@ -60,7 +60,7 @@ extension NormalizingFlow {
 
     /// Scratch of one chunk's gradient pass.
     private var gradientChunkBytes: Int {
-        let rows = Self.chunkRows, d = eventSize
+        let rows = chunkRows, d = eventSize
         return transform.trainingWorkspaceBytes(count: rows) + 2 * Arena.bytes(Scalar.self, rows * d)
             + 2 * Arena.bytes(Double.self, rows) + Arena.bytes(Scalar.self, rows)
             + Arena.bytes(Scalar.self, Swift.max(layers.count, 1) * rows * d)
@@ -71,7 +71,7 @@ extension NormalizingFlow {
     /// Returns `Σ −log p(xᵢ)`.
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     private func chunkGradient(_ x: UnsafePointer<Scalar>, count n: Int, scale: Scalar, arena: inout Arena) -> Double {
-        let rows = Self.chunkRows, d = eventSize
+        let rows = chunkRows, d = eventSize
         let z = arena.take(Scalar.self, rows * d)
         let g = arena.take(Scalar.self, rows * d)
         let logDet = arena.take(Double.self, rows)

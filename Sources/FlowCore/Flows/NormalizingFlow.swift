@@ -16,8 +16,12 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     public let eventSize: Int
     public let transform: Composition<Scalar>
     public let base: any BaseDistribution<Scalar>
-    /// Rows per chunk of batch work.
-    public static var chunkRows: Int { 256 }
+    /// Rows per chunk of batch work for small events (vectors up to 64 features).
+    public static var defaultChunkRows: Int { 256 }
+    /// Rows per chunk of batch work: 256 for vectors, fewer for large events (about 16k values
+    /// per chunk, at least 4 rows), so image batches split across threads and a chunk's working
+    /// set stays in cache. Fixed per flow, so results never depend on the thread count.
+    public let chunkRows: Int
 
     let pool = WorkspacePool()
     private let chunkWorkspaceBytes: Int
@@ -44,7 +48,8 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
         self.eventSize = size
         self.transform = Composition(layers: layers, eventShape: eventShape)
         self.base = base
-        let rows = Self.chunkRows
+        let rows = Swift.max(4, Swift.min(Self.defaultChunkRows, 16_384 / size))
+        chunkRows = rows
         chunkWorkspaceBytes = Arena.bytes(Scalar.self, rows * size) + Arena.bytes(Double.self, rows)
             + transform.workspaceBytes(count: rows)
     }
@@ -62,7 +67,7 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     /// Splits `count` rows into chunks and runs `body(firstRow, rows, arena)` for each.
     private func chunked(_ count: Int, _ body: (Int, Int, inout Arena) -> Void) {
         guard count > 0 else { return }
-        let rows = Self.chunkRows
+        let rows = chunkRows
         let chunks = (count + rows - 1) / rows
         FlowRuntime.forEachChunk(chunks) { c in
             let first = c * rows, n = min(rows, count - first)
@@ -80,7 +85,7 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
         chunked(count) { first, n, arena in
             let out = z + first * d
             if UnsafePointer(out) != x + first * d { out.update(from: x + first * d, count: n * d) }
-            let ld = arena.take(Double.self, Self.chunkRows)
+            let ld = arena.take(Double.self, chunkRows)
             ld.update(repeating: 0, count: n)
             transform.forward(out, count: n, logDet: ld, arena: &arena)
             logDet?.advanced(by: first).update(from: ld, count: n)
@@ -94,7 +99,7 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
         chunked(count) { first, n, arena in
             let out = x + first * d
             if UnsafePointer(out) != z + first * d { out.update(from: z + first * d, count: n * d) }
-            let ld = arena.take(Double.self, Self.chunkRows)
+            let ld = arena.take(Double.self, chunkRows)
             ld.update(repeating: 0, count: n)
             transform.inverse(out, count: n, logDet: ld, arena: &arena)
             logDet?.advanced(by: first).update(from: ld, count: n)
@@ -105,8 +110,8 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     public func logProb(_ x: UnsafePointer<Scalar>, count: Int, into out: UnsafeMutablePointer<Double>) {
         let d = eventSize
         chunked(count) { first, n, arena in
-            let z = arena.take(Scalar.self, Self.chunkRows * d)
-            let ld = arena.take(Double.self, Self.chunkRows)
+            let z = arena.take(Scalar.self, chunkRows * d)
+            let ld = arena.take(Double.self, chunkRows)
             z.update(from: x + first * d, count: n * d)
             ld.update(repeating: 0, count: n)
             transform.forward(z, count: n, logDet: ld, arena: &arena)
@@ -125,7 +130,7 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
         chunked(count) { first, n, arena in
             let x = out + first * d
             base.sample(into: x, count: n, seed: seed, firstRow: UInt64(first), temperature: temperature)
-            let ld = arena.take(Double.self, Self.chunkRows)
+            let ld = arena.take(Double.self, chunkRows)
             ld.update(repeating: 0, count: n)
             if let logProb {
                 base.logProb(x, count: n, into: logProb + first)

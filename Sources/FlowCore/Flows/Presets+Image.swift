@@ -5,7 +5,8 @@
 ///   starting with a squeeze and ending (but the last) with a `split` whose learned conditional
 ///   prior (`prior`, default "conditional") models the factored half; coupling networks of
 ///   `hidden` channels (default 64), log-scale clamp `clamp` (default 2). Preprocessing:
-///   `dequantize` of `bits`-bit levels (default 8; 0 = none, for data already in [0, 1)), then
+///   `dequantize` of `bits`-bit levels (default 8; 0 = none, for data already in [0, 1); or
+///   `data_levels` L for data with L levels that is not a power of two, e.g. 17), then
 ///   `scale` to `[−0.5, 0.5)` as Glow does.
 /// - `realnvp_image` (Dinh et al. 2017, §4.1): per level but the last, `couplings` (default 3)
 ///   checkerboard couplings with alternating masks, a squeeze, `couplings` channel couplings with
@@ -20,8 +21,8 @@ enum ImagePresets {
 
     static func expand(_ name: String, _ object: [String: JSONValue]) throws -> [String: JSONValue] {
         let allowed: Set<String> = name == "glow"
-            ? ["preset", "shape", "levels", "steps", "hidden", "bits", "prior", "clamp"]
-            : ["preset", "shape", "levels", "couplings", "hidden", "bits", "alpha", "actnorm", "clamp"]
+            ? ["preset", "shape", "levels", "steps", "hidden", "bits", "data_levels", "prior", "clamp"]
+            : ["preset", "shape", "levels", "couplings", "hidden", "bits", "data_levels", "alpha", "actnorm", "clamp"]
         for key in object.keys.sorted() where !allowed.contains(key) {
             throw FlowError.invalidSpec("preset \(name): unknown key \"\(key)\" (known: \(allowed.sorted().joined(separator: ", ")))")
         }
@@ -40,7 +41,11 @@ enum ImagePresets {
         let bits = object["bits"]?.intValue ?? 8
         guard (0...16).contains(bits) else { throw FlowError.invalidSpec("preset \(name): \"bits\" must be in 0...16") }
         var layers: [JSONValue] = []
-        if bits > 0 { layers.append(.object(["type": .string("dequantize"), "bits": .number(Double(bits))])) }
+        if let dataLevels = object["data_levels"]?.intValue {
+            layers.append(.object(["type": .string("dequantize"), "levels": .number(Double(dataLevels))]))
+        } else if bits > 0 {
+            layers.append(.object(["type": .string("dequantize"), "bits": .number(Double(bits))]))
+        }
 
         if name == "glow" {
             let steps = object["steps"]?.intValue ?? 8

@@ -1,32 +1,41 @@
 extension Convolution {
     /// Scratch bytes of ``backward(_:ldx:rows:weight:outputGradient:weightGradient:biasGradient:inputGradient:arena:)``
-    /// over `rows` samples: the unfolded block `C·k² × block·H·W` (reused for the unfolded input
-    /// gradient; none for one-sample blocks of a 1×1 kernel) and the block's output gradient
-    /// gathered as `O × block·H·W` (none for one-sample blocks).
+    /// over `rows` samples. With `columns = blockRows(rows)·H·W`:
+    /// - ``Method/unfoldInput``: the unfolded input block `C·k² × columns` (reused for the
+    ///   unfolded input gradient; none for one-sample blocks of a 1×1 kernel) and the output
+    ///   gradient gathered as `O × columns` (none for one-sample blocks);
+    /// - ``Method/foldOutput``: the packed weight and its gradient (`O·k² × C` each), the
+    ///   unfolded output gradient `O·k² × columns`, and the gathered input block `C × columns`
+    ///   (reused for the input-gradient block; none for one-sample blocks).
     func backwardWorkspaceBytes<T>(_: T.Type, rows: Int) -> Int {
         let block = blockRows(rows), columns = block * plane
-        let unfolded = kernel == 1 && block == 1 ? 0 : Arena.bytes(T.self, patch * columns)
-        let gathered = block == 1 ? 0 : Arena.bytes(T.self, outChannels * columns)
-        return unfolded + gathered
+        switch method {
+        case .unfoldInput:
+            return (kernel == 1 && block == 1 ? 0 : Arena.bytes(T.self, patch * columns))
+                + (block == 1 ? 0 : Arena.bytes(T.self, outChannels * columns))
+        case .foldOutput:
+            return 2 * Arena.bytes(T.self, weightCount) + Arena.bytes(T.self, taps * columns)
+                + (block == 1 ? 0 : Arena.bytes(T.self, inChannels * columns))
+        }
     }
 
     /// Gradients of ``forward(_:ldx:rows:weight:bias:into:relu:arena:)`` without ReLU (a caller
     /// that fused one masks `dy` first).
     ///
-    /// With `dy = ∂L/∂y` (`rows × O × H × W`, contiguous), per block of samples with unfolded
-    /// input `X̂` (`C·k² × block·H·W`) and `dy` gathered as `Ŷ` (`O × block·H·W`):
-    /// - adds `Ŷ·X̂ᵀ` to `weightGradient` (`[O, C, k, k]`; beta = 1, like
+    /// With `dy = ∂L/∂y` (`rows × O × H × W`, contiguous; read only):
+    /// - adds `∂L/∂W[o, c, p, q] = Σ_{n,i,j} dy[n, o, i, j] · x[n, c, i + p − k/2, j + q − k/2]`
+    ///   to `weightGradient` (`[O, C, k, k]`; accumulates like
     ///   ``MatrixProducts/linearBackward(_:ldx:rows:inFeatures:weight:outFeatures:outputGradient:weightGradient:biasGradient:inputGradient:)``);
-    /// - adds the per-channel sums of `dy` to `biasGradient` (`[O]`) when given;
+    /// - adds the per-channel sums `Σ_{n,i,j} dy[n, o, i, j]` to `biasGradient` (`[O]`) when given;
     /// - when `inputGradient` is given, writes `∂L/∂x` into it (`rows × C × H × W`, contiguous,
-    ///   overwritten): `Wᵀ·Ŷ` folded back onto the planes (col2im, the adjoint of the unfolding).
+    ///   overwritten; must not overlap the other buffers); without it that product is skipped.
     ///
     /// - Parameters:
     ///   - x: the forward input, sample `n` at `x + n·ldx`.
     ///   - weight: `[O, C, k, k]`.
     ///   - arena: scratch of ``backwardWorkspaceBytes(_:rows:)`` bytes.
     /// - Complexity: ``flops(rows:)`` flops for the weight gradient and as many again for the
-    ///   input gradient, plus O(rows·C·k²·H·W) element copies.
+    ///   input gradient, plus O(rows·min(C, O)·k²·H·W) element moves.
     @_specialize(where T == Float) @_specialize(where T == Double)
     func backward<T: FlowScalar>(_ x: UnsafePointer<T>, ldx: Int, rows: Int, weight: UnsafePointer<T>,
                                  outputGradient dy: UnsafePointer<T>, weightGradient: UnsafeMutablePointer<T>,
@@ -34,8 +43,8 @@ extension Convolution {
                                  arena: inout Arena) {
         guard rows > 0 else { return }
         FlowRuntime.configureBLAS()
-        let hw = plane
         if let biasGradient {
+            let hw = plane
             for n in 0..<rows {
                 let g = dy + n * outputCount
                 for o in 0..<outChannels {
@@ -46,7 +55,24 @@ extension Convolution {
                 }
             }
         }
-        let block = blockRows(rows), columns = block * hw
+        switch method {
+        case .unfoldInput:
+            backwardUnfoldingInput(x, ldx: ldx, rows: rows, weight: weight, outputGradient: dy,
+                                   weightGradient: weightGradient, inputGradient: dx, arena: &arena)
+        case .foldOutput:
+            backwardFoldingOutput(x, ldx: ldx, rows: rows, weight: weight, outputGradient: dy,
+                                  weightGradient: weightGradient, inputGradient: dx, arena: &arena)
+        }
+    }
+
+    /// ``Method/unfoldInput``: per block, `∂W += Ŷ·X̂ᵀ` and `∂x = fold(Wᵀ·Ŷ)` with `Ŷ` the output
+    /// gradient as `O × columns` and `X̂` the unfolded input.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    private func backwardUnfoldingInput<T: FlowScalar>(_ x: UnsafePointer<T>, ldx: Int, rows: Int,
+                                                       weight: UnsafePointer<T>, outputGradient dy: UnsafePointer<T>,
+                                                       weightGradient: UnsafeMutablePointer<T>,
+                                                       inputGradient dx: UnsafeMutablePointer<T>?, arena: inout Arena) {
+        let hw = plane, block = blockRows(rows), columns = block * hw
         let unfolded: UnsafeMutablePointer<T>? = kernel == 1 && block == 1 ? nil : arena.take(T.self, patch * columns)
         let gathered: UnsafeMutablePointer<T>? = block == 1 ? nil : arena.take(T.self, outChannels * columns)
         var first = 0
@@ -56,8 +82,8 @@ extension Convolution {
             let a: UnsafePointer<T>, lda: Int
             if let gathered {
                 for s in 0..<count {
-                    let g = dy + (first + s) * outputCount
-                    for o in 0..<outChannels { (gathered + o * columns + s * hw).update(from: g + o * hw, count: hw) }
+                    Convolution.copyPlanes(dy + (first + s) * outputCount, stride: hw, into: gathered + s * hw,
+                                           stride: columns, planes: outChannels, count: hw)
                 }
                 (a, lda) = (UnsafePointer(gathered), columns)
             } else {
@@ -66,7 +92,9 @@ extension Convolution {
             // B: the unfolded input as C·k² × count·H·W.
             let b: UnsafePointer<T>, ldb: Int
             if let unfolded {
-                for s in 0..<count { unfold(x + (first + s) * ldx, into: unfolded + s * hw, ld: columns) }
+                for s in 0..<count {
+                    unfold(x + (first + s) * ldx, channels: inChannels, into: unfolded + s * hw, ld: columns)
+                }
                 (b, ldb) = (UnsafePointer(unfolded), columns)
             } else {
                 (b, ldb) = (x + first * ldx, hw)
@@ -75,10 +103,12 @@ extension Convolution {
                        alpha: 1, a: a, lda: lda, b: b, ldb: ldb, beta: 1, c: weightGradient, ldc: patch)
             if let dx {
                 if let unfolded {
-                    // The unfolded input is consumed: reuse its memory for Wᵀ·Ŷ.
+                    // The unfolded input is consumed: its memory takes Wᵀ·Ŷ.
                     T.blasGemm(transA: true, transB: false, m: patch, n: width, k: outChannels,
                                alpha: 1, a: weight, lda: patch, b: a, ldb: lda, beta: 0, c: unfolded, ldc: columns)
-                    for s in 0..<count { fold(unfolded + s * hw, ld: columns, into: dx + (first + s) * inputCount) }
+                    for s in 0..<count {
+                        fold(unfolded + s * hw, channels: inChannels, ld: columns, into: dx + (first + s) * inputCount)
+                    }
                 } else {
                     T.blasGemm(transA: true, transB: false, m: inChannels, n: hw, k: outChannels,
                                alpha: 1, a: weight, lda: patch, b: a, ldb: lda, beta: 0,
@@ -89,44 +119,63 @@ extension Convolution {
         }
     }
 
-    /// col2im of one sample, the adjoint of ``unfold(_:into:ld:)``: `dx` (`C × H × W`,
-    /// overwritten) receives, for every row `c·k² + p·k + q` of `src` (row stride `ld`), that
-    /// row shifted back by `(p − k/2, q − k/2)` and added into channel `c`; entries that came
-    /// from the padding are dropped.
-    ///
-    /// Like the unfolding, each row is one contiguous add over the plane: the entries of `src`
-    /// that correspond to padding (the wrapped columns) are zeroed first, so `src` is
-    /// clobbered. - Complexity: O(C·k²·H·W).
-    @inline(__always)
-    func fold<T: FlowScalar>(_ src: UnsafeMutablePointer<T>, ld: Int, into dx: UnsafeMutablePointer<T>) {
-        let h = height, w = width, hw = plane, k = kernel, pad = padding
-        if k == 1 {
-            for c in 0..<inChannels { (dx + c * hw).update(from: src + c * ld, count: hw) }
-            return
-        }
-        dx.update(repeating: 0, count: inputCount)
-        for c in 0..<inChannels {
-            let channel = dx + c * hw
-            for p in 0..<k {
-                let di = p - pad
-                let (i0, i1) = Convolution.inside(shift: di, length: h)
-                for q in 0..<k {
-                    let row = src + (c * k * k + p * k + q) * ld
-                    let dj = q - pad
-                    let (j0, j1) = Convolution.inside(shift: dj, length: w)
-                    if j0 > 0 || j1 < w {
-                        for i in i0..<i1 {
-                            let s = row + i * w
-                            for j in 0..<j0 { s[j] = 0 }
-                            for j in j1..<w { s[j] = 0 }
-                        }
-                    }
-                    let offset = di * w + dj
-                    let t0 = Swift.max(i0 * w, -offset), t1 = Swift.min(i1 * w, hw - offset)
-                    guard t0 < t1 else { continue }
-                    let d = channel + (t0 + offset), r = row + t0
-                    for t in 0..<(t1 - t0) { d[t] += r[t] }
+    /// ``Method/foldOutput``: per block, with `Û` the unfolded output gradient (`O·k² × columns`)
+    /// and `X` the input block (`C × columns`): `G += Û·Xᵀ` and `∂x = Pᵀ·Û`; at the end
+    /// `∂W[o, c, k² − 1 − t] += G[o·k² + t, c]` (the flip of ``packFlippedTaps(_:into:)``).
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    private func backwardFoldingOutput<T: FlowScalar>(_ x: UnsafePointer<T>, ldx: Int, rows: Int,
+                                                      weight: UnsafePointer<T>, outputGradient dy: UnsafePointer<T>,
+                                                      weightGradient: UnsafeMutablePointer<T>,
+                                                      inputGradient dx: UnsafeMutablePointer<T>?, arena: inout Arena) {
+        let hw = plane, block = blockRows(rows), columns = block * hw
+        let packed = arena.take(T.self, weightCount)
+        if dx != nil { packFlippedTaps(weight, into: packed) }
+        let tapGradient = arena.take(T.self, weightCount)
+        tapGradient.update(repeating: 0, count: weightCount)
+        let unfolded = arena.take(T.self, taps * columns)
+        let planes: UnsafeMutablePointer<T>? = block == 1 ? nil : arena.take(T.self, inChannels * columns)
+        var first = 0
+        while first < rows {
+            let count = Swift.min(block, rows - first), width = count * hw
+            for s in 0..<count {
+                unfold(dy + (first + s) * outputCount, channels: outChannels, into: unfolded + s * hw, ld: columns)
+            }
+            let b: UnsafePointer<T>, ldb: Int
+            if let planes {
+                for s in 0..<count {
+                    Convolution.copyPlanes(x + (first + s) * ldx, stride: hw, into: planes + s * hw, stride: columns,
+                                           planes: inChannels, count: hw)
                 }
+                (b, ldb) = (UnsafePointer(planes), columns)
+            } else {
+                (b, ldb) = (x + first * ldx, hw)
+            }
+            T.blasGemm(transA: false, transB: true, m: taps, n: inChannels, k: width,
+                       alpha: 1, a: unfolded, lda: columns, b: b, ldb: ldb, beta: 1, c: tapGradient, ldc: inChannels)
+            if let dx {
+                if let planes {
+                    // The input block is consumed: its memory takes Pᵀ·Û.
+                    T.blasGemm(transA: true, transB: false, m: inChannels, n: width, k: taps,
+                               alpha: 1, a: packed, lda: inChannels, b: unfolded, ldb: columns, beta: 0,
+                               c: planes, ldc: columns)
+                    for s in 0..<count {
+                        Convolution.copyPlanes(planes + s * hw, stride: columns, into: dx + (first + s) * inputCount,
+                                               stride: hw, planes: inChannels, count: hw)
+                    }
+                } else {
+                    T.blasGemm(transA: true, transB: false, m: inChannels, n: hw, k: taps,
+                               alpha: 1, a: packed, lda: inChannels, b: unfolded, ldb: columns, beta: 0,
+                               c: dx + first * inputCount, ldc: hw)
+                }
+            }
+            first += count
+        }
+        let kk = kernel * kernel, c = inChannels
+        for o in 0..<outChannels {
+            let w = weightGradient + o * patch, g = tapGradient + o * kk * c
+            for t in 0..<kk {
+                let row = g + t * c, tap = kk - 1 - t
+                for i in 0..<c { w[i * kk + tap] += row[i] }
             }
         }
     }

@@ -11,19 +11,26 @@
 /// - bias: `[outChannels]`;
 /// - output `y`: `rows × outChannels × height × width`, contiguous.
 ///
-/// The product runs as GEMMs through BLAS (`T.blasGemm`). Samples go in blocks of
-/// ``blockRows(_:)``: the block's patches are unfolded (im2col) into an arena matrix
-/// `[inChannels·k² × block·H·W]`, multiplied by the weight matrix into an arena matrix
-/// `[outChannels × block·H·W]`, and scattered into `y` with the bias (and an optional ReLU)
-/// added on the way. Small planes use blocks of several samples, which gives BLAS wide
-/// matrices (one packing of the weight per block, long inner loops); large planes go one sample
-/// at a time, and a one-sample block needs no scatter (the GEMM writes `y` directly) and, for
-/// `k = 1`, no unfolding (the input plane is already the GEMM operand).
+/// The products run as GEMMs through BLAS (`T.blasGemm`), in one of two layouts (``method``),
+/// whichever moves less data besides the GEMM:
+/// - ``Method/unfoldInput`` (im2col; used when `C ≤ O` or `k = 1`): the input patches are
+///   unfolded into `X̂ = [C·k² × columns]` and `y = W·X̂`. Backward unfolds the input again for
+///   `∂W = ∂y·X̂ᵀ` and folds `Wᵀ·∂y` back onto the planes (col2im) for `∂x`.
+/// - ``Method/foldOutput`` (used when `O < C` and `k > 1`, e.g. a conditioner's last layer):
+///   every tap's contribution is computed from the raw input, `T = P·x` with
+///   `P = [O·k² × C]` the weight with taps flipped (packed per call), and folded onto the
+///   output planes (col2im). Backward unfolds `∂y` once (`Û = [O·k² × columns]`) and gets both
+///   `∂W` (from `Û·xᵀ`) and `∂x = Pᵀ·Û` straight from it. Data moved per sample scales with
+///   `O·k²` instead of `C·k²`.
+///
+/// Samples go in blocks of ``blockRows(_:)`` so that small planes still give BLAS wide
+/// matrices; a one-sample block needs no gather or scatter (the GEMM reads `x` and writes `y`
+/// or `∂x` in place) and, for `k = 1`, no unfolding at all.
 ///
 /// The kernel size may be any odd `k ≥ 1`; the conditioners use 1 and 3.
 ///
-/// Scratch comes from the caller's ``Arena`` (size from ``workspaceBytes(_:rows:)`` and
-/// ``backwardWorkspaceBytes(_:rows:)``); no call allocates.
+/// Scratch comes from the caller's ``Arena`` (sizes from ``workspaceBytes(_:rows:)`` and
+/// ``backwardWorkspaceBytes(_:rows:)``, computable up front); no call allocates.
 struct Convolution: Equatable, Sendable {
     /// Channels of the input (`C`).
     let inChannels: Int
@@ -48,12 +55,25 @@ struct Convolution: Equatable, Sendable {
         self.width = width
     }
 
+    /// How the convolution is laid out as GEMMs (see ``Convolution``).
+    enum Method: Equatable, Sendable {
+        /// im2col of the input, `y = W·X̂`.
+        case unfoldInput
+        /// Per-tap products `T = P·x` folded onto the output (col2im).
+        case foldOutput
+    }
+
+    /// ``Method/foldOutput`` when `k > 1` and `O < C`, else ``Method/unfoldInput``.
+    var method: Method { kernel > 1 && outChannels < inChannels ? .foldOutput : .unfoldInput }
+
     /// Zero padding on each side of the plane: `k / 2`.
     var padding: Int { kernel / 2 }
     /// Pixels of a plane: `H·W`.
     var plane: Int { height * width }
-    /// Length of one unfolded patch, the GEMM inner dimension: `C·k²`.
+    /// Length of one unfolded input patch: `C·k²`.
     var patch: Int { inChannels * kernel * kernel }
+    /// Rows of the per-tap output matrix of ``Method/foldOutput``: `O·k²`.
+    var taps: Int { outChannels * kernel * kernel }
     /// Elements of one input sample: `C·H·W`.
     var inputCount: Int { inChannels * plane }
     /// Elements of one output sample: `O·H·W`.
@@ -64,14 +84,12 @@ struct Convolution: Equatable, Sendable {
     var weightCount: Int { outChannels * patch }
 
     /// Floating-point operations of a forward pass over `rows` samples (multiply-adds count
-    /// two): `2·rows·O·C·k²·H·W`. The backward pass costs the same for the weight gradient and
-    /// the same again for the input gradient.
+    /// two): `2·rows·O·C·k²·H·W`. The backward pass costs as much again for the weight gradient
+    /// and once more for the input gradient.
     func flops(rows: Int) -> Int { 2 * rows * outChannels * patch * plane }
 
     /// GEMM width (`block·H·W` columns) a block of samples aims for. Measured on a Zen 4 core
-    /// with OpenBLAS 0.3.21 (single-threaded, as ``FlowRuntime`` runs it): for 8×8 planes,
-    /// blocks of 8–16 samples beat one-sample GEMMs by 1.3–2× at 12–64 channels; past ~1k
-    /// columns the unfolded block outgrows L2 and gains stop.
+    /// with OpenBLAS 0.3.21 (single-threaded, as ``FlowRuntime`` runs it).
     nonisolated(unsafe) static var targetColumns = 1024
 
     /// Samples per GEMM block for a batch of `rows`: `⌈targetColumns / (H·W)⌉`, at most `rows`,
@@ -81,14 +99,22 @@ struct Convolution: Equatable, Sendable {
         return Swift.max(1, Swift.min(rows, perBlock))
     }
 
-    /// Scratch bytes of ``forward(_:ldx:rows:weight:bias:into:relu:arena:)`` over `rows` samples:
-    /// the unfolded block `C·k² × block·H·W` (none for one-sample blocks of a 1×1 kernel) and
-    /// the block's GEMM output `O × block·H·W` (none for one-sample blocks).
+    /// Scratch bytes of ``forward(_:ldx:rows:weight:bias:into:relu:arena:)`` over `rows` samples.
+    /// With `columns = blockRows(rows)·H·W`:
+    /// - ``Method/unfoldInput``: the unfolded block `C·k² × columns` (none for one-sample blocks
+    ///   of a 1×1 kernel) and the block's product `O × columns` (none for one-sample blocks);
+    /// - ``Method/foldOutput``: the packed weight `O·k² × C`, the gathered input block
+    ///   `C × columns` (none for one-sample blocks) and the per-tap product `O·k² × columns`.
     func workspaceBytes<T>(_: T.Type, rows: Int) -> Int {
         let block = blockRows(rows), columns = block * plane
-        let unfolded = kernel == 1 && block == 1 ? 0 : Arena.bytes(T.self, patch * columns)
-        let product = block == 1 ? 0 : Arena.bytes(T.self, outChannels * columns)
-        return unfolded + product
+        switch method {
+        case .unfoldInput:
+            return (kernel == 1 && block == 1 ? 0 : Arena.bytes(T.self, patch * columns))
+                + (block == 1 ? 0 : Arena.bytes(T.self, outChannels * columns))
+        case .foldOutput:
+            return Arena.bytes(T.self, weightCount) + (block == 1 ? 0 : Arena.bytes(T.self, inChannels * columns))
+                + Arena.bytes(T.self, taps * columns)
+        }
     }
 
     /// `y = conv(x) + bias`, optionally followed by ReLU, for `rows` samples.
@@ -101,23 +127,38 @@ struct Convolution: Equatable, Sendable {
     ///   - y: `rows × O × H × W`, contiguous; overwritten. Must not overlap `x`.
     ///   - relu: applies `max(0, ·)` after the bias.
     ///   - arena: scratch of ``workspaceBytes(_:rows:)`` bytes.
-    /// - Complexity: ``flops(rows:)`` flops in BLAS plus O(rows·C·k²·H·W) element copies.
+    /// - Complexity: ``flops(rows:)`` flops in BLAS plus O(rows·min(C, O)·k²·H·W) element moves.
     @_specialize(where T == Float) @_specialize(where T == Double)
     func forward<T: FlowScalar>(_ x: UnsafePointer<T>, ldx: Int, rows: Int, weight: UnsafePointer<T>,
                                 bias: UnsafePointer<T>?, into y: UnsafeMutablePointer<T>, relu: Bool = false,
                                 arena: inout Arena) {
         guard rows > 0 else { return }
         FlowRuntime.configureBLAS()
+        switch method {
+        case .unfoldInput:
+            forwardUnfoldingInput(x, ldx: ldx, rows: rows, weight: weight, bias: bias, into: y, relu: relu, arena: &arena)
+        case .foldOutput:
+            forwardFoldingOutput(x, ldx: ldx, rows: rows, weight: weight, bias: bias, into: y, relu: relu, arena: &arena)
+        }
+    }
+
+    /// ``Method/unfoldInput``: per block, `product = W·X̂` then bias/ReLU into `y`.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    private func forwardUnfoldingInput<T: FlowScalar>(_ x: UnsafePointer<T>, ldx: Int, rows: Int,
+                                                      weight: UnsafePointer<T>, bias: UnsafePointer<T>?,
+                                                      into y: UnsafeMutablePointer<T>, relu: Bool, arena: inout Arena) {
         let hw = plane, block = blockRows(rows), columns = block * hw
         let unfolded: UnsafeMutablePointer<T>? = kernel == 1 && block == 1 ? nil : arena.take(T.self, patch * columns)
         let product: UnsafeMutablePointer<T>? = block == 1 ? nil : arena.take(T.self, outChannels * columns)
         var first = 0
         while first < rows {
             let count = Swift.min(block, rows - first)
-            // B: the unfolded patches [C·k² × count·H·W], or the input plane itself.
+            // B: the unfolded patches [C·k² × count·H·W], or the input sample itself.
             let b: UnsafePointer<T>, ldb: Int
             if let unfolded {
-                for s in 0..<count { unfold(x + (first + s) * ldx, into: unfolded + s * hw, ld: columns) }
+                for s in 0..<count {
+                    unfold(x + (first + s) * ldx, channels: inChannels, into: unfolded + s * hw, ld: columns)
+                }
                 (b, ldb) = (UnsafePointer(unfolded), columns)
             } else {
                 (b, ldb) = (x + first * ldx, hw)
@@ -146,6 +187,60 @@ struct Convolution: Equatable, Sendable {
         }
     }
 
+    /// ``Method/foldOutput``: per block, `T = P·x` then fold, bias and ReLU into `y`.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    private func forwardFoldingOutput<T: FlowScalar>(_ x: UnsafePointer<T>, ldx: Int, rows: Int,
+                                                     weight: UnsafePointer<T>, bias: UnsafePointer<T>?,
+                                                     into y: UnsafeMutablePointer<T>, relu: Bool, arena: inout Arena) {
+        let hw = plane, block = blockRows(rows), columns = block * hw
+        let packed = arena.take(T.self, weightCount)
+        packFlippedTaps(weight, into: packed)
+        let gathered: UnsafeMutablePointer<T>? = block == 1 ? nil : arena.take(T.self, inChannels * columns)
+        let product = arena.take(T.self, taps * columns)
+        var first = 0
+        while first < rows {
+            let count = Swift.min(block, rows - first)
+            let b: UnsafePointer<T>, ldb: Int
+            if let gathered {
+                for s in 0..<count {
+                    Convolution.copyPlanes(x + (first + s) * ldx, stride: hw, into: gathered + s * hw, stride: columns,
+                                           planes: inChannels, count: hw)
+                }
+                (b, ldb) = (UnsafePointer(gathered), columns)
+            } else {
+                (b, ldb) = (x + first * ldx, hw)
+            }
+            T.blasGemm(transA: false, transB: false, m: taps, n: count * hw, k: inChannels,
+                       alpha: 1, a: packed, lda: inChannels, b: b, ldb: ldb, beta: 0, c: product, ldc: columns)
+            for s in 0..<count {
+                let ys = y + (first + s) * outputCount
+                fold(product + s * hw, channels: outChannels, ld: columns, into: ys)
+                if bias != nil || relu {
+                    for o in 0..<outChannels {
+                        Convolution.finish(ys + o * hw, into: ys + o * hw, count: hw, bias: bias?[o] ?? 0, relu: relu)
+                    }
+                }
+            }
+            first += count
+        }
+    }
+
+    /// `P[o·k² + t, c] = weight[o, c, k² − 1 − t]` (`P` is `O·k² × C`, row-major): the weight
+    /// regrouped by output tap with the taps flipped, so that folding `P·x` (shifting tap `t`
+    /// by its own offset) applies tap `k² − 1 − t` at the opposite offset — the convolution.
+    /// - Complexity: O(O·C·k²).
+    @inline(__always)
+    func packFlippedTaps<T: FlowScalar>(_ weight: UnsafePointer<T>, into packed: UnsafeMutablePointer<T>) {
+        let kk = kernel * kernel, c = inChannels
+        for o in 0..<outChannels {
+            let w = weight + o * patch, p = packed + o * kk * c
+            for t in 0..<kk {
+                let row = p + t * c, tap = kk - 1 - t
+                for i in 0..<c { row[i] = w[i * kk + tap] }
+            }
+        }
+    }
+
     /// `dst[i] = act(src[i] + bias)` (`act` ReLU or identity); `src` may equal `dst`.
     @inline(__always)
     static func finish<T: FlowScalar>(_ src: UnsafePointer<T>, into dst: UnsafeMutablePointer<T>, count: Int,
@@ -157,6 +252,14 @@ struct Convolution: Equatable, Sendable {
         }
     }
 
+    /// Copies `planes` runs of `count` elements from `src` (runs `srcStride` apart) to `dst`
+    /// (runs `dstStride` apart): gathers samples into a block matrix and scatters them back.
+    @inline(__always)
+    static func copyPlanes<T>(_ src: UnsafePointer<T>, stride srcStride: Int, into dst: UnsafeMutablePointer<T>,
+                              stride dstStride: Int, planes: Int, count: Int) {
+        for c in 0..<planes { (dst + c * dstStride).update(from: src + c * srcStride, count: count) }
+    }
+
     /// The output positions `i0..<i1` of an axis of `length` whose source `i + shift` lies
     /// inside `0..<length` (empty, with `i0 == i1`, when the shift exceeds the axis).
     @inline(__always)
@@ -165,22 +268,23 @@ struct Convolution: Equatable, Sendable {
         return (lower, Swift.max(lower, Swift.min(length, length - shift)))
     }
 
-    /// im2col of one sample: row `c·k² + p·k + q` of `dst` (row stride `ld`, `H·W` entries used)
-    /// is channel `c` of `x` shifted by `(p − k/2, q − k/2)`, zero where the shift leaves the
-    /// plane.
+    /// im2col of one sample of `channels` planes: row `c·k² + p·k + q` of `dst` (row stride
+    /// `ld`, `H·W` entries used) is plane `c` of `x` shifted by `(p − k/2, q − k/2)`:
+    /// `dst[c·k² + p·k + q][i·W + j] = x[c][(i + p − k/2)·W + j + q − k/2]`, zero where that
+    /// leaves the plane.
     ///
     /// A shift by `(di, dj)` moves a whole row-major plane by `di·W + dj` elements, so each row
-    /// of `dst` is one contiguous copy of the plane, after which the `|dj|` columns that wrapped
-    /// around from the neighbouring image row are zeroed (and the `|di|` image rows shifted in
-    /// from outside the plane). - Complexity: O(C·k²·H·W), memcpy-speed.
+    /// of `dst` is one contiguous copy, after which the `|dj|` columns that wrapped around from
+    /// the neighbouring image row are zeroed (and the `|di|` image rows shifted in from outside
+    /// the plane). - Complexity: O(channels·k²·H·W) at memcpy speed.
     @inline(__always)
-    func unfold<T: FlowScalar>(_ x: UnsafePointer<T>, into dst: UnsafeMutablePointer<T>, ld: Int) {
+    func unfold<T: FlowScalar>(_ x: UnsafePointer<T>, channels: Int, into dst: UnsafeMutablePointer<T>, ld: Int) {
         let h = height, w = width, hw = plane, k = kernel, pad = padding
         if k == 1 {
-            for c in 0..<inChannels { (dst + c * ld).update(from: x + c * hw, count: hw) }
+            Convolution.copyPlanes(x, stride: hw, into: dst, stride: ld, planes: channels, count: hw)
             return
         }
-        for c in 0..<inChannels {
+        for c in 0..<channels {
             let src = x + c * hw
             for p in 0..<k {
                 let di = p - pad
@@ -189,7 +293,7 @@ struct Convolution: Equatable, Sendable {
                     let row = dst + (c * k * k + p * k + q) * ld
                     let dj = q - pad
                     let (j0, j1) = Convolution.inside(shift: dj, length: w)
-                    // Output entries t ∈ [i0·W, i1·W) read source entry t + offset, clamped to the plane.
+                    // Entries t ∈ [i0·W, i1·W) read source entry t + offset, clamped to the plane.
                     let offset = di * w + dj
                     let t0 = Swift.max(i0 * w, -offset), t1 = Swift.max(t0, Swift.min(i1 * w, hw - offset))
                     if t0 > 0 { row.update(repeating: 0, count: t0) }
@@ -202,6 +306,46 @@ struct Convolution: Equatable, Sendable {
                             for j in j1..<w { d[j] = 0 }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// col2im of one sample, the adjoint of ``unfold(_:channels:into:ld:)``: `dst`
+    /// (`channels × H × W`, overwritten) receives, for every row `c·k² + p·k + q` of `src` (row
+    /// stride `ld`), that row shifted by `(p − k/2, q − k/2)` and added into plane `c`:
+    /// `dst[c][(i + p − k/2)·W + j + q − k/2] += src[c·k² + p·k + q][i·W + j]` for both positions
+    /// inside the plane.
+    ///
+    /// Like the unfolding, each row is one contiguous add: the entries of `src` whose target
+    /// leaves the plane (the columns that would wrap around) are zeroed first, so `src` is
+    /// clobbered. The centre tap (no shift) initialises the plane. - Complexity:
+    /// O(channels·k²·H·W).
+    @inline(__always)
+    func fold<T: FlowScalar>(_ src: UnsafeMutablePointer<T>, channels: Int, ld: Int, into dst: UnsafeMutablePointer<T>) {
+        let h = height, w = width, hw = plane, k = kernel, kk = k * k, pad = padding, centre = pad * k + pad
+        for c in 0..<channels {
+            let channel = dst + c * hw
+            channel.update(from: src + (c * kk + centre) * ld, count: hw)
+            for p in 0..<k {
+                let di = p - pad
+                let (i0, i1) = Convolution.inside(shift: di, length: h)
+                for q in 0..<k where p * k + q != centre {
+                    let row = src + (c * kk + p * k + q) * ld
+                    let dj = q - pad
+                    let (j0, j1) = Convolution.inside(shift: dj, length: w)
+                    if j0 > 0 || j1 < w {
+                        for i in i0..<i1 {
+                            let s = row + i * w
+                            for j in 0..<j0 { s[j] = 0 }
+                            for j in j1..<w { s[j] = 0 }
+                        }
+                    }
+                    let offset = di * w + dj
+                    let t0 = Swift.max(i0 * w, -offset), t1 = Swift.min(i1 * w, hw - offset)
+                    guard t0 < t1 else { continue }
+                    let d = channel + (t0 + offset), r = row + t0
+                    for t in 0..<(t1 - t0) { d[t] += r[t] }
                 }
             }
         }

@@ -13,6 +13,8 @@ import Glibc
 /// - A step whose loss or gradient is not finite is skipped (parameters untouched) and reported
 ///   with ``TrainingEvent/skipped(epoch:batch:reason:)``; ``TrainingOptions/maxConsecutiveSkips``
 ///   skips in a row end the run with ``FlowError/numerical(_:)``.
+/// - Flows that start with ``Dequantize`` get uniform noise on every minibatch
+///   (``Dequantization``) and one fixed draw on the validation rows.
 /// - With validation rows, the validation NLL is measured after each epoch; early stopping
 ///   (``TrainingOptions/patience``) and restoring the best parameters follow it.
 /// - A checkpoint (``checkpointPath``, Float flows) is written after every epoch: the model plus
@@ -33,6 +35,8 @@ public final class Trainer<Scalar: FlowScalar> {
     public let validationRows: Int
     /// 64-bit FNV-1a of the training and validation rows; a checkpoint refuses other data.
     public let dataFingerprint: UInt64
+    /// Whether batches get uniform dequantisation noise (the flow starts with ``Dequantize``).
+    public let dequantize: Bool
     /// Where to write a checkpoint after every epoch (Float flows only); nil for none.
     public var checkpointPath: String?
 
@@ -89,6 +93,13 @@ public final class Trainer<Scalar: FlowScalar> {
             trainValues = Array(data)
             validationValues = []
         }
+        if Dequantization.applies(to: flow), !validationValues.isEmpty {
+            // One fixed draw for the validation rows, so epochs compare like with like.
+            validationValues.withUnsafeMutableBufferPointer {
+                Dequantization.addNoise($0.baseAddress!, count: $0.count, seed: options.seed, row: UInt64.max >> 17)
+            }
+        }
+        self.dequantize = Dequantization.applies(to: flow)
         self.flow = flow
         self.options = options
         self.optimizer = try Optimizer(flow.parameters, settings: options.optimizer)
@@ -134,6 +145,12 @@ public final class Trainer<Scalar: FlowScalar> {
                         for i in 0..<n {
                             (dst.baseAddress! + i * d).update(from: src.baseAddress! + order[first + i] * d, count: d)
                         }
+                    }
+                }
+                if dequantize {
+                    batch.withUnsafeMutableBufferPointer {
+                        Dequantization.addNoise($0.baseAddress!, count: n * d, seed: options.seed,
+                                                row: UInt64(epoch) << 24 | UInt64(b))
                     }
                 }
                 let loss = batch.withUnsafeBufferPointer { x -> Double in

@@ -18,10 +18,10 @@ from ._version import __version__
 from ._native import get_num_threads, library_path, library_version, set_num_threads
 from .errors import SwiftFlowsError
 from .flow import Flow
-from .presets import NICE, NSF, RealNVP
+from .presets import NICE, NSF, Glow, RealNVP, RealNVPImage
 from .training import EpochReport, TextProgressBar, TqdmProgressBar, TrainingCancelled
 from . import datasets, training
 
-__all__ = ["Flow", "RealNVP", "NICE", "NSF", "SwiftFlowsError", "TrainingCancelled", "EpochReport", "TextProgressBar",
+__all__ = ["Flow", "RealNVP", "NICE", "NSF", "Glow", "RealNVPImage", "SwiftFlowsError", "TrainingCancelled", "EpochReport", "TextProgressBar",
            "TqdmProgressBar", "datasets", "training", "set_num_threads", "get_num_threads", "library_version",
            "library_path", "__version__"]

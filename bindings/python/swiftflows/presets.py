@@ -4,7 +4,7 @@ import operator
 
 from .flow import Flow
 
-__all__ = ["RealNVP", "NICE", "NSF"]
+__all__ = ["RealNVP", "NICE", "NSF", "Glow", "RealNVPImage"]
 
 
 def _int(value, name):
@@ -75,4 +75,37 @@ def NSF(dim, layers=8, hidden=(64, 64), bins=8, bound=3.0, activation="relu", ac
         "actnorm": bool(actnorm),
         "mixing": str(mixing),
     }
+    return Flow.from_spec(spec, seed=seed)
+
+
+def _shape(shape):
+    dims = [_int(v, "shape entry") for v in shape]
+    if len(dims) != 3:
+        raise ValueError("shape must be [C, H, W], got %r" % (shape,))
+    return dims
+
+
+def Glow(shape, levels=3, steps=8, hidden=64, bits=8, data_levels=None, prior="conditional", clamp=2.0, seed=0):
+    """Glow (Kingma & Dhariwal 2018) for images of ``shape`` ``[C, H, W]``: ``levels`` levels of a
+    squeeze and ``steps`` × (ActNorm, LU 1×1 convolution, affine coupling with a conv network of
+    ``hidden`` channels), with a multi-scale split and learned conditional prior between levels.
+    Inputs are integer levels (``bits``-bit data, or ``data_levels`` levels); training adds uniform
+    dequantisation noise. H and W must be divisible by ``2**levels``."""
+    spec = {"preset": "glow", "shape": _shape(shape), "levels": _int(levels, "levels"), "steps": _int(steps, "steps"),
+            "hidden": _int(hidden, "hidden"), "bits": _int(bits, "bits"), "prior": str(prior), "clamp": float(clamp)}
+    if data_levels is not None:
+        spec["data_levels"] = _int(data_levels, "data_levels")
+    return Flow.from_spec(spec, seed=seed)
+
+
+def RealNVPImage(shape, levels=2, couplings=3, hidden=64, bits=8, data_levels=None, alpha=0.05, actnorm=True,
+                 clamp=5.0, seed=0):
+    """RealNVP's multi-scale image flow (Dinh et al. 2017): dequantisation and logit
+    preprocessing, checkerboard and channel-wise affine couplings with conv networks, squeezes and
+    factor-out splits. Inputs are integer levels as for :func:`Glow`."""
+    spec = {"preset": "realnvp_image", "shape": _shape(shape), "levels": _int(levels, "levels"),
+            "couplings": _int(couplings, "couplings"), "hidden": _int(hidden, "hidden"), "bits": _int(bits, "bits"),
+            "alpha": float(alpha), "actnorm": bool(actnorm), "clamp": float(clamp)}
+    if data_levels is not None:
+        spec["data_levels"] = _int(data_levels, "data_levels")
     return Flow.from_spec(spec, seed=seed)

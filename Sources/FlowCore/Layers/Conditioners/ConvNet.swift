@@ -92,13 +92,14 @@ final class ConvNet<T: FlowScalar> {
                 throw FlowError.limitExceeded("\(context): a \(channelCount) × \(height) × \(width) conditioner tensor exceeds \(Limits.maxEventSize) elements")
             }
         }
-        // Weights and biases: 9·in·hidden + hidden + hidden² + hidden + 9·hidden·out + out.
+        // Weights and biases: 9·in·hidden + hidden + hidden·hidden + hidden + 9·hidden·out + out.
         var total = 0, overflow = false
-        for (a, b) in [(9 * channels, hidden), (hidden, hidden), (9 * hidden, outChannels)] {
-            let (w, o1) = a.multipliedReportingOverflow(by: b)
-            let (t, o2) = total.addingReportingOverflow(w)
-            let (t2, o3) = t.addingReportingOverflow(b)
-            overflow = overflow || o1 || o2 || o3
+        for (k, fanIn, fanOut) in [(9, channels, hidden), (1, hidden, hidden), (9, hidden, outChannels)] {
+            let (taps, o1) = fanIn.multipliedReportingOverflow(by: k)
+            let (w, o2) = taps.multipliedReportingOverflow(by: fanOut)
+            let (t, o3) = total.addingReportingOverflow(w)
+            let (t2, o4) = t.addingReportingOverflow(fanOut)
+            overflow = overflow || o1 || o2 || o3 || o4
             total = t2
         }
         guard !overflow, total <= Limits.maxParametersPerLayer else {

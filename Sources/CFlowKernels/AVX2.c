@@ -205,4 +205,54 @@ FK_AVX2 double fk_affine_step_f32_avx2(float *x, const float *shift, const float
     return (double)total;
 }
 
+FK_AVX2 static inline void affine_backward8(__m256 xv, __m256 sh, __m256 raw, __m256 *g, __m256 *dshift, __m256 *draw,
+                                             float clamp, __m256 w, int inverse) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 s = raw, slope = one;
+    if (clamp > 0.0f) {
+        const __m256 c = _mm256_set1_ps(clamp);
+        const __m256 th = tanh256(_mm256_div_ps(raw, c));
+        s = _mm256_mul_ps(c, th);
+        slope = _mm256_fnmadd_ps(th, th, one);
+    }
+    const __m256 gj = *g;
+    if (inverse) {
+        const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), s));
+        const __m256 ge = _mm256_mul_ps(gj, e);
+        *dshift = _mm256_sub_ps(_mm256_setzero_ps(), ge);
+        *draw = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(_mm256_fmadd_ps(ge, _mm256_sub_ps(xv, sh), w), slope));
+        *g = ge;
+    } else {
+        const __m256 e = exp256(s);
+        const __m256 ge = _mm256_mul_ps(gj, e);
+        *dshift = gj;
+        *draw = _mm256_mul_ps(_mm256_fmadd_ps(ge, xv, w), slope);
+        *g = ge;
+    }
+}
+
+FK_AVX2 void fk_affine_step_backward_f32_avx2(const float *x, const float *shift, const float *raw, float *g,
+                                              float *dshift, float *draw, size_t n, float clamp, float w, int inverse) {
+    const __m256 wv = _mm256_set1_ps(w);
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 gv = _mm256_loadu_ps(g + j), ds, dr;
+        const __m256 sh = inverse ? _mm256_loadu_ps(shift + j) : _mm256_setzero_ps();
+        affine_backward8(_mm256_loadu_ps(x + j), sh, _mm256_loadu_ps(raw + j), &gv, &ds, &dr, clamp, wv, inverse);
+        _mm256_storeu_ps(g + j, gv);
+        _mm256_storeu_ps(dshift + j, ds);
+        _mm256_storeu_ps(draw + j, dr);
+    }
+    if (j < n) {
+        const __m256i m = lane_mask(n - j);
+        __m256 gv = _mm256_maskload_ps(g + j, m), ds, dr;
+        const __m256 sh = inverse ? _mm256_maskload_ps(shift + j, m) : _mm256_setzero_ps();
+        affine_backward8(_mm256_maskload_ps(x + j, m), sh, _mm256_maskload_ps(raw + j, m), &gv, &ds, &dr, clamp, wv,
+                         inverse);
+        _mm256_maskstore_ps(g + j, m, gv);
+        _mm256_maskstore_ps(dshift + j, m, ds);
+        _mm256_maskstore_ps(draw + j, m, dr);
+    }
+}
+
 #endif

@@ -42,6 +42,17 @@ double fk_affine_step_f32(float *x, const float *shift, const float *raw, size_t
     return fk_affine_step_f32_portable(x, shift, raw, n, clamp, inverse);
 }
 
+void fk_affine_step_backward_f32(const float *x, const float *shift, const float *raw, float *g, float *dshift,
+                                 float *draw, size_t n, float clamp, float w, int inverse) {
+#if FK_HAVE_X86
+    if (fk_simd_level() == 1) {
+        fk_affine_step_backward_f32_avx2(x, shift, raw, g, dshift, draw, n, clamp, w, inverse);
+        return;
+    }
+#endif
+    fk_affine_step_backward_f32_portable(x, shift, raw, g, dshift, draw, n, clamp, w, inverse);
+}
+
 void fk_exp_f32(float *v, size_t n) {
 #if FK_HAVE_X86
     if (fk_simd_level() == 1) {

@@ -14,6 +14,8 @@
 void fk_linear_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
                             size_t out, float *y, size_t ldy, int relu);
 double fk_affine_step_f32_portable(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse);
+void fk_affine_step_backward_f32_portable(const float *x, const float *shift, const float *raw, float *g, float *dshift,
+                                          float *draw, size_t n, float clamp, float w, int inverse);
 void fk_exp_f32_portable(float *v, size_t n);
 void fk_tanh_f32_portable(float *v, size_t n);
 
@@ -21,6 +23,8 @@ void fk_tanh_f32_portable(float *v, size_t n);
 void fk_linear_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
                         size_t out, float *y, size_t ldy, int relu);
 double fk_affine_step_f32_avx2(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse);
+void fk_affine_step_backward_f32_avx2(const float *x, const float *shift, const float *raw, float *g, float *dshift,
+                                      float *draw, size_t n, float clamp, float w, int inverse);
 void fk_exp_f32_avx2(float *v, size_t n);
 void fk_tanh_f32_avx2(float *v, size_t n);
 #endif

@@ -29,6 +29,27 @@ double fk_affine_step_f32_portable(float *x, const float *shift, const float *ra
     return (double)sum;
 }
 
+void fk_affine_step_backward_f32_portable(const float *x, const float *shift, const float *raw, float *g, float *dshift,
+                                          float *draw, size_t n, float clamp, float w, int inverse) {
+    for (size_t j = 0; j < n; j++) {
+        const float th = clamp > 0.0f ? tanhf(raw[j] / clamp) : 0.0f;
+        const float s = clamp > 0.0f ? clamp * th : raw[j];
+        const float slope = clamp > 0.0f ? 1.0f - th * th : 1.0f;
+        const float gj = g[j];
+        if (inverse) {
+            const float e = expf(-s);
+            dshift[j] = -gj * e;
+            draw[j] = -(gj * (x[j] - shift[j]) * e + w) * slope;
+            g[j] = gj * e;
+        } else {
+            const float e = expf(s);
+            dshift[j] = gj;
+            draw[j] = (gj * x[j] * e + w) * slope;
+            g[j] = gj * e;
+        }
+    }
+}
+
 void fk_exp_f32_portable(float *v, size_t n) {
     for (size_t j = 0; j < n; j++) v[j] = expf(v[j]);
 }

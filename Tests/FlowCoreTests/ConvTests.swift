@@ -114,18 +114,24 @@ final class ConvTests: XCTestCase {
         }
     }
 
-    /// Batches split into several GEMM blocks, the last one partial, and one-sample blocks of
-    /// wide planes (no gather/scatter), for both methods.
+    /// Batches split into several GEMM blocks with a partial last one (5×7 planes: blocks of 8
+    /// samples, 11 rows), and wide planes run one sample at a time (no gather/scatter), for
+    /// both methods and both kernel sizes.
+    private let blockedGeometries: [(c: Int, o: Int, k: Int, h: Int, w: Int, rows: Int)] = [
+        (2, 3, 3, 5, 7, 11), (5, 2, 3, 5, 7, 11), (3, 4, 1, 5, 7, 11),
+        (2, 3, 3, 16, 17, 2), (5, 2, 3, 16, 17, 2), (3, 4, 1, 16, 17, 2),
+    ]
+
     func testForwardBlockingMatchesReference() {
-        for (c, o, k, h, w, rows) in [(2, 3, 3, 20, 21, 5), (5, 2, 3, 20, 21, 5), (3, 4, 1, 20, 21, 5),
-                                      (2, 3, 3, 33, 32, 2), (5, 2, 3, 33, 32, 2), (3, 4, 1, 33, 32, 2)] {
-            let conv = Convolution(inChannels: c, outChannels: o, kernel: k, height: h, width: w)
-            XCTAssertLessThan(conv.blockRows(rows), rows, "blocking not exercised")
+        for g in blockedGeometries {
+            let conv = Convolution(inChannels: g.c, outChannels: g.o, kernel: g.k, height: g.h, width: g.w)
+            let block = conv.forwardBlockRows(g.rows)
+            XCTAssertTrue(block == 1 || (block < g.rows && g.rows % block != 0), "\(g): blocking not exercised")
             let ldx = conv.inputCount + 3
-            let x = normals(rows * ldx, seed: 4), weight = normals(conv.weightCount, seed: 5), bias = normals(o, seed: 6)
-            let y = forward(conv, x, ldx: ldx, rows: rows, weight: weight, bias: bias, relu: true)
-            let ref = referenceConvolution(x, ldx: ldx, rows: rows, conv, weight: weight, bias: bias, relu: true)
-            XCTAssertLessThan(BijectionChecker.maxRelativeError(y, ref), 1e-12, "\(c)→\(o) k\(k) \(h)×\(w) rows \(rows)")
+            let x = normals(g.rows * ldx, seed: 4), weight = normals(conv.weightCount, seed: 5), bias = normals(g.o, seed: 6)
+            let y = forward(conv, x, ldx: ldx, rows: g.rows, weight: weight, bias: bias, relu: true)
+            let ref = referenceConvolution(x, ldx: ldx, rows: g.rows, conv, weight: weight, bias: bias, relu: true)
+            XCTAssertLessThan(BijectionChecker.maxRelativeError(y, ref), 1e-12, "\(g)")
         }
     }
 
@@ -191,8 +197,9 @@ final class ConvTests: XCTestCase {
     /// Multi-block backward passes (partial last block) against a one-sample-at-a-time
     /// reference: the sum over samples of single-sample backward passes.
     func testBackwardBlockingMatchesPerSample() {
-        for (c, o, k, hgt, wid, rows) in [(2, 3, 3, 20, 21, 5), (5, 2, 3, 20, 21, 5), (3, 4, 1, 20, 21, 5)] {
-            let conv = Convolution(inChannels: c, outChannels: o, kernel: k, height: hgt, width: wid)
+        for g in blockedGeometries {
+            let (c, o, rows) = (g.c, g.o, g.rows)
+            let conv = Convolution(inChannels: c, outChannels: o, kernel: g.k, height: g.h, width: g.w)
             let ldx = conv.inputCount + 1
             let x = normals(rows * ldx, seed: 11), weight = normals(conv.weightCount, seed: 12)
             let dy = normals(rows * conv.outputCount, seed: 13)
@@ -214,7 +221,7 @@ final class ConvTests: XCTestCase {
                 }
                 dxRef.replaceSubrange((n * conv.inputCount)..<((n + 1) * conv.inputCount), with: dxs)
             }
-            let label = "\(c)→\(o) k\(k)"
+            let label = "\(g)"
             XCTAssertLessThan(BijectionChecker.maxRelativeError(dw, dwRef), 1e-12, "\(label) ∂W")
             XCTAssertLessThan(BijectionChecker.maxRelativeError(db, dbRef), 1e-12, "\(label) ∂b")
             XCTAssertLessThan(BijectionChecker.maxRelativeError(dx, dxRef), 1e-12, "\(label) ∂x")

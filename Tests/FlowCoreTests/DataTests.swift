@@ -1,27 +1,16 @@
 @testable import FlowCore
+import FlowTestSupport
 import Glibc
 import XCTest
 
 /// Toy data sets, the CSV/NPY/HDF5 readers and writers, and `DataSource` descriptions.
 final class DataTests: XCTestCase {
-    var directory = ""
+    var temporary: TemporaryDirectory!
+    var directory: String { temporary.path }
 
-    override func setUpWithError() throws {
-        var template = Array("/tmp/swiftflows-data-tests-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        directory = String(cString: try XCTUnwrap(made))
-    }
+    override func setUpWithError() throws { temporary = try TemporaryDirectory(prefix: "swiftflows-data-tests") }
 
-    override func tearDown() {
-        if let d = opendir(directory) {
-            while let e = readdir(d) {
-                let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-                if name != "." && name != ".." { unlink(directory + "/" + name) }
-            }
-            closedir(d)
-        }
-        rmdir(directory)
-    }
+    override func tearDown() { temporary?.remove() }
 
     // MARK: - Helpers
 

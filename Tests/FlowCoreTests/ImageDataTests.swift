@@ -1,29 +1,18 @@
 import CZlib
 @testable import FlowCore
+import FlowTestSupport
 import Glibc
 import XCTest
 
 /// The IDX reader (plain and gzip), padding and cropping of image tensors, and the image data
 /// sets (Fashion-MNIST from the Debian package, digits from `make data`; skipped when absent).
 final class ImageDataTests: XCTestCase {
-    var directory = ""
+    var temporary: TemporaryDirectory!
+    var directory: String { temporary.path }
 
-    override func setUpWithError() throws {
-        var template = Array("/tmp/swiftflows-image-tests-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        directory = String(cString: try XCTUnwrap(made))
-    }
+    override func setUpWithError() throws { temporary = try TemporaryDirectory(prefix: "swiftflows-image-tests") }
 
-    override func tearDown() {
-        if let d = opendir(directory) {
-            while let e = readdir(d) {
-                let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-                if name != "." && name != ".." { unlink(directory + "/" + name) }
-            }
-            closedir(d)
-        }
-        rmdir(directory)
-    }
+    override func tearDown() { temporary?.remove() }
 
     // MARK: - Helpers
 

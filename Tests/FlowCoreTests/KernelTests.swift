@@ -103,6 +103,35 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    func testAffineStepBackwardMatchesItsFormulaInBothForms() {
+        for (name, portable) in variants {
+            fk_force_portable(portable)
+            for n in [1, 8, 13] {
+                for clamp: Float in [0, 3] {
+                    for inverse in [false, true] {
+                        let x = values(n, seed: 11), shift = values(n, seed: 12), raw = values(n, seed: 13, scale: 2)
+                        let g0 = values(n, seed: 14)
+                        var g = g0, ds = [Float](repeating: 0, count: n), dr = ds
+                        fk_affine_step_backward_f32(x, shift, raw, &g, &ds, &dr, n, clamp, 0.7, inverse ? 1 : 0)
+                        for j in 0..<n {
+                            let c = Double(clamp), u = Double(raw[j])
+                            let th = c > 0 ? Double.tanh(u / c) : 0
+                            let s = c > 0 ? c * th : u, slope = c > 0 ? 1 - th * th : 1
+                            let e = Double.exp(inverse ? -s : s), gj = Double(g0[j])
+                            let refShift = inverse ? -gj * e : gj
+                            let refRaw = inverse ? -(gj * (Double(x[j]) - Double(shift[j])) * e + 0.7) * slope
+                                                 : (gj * Double(x[j]) * e + 0.7) * slope
+                            let tol = 1e-5 * max(1, abs(refRaw))
+                            XCTAssertEqual(Double(ds[j]), refShift, accuracy: 1e-5 * max(1, abs(refShift)), "\(name) n \(n)")
+                            XCTAssertEqual(Double(dr[j]), refRaw, accuracy: tol, "\(name) n \(n) inverse \(inverse)")
+                            XCTAssertEqual(Double(g[j]), gj * e, accuracy: 1e-5 * max(1, abs(gj * e)), name)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     func testFlowResultsDoNotDependOnTheKernelVariantBeyondRounding() throws {
         guard fk_simd_level() == 1 else { throw XCTSkip("no AVX2 on this machine") }
         let flow = try NormalizingFlow<Float>.realNVP(dim: 8, layers: 4, hidden: [32, 32], seed: 1)

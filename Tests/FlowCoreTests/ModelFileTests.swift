@@ -4,24 +4,12 @@ import Glibc
 import XCTest
 
 final class ModelFileTests: XCTestCase {
-    var directory = ""
+    var temporary: TemporaryDirectory!
+    var directory: String { temporary.path }
 
-    override func setUpWithError() throws {
-        var template = Array("/tmp/swiftflows-tests-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        directory = String(cString: try XCTUnwrap(made))
-    }
+    override func setUpWithError() throws { temporary = try TemporaryDirectory(prefix: "swiftflows-tests") }
 
-    override func tearDown() {
-        if let d = opendir(directory) {
-            while let e = readdir(d) {
-                let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-                if name != "." && name != ".." { unlink(directory + "/" + name) }
-            }
-            closedir(d)
-        }
-        rmdir(directory)
-    }
+    override func tearDown() { temporary?.remove() }
 
     /// A flow with every layer type and non-trivial parameters.
     func everyLayerFlow() throws -> NormalizingFlow<Float> {

@@ -115,8 +115,9 @@ final class TrainingTests: XCTestCase {
     }
 
     func testResumedRunRepeatsTheUninterruptedRunExactly() throws {
-        let dir = String(cString: mkdtemp(strdup("/tmp/sf_train_XXXXXX"))!)
-        defer { _ = try? FileManagerless.removeTree(dir) }
+        let temporary = try TemporaryDirectory(prefix: "sf_train")
+        defer { temporary.remove() }
+        let dir = temporary.path
         let data = gaussianData(1500, seed: 4)
         var o = options(epochs: 5)
         o.schedule = LearningRateSchedule(decay: .cosine, warmupSteps: 5, minimumFactor: 0.05)
@@ -229,23 +230,5 @@ final class TrainingTests: XCTestCase {
         XCTAssertThrowsError(try data.withUnsafeBufferPointer { try Trainer(flow: flow, data: $0, rows: 2, options: bad) })
         bad.optimizer.learningRate = -1
         XCTAssertThrowsError(try bad.validate())
-    }
-}
-
-/// Removes a directory tree (tests only; FlowCore has no Foundation).
-enum FileManagerless {
-    static func removeTree(_ path: String) throws {
-        if let dir = opendir(path) {
-            while let entry = readdir(dir) {
-                let name = withUnsafePointer(to: entry.pointee.d_name) {
-                    String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
-                }
-                if name == "." || name == ".." { continue }
-                let child = path + "/" + name
-                if unlink(child) != 0 { try removeTree(child) }
-            }
-            closedir(dir)
-        }
-        rmdir(path)
     }
 }

@@ -40,6 +40,17 @@ void fk_linear_f32(const float *x, size_t ldx, size_t rows, size_t in, const flo
  * over the clamped range (|s| ≤ 88). */
 double fk_affine_step_f32(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse);
 
+/* Backward pass of fk_affine_step_f32 for one row, given the loss gradient g_j of its output and
+ * w = ∂L/∂(log-det contribution). With s_j, e_j as in the forward step:
+ *   forward form (inverse = 0; output x·eˢ + shift, log-det +Σs):
+ *     dshift_j = g_j,  draw_j = (g_j·x_j·e^{s_j} + w)·s'(raw_j),  g_j ← g_j·e^{s_j}
+ *   inverse form (inverse = 1; output (x − shift)·e^{−s}, log-det −Σs):
+ *     dshift_j = −g_j·e^{−s_j},  draw_j = −(g_j·(x_j − shift_j)·e^{−s_j} + w)·s'(raw_j),  g_j ← g_j·e^{−s_j}
+ * with s'(raw) = 1 − tanh²(raw/clamp) (1 without a clamp). x and shift are the forward inputs;
+ * shift is read only in the inverse form (may be NULL otherwise). */
+void fk_affine_step_backward_f32(const float *x, const float *shift, const float *raw, float *g, float *dshift,
+                                 float *draw, size_t n, float clamp, float w, int inverse);
+
 /* out_j = exp(v_j) in place, same accuracy as above (inputs clamped to [−87.3, 88.7]). */
 void fk_exp_f32(float *v, size_t n);
 

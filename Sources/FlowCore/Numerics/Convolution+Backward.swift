@@ -1,6 +1,6 @@
 extension Convolution {
     /// Scratch bytes of ``backward(_:ldx:rows:weight:outputGradient:weightGradient:biasGradient:inputGradient:arena:)``
-    /// over `rows` samples. With `columns = blockRows(rows)·H·W`:
+    /// over `rows` samples. With `columns = backwardBlockRows(rows)·H·W`:
     /// - ``Method/unfoldInput``: the unfolded input block `C·k² × columns` (reused for the
     ///   unfolded input gradient; none for one-sample blocks of a 1×1 kernel) and the output
     ///   gradient gathered as `O × columns` (none for one-sample blocks);
@@ -8,7 +8,7 @@ extension Convolution {
     ///   unfolded output gradient `O·k² × columns`, and the gathered input block `C × columns`
     ///   (reused for the input-gradient block; none for one-sample blocks).
     func backwardWorkspaceBytes<T>(_: T.Type, rows: Int) -> Int {
-        let block = blockRows(rows), columns = block * plane
+        let block = backwardBlockRows(rows), columns = block * plane
         switch method {
         case .unfoldInput:
             return (kernel == 1 && block == 1 ? 0 : Arena.bytes(T.self, patch * columns))
@@ -44,15 +44,9 @@ extension Convolution {
         guard rows > 0 else { return }
         FlowRuntime.configureBLAS()
         if let biasGradient {
-            let hw = plane
             for n in 0..<rows {
                 let g = dy + n * outputCount
-                for o in 0..<outChannels {
-                    let r = g + o * hw
-                    var sum: T = 0
-                    for i in 0..<hw { sum += r[i] }
-                    biasGradient[o] += sum
-                }
+                for o in 0..<outChannels { biasGradient[o] += Convolution.sum(g + o * plane, count: plane) }
             }
         }
         switch method {
@@ -65,6 +59,21 @@ extension Convolution {
         }
     }
 
+    /// `Σ v[i]` over `count` values in eight interleaved partial sums (independent chains the
+    /// compiler vectorises; a single running sum is one serial dependency chain).
+    @inline(__always)
+    static func sum<T: FlowScalar>(_ v: UnsafePointer<T>, count: Int) -> T {
+        var s0: T = 0, s1: T = 0, s2: T = 0, s3: T = 0, s4: T = 0, s5: T = 0, s6: T = 0, s7: T = 0
+        var i = 0
+        while i + 8 <= count {
+            s0 += v[i]; s1 += v[i + 1]; s2 += v[i + 2]; s3 += v[i + 3]
+            s4 += v[i + 4]; s5 += v[i + 5]; s6 += v[i + 6]; s7 += v[i + 7]
+            i += 8
+        }
+        while i < count { s0 += v[i]; i += 1 }
+        return ((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7))
+    }
+
     /// ``Method/unfoldInput``: per block, `∂W += Ŷ·X̂ᵀ` and `∂x = fold(Wᵀ·Ŷ)` with `Ŷ` the output
     /// gradient as `O × columns` and `X̂` the unfolded input.
     @_specialize(where T == Float) @_specialize(where T == Double)
@@ -72,7 +81,7 @@ extension Convolution {
                                                        weight: UnsafePointer<T>, outputGradient dy: UnsafePointer<T>,
                                                        weightGradient: UnsafeMutablePointer<T>,
                                                        inputGradient dx: UnsafeMutablePointer<T>?, arena: inout Arena) {
-        let hw = plane, block = blockRows(rows), columns = block * hw
+        let hw = plane, block = backwardBlockRows(rows), columns = block * hw
         let unfolded: UnsafeMutablePointer<T>? = kernel == 1 && block == 1 ? nil : arena.take(T.self, patch * columns)
         let gathered: UnsafeMutablePointer<T>? = block == 1 ? nil : arena.take(T.self, outChannels * columns)
         var first = 0
@@ -127,7 +136,7 @@ extension Convolution {
                                                       weight: UnsafePointer<T>, outputGradient dy: UnsafePointer<T>,
                                                       weightGradient: UnsafeMutablePointer<T>,
                                                       inputGradient dx: UnsafeMutablePointer<T>?, arena: inout Arena) {
-        let hw = plane, block = blockRows(rows), columns = block * hw
+        let hw = plane, block = backwardBlockRows(rows), columns = block * hw
         let packed = arena.take(T.self, weightCount)
         if dx != nil { packFlippedTaps(weight, into: packed) }
         let tapGradient = arena.take(T.self, weightCount)

@@ -23,8 +23,8 @@
 ///   `∂W` (from `Û·xᵀ`) and `∂x = Pᵀ·Û` straight from it. Data moved per sample scales with
 ///   `O·k²` instead of `C·k²`.
 ///
-/// Samples go in blocks of ``blockRows(_:)`` so that small planes still give BLAS wide
-/// matrices; a one-sample block needs no gather or scatter (the GEMM reads `x` and writes `y`
+/// Samples go in blocks (``forwardBlockRows(_:)``, ``backwardBlockRows(_:)``) so that small
+/// planes still give BLAS wide matrices; a one-sample block needs no gather or scatter (the GEMM reads `x` and writes `y`
 /// or `∂x` in place) and, for `k = 1`, no unfolding at all.
 ///
 /// The kernel size may be any odd `k ≥ 1`; the conditioners use 1 and 3.
@@ -89,24 +89,35 @@ struct Convolution: Equatable, Sendable {
     func flops(rows: Int) -> Int { 2 * rows * outChannels * patch * plane }
 
     /// GEMM width (`block·H·W` columns) a block of samples aims for. Measured on a Zen 4 core
-    /// with OpenBLAS 0.3.21 (single-threaded, as ``FlowRuntime`` runs it).
-    nonisolated(unsafe) static var targetColumns = 1024
+    /// with OpenBLAS 0.3.21 (single-threaded, as ``FlowRuntime`` runs it), rows = 64: for 4×4
+    /// planes, blocks of 16 samples run 3×3 forward passes ~15 % faster than one-sample GEMMs;
+    /// at 8×8, blocks of 4 gain ~3 %; from 16×16 on, one-sample GEMMs (already ≥ 256 wide, and
+    /// free of gathers) are as fast or faster.
+    static let targetColumns = 256
 
-    /// Samples per GEMM block for a batch of `rows`: `⌈targetColumns / (H·W)⌉`, at most `rows`,
-    /// at least 1.
-    func blockRows(_ rows: Int) -> Int {
-        let perBlock = Swift.max(1, (Convolution.targetColumns + plane - 1) / plane)
+    /// Samples per GEMM block of a forward pass over `rows` samples:
+    /// `⌈targetColumns / (H·W)⌉`, clamped to `1...rows`.
+    func forwardBlockRows(_ rows: Int) -> Int {
+        let perBlock = (Convolution.targetColumns + plane - 1) / plane
         return Swift.max(1, Swift.min(rows, perBlock))
     }
 
+    /// Samples per GEMM block of a backward pass over `rows` samples: as
+    /// ``forwardBlockRows(_:)``, except one sample for 1×1 kernels, whose one-sample GEMMs read
+    /// `x` and `∂y` and write `∂x` in place: gathering blocks cost more than the wider GEMMs
+    /// gain (measured 5–10 % slower even at 4×4).
+    func backwardBlockRows(_ rows: Int) -> Int {
+        kernel == 1 ? 1 : forwardBlockRows(rows)
+    }
+
     /// Scratch bytes of ``forward(_:ldx:rows:weight:bias:into:relu:arena:)`` over `rows` samples.
-    /// With `columns = blockRows(rows)·H·W`:
+    /// With `columns = forwardBlockRows(rows)·H·W`:
     /// - ``Method/unfoldInput``: the unfolded block `C·k² × columns` (none for one-sample blocks
     ///   of a 1×1 kernel) and the block's product `O × columns` (none for one-sample blocks);
     /// - ``Method/foldOutput``: the packed weight `O·k² × C`, the gathered input block
     ///   `C × columns` (none for one-sample blocks) and the per-tap product `O·k² × columns`.
     func workspaceBytes<T>(_: T.Type, rows: Int) -> Int {
-        let block = blockRows(rows), columns = block * plane
+        let block = forwardBlockRows(rows), columns = block * plane
         switch method {
         case .unfoldInput:
             return (kernel == 1 && block == 1 ? 0 : Arena.bytes(T.self, patch * columns))
@@ -147,7 +158,7 @@ struct Convolution: Equatable, Sendable {
     private func forwardUnfoldingInput<T: FlowScalar>(_ x: UnsafePointer<T>, ldx: Int, rows: Int,
                                                       weight: UnsafePointer<T>, bias: UnsafePointer<T>?,
                                                       into y: UnsafeMutablePointer<T>, relu: Bool, arena: inout Arena) {
-        let hw = plane, block = blockRows(rows), columns = block * hw
+        let hw = plane, block = forwardBlockRows(rows), columns = block * hw
         let unfolded: UnsafeMutablePointer<T>? = kernel == 1 && block == 1 ? nil : arena.take(T.self, patch * columns)
         let product: UnsafeMutablePointer<T>? = block == 1 ? nil : arena.take(T.self, outChannels * columns)
         var first = 0
@@ -179,7 +190,7 @@ struct Convolution: Equatable, Sendable {
                            alpha: 1, a: weight, lda: patch, b: b, ldb: ldb, beta: 0, c: ys, ldc: hw)
                 if bias != nil || relu {
                     for o in 0..<outChannels {
-                        Convolution.finish(ys + o * hw, into: ys + o * hw, count: hw, bias: bias?[o] ?? 0, relu: relu)
+                        Convolution.finish(ys + o * hw, count: hw, bias: bias?[o] ?? 0, relu: relu)
                     }
                 }
             }
@@ -192,7 +203,7 @@ struct Convolution: Equatable, Sendable {
     private func forwardFoldingOutput<T: FlowScalar>(_ x: UnsafePointer<T>, ldx: Int, rows: Int,
                                                      weight: UnsafePointer<T>, bias: UnsafePointer<T>?,
                                                      into y: UnsafeMutablePointer<T>, relu: Bool, arena: inout Arena) {
-        let hw = plane, block = blockRows(rows), columns = block * hw
+        let hw = plane, block = forwardBlockRows(rows), columns = block * hw
         let packed = arena.take(T.self, weightCount)
         packFlippedTaps(weight, into: packed)
         let gathered: UnsafeMutablePointer<T>? = block == 1 ? nil : arena.take(T.self, inChannels * columns)
@@ -217,7 +228,7 @@ struct Convolution: Equatable, Sendable {
                 fold(product + s * hw, channels: outChannels, ld: columns, into: ys)
                 if bias != nil || relu {
                     for o in 0..<outChannels {
-                        Convolution.finish(ys + o * hw, into: ys + o * hw, count: hw, bias: bias?[o] ?? 0, relu: relu)
+                        Convolution.finish(ys + o * hw, count: hw, bias: bias?[o] ?? 0, relu: relu)
                     }
                 }
             }
@@ -241,7 +252,9 @@ struct Convolution: Equatable, Sendable {
         }
     }
 
-    /// `dst[i] = act(src[i] + bias)` (`act` ReLU or identity); `src` may equal `dst`.
+    /// `dst[i] = act(src[i] + bias)` (`act` ReLU or identity); `dst` must not overlap `src`
+    /// (in place, use ``finish(_:count:bias:relu:)``: an aliased pair fails the vectoriser's
+    /// overlap check and runs scalar).
     @inline(__always)
     static func finish<T: FlowScalar>(_ src: UnsafePointer<T>, into dst: UnsafeMutablePointer<T>, count: Int,
                                       bias: T, relu: Bool) {
@@ -249,6 +262,16 @@ struct Convolution: Equatable, Sendable {
             for i in 0..<count { dst[i] = Swift.max(src[i] + bias, 0) }
         } else {
             for i in 0..<count { dst[i] = src[i] + bias }
+        }
+    }
+
+    /// `v[i] = act(v[i] + bias)` in place (`act` ReLU or identity).
+    @inline(__always)
+    static func finish<T: FlowScalar>(_ v: UnsafeMutablePointer<T>, count: Int, bias: T, relu: Bool) {
+        if relu {
+            for i in 0..<count { v[i] = Swift.max(v[i] + bias, 0) }
+        } else {
+            for i in 0..<count { v[i] += bias }
         }
     }
 

@@ -50,4 +50,41 @@ extension FlowScalar {
         }
         return Double(sum)
     }
+
+    /// Backward pass of ``affineStep(_:shift:raw:count:clamp:inverse:)`` on one row (see
+    /// `fk_affine_step_backward_f32`): from `g` (∂L/∂output, replaced by ∂L/∂x) and `w`
+    /// (∂L/∂log-det) writes ∂L/∂shift and ∂L/∂raw. `x` and `shift` are the forward inputs.
+    @inline(__always)
+    static func affineStepBackward(_ x: UnsafePointer<Self>, shift: UnsafePointer<Self>?, raw: UnsafePointer<Self>,
+                                   gradient g: UnsafeMutablePointer<Self>, shiftGradient dShift: UnsafeMutablePointer<Self>,
+                                   rawGradient dRaw: UnsafeMutablePointer<Self>, count: Int, clamp: Self,
+                                   logDetGradient w: Self, inverse: Bool) {
+        if Self.self == Float.self {
+            fk_affine_step_backward_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self),
+                                        shift.map { UnsafeRawPointer($0).assumingMemoryBound(to: Float.self) },
+                                        UnsafeRawPointer(raw).assumingMemoryBound(to: Float.self),
+                                        UnsafeMutableRawPointer(g).assumingMemoryBound(to: Float.self),
+                                        UnsafeMutableRawPointer(dShift).assumingMemoryBound(to: Float.self),
+                                        UnsafeMutableRawPointer(dRaw).assumingMemoryBound(to: Float.self),
+                                        count, Float(clamp), Float(w), inverse ? 1 : 0)
+            return
+        }
+        for j in 0..<count {
+            let th: Self = clamp > 0 ? Self.tanh(raw[j] / clamp) : 0
+            let s = clamp > 0 ? clamp * th : raw[j]
+            let slope: Self = clamp > 0 ? 1 - th * th : 1
+            let gj = g[j]
+            if inverse {
+                let e = Self.exp(-s)
+                dShift[j] = -gj * e
+                dRaw[j] = -(gj * (x[j] - shift![j]) * e + w) * slope
+                g[j] = gj * e
+            } else {
+                let e = Self.exp(s)
+                dShift[j] = gj
+                dRaw[j] = (gj * x[j] * e + w) * slope
+                g[j] = gj * e
+            }
+        }
+    }
 }

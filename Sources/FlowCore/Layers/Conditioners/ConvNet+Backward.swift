@@ -62,20 +62,22 @@ extension ConvNet {
         guard rows > 0 else { return }
         let count = rows * hiddenFeatures
         let h0 = tape, h1 = tape + count
-        let d1 = arena.take(T.self, count), d0 = arena.take(T.self, count)
+        // `raw` takes each convolution's input gradient, `masked` the same through ReLU′, which
+        // the next convolution back reads (out of place, see maskByReLU).
+        let raw = arena.take(T.self, count), masked = arena.take(T.self, count)
         var scratch = arena
         layers[2].backward(h1, ldx: hiddenFeatures, rows: rows, weight: weights[2].pointer,
                            outputGradient: outputGradient, weightGradient: weights[2].gradient.baseAddress!,
-                           biasGradient: biases[2].gradient.baseAddress!, inputGradient: d1, arena: &scratch)
-        ConvNet.maskByReLU(d1, output: h1, count: count)
+                           biasGradient: biases[2].gradient.baseAddress!, inputGradient: raw, arena: &scratch)
+        ConvNet.maskByReLU(raw, output: h1, into: masked, count: count)
         scratch = arena
         layers[1].backward(h0, ldx: hiddenFeatures, rows: rows, weight: weights[1].pointer,
-                           outputGradient: d1, weightGradient: weights[1].gradient.baseAddress!,
-                           biasGradient: biases[1].gradient.baseAddress!, inputGradient: d0, arena: &scratch)
-        ConvNet.maskByReLU(d0, output: h0, count: count)
+                           outputGradient: masked, weightGradient: weights[1].gradient.baseAddress!,
+                           biasGradient: biases[1].gradient.baseAddress!, inputGradient: raw, arena: &scratch)
+        ConvNet.maskByReLU(raw, output: h0, into: masked, count: count)
         scratch = arena
         layers[0].backward(x, ldx: ldx, rows: rows, weight: weights[0].pointer,
-                           outputGradient: d0, weightGradient: weights[0].gradient.baseAddress!,
+                           outputGradient: masked, weightGradient: weights[0].gradient.baseAddress!,
                            biasGradient: biases[0].gradient.baseAddress!, inputGradient: inputGradient,
                            arena: &scratch)
     }
@@ -90,10 +92,20 @@ extension ConvNet {
                  inputGradient: inputGradient, arena: &arena)
     }
 
-    /// `g[i] = 0` where the ReLU output `h[i]` is 0 (there the pre-activation was ≤ 0, so
-    /// ReLU′ = 0; elsewhere ReLU′ = 1).
+    /// `out[i] = h[i] > 0 ? g[i] : 0`: the gradient through ReLU, read off its output `h` (where
+    /// `h[i]` is 0 the pre-activation was ≤ 0, so ReLU′ = 0; elsewhere ReLU′ = 1).
+    ///
+    /// Out of place on purpose: in place, the compiler turns the select into a conditional
+    /// store of 0 (keeping `g[i]` is a no-op store), which does not vectorise and branches on
+    /// the activation's sign pattern — mispredicted about half the time, it cost a third of the
+    /// conditioner's backward pass. Here both loads are unconditional and every element is
+    /// stored, so the loop is vector selects.
     @inline(__always)
-    static func maskByReLU(_ g: UnsafeMutablePointer<T>, output h: UnsafePointer<T>, count: Int) {
-        for i in 0..<count { g[i] = h[i] > 0 ? g[i] : 0 }
+    static func maskByReLU(_ g: UnsafePointer<T>, output h: UnsafePointer<T>, into out: UnsafeMutablePointer<T>,
+                           count: Int) {
+        for i in 0..<count {
+            let v = g[i]
+            out[i] = h[i] > 0 ? v : 0
+        }
     }
 }

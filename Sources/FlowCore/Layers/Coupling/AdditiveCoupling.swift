@@ -92,9 +92,7 @@ public final class AdditiveCoupling<Scalar: FlowScalar>: FlowLayer {
 
 extension AdditiveCoupling {
     public func backwardWorkspaceBytes(count: Int) -> Int {
-        split.gatherBytes(Scalar.self, rows: count) + Arena.bytes(Scalar.self, count * net.outFeatures)
-            + Arena.bytes(Scalar.self, net.tapeCount(rows: count))
-            + Arena.bytes(Scalar.self, count * split.identity.count) + net.backwardWorkspaceBytes(rows: count)
+        split.couplingBackwardBytes(net, rows: count)
     }
 
     /// `z_b = x_b + t(x_a)`: `∂L/∂x_b = g_b`, `∂L/∂t = g_b`, then through the conditioner into

@@ -120,9 +120,7 @@ public final class AffineCoupling<Scalar: FlowScalar>: FlowLayer {
 
 extension AffineCoupling {
     public func backwardWorkspaceBytes(count: Int) -> Int {
-        split.gatherBytes(Scalar.self, rows: count) + Arena.bytes(Scalar.self, count * net.outFeatures)
-            + Arena.bytes(Scalar.self, net.tapeCount(rows: count))
-            + Arena.bytes(Scalar.self, count * split.identity.count) + net.backwardWorkspaceBytes(rows: count)
+        split.couplingBackwardBytes(net, rows: count)
     }
 
     /// With `h = [t, ŝ]`, `s = c·tanh(ŝ/c)`, `z_b = x_b·eˢ + t`, `logDet = Σ s`:
@@ -139,6 +137,13 @@ extension AffineCoupling {
         split.transformed.withUnsafeBufferPointer { idx in
             for r in 0..<count {
                 let xr = x + r * d, gr = g + r * d, hr = h + r * 2 * nb
+                if let start = split.transformedRangeStart {
+                    // h = [t, ŝ] is overwritten by [∂L/∂t, ∂L/∂ŝ]; ŝ is read before it is written.
+                    Scalar.affineStepBackward(xr + start, shift: nil, raw: hr + nb, gradient: gr + start, shiftGradient: hr,
+                                              rawGradient: hr + nb, count: nb, clamp: clamp, logDetGradient: w[r],
+                                              inverse: false)
+                    continue
+                }
                 for j in 0..<nb {
                     let i = idx[j]
                     let raw = hr[nb + j]

@@ -55,6 +55,14 @@ struct CouplingMask {
     }
 
     /// Scratch for ``conditioningInput(_:rows:arena:)``.
+    /// Scratch of an MLP coupling's backward pass over `rows` rows: the gathered conditioning
+    /// input, the conditioner output and tape, `∂L/∂x_a`, and the conditioner's own scratch.
+    func couplingBackwardBytes<T>(_ net: MLP<T>, rows: Int) -> Int {
+        gatherBytes(T.self, rows: rows) + Arena.bytes(T.self, rows * net.outFeatures)
+            + Arena.bytes(T.self, net.tapeCount(rows: rows))
+            + Arena.bytes(T.self, rows * identity.count) + net.backwardWorkspaceBytes(rows: rows)
+    }
+
     func gatherBytes<T>(_: T.Type, rows: Int) -> Int {
         identityRangeStart == nil ? Arena.bytes(T.self, rows * identity.count) : 0
     }

@@ -165,9 +165,7 @@ public final class SplineCoupling<Scalar: FlowScalar>: FlowLayer {
 
 extension SplineCoupling {
     public func backwardWorkspaceBytes(count: Int) -> Int {
-        split.gatherBytes(Scalar.self, rows: count) + Arena.bytes(Scalar.self, count * net.outFeatures)
-            + Arena.bytes(Scalar.self, net.tapeCount(rows: count)) + Arena.bytes(Scalar.self, spline.scratchCount)
-            + Arena.bytes(Scalar.self, count * split.identity.count) + net.backwardWorkspaceBytes(rows: count)
+        split.couplingBackwardBytes(net, rows: count) + Arena.bytes(Scalar.self, spline.scratchCount)
     }
 
     /// Recomputes the conditioner with its tape, then per transformed feature inside `[−B, B]`

@@ -204,7 +204,9 @@ extension ConvAffineCoupling {
             }
             switch mask {
             case .channel:
-                for j in 0..<nb { element(j, transformedStart * plane + j) }
+                let start = transformedStart * plane
+                Scalar.affineStepBackward(row + start, shift: nil, raw: raw, gradient: gr + start, shiftGradient: dShift,
+                                          rawGradient: dRaw, count: nb, clamp: clamp, logDetGradient: wr, inverse: false)
             case .checkerboard:
                 pixelMask.withUnsafeBufferPointer { m in
                     for ch in 0..<channels {

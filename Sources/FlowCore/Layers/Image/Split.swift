@@ -204,19 +204,8 @@ extension Split {
                 let x2 = x + r * size + keptSize, g2 = g + r * size + keptSize
                 let mean = st + r * priorOut, raw = mean + factoredSize
                 let dMean = dst + r * priorOut, dRaw = dMean + factoredSize
-                let wr = w[r]
-                for j in 0..<factoredSize {
-                    let u = raw[j]
-                    let s = clamp > 0 ? clamp * Scalar.tanh(u / clamp) : u
-                    let e = Scalar.exp(-s)
-                    let z2 = (x2[j] - mean[j]) * e
-                    let gz = g2[j]
-                    dMean[j] = -gz * e
-                    var ds = -(gz * z2 + wr)
-                    if clamp > 0 { let t = Scalar.tanh(u / clamp); ds *= 1 - t * t }
-                    dRaw[j] = ds
-                    g2[j] = gz * e
-                }
+                Scalar.affineStepBackward(x2, shift: mean, raw: raw, gradient: g2, shiftGradient: dMean, rawGradient: dRaw,
+                                          count: factoredSize, clamp: clamp, logDetGradient: w[r], inverse: true)
             }
             net.backward(k, rows: count, tape: tape, outputGradient: dst, inputGradient: dk, arena: &arena)
             for i in 0..<(count * keptSize) { gk[i] += dk[i] }

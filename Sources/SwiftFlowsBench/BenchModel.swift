@@ -107,7 +107,55 @@ struct BenchModel {
         .realNVP(dim: 2),
         .realNVP(dim: 8),
         .realNVP(dim: 64),
+        .glow(shape: [3, 16, 16], levels: 2, steps: 4, width: 64),
     ]
+
+    /// The image rows of the performance issue: log_prob and sample at batch 1 and 256, one
+    /// training step at batch 64.
+    static let imageRows: [(Operation, [Int])] = [
+        (.logProb, [1, 256]),
+        (.sample, [1, 256]),
+        (.trainStep, [64]),
+    ]
+
+    /// FLOPs per image of a Glow's transform: per level (after its squeeze, `C` channels on an
+    /// `H×W` plane) and step, ActNorm `2·C·HW`, the 1×1 convolution `2·C²·HW`, the coupling
+    /// network `2·HW·(9·⌊C/2⌋·F + F² + 9·F·2⌈C/2⌉)` plus `7·⌈C/2⌉·HW` for the affine step; each
+    /// split's prior network `2·HW·(9·C₁·F + F² + 9·F·2C₂)` plus `7·C₂·HW`. Biases and ReLUs
+    /// (`≈ HW·(2F + out)`) are included per network.
+    static func glowFlops(shape: [Int], levels: Int, steps: Int, width f: Int) -> Double {
+        var c = shape[0], h = shape[1], w = shape[2]
+        var total = 0.0
+        func network(_ inC: Int, _ outC: Int, _ hw: Int) -> Double {
+            2 * Double(hw) * Double(9 * inC * f + f * f + 9 * f * outC) + Double(hw) * Double(3 * f + outC)
+        }
+        for level in 1...levels {
+            c *= 4; h /= 2; w /= 2
+            let hw = h * w, a = c / 2, b = c - a
+            total += Double(steps) * (2 * Double(c * hw) + 2 * Double(c * c * hw) + network(a, 2 * b, hw) + 7 * Double(b * hw))
+            if level < levels {
+                let factored = c / 2, kept = c - factored
+                total += network(kept, 2 * factored, hw) + 7 * Double(factored * hw)
+                c = kept
+            }
+        }
+        return total
+    }
+
+    /// Glow for images of `shape` with `levels` levels of `steps` steps and coupling width `width`.
+    static func glow(shape: [Int], levels: Int, steps: Int, width: Int) -> BenchModel {
+        let build = { try NormalizingFlow<Float>.glow(shape: shape, levels: levels, steps: steps, hidden: width, seed: 1) }
+        let parameters = (try? build().parameterCount) ?? 0
+        let size = shape.reduce(1, *)
+        return BenchModel(
+            id: "glow-\(shape.map(String.init).joined(separator: "x"))",
+            name: "Glow \(shape.map(String.init).joined(separator: "x"))",
+            description: "Glow \(shape), \(levels) levels × \(steps) steps, coupling width \(width), LU 1×1 convolutions, conditional split prior, 8-bit dequantisation",
+            build: build,
+            flops: FlopModel(transform: glowFlops(shape: shape, levels: levels, steps: steps, width: width),
+                             baseLogProb: 2 * Double(size) + 2, baseSample: 0, parameters: parameters),
+            rows: imageRows)
+    }
 
     /// FLOPs per row of one affine coupling on `dim` features with conditioner `hidden` widths
     /// (see the type's documentation).

@@ -66,10 +66,11 @@ func measure(rows: Int, settings: MeasureSettings, _ call: () -> Void) -> (calls
 /// Gives a flow the parameters of a (briefly) trained model: a new coupling flow is the identity
 /// map (its conditioners' last layers are zero), which is not what a deployed model computes.
 /// Runs data-dependent initialisation, then `steps` Adam steps (learning rate 5·10⁻³) on fresh
-/// batches of 512 rows of the benchmark's correlated Gaussian (``fillData(_:rows:dim:seed:)``),
+/// batches of 512 rows (64 for images) of the benchmark's correlated Gaussian (``fillData(_:rows:dim:seed:)``),
 /// and checks that log-densities and samples are finite.
 func perturb(_ flow: NormalizingFlow<Float>, steps: Int = 25) throws {
-    let d = flow.eventSize, rows = 512
+    // 512 rows a step for vectors; images take 64 (a Glow step on 512 images takes seconds).
+    let d = flow.eventSize, rows = d > 256 ? 64 : 512
     let x = AlignedBuffer<Float>(count: rows * d, repeating: 0)
     defer { x.free() }
     fillData(x.pointer, rows: rows, dim: d, seed: 7)

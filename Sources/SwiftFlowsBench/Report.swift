@@ -76,7 +76,7 @@ enum Report {
         }
         lines.append("")
         lines.append("samples/s: rows per second, median (min, max) over the timed repeats after warm-up; train_step counts")
-        lines.append("training rows (forward + backward + Adam on a batch of 512). GFLOP/s: FLOPs per row (bench/README.md)")
+        lines.append("training rows (forward + backward + Adam on one batch of the row's size). GFLOP/s: FLOPs per row (bench/README.md)")
         lines.append("x median samples/s. % SGEMM: GFLOP/s / the SGEMM rate above.")
         lines.append(info.memory
             ? "peak MiB: the whole peak RSS (ru_maxrss) of the child process that built, perturbed and timed the row"

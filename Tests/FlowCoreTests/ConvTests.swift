@@ -228,6 +228,44 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// A caller-kept packed weight (``Convolution/packWeight(_:into:)``) gives bit-identical
+    /// results to packing into the arena on every call.
+    func testPrepackedWeightMatchesArenaPacking() {
+        let conv = Convolution(inChannels: 6, outChannels: 2, kernel: 3, height: 5, width: 4)
+        XCTAssertEqual(conv.packedWeightCount, conv.weightCount)
+        XCTAssertEqual(Convolution(inChannels: 2, outChannels: 6, kernel: 3, height: 5, width: 4).packedWeightCount, 0)
+        let rows = 3
+        let x = normals(rows * conv.inputCount, seed: 26), weight = normals(conv.weightCount, seed: 27)
+        let bias = normals(2, seed: 28), dy = normals(rows * conv.outputCount, seed: 29)
+        var packed = [Double](repeating: .nan, count: conv.packedWeightCount)
+        conv.packWeight(weight, into: &packed)
+        for t in 0..<9 {  // P[o·9 + t, c] = W[o, c, 8 − t]
+            XCTAssertEqual(packed[(1 * 9 + t) * 6 + 4], weight[(1 * 6 + 4) * 9 + 8 - t])
+        }
+        var yArena = [Double](repeating: .nan, count: rows * conv.outputCount), yPacked = yArena
+        var gArena = ([Double](repeating: 0, count: conv.weightCount), [Double](repeating: 0, count: 2),
+                      [Double](repeating: .nan, count: rows * conv.inputCount))
+        var gPacked = gArena
+        let bytes = max(conv.workspaceBytes(Double.self, rows: rows), conv.backwardWorkspaceBytes(Double.self, rows: rows))
+        withExactArena(bytes) { arena in
+            let start = arena
+            conv.forward(x, ldx: conv.inputCount, rows: rows, weight: weight, bias: bias, into: &yArena, arena: &arena)
+            arena = start
+            conv.forward(x, ldx: conv.inputCount, rows: rows, weight: weight, packedWeight: packed, bias: bias,
+                         into: &yPacked, arena: &arena)
+            arena = start
+            conv.backward(x, ldx: conv.inputCount, rows: rows, weight: weight, outputGradient: dy,
+                          weightGradient: &gArena.0, biasGradient: &gArena.1, inputGradient: &gArena.2, arena: &arena)
+            arena = start
+            conv.backward(x, ldx: conv.inputCount, rows: rows, weight: weight, packedWeight: packed, outputGradient: dy,
+                          weightGradient: &gPacked.0, biasGradient: &gPacked.1, inputGradient: &gPacked.2, arena: &arena)
+        }
+        XCTAssertEqual(yPacked, yArena)
+        XCTAssertEqual(gPacked.0, gArena.0)
+        XCTAssertEqual(gPacked.1, gArena.1)
+        XCTAssertEqual(gPacked.2, gArena.2)
+    }
+
     func testFloatConvolutionAgreesWithDouble() {
         for (c, o, k) in [(12, 64, 3), (64, 24, 3), (16, 16, 1)] {
             let conv = Convolution(inChannels: c, outChannels: o, kernel: k, height: 8, width: 6)
@@ -336,6 +374,7 @@ final class ConvTests: XCTestCase {
         for (c, hid, o, hgt, wid, rows) in [(3, 5, 4, 5, 7, 1), (4, 6, 2, 6, 3, 3), (2, 3, 6, 1, 4, 3)] {
             let net = ConvNet<Double>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 2)
             BijectionChecker.perturb(net.parameters, scale: 0.5, seed: 3)
+            net.repack()
             let ldx = net.inFeatures + 4
             let x = normals(rows * ldx, seed: 19)
             let p = net.parameters.map(\.array)
@@ -359,6 +398,7 @@ final class ConvTests: XCTestCase {
                                                        (2, 3, 3, 1, 3, 1, true)] {
             let net = ConvNet<Double>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 4)
             BijectionChecker.perturb(net.parameters, scale: 0.5, seed: 5)
+            net.repack()
             let ldx = contiguous ? net.inFeatures : net.inFeatures + 3
             var x = normals(rows * ldx, seed: 20)
             let r = normals(rows * net.outFeatures, seed: 21)
@@ -369,9 +409,9 @@ final class ConvTests: XCTestCase {
             for p in net.parameters {
                 for i in 0..<p.count {
                     let v = p.values[i]
-                    p.values[i] = v + h; let up = loss()
-                    p.values[i] = v - h; let down = loss()
-                    p.values[i] = v
+                    p.values[i] = v + h; net.repack(); let up = loss()
+                    p.values[i] = v - h; net.repack(); let down = loss()
+                    p.values[i] = v; net.repack()
                     let fd = (up - down) / (2 * h)
                     XCTAssertEqual(p.gradient[i], fd, accuracy: 1e-6 * max(1, abs(fd)), "\(label): ∂\(p.name)[\(i)]")
                 }
@@ -400,6 +440,7 @@ final class ConvTests: XCTestCase {
     func testGradientsGoToTheCallingThreadsSlot() {
         let net = ConvNet<Double>(channels: 2, hidden: 3, outChannels: 2, height: 3, width: 3, seed: 6)
         BijectionChecker.perturb(net.parameters, scale: 0.5, seed: 7)
+        net.repack()
         for p in net.parameters { p.reserveGradientSlots(1); p.zeroGradient() }
         let x = normals(2 * net.inFeatures, seed: 22), r = normals(2 * net.outFeatures, seed: 23)
         GradientSlot.with(1) { _ = recordAndBackward(net, x, ldx: net.inFeatures, rows: 2, outputGradient: r) }
@@ -413,6 +454,7 @@ final class ConvTests: XCTestCase {
         let rows = 4
         let double = ConvNet<Double>(channels: 6, hidden: 32, outChannels: 12, height: 8, width: 8, seed: 8)
         BijectionChecker.perturb(double.parameters, scale: 0.3, seed: 9)
+        double.repack()
         let single = ConvNet<Float>(channels: 6, hidden: 32, outChannels: 12, height: 8, width: 8, seed: 8)
         for (pd, pf) in zip(double.parameters, single.parameters) { pf.assign(pd.array.map { Float($0) }) }
         single.repack()

@@ -4,7 +4,8 @@ extension Convolution {
     /// - ``Method/unfoldInput``: the unfolded input block `C·k² × columns` (reused for the
     ///   unfolded input gradient; none for one-sample blocks of a 1×1 kernel) and the output
     ///   gradient gathered as `O × columns` (none for one-sample blocks);
-    /// - ``Method/foldOutput``: the packed weight and its gradient (`O·k² × C` each), the
+    /// - ``Method/foldOutput``: the packed weight (reserved even when the caller passes its
+    ///   own) and the packed weight's gradient (`O·k² × C` each), the
     ///   unfolded output gradient `O·k² × columns`, and the gathered input block `C × columns`
     ///   (reused for the input-gradient block; none for one-sample blocks).
     func backwardWorkspaceBytes<T>(_: T.Type, rows: Int) -> Int {
@@ -33,14 +34,16 @@ extension Convolution {
     /// - Parameters:
     ///   - x: the forward input, sample `n` at `x + n·ldx`.
     ///   - weight: `[O, C, k, k]`.
+    ///   - packedWeight: ``packWeight(_:into:)`` of the current `weight`, or nil to pack it into
+    ///     the arena when needed (only ``Method/foldOutput``'s input gradient reads it).
     ///   - arena: scratch of ``backwardWorkspaceBytes(_:rows:)`` bytes.
     /// - Complexity: ``flops(rows:)`` flops for the weight gradient and as many again for the
     ///   input gradient, plus O(rows·min(C, O)·k²·H·W) element moves.
     @_specialize(where T == Float) @_specialize(where T == Double)
     func backward<T: FlowScalar>(_ x: UnsafePointer<T>, ldx: Int, rows: Int, weight: UnsafePointer<T>,
-                                 outputGradient dy: UnsafePointer<T>, weightGradient: UnsafeMutablePointer<T>,
-                                 biasGradient: UnsafeMutablePointer<T>?, inputGradient dx: UnsafeMutablePointer<T>?,
-                                 arena: inout Arena) {
+                                 packedWeight: UnsafePointer<T>? = nil, outputGradient dy: UnsafePointer<T>,
+                                 weightGradient: UnsafeMutablePointer<T>, biasGradient: UnsafeMutablePointer<T>?,
+                                 inputGradient dx: UnsafeMutablePointer<T>?, arena: inout Arena) {
         guard rows > 0 else { return }
         FlowRuntime.configureBLAS()
         if let biasGradient {
@@ -54,7 +57,9 @@ extension Convolution {
             backwardUnfoldingInput(x, ldx: ldx, rows: rows, weight: weight, outputGradient: dy,
                                    weightGradient: weightGradient, inputGradient: dx, arena: &arena)
         case .foldOutput:
-            backwardFoldingOutput(x, ldx: ldx, rows: rows, weight: weight, outputGradient: dy,
+            // The packed weight only serves the input gradient.
+            let packed = dx == nil ? nil : packedWeight ?? packWeight(weight, arena: &arena)
+            backwardFoldingOutput(x, ldx: ldx, rows: rows, packedWeight: packed, outputGradient: dy,
                                   weightGradient: weightGradient, inputGradient: dx, arena: &arena)
         }
     }
@@ -130,15 +135,15 @@ extension Convolution {
 
     /// ``Method/foldOutput``: per block, with `Û` the unfolded output gradient (`O·k² × columns`)
     /// and `X` the input block (`C × columns`): `G += Û·Xᵀ` and `∂x = Pᵀ·Û`; at the end
-    /// `∂W[o, c, k² − 1 − t] += G[o·k² + t, c]` (the flip of ``packFlippedTaps(_:into:)``).
+    /// `∂W[o, c, k² − 1 − t] += G[o·k² + t, c]` (the flip of ``packWeight(_:into:)``).
+    /// `packed` is required when `dx` is given.
     @_specialize(where T == Float) @_specialize(where T == Double)
     private func backwardFoldingOutput<T: FlowScalar>(_ x: UnsafePointer<T>, ldx: Int, rows: Int,
-                                                      weight: UnsafePointer<T>, outputGradient dy: UnsafePointer<T>,
+                                                      packedWeight packed: UnsafePointer<T>?,
+                                                      outputGradient dy: UnsafePointer<T>,
                                                       weightGradient: UnsafeMutablePointer<T>,
                                                       inputGradient dx: UnsafeMutablePointer<T>?, arena: inout Arena) {
         let hw = plane, block = backwardBlockRows(rows), columns = block * hw
-        let packed = arena.take(T.self, weightCount)
-        if dx != nil { packFlippedTaps(weight, into: packed) }
         let tapGradient = arena.take(T.self, weightCount)
         tapGradient.update(repeating: 0, count: weightCount)
         let unfolded = arena.take(T.self, taps * columns)
@@ -161,7 +166,7 @@ extension Convolution {
             }
             T.blasGemm(transA: false, transB: true, m: taps, n: inChannels, k: width,
                        alpha: 1, a: unfolded, lda: columns, b: b, ldb: ldb, beta: 1, c: tapGradient, ldc: inChannels)
-            if let dx {
+            if let dx, let packed {
                 if let planes {
                     // The input block is consumed: its memory takes Pᵀ·Û.
                     T.blasGemm(transA: true, transB: false, m: inChannels, n: width, k: taps,

@@ -18,14 +18,15 @@
 ///   `∂W = ∂y·X̂ᵀ` and folds `Wᵀ·∂y` back onto the planes (col2im) for `∂x`.
 /// - ``Method/foldOutput`` (used when `O < C` and `k > 1`, e.g. a conditioner's last layer):
 ///   every tap's contribution is computed from the raw input, `T = P·x` with
-///   `P = [O·k² × C]` the weight with taps flipped (packed per call), and folded onto the
-///   output planes (col2im). Backward unfolds `∂y` once (`Û = [O·k² × columns]`) and gets both
-///   `∂W` (from `Û·xᵀ`) and `∂x = Pᵀ·Û` straight from it. Data moved per sample scales with
-///   `O·k²` instead of `C·k²`.
+///   `P = [O·k² × C]` the weight regrouped by tap with the taps flipped
+///   (``packWeight(_:into:)``; a caller that keeps `P` up to date passes it in, otherwise it is
+///   packed into the arena on every call), and folded onto the output planes (col2im).
+///   Backward unfolds `∂y` once (`Û = [O·k² × columns]`) and gets both `∂W` (from `Û·xᵀ`) and
+///   `∂x = Pᵀ·Û` straight from it. Data moved per sample scales with `O·k²` instead of `C·k²`.
 ///
 /// Samples go in blocks (``forwardBlockRows(_:)``, ``backwardBlockRows(_:)``) so that small
-/// planes still give BLAS wide matrices; a one-sample block needs no gather or scatter (the GEMM reads `x` and writes `y`
-/// or `∂x` in place) and, for `k = 1`, no unfolding at all.
+/// planes still give BLAS wide matrices; a one-sample block needs no gather or scatter (the
+/// GEMM reads `x` and writes `y` or `∂x` in place) and, for `k = 1`, no unfolding at all.
 ///
 /// The kernel size may be any odd `k ≥ 1`; the conditioners use 1 and 3.
 ///
@@ -82,6 +83,9 @@ struct Convolution: Equatable, Sendable {
     var weightShape: [Int] { [outChannels, inChannels, kernel, kernel] }
     /// Elements of the weight: `O·C·k²`.
     var weightCount: Int { outChannels * patch }
+    /// Elements of the packed weight a caller may keep for ``Method/foldOutput`` (`O·k²·C`), 0
+    /// for ``Method/unfoldInput`` (which reads the OIHW weight as it is).
+    var packedWeightCount: Int { method == .foldOutput ? weightCount : 0 }
 
     /// Floating-point operations of a forward pass over `rows` samples (multiply-adds count
     /// two): `2·rows·O·C·k²·H·W`. The backward pass costs as much again for the weight gradient
@@ -114,7 +118,8 @@ struct Convolution: Equatable, Sendable {
     /// With `columns = forwardBlockRows(rows)·H·W`:
     /// - ``Method/unfoldInput``: the unfolded block `C·k² × columns` (none for one-sample blocks
     ///   of a 1×1 kernel) and the block's product `O × columns` (none for one-sample blocks);
-    /// - ``Method/foldOutput``: the packed weight `O·k² × C`, the gathered input block
+    /// - ``Method/foldOutput``: the packed weight `O·k² × C` (reserved even when the caller
+    ///   passes its own), the gathered input block
     ///   `C × columns` (none for one-sample blocks) and the per-tap product `O·k² × columns`.
     func workspaceBytes<T>(_: T.Type, rows: Int) -> Int {
         let block = forwardBlockRows(rows), columns = block * plane
@@ -134,6 +139,8 @@ struct Convolution: Equatable, Sendable {
     ///   - x: `rows` samples of `C × H × W`, sample `n` at `x + n·ldx` (`ldx ≥ C·H·W`; lets a
     ///     coupling read a channel slice of its input in place).
     ///   - weight: `[O, C, k, k]`.
+    ///   - packedWeight: ``packWeight(_:into:)`` of the current `weight` (``packedWeightCount``
+    ///     elements), or nil to pack it into the arena.
     ///   - bias: `[O]`, or nil for none.
     ///   - y: `rows × O × H × W`, contiguous; overwritten. Must not overlap `x`.
     ///   - relu: applies `max(0, ·)` after the bias.
@@ -141,15 +148,17 @@ struct Convolution: Equatable, Sendable {
     /// - Complexity: ``flops(rows:)`` flops in BLAS plus O(rows·min(C, O)·k²·H·W) element moves.
     @_specialize(where T == Float) @_specialize(where T == Double)
     func forward<T: FlowScalar>(_ x: UnsafePointer<T>, ldx: Int, rows: Int, weight: UnsafePointer<T>,
-                                bias: UnsafePointer<T>?, into y: UnsafeMutablePointer<T>, relu: Bool = false,
-                                arena: inout Arena) {
+                                packedWeight: UnsafePointer<T>? = nil, bias: UnsafePointer<T>?,
+                                into y: UnsafeMutablePointer<T>, relu: Bool = false, arena: inout Arena) {
         guard rows > 0 else { return }
         FlowRuntime.configureBLAS()
         switch method {
         case .unfoldInput:
             forwardUnfoldingInput(x, ldx: ldx, rows: rows, weight: weight, bias: bias, into: y, relu: relu, arena: &arena)
         case .foldOutput:
-            forwardFoldingOutput(x, ldx: ldx, rows: rows, weight: weight, bias: bias, into: y, relu: relu, arena: &arena)
+            let packed = packedWeight ?? packWeight(weight, arena: &arena)
+            forwardFoldingOutput(x, ldx: ldx, rows: rows, packedWeight: packed, bias: bias, into: y, relu: relu,
+                                 arena: &arena)
         }
     }
 
@@ -201,11 +210,9 @@ struct Convolution: Equatable, Sendable {
     /// ``Method/foldOutput``: per block, `T = P·x` then fold, bias and ReLU into `y`.
     @_specialize(where T == Float) @_specialize(where T == Double)
     private func forwardFoldingOutput<T: FlowScalar>(_ x: UnsafePointer<T>, ldx: Int, rows: Int,
-                                                     weight: UnsafePointer<T>, bias: UnsafePointer<T>?,
+                                                     packedWeight packed: UnsafePointer<T>, bias: UnsafePointer<T>?,
                                                      into y: UnsafeMutablePointer<T>, relu: Bool, arena: inout Arena) {
         let hw = plane, block = forwardBlockRows(rows), columns = block * hw
-        let packed = arena.take(T.self, weightCount)
-        packFlippedTaps(weight, into: packed)
         let gathered: UnsafeMutablePointer<T>? = block == 1 ? nil : arena.take(T.self, inChannels * columns)
         let product = arena.take(T.self, taps * columns)
         var first = 0
@@ -236,12 +243,13 @@ struct Convolution: Equatable, Sendable {
         }
     }
 
-    /// `P[o·k² + t, c] = weight[o, c, k² − 1 − t]` (`P` is `O·k² × C`, row-major): the weight
-    /// regrouped by output tap with the taps flipped, so that folding `P·x` (shifting tap `t`
-    /// by its own offset) applies tap `k² − 1 − t` at the opposite offset — the convolution.
-    /// - Complexity: O(O·C·k²).
-    @inline(__always)
-    func packFlippedTaps<T: FlowScalar>(_ weight: UnsafePointer<T>, into packed: UnsafeMutablePointer<T>) {
+    /// Packs the weight for ``Method/foldOutput``: `P[o·k² + t, c] = weight[o, c, k² − 1 − t]`
+    /// (`P` is `O·k² × C`, row-major, ``packedWeightCount`` elements): the weight regrouped by
+    /// tap with the taps flipped, so that folding `P·x` (shifting tap `t` by its own offset)
+    /// applies tap `k² − 1 − t` at the opposite offset — the convolution. Does nothing for
+    /// ``Method/unfoldInput``. - Complexity: O(O·C·k²).
+    func packWeight<T: FlowScalar>(_ weight: UnsafePointer<T>, into packed: UnsafeMutablePointer<T>) {
+        guard method == .foldOutput else { return }
         let kk = kernel * kernel, c = inChannels
         for o in 0..<outChannels {
             let w = weight + o * patch, p = packed + o * kk * c
@@ -250,6 +258,14 @@ struct Convolution: Equatable, Sendable {
                 for i in 0..<c { row[i] = w[i * kk + tap] }
             }
         }
+    }
+
+    /// ``packWeight(_:into:)`` into `weightCount` elements taken from `arena`.
+    @inline(__always)
+    func packWeight<T: FlowScalar>(_ weight: UnsafePointer<T>, arena: inout Arena) -> UnsafePointer<T> {
+        let packed = arena.take(T.self, weightCount)
+        packWeight(weight, into: packed)
+        return UnsafePointer(packed)
     }
 
     /// `dst[i] = act(src[i] + bias)` (`act` ReLU or identity); `dst` must not overlap `src`

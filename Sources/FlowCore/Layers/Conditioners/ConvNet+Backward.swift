@@ -29,14 +29,17 @@ extension ConvNet {
         guard rows > 0 else { return }
         let h0 = tape, h1 = tape + rows * hiddenFeatures
         var scratch = arena
-        layers[0].forward(x, ldx: ldx, rows: rows, weight: weights[0].pointer, bias: biases[0].pointer,
-                          into: h0, relu: true, arena: &scratch)
+        layers[0].forward(x, ldx: ldx, rows: rows, weight: weights[0].pointer,
+                          packedWeight: packedWeight(0), bias: biases[0].pointer, into: h0, relu: true,
+                          arena: &scratch)
         scratch = arena
-        layers[1].forward(h0, ldx: hiddenFeatures, rows: rows, weight: weights[1].pointer, bias: biases[1].pointer,
-                          into: h1, relu: true, arena: &scratch)
+        layers[1].forward(h0, ldx: hiddenFeatures, rows: rows, weight: weights[1].pointer,
+                          packedWeight: packedWeight(1), bias: biases[1].pointer, into: h1, relu: true,
+                          arena: &scratch)
         scratch = arena
-        layers[2].forward(h1, ldx: hiddenFeatures, rows: rows, weight: weights[2].pointer, bias: biases[2].pointer,
-                          into: y, relu: false, arena: &scratch)
+        layers[2].forward(h1, ldx: hiddenFeatures, rows: rows, weight: weights[2].pointer,
+                          packedWeight: packedWeight(2), bias: biases[2].pointer, into: y, relu: false,
+                          arena: &scratch)
     }
 
     /// ``forwardRecording(_:ldx:rows:into:tape:arena:)`` for `rows` contiguous samples.
@@ -66,20 +69,19 @@ extension ConvNet {
         // the next convolution back reads (out of place, see maskByReLU).
         let raw = arena.take(T.self, count), masked = arena.take(T.self, count)
         var scratch = arena
-        layers[2].backward(h1, ldx: hiddenFeatures, rows: rows, weight: weights[2].pointer,
+        layers[2].backward(h1, ldx: hiddenFeatures, rows: rows, weight: weights[2].pointer, packedWeight: packedWeight(2),
                            outputGradient: outputGradient, weightGradient: weights[2].gradient.baseAddress!,
                            biasGradient: biases[2].gradient.baseAddress!, inputGradient: raw, arena: &scratch)
         ConvNet.maskByReLU(raw, output: h1, into: masked, count: count)
         scratch = arena
-        layers[1].backward(h0, ldx: hiddenFeatures, rows: rows, weight: weights[1].pointer,
+        layers[1].backward(h0, ldx: hiddenFeatures, rows: rows, weight: weights[1].pointer, packedWeight: packedWeight(1),
                            outputGradient: masked, weightGradient: weights[1].gradient.baseAddress!,
                            biasGradient: biases[1].gradient.baseAddress!, inputGradient: raw, arena: &scratch)
         ConvNet.maskByReLU(raw, output: h0, into: masked, count: count)
         scratch = arena
-        layers[0].backward(x, ldx: ldx, rows: rows, weight: weights[0].pointer,
+        layers[0].backward(x, ldx: ldx, rows: rows, weight: weights[0].pointer, packedWeight: packedWeight(0),
                            outputGradient: masked, weightGradient: weights[0].gradient.baseAddress!,
-                           biasGradient: biases[0].gradient.baseAddress!, inputGradient: inputGradient,
-                           arena: &scratch)
+                           biasGradient: biases[0].gradient.baseAddress!, inputGradient: inputGradient, arena: &scratch)
     }
 
     /// ``backward(_:ldx:rows:tape:outputGradient:inputGradient:arena:)`` for `rows` contiguous

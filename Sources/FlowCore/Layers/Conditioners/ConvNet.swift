@@ -33,6 +33,11 @@ final class ConvNet<T: FlowScalar> {
     let layers: [Convolution]
     let weights: [Parameter<T>]
     let biases: [Parameter<T>]
+    /// Each layer's packed weight (``Convolution/packWeight(_:into:)``) when its method uses
+    /// one (``Convolution/packedWeightCount`` > 0, the output-fold layout of a convolution with
+    /// fewer output than input channels), else nil; refreshed by ``repack()`` whenever the
+    /// weights change.
+    private let packed: [UnsafeMutablePointer<T>?]
 
     /// - Parameters:
     ///   - channels: input channels (`in`).
@@ -69,7 +74,19 @@ final class ConvNet<T: FlowScalar> {
         }
         weights = ws
         biases = bs
+        packed = layers.map { conv in
+            let count = conv.packedWeightCount
+            guard count > 0 else { return nil }
+            return UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<T>.stride, alignment: 64)
+                .bindMemory(to: T.self, capacity: count)
+        }
+        repack()
     }
+
+    deinit { for p in packed { p.map { UnsafeMutableRawPointer($0).deallocate() } } }
+
+    /// Layer `l`'s packed weight, or nil when it reads the OIHW weight directly.
+    @inline(__always) func packedWeight(_ l: Int) -> UnsafePointer<T>? { packed[l].map { UnsafePointer($0) } }
 
     /// Builds a conditioner after checking its sizes against ``Limits`` (before allocating):
     /// every size ≥ 1 (else ``FlowError/invalidSpec(_:)``); `hidden ≤ Limits.maxHiddenWidth`,
@@ -117,10 +134,15 @@ final class ConvNet<T: FlowScalar> {
     var hiddenFeatures: Int { layers[0].outputCount }
     var parameters: [Parameter<T>] { zip(weights, biases).flatMap { [$0, $1] } }
 
-    /// Nothing to refresh: the convolutions read the OIHW weights in place (as the
-    /// `out × in·k²` GEMM operand). Kept so a coupling layer calls it from
-    /// `parametersDidChange` whichever conditioner it holds.
-    func repack() {}
+    /// Refreshes the packed weights from ``weights`` (call after any weight change; coupling
+    /// layers do it in `parametersDidChange`, as for ``MLP``). Only convolutions with fewer output
+    /// than input channels keep one (typically the last); the others read the OIHW weight as
+    /// their GEMM operand. O(parameters).
+    func repack() {
+        for (l, conv) in layers.enumerated() {
+            if let p = packed[l] { conv.packWeight(UnsafePointer(weights[l].pointer), into: p) }
+        }
+    }
 
     /// Scratch of the convolution that needs the most, over `rows` samples.
     private func convolutionBytes(rows: Int, backward: Bool) -> Int {
@@ -145,14 +167,17 @@ final class ConvNet<T: FlowScalar> {
         let a = arena.take(T.self, rows * hiddenFeatures), b = arena.take(T.self, rows * hiddenFeatures)
         // Each convolution's scratch is dead once it returns: all three reuse the same region.
         var scratch = arena
-        layers[0].forward(x, ldx: ldx, rows: rows, weight: weights[0].pointer, bias: biases[0].pointer,
-                          into: a, relu: true, arena: &scratch)
+        layers[0].forward(x, ldx: ldx, rows: rows, weight: weights[0].pointer,
+                          packedWeight: packedWeight(0), bias: biases[0].pointer, into: a, relu: true,
+                          arena: &scratch)
         scratch = arena
-        layers[1].forward(a, ldx: hiddenFeatures, rows: rows, weight: weights[1].pointer, bias: biases[1].pointer,
-                          into: b, relu: true, arena: &scratch)
+        layers[1].forward(a, ldx: hiddenFeatures, rows: rows, weight: weights[1].pointer,
+                          packedWeight: packedWeight(1), bias: biases[1].pointer, into: b, relu: true,
+                          arena: &scratch)
         scratch = arena
-        layers[2].forward(b, ldx: hiddenFeatures, rows: rows, weight: weights[2].pointer, bias: biases[2].pointer,
-                          into: y, relu: false, arena: &scratch)
+        layers[2].forward(b, ldx: hiddenFeatures, rows: rows, weight: weights[2].pointer,
+                          packedWeight: packedWeight(2), bias: biases[2].pointer, into: y, relu: false,
+                          arena: &scratch)
     }
 
     /// `y = net(x)` for `rows` contiguous samples (`x` is `rows × in × H × W`).

@@ -72,7 +72,7 @@ $(VENV)/.ready: bindings/python/pyproject.toml | deps
 	$(PY) -m pip install -q -e bindings/python
 	@touch $@
 
-test: test-swift test-c test-python test-cli ## Run every test suite (Swift, C, Python, command line)
+test: test-swift test-c test-python test-cli test-alloc ## Run every test suite (Swift, C, Python, command line, allocation check)
 
 test-swift: deps venv ## Swift unit tests
 	SWIFTFLOWS_PYTHON=$(CURDIR)/$(PY) swift test --parallel
@@ -100,7 +100,7 @@ install: lib cli ## Install library, header, pkg-config file and the swiftflows 
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/swiftflows.pc
 
 clean: ## Remove build outputs (keeps .venv)
-	rm -rf $(BUILD) .build .build-shared .build-cli
+	rm -rf $(BUILD) .build .build-shared .build-cli .build-bench
 
 # ---- Benchmarks (bench/README.md) ------------------------------------------------------------------
 BENCH_SCRATCH     := .build-bench

@@ -1,5 +1,5 @@
 extension Convolution {
-    /// Scratch bytes of ``backward(_:ldx:rows:weight:outputGradient:weightGradient:biasGradient:inputGradient:arena:)``
+    /// Scratch bytes of ``backward(_:ldx:rows:weight:packedWeight:outputGradient:weightGradient:biasGradient:inputGradient:arena:)``
     /// over `rows` samples. With `columns = backwardBlockRows(rows)·H·W`:
     /// - ``Method/unfoldInput``: the unfolded input block `C·k² × columns` (reused for the
     ///   unfolded input gradient; none for one-sample blocks of a 1×1 kernel) and the output
@@ -20,7 +20,7 @@ extension Convolution {
         }
     }
 
-    /// Gradients of ``forward(_:ldx:rows:weight:bias:into:relu:arena:)`` without ReLU (a caller
+    /// Gradients of ``forward(_:ldx:rows:weight:packedWeight:bias:into:relu:arena:)`` without ReLU (a caller
     /// that fused one masks `dy` first).
     ///
     /// With `dy = ∂L/∂y` (`rows × O × H × W`, contiguous; read only):

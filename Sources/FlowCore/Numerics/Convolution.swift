@@ -114,13 +114,13 @@ struct Convolution: Equatable, Sendable {
         kernel == 1 ? 1 : forwardBlockRows(rows)
     }
 
-    /// Scratch bytes of ``forward(_:ldx:rows:weight:bias:into:relu:arena:)`` over `rows` samples.
-    /// With `columns = forwardBlockRows(rows)·H·W`:
+    /// Scratch bytes of ``forward(_:ldx:rows:weight:packedWeight:bias:into:relu:arena:)`` over
+    /// `rows` samples. With `columns = forwardBlockRows(rows)·H·W`:
     /// - ``Method/unfoldInput``: the unfolded block `C·k² × columns` (none for one-sample blocks
     ///   of a 1×1 kernel) and the block's product `O × columns` (none for one-sample blocks);
     /// - ``Method/foldOutput``: the packed weight `O·k² × C` (reserved even when the caller
-    ///   passes its own), the gathered input block
-    ///   `C × columns` (none for one-sample blocks) and the per-tap product `O·k² × columns`.
+    ///   passes its own), the gathered input block `C × columns` (none for one-sample blocks)
+    ///   and the per-tap product `O·k² × columns`.
     func workspaceBytes<T>(_: T.Type, rows: Int) -> Int {
         let block = forwardBlockRows(rows), columns = block * plane
         switch method {
@@ -248,6 +248,7 @@ struct Convolution: Equatable, Sendable {
     /// tap with the taps flipped, so that folding `P·x` (shifting tap `t` by its own offset)
     /// applies tap `k² − 1 − t` at the opposite offset — the convolution. Does nothing for
     /// ``Method/unfoldInput``. - Complexity: O(O·C·k²).
+    @_specialize(where T == Float) @_specialize(where T == Double)
     func packWeight<T: FlowScalar>(_ weight: UnsafePointer<T>, into packed: UnsafeMutablePointer<T>) {
         guard method == .foldOutput else { return }
         let kk = kernel * kernel, c = inChannels

@@ -10,7 +10,9 @@
 /// identity.
 ///
 /// The interface mirrors ``MLP`` (a "row" is one sample; ``inFeatures``/``outFeatures`` are
-/// per-sample element counts), so a coupling layer can swap one conditioner for the other.
+/// per-sample element counts), so a coupling layer can swap one conditioner for the other. As
+/// with ``MLP``, every change of the weights must be followed by ``repack()`` (coupling layers
+/// call it from `parametersDidChange`).
 ///
 /// Parameters, in file order: `weight_0 [hidden, in, 3, 3]`, `bias_0 [hidden]`,
 /// `weight_1 [hidden, hidden, 1, 1]`, `bias_1 [hidden]`, `weight_2 [out, hidden, 3, 3]`,

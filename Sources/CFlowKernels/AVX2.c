@@ -150,6 +150,16 @@ FK_AVX2 static inline __m256 tanh256(__m256 x) {
     return _mm256_blendv_ps(large, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
 }
 
+FK_AVX2 void fk_relu_mask_f32_avx2(float *g, const float *x, size_t n) {
+    const __m256 zero = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 keep = _mm256_cmp_ps(_mm256_loadu_ps(x + j), zero, _CMP_GT_OQ);
+        _mm256_storeu_ps(g + j, _mm256_and_ps(_mm256_loadu_ps(g + j), keep));
+    }
+    for (; j < n; j++) g[j] = x[j] > 0.0f ? g[j] : 0.0f;
+}
+
 FK_AVX2 void fk_exp_f32_avx2(float *v, size_t n) {
     size_t j = 0;
     for (; j + 8 <= n; j += 8) _mm256_storeu_ps(v + j, exp256(_mm256_loadu_ps(v + j)));

@@ -53,6 +53,16 @@ void fk_affine_step_backward_f32(const float *x, const float *shift, const float
     fk_affine_step_backward_f32_portable(x, shift, raw, g, dshift, draw, n, clamp, w, inverse);
 }
 
+void fk_relu_mask_f32(float *g, const float *x, size_t n) {
+#if FK_HAVE_X86
+    if (fk_simd_level() == 1) {
+        fk_relu_mask_f32_avx2(g, x, n);
+        return;
+    }
+#endif
+    fk_relu_mask_f32_portable(g, x, n);
+}
+
 void fk_exp_f32(float *v, size_t n) {
 #if FK_HAVE_X86
     if (fk_simd_level() == 1) {

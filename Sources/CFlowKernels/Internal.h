@@ -16,6 +16,7 @@ void fk_linear_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, 
 double fk_affine_step_f32_portable(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse);
 void fk_affine_step_backward_f32_portable(const float *x, const float *shift, const float *raw, float *g, float *dshift,
                                           float *draw, size_t n, float clamp, float w, int inverse);
+void fk_relu_mask_f32_portable(float *g, const float *x, size_t n);
 void fk_exp_f32_portable(float *v, size_t n);
 void fk_tanh_f32_portable(float *v, size_t n);
 
@@ -25,6 +26,7 @@ void fk_linear_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, cons
 double fk_affine_step_f32_avx2(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse);
 void fk_affine_step_backward_f32_avx2(const float *x, const float *shift, const float *raw, float *g, float *dshift,
                                       float *draw, size_t n, float clamp, float w, int inverse);
+void fk_relu_mask_f32_avx2(float *g, const float *x, size_t n);
 void fk_exp_f32_avx2(float *v, size_t n);
 void fk_tanh_f32_avx2(float *v, size_t n);
 #endif

@@ -50,6 +50,10 @@ void fk_affine_step_backward_f32_portable(const float *x, const float *shift, co
     }
 }
 
+void fk_relu_mask_f32_portable(float *g, const float *x, size_t n) {
+    for (size_t j = 0; j < n; j++) g[j] = x[j] > 0.0f ? g[j] : 0.0f;
+}
+
 void fk_exp_f32_portable(float *v, size_t n) {
     for (size_t j = 0; j < n; j++) v[j] = expf(v[j]);
 }

@@ -51,6 +51,9 @@ double fk_affine_step_f32(float *x, const float *shift, const float *raw, size_t
 void fk_affine_step_backward_f32(const float *x, const float *shift, const float *raw, float *g, float *dshift,
                                  float *draw, size_t n, float clamp, float w, int inverse);
 
+/* ReLU's backward mask: g_j = x_j > 0 ? g_j : 0 (x: pre- or post-activation values). */
+void fk_relu_mask_f32(float *g, const float *x, size_t n);
+
 /* out_j = exp(v_j) in place, same accuracy as above (inputs clamped to [−87.3, 88.7]). */
 void fk_exp_f32(float *v, size_t n);
 

@@ -1,3 +1,4 @@
+import CFlowKernels
 import RealModule
 
 /// Element-wise non-linearities of conditioner networks, with their derivatives for backward
@@ -48,7 +49,13 @@ public enum Activation: String, CaseIterable, Sendable {
     @_specialize(where T == Float) @_specialize(where T == Double)
     func multiplyByDerivative<T: FlowScalar>(_ g: UnsafeMutablePointer<T>, at x: UnsafePointer<T>, count: Int) {
         switch self {
-        case .relu: for i in 0..<count { g[i] = x[i] > 0 ? g[i] : 0 }
+        case .relu:
+            if T.self == Float.self {
+                fk_relu_mask_f32(UnsafeMutableRawPointer(g).assumingMemoryBound(to: Float.self),
+                                 UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), count)
+            } else {
+                for i in 0..<count { g[i] = x[i] > 0 ? g[i] : 0 }
+            }
         case .leakyRelu: for i in 0..<count { g[i] = x[i] > 0 ? g[i] : g[i] * T(0.01) }
         default: for i in 0..<count { g[i] *= derivative(x[i]) }
         }

@@ -166,6 +166,371 @@ def copy_weights(flow, model):
     return True
 
 
+# ---- the PyTorch Glow ---------------------------------------------------------------------------
+
+GLOW_SHAPE = (3, 16, 16)
+GLOW_LEVELS = 2
+GLOW_STEPS = 4
+GLOW_HIDDEN = 64
+GLOW_BITS = 8
+GLOW_COUPLING_CLAMP = 2.0   # the glow preset's default "clamp"
+GLOW_PRIOR_CLAMP = 5.0      # split's default "clamp" (Split.swift); the preset does not set it
+GLOW_BATCHES = (1, 256)
+GLOW_TRAIN_BATCH = 64
+
+if torch is not None:
+    F = torch.nn.functional
+
+    def conv_net(cin, hidden, cout):
+        """SwiftFlows' ConvNet: conv3x3 -> ReLU -> conv1x1 -> ReLU -> conv3x3, 'same' zero padding,
+        last convolution zero-initialised."""
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(cin, hidden, 3, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(hidden, hidden, 1), torch.nn.ReLU(),
+            torch.nn.Conv2d(hidden, cout, 3, padding=1))
+        torch.nn.init.zeros_(net[4].weight)
+        torch.nn.init.zeros_(net[4].bias)
+        return net
+
+    def copy_param(target, group, name):
+        """Copies float32 dataset ``name`` of ``group`` into ``target`` (same shape required)."""
+        value = np.asarray(group[name], dtype=np.float32)
+        if tuple(value.shape) != tuple(target.shape):
+            raise RuntimeError("%s/%s: shape %s, the PyTorch model has %s"
+                               % (group.name, name, value.shape, tuple(target.shape)))
+        with torch.no_grad():
+            target.copy_(torch.from_numpy(value))
+
+    def check_attr(group, name, expected):
+        value = group.attrs[name]
+        value = value.decode() if isinstance(value, bytes) else value
+        ok = value == expected if isinstance(expected, str) else math.isclose(float(value), float(expected))
+        if not ok:
+            raise RuntimeError("%s: @%s = %r, the PyTorch model assumes %r" % (group.name, name, value, expected))
+
+    def copy_conv_net(net, group):
+        convs = [m for m in net if isinstance(m, torch.nn.Conv2d)]
+        for k, conv in enumerate(convs):
+            copy_param(conv.weight, group, "weight_%d" % k)
+            copy_param(conv.bias, group, "bias_%d" % k)
+        return {"weight_%d" % k for k in range(3)} | {"bias_%d" % k for k in range(3)}
+
+    class Dequantize(torch.nn.Module):
+        """``dequantize``: y = x / L, log|det J| = -D log L."""
+        swift_type = "dequantize"
+
+        def __init__(self, shape, levels):
+            super().__init__()
+            self.levels, self.out_shape = levels, shape
+            self.logdet = -math.prod(shape) * math.log(levels)
+
+        def forward(self, x):
+            return x / self.levels, self.logdet
+
+        def inverse(self, z):
+            return z * self.levels
+
+        def load(self, group):
+            check_attr(group, "levels", self.levels)
+            return set()
+
+    class Scale(torch.nn.Module):
+        """``scale``: y = a x + b, log|det J| = D log|a|."""
+        swift_type = "scale"
+
+        def __init__(self, shape, scale, shift):
+            super().__init__()
+            self.scale, self.shift, self.out_shape = scale, shift, shape
+            self.logdet = math.prod(shape) * math.log(abs(scale))
+
+        def forward(self, x):
+            y = x * self.scale + self.shift if self.scale != 1 else x + self.shift
+            return y, self.logdet
+
+        def inverse(self, z):
+            return (z - self.shift) / self.scale if self.scale != 1 else z - self.shift
+
+        def load(self, group):
+            check_attr(group, "scale", self.scale)
+            check_attr(group, "shift", self.shift)
+            return set()
+
+    class Squeeze(torch.nn.Module):
+        """``squeeze``: pixel_unshuffle by 2 (output channel 4c + 2dy + dx), log|det J| = 0."""
+        swift_type = "squeeze"
+
+        def __init__(self, shape):
+            super().__init__()
+            c, h, w = shape
+            self.out_shape = (4 * c, h // 2, w // 2)
+
+        def forward(self, x):
+            return F.pixel_unshuffle(x, 2), 0.0
+
+        def inverse(self, z):
+            return F.pixel_shuffle(z, 2)
+
+        def load(self, group):
+            return set()
+
+    class ActNorm2d(torch.nn.Module):
+        """``actnorm`` on images: z = (x + bias_c) exp(log_scale_c), log|det J| = H W sum(log_scale)."""
+        swift_type = "actnorm"
+
+        def __init__(self, shape):
+            super().__init__()
+            c, h, w = shape
+            self.out_shape, self.pixels = shape, h * w
+            self.bias = torch.nn.Parameter(torch.zeros(c))
+            self.log_scale = torch.nn.Parameter(torch.zeros(c))
+
+        def forward(self, x):
+            z = (x + self.bias.view(1, -1, 1, 1)) * torch.exp(self.log_scale).view(1, -1, 1, 1)
+            return z, self.pixels * self.log_scale.sum()
+
+        def inverse(self, z):
+            return z * torch.exp(-self.log_scale).view(1, -1, 1, 1) - self.bias.view(1, -1, 1, 1)
+
+        def load(self, group):
+            check_attr(group, "initialized", 1)
+            copy_param(self.bias, group, "bias")
+            copy_param(self.log_scale, group, "log_scale")
+            return {"bias", "log_scale"}
+
+    class InvConv1x1LU(torch.nn.Module):
+        """``invertible_conv1x1`` with LU: W = P L (U + diag(sign exp(log_scale))), (P v)[i] =
+        v[perm[i]]; z = W x at every pixel (a 1x1 convolution), log|det J| = H W sum(log_scale).
+        Training assembles W from the factors on every call; ``freeze()`` caches W and W^-1 for
+        inference (as SwiftFlows rebuilds them only when the parameters change)."""
+        swift_type = "invertible_conv1x1"
+
+        def __init__(self, shape):
+            super().__init__()
+            c, h, w = shape
+            self.c, self.out_shape, self.pixels = c, shape, h * w
+            q = torch.linalg.qr(torch.randn(c, c))[0]
+            self.register_buffer("perm", torch.arange(c))
+            self.register_buffer("sign", torch.ones(c))
+            self.register_buffer("lower_mask", torch.tril(torch.ones(c, c), -1))
+            self.register_buffer("upper_mask", torch.triu(torch.ones(c, c), 1))
+            self.register_buffer("eye", torch.eye(c))
+            self.lower = torch.nn.Parameter(torch.zeros(c, c))
+            self.upper = torch.nn.Parameter(q.triu(1))  # some invertible start; replaced by load()
+            self.log_scale = torch.nn.Parameter(torch.zeros(c))
+            self.frozen = None
+
+        def weight(self):
+            lower = self.lower * self.lower_mask + self.eye
+            upper = self.upper * self.upper_mask + torch.diag(self.sign * torch.exp(self.log_scale))
+            return (lower @ upper)[self.perm]
+
+        def freeze(self):
+            with torch.no_grad():
+                w = self.weight().double()
+                self.frozen = (w.float().view(self.c, self.c, 1, 1).contiguous(),
+                               torch.linalg.inv(w).float().view(self.c, self.c, 1, 1).contiguous())
+
+        def unfreeze(self):
+            self.frozen = None
+
+        def forward(self, x):
+            w = self.frozen[0] if self.frozen is not None else self.weight().view(self.c, self.c, 1, 1)
+            return F.conv2d(x, w), self.pixels * self.log_scale.sum()
+
+        def inverse(self, z):
+            w_inv = self.frozen[1] if self.frozen is not None else \
+                torch.linalg.inv(self.weight()).view(self.c, self.c, 1, 1)
+            return F.conv2d(z, w_inv)
+
+        def load(self, group):
+            check_attr(group, "lu", 1)
+            for name in ("permutation", "sign"):
+                value = np.asarray(group[name], dtype=np.int64)
+                if value.shape != (self.c,):
+                    raise RuntimeError("%s/%s: shape %s, expected (%d,)" % (group.name, name, value.shape, self.c))
+                with torch.no_grad():
+                    (self.perm if name == "permutation" else self.sign).copy_(torch.from_numpy(value))
+            for name in ("lower", "upper", "log_scale"):
+                copy_param(getattr(self, name), group, name)
+            return {"permutation", "sign", "lower", "upper", "log_scale"}
+
+    class ChannelCoupling(torch.nn.Module):
+        """``conv_affine_coupling`` with a channel mask: the first floor(C/2) channels condition;
+        h = net(x_a), t = h[:, :n_b], s = c tanh(h[:, n_b:] / c), z_b = x_b exp(s) + t."""
+        swift_type = "conv_affine_coupling"
+
+        def __init__(self, shape, hidden, clamp):
+            super().__init__()
+            c = shape[0]
+            self.out_shape, self.hidden, self.clamp = shape, hidden, clamp
+            self.n_a = c // 2
+            self.n_b = c - self.n_a
+            self.net = conv_net(self.n_a, hidden, 2 * self.n_b)
+
+        def _shift_scale(self, xa):
+            h = self.net(xa)
+            return h[:, :self.n_b], self.clamp * torch.tanh(h[:, self.n_b:] / self.clamp)
+
+        def forward(self, x):
+            xa, xb = x[:, :self.n_a], x[:, self.n_a:]
+            t, s = self._shift_scale(xa)
+            return torch.cat([xa, xb * torch.exp(s) + t], dim=1), s.sum(dim=(1, 2, 3))
+
+        def inverse(self, z):
+            za, zb = z[:, :self.n_a], z[:, self.n_a:]
+            t, s = self._shift_scale(za)
+            return torch.cat([za, (zb - t) * torch.exp(-s)], dim=1)
+
+        def load(self, group):
+            check_attr(group, "mask", "channel")
+            check_attr(group, "invert_mask", 0)
+            check_attr(group, "hidden", self.hidden)
+            check_attr(group, "clamp", self.clamp)
+            return copy_conv_net(self.net, group)
+
+    class FlowSequence(torch.nn.Module):
+        """Layers applied in order (forward) / reverse order (inverse); SwiftFlows' ``layers``."""
+
+        def __init__(self, layers, in_shape):
+            super().__init__()
+            self.layers = torch.nn.ModuleList(layers)
+            self.in_shape = tuple(in_shape)
+            self.out_shape = tuple(layers[-1].out_shape) if layers else self.in_shape
+
+        def forward(self, x):
+            logdet = torch.zeros(x.shape[0], dtype=x.dtype)
+            for layer in self.layers:
+                x, ld = layer(x)
+                logdet = logdet + ld
+            return x, logdet
+
+        def inverse(self, z):
+            for layer in reversed(self.layers):
+                z = layer.inverse(z)
+            return z
+
+        def load(self, group):
+            """Maps every layer group onto the PyTorch layers; refuses any dataset not mapped."""
+            if int(group.attrs["count"]) != len(self.layers):
+                raise RuntimeError("%s: %d layers, the PyTorch model has %d"
+                                   % (group.name, int(group.attrs["count"]), len(self.layers)))
+            for i, layer in enumerate(self.layers):
+                g = group["%04d" % i]
+                check_attr(g, "type", layer.swift_type)
+                used = layer.load(g)
+                datasets = {k for k in g.keys() if not (k == "layers" and layer.swift_type == "split")}
+                if datasets != used:
+                    raise RuntimeError("%s: datasets %s, mapped %s" % (g.name, sorted(datasets), sorted(used)))
+
+    class GlowSplit(torch.nn.Module):
+        """``split`` with the conditional prior: x1 = first C - floor(C/2) channels go through the
+        nested layers; h = net(x1), mu = h[:, :C2], s = c tanh(h[:, C2:] / c), z2 = (x2 - mu)
+        exp(-s), log|det J| = -sum s; output [nested output flattened | z2 flattened]."""
+        swift_type = "split"
+
+        def __init__(self, shape, hidden, nested, clamp):
+            super().__init__()
+            c, h, w = shape
+            self.c2 = c // 2
+            self.c1 = c - self.c2
+            self.plane, self.hidden, self.clamp = (h, w), hidden, clamp
+            self.net = conv_net(self.c1, hidden, 2 * self.c2)
+            self.nested = nested
+            self.n1 = math.prod(nested.out_shape)
+            self.out_shape = (c * h * w,)
+
+        def _mean_scale(self, x1):
+            h = self.net(x1)
+            return h[:, :self.c2], self.clamp * torch.tanh(h[:, self.c2:] / self.clamp)
+
+        def forward(self, x):
+            x1, x2 = x[:, :self.c1], x[:, self.c1:]
+            mu, s = self._mean_scale(x1)
+            z2 = (x2 - mu) * torch.exp(-s)
+            z1, logdet = self.nested(x1)
+            return torch.cat([z1.flatten(1), z2.flatten(1)], dim=1), logdet - s.sum(dim=(1, 2, 3))
+
+        def inverse(self, z):
+            n = z.shape[0]
+            x1 = self.nested.inverse(z[:, :self.n1].reshape(n, *self.nested.out_shape))
+            mu, s = self._mean_scale(x1)
+            x2 = z[:, self.n1:].reshape(n, self.c2, *self.plane) * torch.exp(s) + mu
+            return torch.cat([x1, x2], dim=1)
+
+        def load(self, group):
+            check_attr(group, "prior", "conditional")
+            check_attr(group, "hidden", self.hidden)
+            check_attr(group, "clamp", self.clamp)
+            used = copy_conv_net(self.net, group)
+            self.nested.load(group["layers"])
+            return used
+
+    class Glow(torch.nn.Module):
+        """SwiftFlows' ``glow`` preset: dequantize, scale to [-0.5, 0.5), then per level a squeeze
+        and ``steps`` x [ActNorm, LU 1x1 convolution, channel coupling], every level but the last
+        ending in a split (conditional prior) that holds the next level; standard-normal base."""
+
+        def __init__(self, shape=GLOW_SHAPE, levels=GLOW_LEVELS, steps=GLOW_STEPS, hidden=GLOW_HIDDEN,
+                     bits=GLOW_BITS, clamp=GLOW_COUPLING_CLAMP, prior_clamp=GLOW_PRIOR_CLAMP):
+            super().__init__()
+            shape = tuple(shape)
+
+            def level(l, in_shape):
+                layers = [Squeeze(in_shape)]
+                shape = layers[0].out_shape
+                for _ in range(steps):
+                    layers += [ActNorm2d(shape), InvConv1x1LU(shape), ChannelCoupling(shape, hidden, clamp)]
+                if l < levels:
+                    c, h, w = shape
+                    nested = level(l + 1, (c - c // 2, h, w))
+                    layers.append(GlowSplit(shape, hidden, nested, prior_clamp))
+                return FlowSequence(layers, in_shape)
+
+            self.dim = math.prod(shape)
+            self.flow = FlowSequence([Dequantize(shape, 2 ** bits), Scale(shape, 1.0, -0.5)]
+                                     + list(level(1, shape).layers), shape)
+
+        def forward(self, x):
+            return self.flow(x)
+
+        def log_prob(self, x):
+            z, logdet = self.flow(x)
+            z = z.flatten(1)
+            return -0.5 * (z * z).sum(dim=1) - 0.5 * self.dim * math.log(2 * math.pi) + logdet
+
+        def inverse(self, z):
+            return self.flow.inverse(z.reshape(z.shape[0], *self.flow.out_shape))
+
+        def sample(self, n):
+            return self.inverse(torch.randn(n, self.dim))
+
+        def conv1x1s(self):
+            return [m for m in self.modules() if isinstance(m, InvConv1x1LU)]
+
+        def freeze(self):
+            for m in self.conv1x1s():
+                m.freeze()
+
+        def unfreeze(self):
+            for m in self.conv1x1s():
+                m.unfreeze()
+
+
+def copy_glow_weights(flow, model):
+    """Copies every dataset of the SwiftFlows Glow (its HDF5 image) into the PyTorch Glow, checking
+    layer types and hyper-parameters on the way; returns False when h5py is missing."""
+    try:
+        import h5py
+    except ImportError:
+        return False
+    with h5py.File(io.BytesIO(flow.to_bytes()), "r") as f:
+        check_attr(f["base"], "type", "standard_normal")
+        if tuple(int(v) for v in f.attrs["event_shape"]) != tuple(model.flow.in_shape):
+            raise RuntimeError("event shape %s, the PyTorch model has %s" % (f.attrs["event_shape"], model.flow.in_shape))
+        model.flow.load(f["layers"])
+    return True
+
+
 # ---- interleaved timing ---------------------------------------------------------------------------
 
 def calibrate(fn, target):

@@ -265,4 +265,115 @@ FK_AVX2 void fk_affine_step_backward_f32_avx2(const float *x, const float *shift
     }
 }
 
+/* ---- Standard normals (see Normal.c and fk_philox_normal_f32) ---------------------------- */
+
+FK_AVX2 static inline __m256i mulhi_u32(__m256i a, __m256i b) {
+    const __m256i even = _mm256_mul_epu32(a, b);
+    const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), b);
+    return _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+
+/* ln(x) for positive normal x: Cephes logf (mantissa in [√½, √2), degree-8 polynomial). */
+FK_AVX2 static inline __m256 log256(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256i bits = _mm256_castps_si256(x);
+    __m256 e = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(126)));
+    x = _mm256_or_ps(_mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x807FFFFF))), _mm256_set1_ps(0.5f));
+    const __m256 small = _mm256_cmp_ps(x, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
+    const __m256 tmp = _mm256_and_ps(x, small);
+    x = _mm256_sub_ps(x, one);
+    e = _mm256_sub_ps(e, _mm256_and_ps(one, small));
+    x = _mm256_add_ps(x, tmp);
+    const __m256 z = _mm256_mul_ps(x, x);
+    __m256 y = _mm256_set1_ps(7.0376836292e-2f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(-1.1514610310e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.1676998740e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(-1.2420140846e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.4249322787e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(-1.6668057665e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(2.0000714765e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(-2.4999993993e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(3.3333331174e-1f));
+    y = _mm256_mul_ps(_mm256_mul_ps(y, x), z);
+    y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.12194440e-4f), y);
+    y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y);
+    x = _mm256_add_ps(x, y);
+    return _mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), x);
+}
+
+FK_AVX2 static inline __m256 sin_small256(__m256 x) {
+    const __m256 z = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(-1.9515295891e-4f), z, _mm256_set1_ps(8.3321608736e-3f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-1.6666654611e-1f));
+    return _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+}
+
+FK_AVX2 static inline __m256 cos_small256(__m256 x) {
+    const __m256 z = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(2.443315711809948e-5f), z, _mm256_set1_ps(-1.388731625493765e-3f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(4.166664568298827e-2f));
+    return _mm256_add_ps(_mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), _mm256_mul_ps(_mm256_mul_ps(p, z), z)),
+                         _mm256_set1_ps(1.0f));
+}
+
+/* Box–Muller on eight word pairs. */
+FK_AVX2 static inline void box_muller256(__m256i wr, __m256i wa, __m256 *n0, __m256 *n1) {
+    const __m256 u = _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(wr, 8)), _mm256_set1_ps(0.5f)),
+                                   _mm256_set1_ps(0x1p-24f));
+    const __m256 r = _mm256_sqrt_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f), log256(u)));
+    const __m256i k = _mm256_srli_epi32(wa, 8);
+    const __m256i q = _mm256_srli_epi32(k, 22);
+    const __m256i m = _mm256_and_si256(k, _mm256_set1_epi32(0x3FFFFF));
+    const __m256 low = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(0x200000), m));
+    const __m256 mf = _mm256_cvtepi32_ps(m);
+    const __m256 a = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(4194304.0f - 0.5f), mf),
+                                      _mm256_add_ps(mf, _mm256_set1_ps(0.5f)), low);
+    const __m256 arg = _mm256_mul_ps(a, _mm256_set1_ps(1.5707963267948966f * 0x1p-22f));
+    const __m256 ss = sin_small256(arg), cc = cos_small256(arg);
+    const __m256 s = _mm256_blendv_ps(cc, ss, low), c = _mm256_blendv_ps(ss, cc, low);
+    const __m256 swap = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(q, _mm256_set1_epi32(1)),
+                                                                 _mm256_set1_epi32(1)));
+    __m256 cs = _mm256_blendv_ps(c, s, swap), sn = _mm256_blendv_ps(s, c, swap);
+    const __m256i negcs = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(_mm256_add_epi32(q, _mm256_set1_epi32(1)), 1),
+                                                             _mm256_set1_epi32(1)), 31);
+    const __m256i negsn = _mm256_slli_epi32(_mm256_srli_epi32(q, 1), 31);
+    cs = _mm256_xor_ps(cs, _mm256_castsi256_ps(negcs));
+    sn = _mm256_xor_ps(sn, _mm256_castsi256_ps(negsn));
+    *n0 = _mm256_mul_ps(r, cs);
+    *n1 = _mm256_mul_ps(r, sn);
+}
+
+FK_AVX2 void fk_philox_normal_f32_avx2(uint64_t seed, uint64_t row, uint32_t stream, float *out, size_t count) {
+    const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u), m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
+    const size_t blocks = (count + 3) / 4;
+    float v[4][8];
+    for (size_t b0 = 0; b0 < blocks; b0 += 8) {
+        __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256i x1 = _mm256_set1_epi32((int)(uint32_t)row), x2 = _mm256_set1_epi32((int)(uint32_t)(row >> 32));
+        __m256i x3 = _mm256_set1_epi32((int)stream);
+        uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+        for (int round = 0; round < 10; round++) {
+            const __m256i hi0 = mulhi_u32(x0, m0), lo0 = _mm256_mullo_epi32(x0, m0);
+            const __m256i hi1 = mulhi_u32(x2, m1), lo1 = _mm256_mullo_epi32(x2, m1);
+            x0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32((int)k0));
+            x1 = lo1;
+            x2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32((int)k1));
+            x3 = lo0;
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        __m256 n0, n1, n2, n3;
+        box_muller256(x0, x1, &n0, &n1);
+        box_muller256(x2, x3, &n2, &n3);
+        _mm256_storeu_ps(v[0], n0);
+        _mm256_storeu_ps(v[1], n1);
+        _mm256_storeu_ps(v[2], n2);
+        _mm256_storeu_ps(v[3], n3);
+        for (size_t l = 0; l < 8 && b0 + l < blocks; l++) {
+            const size_t base = 4 * (b0 + l);
+            for (size_t j = 0; j < 4 && base + j < count; j++) out[base + j] = v[j][l];
+        }
+    }
+}
+
 #endif

@@ -3,6 +3,7 @@
 #define SWIFTFLOWS_FLOW_KERNELS_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FK_HAVE_X86 1
@@ -18,6 +19,7 @@ void fk_affine_step_backward_f32_portable(const float *x, const float *shift, co
                                           float *draw, size_t n, float clamp, float w, int inverse);
 void fk_relu_mask_f32_portable(float *g, const float *x, size_t n);
 void fk_exp_f32_portable(float *v, size_t n);
+void fk_philox_normal_f32_portable(uint64_t seed, uint64_t row, uint32_t stream, float *out, size_t count);
 void fk_tanh_f32_portable(float *v, size_t n);
 
 #if FK_HAVE_X86
@@ -28,6 +30,7 @@ void fk_affine_step_backward_f32_avx2(const float *x, const float *shift, const 
                                       float *draw, size_t n, float clamp, float w, int inverse);
 void fk_relu_mask_f32_avx2(float *g, const float *x, size_t n);
 void fk_exp_f32_avx2(float *v, size_t n);
+void fk_philox_normal_f32_avx2(uint64_t seed, uint64_t row, uint32_t stream, float *out, size_t count);
 void fk_tanh_f32_avx2(float *v, size_t n);
 #endif
 

@@ -132,6 +132,42 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The documented sampling contract, recomputed in Double from Swift's Philox words.
+    func testPhiloxNormalsFollowTheDocumentedBoxMuller() {
+        let seed: UInt64 = 0x1234_5678_9ABC_DEF0, row: UInt64 = 77, count = 37
+        let philox = Philox4x32(seed: seed)
+        var reference = [Double]()
+        for block in 0..<((count + 3) / 4) {
+            let w = philox.block(UInt32(block), UInt32(truncatingIfNeeded: row), UInt32(truncatingIfNeeded: row >> 32), 0)
+            for (wr, wa) in [(w.0, w.1), (w.2, w.3)] {
+                let u = (Double(wr >> 8) + 0.5) * 0x1p-24
+                let theta = 2 * Double.pi * (Double(wa >> 8) + 0.5) * 0x1p-24
+                let r = (-2 * Double.log(u)).squareRoot()
+                reference += [r * Double.cos(theta), r * Double.sin(theta)]
+            }
+        }
+        for (name, portable) in variants {
+            fk_force_portable(portable)
+            var out = [Float](repeating: .nan, count: count + 3)
+            fk_philox_normal_f32(seed, row, 0, &out, count)
+            for i in 0..<count {
+                XCTAssertEqual(Double(out[i]), reference[i], accuracy: 2e-6 * max(1, abs(reference[i])), "\(name) [\(i)]")
+            }
+            XCTAssertTrue(out[count...].allSatisfy(\.isNaN), "\(name) wrote past count")
+        }
+    }
+
+    func testPhiloxNormalsHaveStandardMoments() {
+        var out = [Float](repeating: 0, count: 1 << 20)
+        fk_philox_normal_f32(9, 0, 0, &out, out.count)
+        var m1 = 0.0, m2 = 0.0, m4 = 0.0
+        for v in out { let x = Double(v); m1 += x; m2 += x * x; m4 += x * x * x * x }
+        let n = Double(out.count)
+        XCTAssertEqual(m1 / n, 0, accuracy: 4 / n.squareRoot())
+        XCTAssertEqual(m2 / n, 1, accuracy: 6 / n.squareRoot())
+        XCTAssertEqual(m4 / n, 3, accuracy: 30 / n.squareRoot())
+    }
+
     func testFlowResultsDoNotDependOnTheKernelVariantBeyondRounding() throws {
         guard fk_simd_level() == 1 else { throw XCTSkip("no AVX2 on this machine") }
         let flow = try NormalizingFlow<Float>.realNVP(dim: 8, layers: 4, hidden: [32, 32], seed: 1)

@@ -12,6 +12,7 @@
 #define SWIFTFLOWS_FLOW_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -53,6 +54,14 @@ void fk_affine_step_backward_f32(const float *x, const float *shift, const float
 
 /* ReLU's backward mask: g_j = x_j > 0 ? g_j : 0 (x: pre- or post-activation values). */
 void fk_relu_mask_f32(float *g, const float *x, size_t n);
+
+/* `count` standard normal values of sample row `row`: Philox4x32-10 with key = seed (low, high
+ * 32 bits) and counter (block, row low, row high, stream); block b gives values 4b … 4b+3 by
+ * Box–Muller on word pairs (w0, w1) and (w2, w3): u = (⌊w_r/2⁸⌋ + ½)/2²⁴, radius √(−2 ln u),
+ * angle 2π(⌊w_a/2⁸⌋ + ½)/2²⁴ (quadrant from the top two bits, reduced exactly), values
+ * (r·cos θ, r·sin θ). Computed in float32; the AVX2 variant runs eight blocks at a time with the
+ * same integer words (float results may differ from the portable variant by an ulp). */
+void fk_philox_normal_f32(uint64_t seed, uint64_t row, uint32_t stream, float *out, size_t count);
 
 /* out_j = exp(v_j) in place, same accuracy as above (inputs clamped to [−87.3, 88.7]). */
 void fk_exp_f32(float *v, size_t n);

@@ -1,3 +1,5 @@
+import CFlowKernels
+
 /// Philox4x32-10, the counter-based generator of Salmon et al., "Parallel random numbers: as easy
 /// as 1, 2, 3" (SC 2011) — the generator behind numpy's `Philox`, JAX and cuRAND.
 ///
@@ -42,27 +44,22 @@ public struct Philox4x32: Sendable {
 
     /// Fills `count` standard normal values of row `row` in stream `stream`, by the Box–Muller
     /// transform: each Philox block of four 32-bit words gives two uniform pairs, so four
-    /// normals, `√(−2 ln u₁)·cos(2π u₂)` and `·sin(2π u₂)`. Computed in Double, rounded to `T`.
+    /// normals (`fk_philox_normal_f32`: radius `√(−2 ln u)` with `u = (⌊w/2⁸⌋ + ½)/2²⁴`, angle
+    /// from the second word, computed in float32 with AVX2 where available). Double callers get
+    /// the same float values, widened.
     @_specialize(where T == Float) @_specialize(where T == Double)
     public func fillNormal<T: FlowScalar>(
         _ out: UnsafeMutablePointer<T>, count: Int, row: UInt64, stream: UInt32
     ) {
-        let r0 = UInt32(truncatingIfNeeded: row), r1 = UInt32(truncatingIfNeeded: row >> 32)
-        var i = 0
-        var blockIndex: UInt32 = 0
-        while i < count {
-            let (a, b, c, d) = block(blockIndex, r0, r1, stream)
-            blockIndex &+= 1
-            let rad1 = (-2 * Double.log(Self.unitOpen(a))).squareRoot()
-            let th1 = 2 * Double.pi * Self.unitOpen(b)
-            let rad2 = (-2 * Double.log(Self.unitOpen(c))).squareRoot()
-            let th2 = 2 * Double.pi * Self.unitOpen(d)
-            let values = (rad1 * Double.cos(th1), rad1 * Double.sin(th1),
-                          rad2 * Double.cos(th2), rad2 * Double.sin(th2))
-            out[i] = T(values.0); if i + 1 < count { out[i + 1] = T(values.1) }
-            if i + 2 < count { out[i + 2] = T(values.2) }
-            if i + 3 < count { out[i + 3] = T(values.3) }
-            i += 4
+        guard count > 0 else { return }
+        let seed = UInt64(key.1) << 32 | UInt64(key.0)
+        let raw = UnsafeMutableRawPointer(out)
+        fk_philox_normal_f32(seed, row, stream, raw.assumingMemoryBound(to: Float.self), count)  // C writes raw bytes
+        if T.self == Float.self { return }
+        // Widen in place, from the end, so no float is overwritten before it is read.
+        for i in stride(from: count - 1, through: 0, by: -1) {
+            let v = raw.load(fromByteOffset: i * MemoryLayout<Float>.stride, as: Float.self)
+            raw.storeBytes(of: T(v), toByteOffset: i * MemoryLayout<T>.stride, as: T.self)
         }
     }
 

@@ -26,9 +26,29 @@ exactly 512 rows (batch_size 512, validation 0): one Adam step plus fit's per-ca
 "marginal step" column removes that overhead: the time of fit over 1024 rows (two steps) minus
 the time over 512 rows (one step), also interleaved.
 
-Glow is a hook until the image flows exist. Exits 0 with a message when torch is not installed.
+Glow: SwiftFlows' ``glow`` preset for 3x16x16 images (2 levels x 4 steps, width 64) written out
+in plain torch.nn (no flow library): dequantize (x / 256, log|det| = -D log 256), scale to
+[-0.5, 0.5), then per level a squeeze (pixel_unshuffle: channel 4c + 2dy + dx) and 4 x [ActNorm,
+LU-parameterised invertible 1x1 convolution W = P L (U + diag(sign exp(log_scale))), affine
+coupling with a channel mask (the first floor(C/2) channels condition; network conv3x3 -> ReLU ->
+conv1x1 -> ReLU -> conv3x3 giving shift then raw log-scale; s = 2 tanh(raw / 2))]; the first level
+ends in a split whose kept C - floor(C/2) channels go on to level 2 and whose factored channels get
+the conditional prior z2 = (x2 - mu) exp(-s), (mu, raw) from the same network shape on the kept
+part, s = 5 tanh(raw / 5); output [level 2 flattened | z2 flattened], standard-normal base. The
+SwiftFlows model is perturbed by one epoch of fit (lr 1e-2, batch 64) on 512 images of random
+levels, every dataset of its HDF5 image is copied into the PyTorch model (layer types and
+hyper-parameters checked), and log-densities on 256 images of random levels + 0.5 (both the
+inference and the training path) and inverses of the same z ~ N(0, I) must agree to 1e-3 relative
+before anything is timed. Rows: log_prob and sample at batch 1 and 256, and a training step at
+batch 64 (torch adds uniform dequantisation noise as fit does; ours: fit over 64 rows, and the
+marginal step fit(128) - fit(64)). In inference the PyTorch 1x1 convolutions use W and W^-1
+cached once (SwiftFlows rebuilds them only when the parameters change); training assembles W from
+the LU factors on every step, as it must.
 
-    .venv-bench/bin/python bench/compare_torch.py [--quick] [--threads N] [--dims 2,8,64] [--json]
+Exits 0 with a message when torch is not installed.
+
+    .venv-bench/bin/python bench/compare_torch.py [--quick] [--threads N] [--models realnvp,glow]
+        [--dims 2,8,64] [--repeats R] [--repeat-seconds S] [--json]
 """
 
 import argparse
@@ -308,15 +328,17 @@ if torch is not None:
             super().__init__()
             c, h, w = shape
             self.c, self.out_shape, self.pixels = c, shape, h * w
-            q = torch.linalg.qr(torch.randn(c, c))[0]
-            self.register_buffer("perm", torch.arange(c))
-            self.register_buffer("sign", torch.ones(c))
+            # Start (replaced by load()): the LU factors of a random orthogonal matrix, A = P L U.
+            p, lower, upper = torch.linalg.lu(torch.linalg.qr(torch.randn(c, c))[0])
+            diag = torch.diagonal(upper)
+            self.register_buffer("perm", p.argmax(dim=1))
+            self.register_buffer("sign", torch.sign(diag))
             self.register_buffer("lower_mask", torch.tril(torch.ones(c, c), -1))
             self.register_buffer("upper_mask", torch.triu(torch.ones(c, c), 1))
             self.register_buffer("eye", torch.eye(c))
-            self.lower = torch.nn.Parameter(torch.zeros(c, c))
-            self.upper = torch.nn.Parameter(q.triu(1))  # some invertible start; replaced by load()
-            self.log_scale = torch.nn.Parameter(torch.zeros(c))
+            self.lower = torch.nn.Parameter(lower.tril(-1))
+            self.upper = torch.nn.Parameter(upper.triu(1))
+            self.log_scale = torch.nn.Parameter(torch.log(torch.abs(diag)))
             self.frozen = None
 
         def weight(self):
@@ -526,7 +548,8 @@ def copy_glow_weights(flow, model):
     with h5py.File(io.BytesIO(flow.to_bytes()), "r") as f:
         check_attr(f["base"], "type", "standard_normal")
         if tuple(int(v) for v in f.attrs["event_shape"]) != tuple(model.flow.in_shape):
-            raise RuntimeError("event shape %s, the PyTorch model has %s" % (f.attrs["event_shape"], model.flow.in_shape))
+            raise RuntimeError("event shape %s, the PyTorch model has %s"
+                               % (f.attrs["event_shape"], model.flow.in_shape))
         model.flow.load(f["layers"])
     return True
 
@@ -578,15 +601,66 @@ def fmt_rate(v):
 
 # ---- the comparison -------------------------------------------------------------------------------
 
-def row_record(dim, op, batch, torch_rates, ours_rates):
+def row_record(model, label, op, batch, torch_rates, ours_rates, **extra):
     """One table row: medians and bests (max over repeats) of both sides and their ratios."""
     t_med, o_med = statistics.median(torch_rates), statistics.median(ours_rates)
     t_best, o_best = max(torch_rates), max(ours_rates)
-    return {"model": "RealNVP", "dim": dim, "operation": op, "batch": batch,
+    return {"model": model, **extra, "label": label, "operation": op, "batch": batch,
             "torch_rows_per_second": t_med, "ours_rows_per_second": o_med, "ratio": o_med / t_med,
             "torch_best_rows_per_second": t_best, "ours_best_rows_per_second": o_best,
             "best_ratio": o_best / t_best,
             "torch_rates": torch_rates, "ours_rates": ours_rates}
+
+
+def inference_rows(model_name, label, model, flow, batches, make_input, repeats, target, **extra):
+    """log_prob and sample at each batch, torch and ours interleaved (torch under inference_mode)."""
+    rows = []
+    with torch.inference_mode():
+        for batch in batches:
+            x_np = make_input(batch)
+            x_t = torch.from_numpy(x_np)
+            seeds = iter(range(1, 1 << 62))
+            cases = [
+                ("log_prob", lambda: model.log_prob(x_t), lambda: flow.log_prob(x_np)),
+                ("sample", lambda: model.sample(batch), lambda: flow.sample(batch, seed=next(seeds))),
+            ]
+            for op, torch_fn, ours_fn in cases:
+                t, o = interleaved([torch_fn, ours_fn], [batch, batch], repeats, target)
+                rows.append(row_record(model_name, label, op, batch, t, o, **extra))
+    return rows
+
+
+def train_step_row(model_name, label, model, flow, x_np, x2_np, batch, repeats, target, noise=False, **extra):
+    """One training step at ``batch`` rows. torch: zero_grad, forward, backward, Adam step (with
+    uniform dequantisation noise when ``noise``, as fit adds it for flows that start with
+    dequantize). ours: Flow.fit for one epoch over ``x_np`` (``batch`` rows, one step) and over
+    ``x2_np`` (2 ``batch`` rows, two steps), interleaved; marginal step = the difference."""
+    x_t = torch.from_numpy(x_np)
+    optimizer = torch.optim.Adam(model.parameters(), lr=TRAIN_LR)
+
+    def torch_step():
+        optimizer.zero_grad(set_to_none=True)
+        x = x_t + torch.rand_like(x_t) if noise else x_t
+        loss = -model.log_prob(x).mean()
+        loss.backward()
+        optimizer.step()
+
+    def fit(x):
+        flow.fit(x, epochs=1, batch_size=batch, lr=TRAIN_LR, validation=0, seed=0, progress=False)
+
+    t, one, two = interleaved([torch_step, lambda: fit(x_np), lambda: fit(x2_np)],
+                              [batch, batch, 2 * batch], repeats, target)
+    # Seconds per call from the per-repeat medians; marginal = one more step.
+    sec_one = batch / statistics.median(one)
+    sec_two = 2 * batch / statistics.median(two)
+    marginal = sec_two - sec_one
+    record = row_record(model_name, label, "train_step", batch, t, one, **extra)
+    record.update({
+        "ours_marginal_step_rows_per_second": batch / marginal if marginal > 0 else None,
+        "marginal_ratio": (batch / marginal) / record["torch_rows_per_second"] if marginal > 0 else None,
+        "ours_fit_overhead_seconds": sec_one - marginal if marginal > 0 else None,
+    })
+    return record
 
 
 def compare_realnvp(dim, repeats, target, batches):
@@ -601,61 +675,96 @@ def compare_realnvp(dim, repeats, target, batches):
     if same_weights and not max_diff <= 1e-3 * max(1.0, float(np.max(np.abs(ours_lp)))):
         raise RuntimeError("D=%d: the PyTorch model disagrees with SwiftFlows (max |d log p| = %g)" % (dim, max_diff))
 
-    rows = []
-    with torch.inference_mode():
-        for batch in batches:
-            x_np = correlated_gaussian(batch, dim, seed=13)
-            x_t = torch.from_numpy(x_np)
-            seeds = iter(range(1, 1 << 62))
-            cases = [
-                ("log_prob", lambda: model.log_prob(x_t), lambda: flow.log_prob(x_np)),
-                ("sample", lambda: model.sample(batch), lambda: flow.sample(batch, seed=next(seeds))),
-            ]
-            for op, torch_fn, ours_fn in cases:
-                t, o = interleaved([torch_fn, ours_fn], [batch, batch], repeats, target)
-                rows.append(row_record(dim, op, batch, t, o))
-
+    label = "RealNVP D=%d" % dim
+    rows = inference_rows("RealNVP", label, model, flow, batches,
+                          lambda batch: correlated_gaussian(batch, dim, seed=13), repeats, target, dim=dim)
     # Training step at batch 512.
     x_np = correlated_gaussian(TRAIN_BATCH, dim, seed=17)
-    x_t = torch.from_numpy(x_np)
     x2_np = np.concatenate([x_np, correlated_gaussian(TRAIN_BATCH, dim, seed=19)])
-    optimizer = torch.optim.Adam(model.parameters(), lr=TRAIN_LR)
-
-    def torch_step():
-        optimizer.zero_grad(set_to_none=True)
-        loss = -model.log_prob(x_t).mean()
-        loss.backward()
-        optimizer.step()
-
-    def fit(x):
-        flow.fit(x, epochs=1, batch_size=TRAIN_BATCH, lr=TRAIN_LR, validation=0, seed=0, progress=False)
-
-    t, one, two = interleaved([torch_step, lambda: fit(x_np), lambda: fit(x2_np)],
-                              [TRAIN_BATCH, TRAIN_BATCH, 2 * TRAIN_BATCH], repeats, target)
-    # Seconds per call from the per-repeat medians; marginal = one more step.
-    sec_one = TRAIN_BATCH / statistics.median(one)
-    sec_two = 2 * TRAIN_BATCH / statistics.median(two)
-    marginal = sec_two - sec_one
-    record = row_record(dim, "train_step", TRAIN_BATCH, t, one)
-    record.update({
-        "ours_marginal_step_rows_per_second": TRAIN_BATCH / marginal if marginal > 0 else None,
-        "marginal_ratio": (TRAIN_BATCH / marginal) / record["torch_rows_per_second"] if marginal > 0 else None,
-        "ours_fit_overhead_seconds": sec_one - marginal if marginal > 0 else None,
-    })
-    rows.append(record)
+    rows.append(train_step_row("RealNVP", label, model, flow, x_np, x2_np, TRAIN_BATCH, repeats, target, dim=dim))
     flow.close()
-    return {"dim": dim, "same_weights": same_weights, "max_abs_log_prob_difference": max_diff, "rows": rows}
+    return {"dim": dim, "label": label, "same_weights": same_weights, "max_abs_log_prob_difference": max_diff,
+            "rows": rows}
+
+
+GLOW_SPEC = {"preset": "glow", "shape": list(GLOW_SHAPE), "levels": GLOW_LEVELS, "steps": GLOW_STEPS,
+             "hidden": GLOW_HIDDEN}
+
+
+def random_levels(rows, seed, offset=0.0):
+    """``rows`` images of uniformly random integer levels 0 ... 255 (+ ``offset``), float32."""
+    levels = np.random.default_rng(seed).integers(0, 2 ** GLOW_BITS, (rows,) + GLOW_SHAPE)
+    return (levels + offset).astype(np.float32)
+
+
+def make_glow():
+    """The benchmark Glow (``GLOW_SPEC``), perturbed away from its initial state by one epoch of
+    fit (Adam, learning rate 1e-2, batch 64) on 512 images of random levels; this also runs the
+    ActNorms' data-dependent initialisation."""
+    flow = swiftflows.Flow.from_spec(GLOW_SPEC, seed=1)
+    flow.fit(random_levels(512, seed=7), epochs=1, batch_size=64, lr=1e-2, validation=0, seed=3, progress=False)
+    return flow
+
+
+def compare_glow(repeats, target, batches=GLOW_BATCHES):
+    flow = make_glow()
+    model = Glow()
+    same_weights = copy_glow_weights(flow, model)
+    label = "Glow %s" % "x".join(str(d) for d in GLOW_SHAPE)
+    n_check = 256
+    x = random_levels(n_check, seed=21, offset=0.5)
+    z = np.random.default_rng(23).standard_normal((n_check,) + GLOW_SHAPE).astype(np.float32)
+    model.freeze()  # inference: cached W and W^-1, as SwiftFlows keeps them
+    with torch.inference_mode():
+        ours_lp = flow.log_prob(x)
+        torch_lp = model.log_prob(torch.from_numpy(x)).double().numpy()
+        ours_x = flow.inverse(z)[0]
+        torch_x = model.inverse(torch.from_numpy(z).reshape(n_check, -1)).numpy()
+    model.unfreeze()
+    with torch.no_grad():  # the training path: W assembled from the LU factors on every call
+        torch_lp_train = model.log_prob(torch.from_numpy(x)).double().numpy()
+    lp_scale = max(1.0, float(np.max(np.abs(ours_lp))))
+    max_diff = float(max(np.max(np.abs(ours_lp - torch_lp)), np.max(np.abs(ours_lp - torch_lp_train))))
+    inverse_diff = float(np.max(np.abs(ours_x - torch_x)))
+    inverse_scale = max(1.0, float(np.max(np.abs(ours_x))))
+    if same_weights and not max_diff <= 1e-3 * lp_scale:
+        raise RuntimeError("Glow: the PyTorch model disagrees with SwiftFlows (max |d log p| = %g, max |log p| = %g)"
+                           % (max_diff, lp_scale))
+    if same_weights and not inverse_diff <= 1e-3 * inverse_scale:
+        raise RuntimeError("Glow: the PyTorch inverse disagrees with SwiftFlows (max |d x| = %g, max |x| = %g)"
+                           % (inverse_diff, inverse_scale))
+
+    model.freeze()
+    rows = inference_rows("Glow", label, model, flow, batches,
+                          lambda batch: random_levels(batch, seed=13, offset=0.5), repeats, target,
+                          shape=list(GLOW_SHAPE))
+    model.unfreeze()
+    x_np = random_levels(GLOW_TRAIN_BATCH, seed=17)
+    x2_np = np.concatenate([x_np, random_levels(GLOW_TRAIN_BATCH, seed=19)])
+    rows.append(train_step_row("Glow", label, model, flow, x_np, x2_np, GLOW_TRAIN_BATCH, repeats, target,
+                               noise=True, shape=list(GLOW_SHAPE)))
+    flow.close()
+    return {"spec": GLOW_SPEC, "label": label, "parameters": sum(p.numel() for p in model.parameters()),
+            "same_weights": same_weights, "check_rows": n_check,
+            "max_abs_log_prob_difference": max_diff, "max_abs_log_prob": lp_scale,
+            "max_abs_inverse_difference": inverse_diff, "max_abs_inverse": inverse_scale, "rows": rows}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 short repeats, batches 1 and 256 only")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 short repeats; RealNVP batches 1 and 256 only (Glow always runs 1 and 256)")
     parser.add_argument("--threads", type=int, default=None, help="threads for both libraries")
-    parser.add_argument("--dims", default="2,8,64", help="comma-separated dimensions (default 2,8,64)")
+    parser.add_argument("--models", default="realnvp,glow", help="comma-separated: realnvp, glow (default both)")
+    parser.add_argument("--dims", default="2,8,64", help="comma-separated RealNVP dimensions (default 2,8,64)")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 7; 3 with --quick)")
-    parser.add_argument("--repeat-seconds", type=float, default=None, help="minimum seconds per repeat (0.1; 0.02 quick)")
+    parser.add_argument("--repeat-seconds", type=float, default=None,
+                        help="minimum seconds per repeat (0.1; 0.02 quick)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args(argv)
+    models = {m.strip().lower() for m in args.models.split(",") if m.strip()}
+    if not models or models - {"realnvp", "glow"}:
+        parser.error("--models: expected a comma-separated list of realnvp and glow, got %r" % args.models)
 
     if torch is None:
         print("compare_torch: PyTorch is not installed; skipping the comparison "
@@ -667,24 +776,26 @@ def main(argv=None):
     threads = swiftflows.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    dims = [int(d) for d in args.dims.split(",") if d.strip()]
+    dims = [int(d) for d in args.dims.split(",") if d.strip()] if "realnvp" in models else []
     repeats = args.repeats or (3 if args.quick else 7)
     target = args.repeat_seconds or (0.02 if args.quick else 0.1)
     batches = INFERENCE_BATCHES[:2] if args.quick else INFERENCE_BATCHES
 
     results = [compare_realnvp(dim, repeats, target, batches) for dim in dims]
-    glow = "Glow: not available yet (image flows issue)"
+    glow = compare_glow(repeats, target) if "glow" in models else None
     info = {"torch": torch.__version__, "swiftflows_library": swiftflows.library_version(),
             "library_path": str(swiftflows.library_path), "threads": threads, "repeats": repeats,
-            "repeat_seconds": target}
+            "repeat_seconds": target, "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
     if args.json:
-        print(json.dumps({**info, "realnvp": results, "glow": None, "glow_note": glow}, indent=2))
+        print(json.dumps({**info, "realnvp": results, "glow": glow}, indent=2))
         return 0
 
     print("SwiftFlows (Python package, library %s) vs plain PyTorch %s, %d threads each"
           % (info["swiftflows_library"], info["torch"], threads))
     print("Interleaved repeats (torch, ours, torch, ours, ...): %d per row, each >= %.2f s; median rows/s."
           % (repeats, target))
+    if info["load_average"]:
+        print("Load average at the end: %.2f %.2f %.2f (1, 5, 15 min)" % tuple(info["load_average"]))
     print("ratio = ours / torch rows/s (> 1: SwiftFlows faster).\n")
     for r in results:
         if r["same_weights"]:
@@ -693,14 +804,27 @@ def main(argv=None):
         else:
             print("RealNVP D=%d: h5py missing, PyTorch keeps its own random weights (same architecture and cost)"
                   % r["dim"])
+    if glow is not None:
+        if glow["same_weights"]:
+            print("%s (%d levels x %d steps, width %d, %d parameters): every dataset copied into PyTorch;"
+                  % (glow["label"], GLOW_LEVELS, GLOW_STEPS, GLOW_HIDDEN, glow["parameters"]))
+            print("  on %d images of random levels + 0.5: max |log p difference| = %.2e (max |log p| = %.0f,"
+                  " relative %.1e);" % (glow["check_rows"], glow["max_abs_log_prob_difference"],
+                                        glow["max_abs_log_prob"],
+                                        glow["max_abs_log_prob_difference"] / glow["max_abs_log_prob"]))
+            print("  inverse of the same z ~ N(0, I): max |x difference| = %.2e (max |x| = %.0f)"
+                  % (glow["max_abs_inverse_difference"], glow["max_abs_inverse"]))
+        else:
+            print("%s: h5py missing, PyTorch keeps its own random weights (same architecture and cost)"
+                  % glow["label"])
     print()
     print("%-13s %-10s %6s %12s %12s %8s %10s %14s %8s" % (
         "model", "operation", "batch", "torch rows/s", "ours rows/s", "ratio", "best ratio", "marginal step",
         "m. ratio"))
-    for r in results:
+    for r in results + ([glow] if glow is not None else []):
         for row in r["rows"]:
             line = "%-13s %-10s %6d %12s %12s %8.2f %10.2f" % (
-                "RealNVP D=%d" % row["dim"], row["operation"], row["batch"], fmt_rate(row["torch_rows_per_second"]),
+                row["label"], row["operation"], row["batch"], fmt_rate(row["torch_rows_per_second"]),
                 fmt_rate(row["ours_rows_per_second"]), row["ratio"], row["best_ratio"])
             if row["operation"] == "train_step" and row.get("ours_marginal_step_rows_per_second"):
                 line += " %14s %8.2f" % (fmt_rate(row["ours_marginal_step_rows_per_second"]), row["marginal_ratio"])
@@ -708,16 +832,19 @@ def main(argv=None):
         print()
     print("rows/s: medians over the repeats; ratio = ours / torch of the medians; best ratio = of the fastest repeats")
     print("(less sensitive to other load on a shared machine).")
-    print("train_step: torch = zero_grad + forward + backward + Adam on 512 rows; ours = Flow.fit for one epoch over")
-    print("512 rows (one Adam step) including fit's per-call overhead (options, data copy and finiteness check,")
-    print("shuffle, epoch report); 'marginal step' = fit over 1024 rows minus fit over 512 rows, i.e. one step")
-    print("without that overhead, and m. ratio its rate over torch's.")
-    overheads = ["D=%d %.2f ms" % (row["dim"], 1e3 * row["ours_fit_overhead_seconds"]) for r in results
+    print("train_step at batch B (RealNVP 512, Glow 64): torch = zero_grad + forward + backward + Adam on B rows")
+    print("(Glow: plus uniform dequantisation noise, as fit adds it); ours = Flow.fit for one epoch over B rows")
+    print("(one Adam step) including fit's per-call overhead (options, data copy and finiteness check, shuffle,")
+    print("epoch report); 'marginal step' = fit over 2B rows minus fit over B rows, i.e. one step without that")
+    print("overhead, and m. ratio its rate over torch's.")
+    overheads = ["%s %.2f ms" % (row["label"], 1e3 * row["ours_fit_overhead_seconds"])
+                 for r in results + ([glow] if glow is not None else [])
                  for row in r["rows"] if row.get("ours_fit_overhead_seconds") is not None]
     if overheads:
         print("Estimated fit overhead per call (1-step fit time minus marginal step): %s." % ", ".join(overheads))
-    print()
-    print(glow)
+    if glow is not None:
+        print("Glow in PyTorch: inference uses W and W^-1 of the 1x1 convolutions cached once (SwiftFlows rebuilds")
+        print("them only when the parameters change); training assembles W from the LU factors on every step.")
     return 0
 
 

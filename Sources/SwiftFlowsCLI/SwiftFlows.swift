@@ -8,8 +8,11 @@ struct SwiftFlows: ParsableCommand {
         commandName: "swiftflows",
         abstract: "Train, evaluate, sample and inspect normalizing flows (HDF5 model files).",
         discussion: """
-            Data sources: a .csv file (optional header), a .npy file, FILE.h5:/path/to/dataset, or
-            toy:NAME[:N[:SEED]] for the built-in 2-D sets (\(ToyDataset.allCases.map(\.rawValue).joined(separator: ", "))).
+            Data sources: a .csv file (optional header), a .npy file, FILE.h5:/path/to/dataset,
+            toy:NAME[:N[:SEED]] for the built-in 2-D sets (\(ToyDataset.allCases.map(\.rawValue).joined(separator: ", "))),
+            fashion-mnist:train|test[:N] (Debian's dataset-fashion-mnist; `make data`) or
+            digits:train|val|test (scikit-learn's 8x8 digits exported by `make data`). Image data are
+            integer levels [N, C, H, W]; image models dequantise them.
             """,
         version: ModelFile.libraryVersion,
         subcommands: [Train.self, Eval.self, Sample.self, Inspect.self, Toy.self]

@@ -4,6 +4,7 @@ public enum LayerRegistry {
     public static let typeNames: [String] = [
         "affine_coupling", "additive_coupling", "spline_coupling", "permutation", "actnorm", "lu_linear",
         "squeeze", "invertible_conv1x1", "conv_affine_coupling", "split", "dequantize", "logit", "scale",
+        "cnf",
     ]
 
     /// The layer class for `name` at scalar type `T`, or nil for an unknown name.
@@ -22,6 +23,7 @@ public enum LayerRegistry {
         case "dequantize": return Dequantize<T>.self
         case "logit": return Logit<T>.self
         case "scale": return AffineConstant<T>.self
+        case "cnf": return ContinuousFlow<T>.self
         default: return nil
         }
     }

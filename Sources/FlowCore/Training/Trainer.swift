@@ -57,6 +57,10 @@ public final class Trainer<Scalar: FlowScalar> {
     public init(flow: NormalizingFlow<Scalar>, data: UnsafeBufferPointer<Scalar>, rows: Int,
                 validation: UnsafeBufferPointer<Scalar>? = nil, validationRows: Int = 0,
                 options: TrainingOptions) throws {
+        if flow.layers.contains(where: { $0 is ContinuousFlow<Scalar> }) {
+            throw FlowError.invalidArgument("training continuous flows (cnf layers) lands with the adjoint method; "
+                + "cnf layers can be evaluated, sampled and saved, but not trained yet")
+        }
         try options.validate()
         let d = flow.eventSize
         guard rows >= 1, data.count == rows * d else {

@@ -1,0 +1,306 @@
+import RealModule
+
+/// A continuous normalizing flow (Chen et al., "Neural Ordinary Differential Equations",
+/// NeurIPS 2018; Grathwohl et al., "FFJORD", ICLR 2019): the map from `z(0)` to `z(T)` of
+///
+///     dz/dt = g(z(t), t; θ),   t ∈ [0, T]
+///
+/// with `g` an ``ODENet`` of concat-squash layers.
+///
+/// ## Log-determinant and signs
+///
+/// Along a trajectory, `d/dt log|det ∂z(t)/∂z(0)| = tr(∂g/∂z(z(t), t))` (Liouville; equivalently
+/// FFJORD's instantaneous change of variables `d log p(z(t))/dt = −tr(∂g/∂z)`). The layer
+/// integrates the augmented state `[z, Δ]` with `dΔ/dt = +tr(∂g/∂z)`:
+///
+///     forward  (data → latent): z(0) = x, Δ(0) = 0, solve 0 → T;  z = z(T),
+///                               logDet += Δ(T) = ∫₀ᵀ tr(∂g/∂z) dt = log|det ∂z(T)/∂z(0)|
+///     inverse  (latent → data): z(T) = z, Δ(T) = 0, solve T → 0;  x = z(0),
+///                               logDet += Δ(0) = −∫₀ᵀ tr(∂g/∂z) dt
+///
+/// so `log p(x) = log p_base(z(T)) + Δ(T)` (FFJORD's `logp_x = logp_z − Δlogp` with its
+/// `Δlogp = −Δ`). Forward and inverse are exact inverses only up to the solver tolerance.
+///
+/// ## Trace
+///
+/// - `trace = "exact"` (default): `tr(∂g/∂z) = Σᵢ eᵢᵀ J eᵢ` by forward-mode differentiation
+///   through the network, all `D` unit directions at once (a `[rows·D]` tangent batch), so
+///   O(D) times the cost of `g`; meant for small `D`.
+/// - `trace = "hutchinson"`: `tr(J) ≈ εᵀ J ε` with one forward-mode (JVP) pass `J ε` per
+///   evaluation. `ε` (`probe = "gaussian"`: N(0, I); `"rademacher"`: ±1) is drawn once per solve
+///   and row and held fixed over the whole integration (as FFJORD), from Philox stream
+///   ``RandomStream/probes`` keyed by `probe_seed`, counter row = the row's index within the
+///   layer call. The log-determinant is then an unbiased estimate; the same row index gets the
+///   same `ε` forward and inverse.
+///
+/// ## Solving
+///
+/// Each call is cut into fixed chunks of ``chunkRows`` rows (fewer for a large `D` with the
+/// exact trace); each chunk is one ``ODESolver`` solve of the flat state `rows × (D + 1)`
+/// (row-major `[z₁ … z_D, Δ]`), so the adaptive error norm covers the chunk and its `Δ` column.
+/// Results hence depend on the chunking, which is deterministic (the runtime cuts batches into
+/// fixed chunks too). When a solve fails (step limit, step-size underflow, non-finite state),
+/// the chunk's rows and log-determinants become NaN — the protocol's `forward`/`inverse`
+/// cannot throw, and a NaN log-density is how the engine reports an unusable evaluation.
+///
+/// ## Training
+///
+/// Gradients (the adjoint method) come in a later release: ``trainingSupported`` is false,
+/// ``Trainer`` refuses flows with a `cnf` layer, and ``backward(input:count:gradient:logDetGradient:arena:)``
+/// leaves every gradient untouched (it does not crash, and never differentiates numerically).
+public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
+    public static var typeName: String { "cnf" }
+    public static var hyperParameters: [HyperParameter] {
+        [
+            HyperParameter("hidden", .intList, "dynamics network hidden widths (default [64, 64, 64])"),
+            HyperParameter("activation", .string, "\"tanh\" (default) or \"softplus\""),
+            HyperParameter("end_time", .double, "integration time T > 0 (default 1)"),
+            HyperParameter("solver", .string, "\"dopri5\" (default), \"rk4\" or \"euler\""),
+            HyperParameter("rtol", .double, "relative tolerance of dopri5 (default 1e-5)"),
+            HyperParameter("atol", .double, "absolute tolerance of dopri5 (default 1e-5)"),
+            HyperParameter("max_steps", .int, "most solver steps per solve (default 10000)"),
+            HyperParameter("step_size", .double, "largest step of rk4/euler (default 0.05; ignored by dopri5)"),
+            HyperParameter("trace", .string, "\"exact\" (default) or \"hutchinson\""),
+            HyperParameter("probe", .string, "Hutchinson probe: \"gaussian\" (default) or \"rademacher\""),
+            HyperParameter("probe_seed", .int, "Philox key of the Hutchinson probes (default 0)"),
+        ]
+    }
+
+    /// How the divergence `tr(∂g/∂z)` is computed.
+    public enum TraceMode: String, CaseIterable, Sendable { case exact, hutchinson }
+    /// The distribution of Hutchinson probes.
+    public enum Probe: String, CaseIterable, Sendable { case gaussian, rademacher }
+
+    /// Whether ``Trainer`` can train this layer: not yet (gradients by the adjoint method are
+    /// the next part of the continuous-flow work).
+    public static var trainingSupported: Bool { false }
+
+    /// Rows per ODE solve (the batch chunk), for the Hutchinson trace and small `D`.
+    public static var chunkRows: Int { 64 }
+    /// Largest `D` the exact trace accepts.
+    public static var maxExactDimension: Int { 1024 }
+
+    public let inputShape: [Int]
+    public var outputShape: [Int] { inputShape }
+    let net: ODENet<Scalar>
+    public let endTime: Double
+    public let solverOptions: ODESolver.Options
+    /// The configured fixed step (stored even when the solver is adaptive).
+    let stepSize: Double
+    public let traceMode: TraceMode
+    public let probe: Probe
+    public let probeSeed: Int
+
+    public init(config: [String: JSONValue], eventShape: [Int], seed: UInt64) throws {
+        let d = eventShape.reduce(1, *)
+        guard d >= 1 else { throw FlowError.invalidSpec("cnf: the event must have at least one feature") }
+        let hidden = config.ints("hidden", default: [64, 64, 64])
+        try validateHidden(hidden, context: "cnf")
+        let act = config.string("activation", default: "tanh")
+        guard let activation = Activation(rawValue: act), activation == .tanh || activation == .softplus else {
+            throw FlowError.invalidSpec("cnf: activation must be \"tanh\" or \"softplus\" (smooth), got \"\(act)\"")
+        }
+        let t = config.double("end_time", default: 1)
+        guard t.isFinite, t > 0 else { throw FlowError.invalidSpec("cnf: end_time must be positive and finite (got \(t))") }
+        let solverName = config.string("solver", default: "dopri5")
+        guard let method = ODESolver.Method(rawValue: solverName) else {
+            throw FlowError.invalidSpec("cnf: unknown solver \"\(solverName)\" (known: \(ODESolver.Method.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        let h = config.double("step_size", default: 0.05)
+        let options = ODESolver.Options(method: method, rtol: config.double("rtol", default: 1e-5),
+                                        atol: config.double("atol", default: 1e-5),
+                                        maxSteps: config.int("max_steps", default: 10_000),
+                                        stepSize: method.isAdaptive ? nil : h)
+        do {
+            try options.validate()
+        } catch let e as FlowError {
+            throw FlowError.invalidSpec("cnf: " + e.message)
+        }
+        guard h.isFinite, h > 0 else { throw FlowError.invalidSpec("cnf: step_size must be positive and finite (got \(h))") }
+        let traceName = config.string("trace", default: "exact")
+        guard let trace = TraceMode(rawValue: traceName) else {
+            throw FlowError.invalidSpec("cnf: trace must be \"exact\" or \"hutchinson\", got \"\(traceName)\"")
+        }
+        let probeName = config.string("probe", default: "gaussian")
+        guard let probe = Probe(rawValue: probeName) else {
+            throw FlowError.invalidSpec("cnf: probe must be \"gaussian\" or \"rademacher\", got \"\(probeName)\"")
+        }
+        if trace == .exact, d > Self.maxExactDimension {
+            throw FlowError.limitExceeded("cnf: the exact trace costs O(D) network passes; D = \(d) exceeds \(Self.maxExactDimension) (use \"trace\": \"hutchinson\")")
+        }
+        inputShape = eventShape
+        endTime = t
+        solverOptions = options
+        stepSize = h
+        traceMode = trace
+        self.probe = probe
+        probeSeed = config.int("probe_seed", default: 0)
+        net = try ODENet.checked(widths: [d] + hidden + [d], activation: activation, seed: seed, context: "cnf")
+    }
+
+    public var config: [String: JSONValue] {
+        [
+            "type": .string(Self.typeName),
+            "hidden": JSONValue(Array(net.widths.dropFirst().dropLast())),
+            "activation": .string(net.activation.rawValue),
+            "end_time": .number(endTime),
+            "solver": .string(solverOptions.method.rawValue),
+            "rtol": .number(solverOptions.rtol),
+            "atol": .number(solverOptions.atol),
+            "max_steps": .number(Double(solverOptions.maxSteps)),
+            "step_size": .number(stepSize),
+            "trace": .string(traceMode.rawValue),
+            "probe": .string(probe.rawValue),
+            "probe_seed": .number(Double(probeSeed)),
+        ]
+    }
+
+    public var parameters: [Parameter<Scalar>] { net.parameters }
+
+    public func parametersDidChange() { net.repack() }
+
+    var dimension: Int { net.dimension }
+
+    /// Tangent directions per row: `D` (exact) or 1 (Hutchinson).
+    var directions: Int { traceMode == .exact ? dimension : 1 }
+
+    /// Rows per solve: ``chunkRows``, fewer for the exact trace at large `D` (bounds the
+    /// `rows · D · width` tangent scratch).
+    var rowsPerSolve: Int {
+        traceMode == .exact ? Swift.max(1, Swift.min(Self.chunkRows, 4096 / dimension)) : Self.chunkRows
+    }
+
+    /// Scratch of one chunk of `rows` rows: the augmented state, the solver's stage buffers, the
+    /// tangent inputs/outputs, the network's scratch and (Rademacher) the uniform draws.
+    func chunkBytes(rows: Int) -> Int {
+        let d = dimension, k = directions, n = rows * (d + 1)
+        return Arena.bytes(Scalar.self, n)
+            + ODESolver.workspaceBytes(Scalar.self, count: n, method: solverOptions.method)
+            + 2 * Arena.bytes(Scalar.self, rows * k * d)
+            + net.scratchBytes(rows: rows, directions: k)
+            + Arena.bytes(Double.self, d)
+    }
+
+    public func workspaceBytes(count: Int) -> Int {
+        count > 0 ? chunkBytes(rows: Swift.min(count, rowsPerSolve)) : 0
+    }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        integrate(x, count: count, logDet: logDet, arena: &arena, from: 0, to: endTime)
+    }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func inverse(_ z: UnsafeMutablePointer<Scalar>, count: Int,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        integrate(z, count: count, logDet: logDet, arena: &arena, from: endTime, to: 0)
+    }
+
+    /// The dynamics `g` and the divergence estimate of each row at `t`, for tests and tools:
+    /// `out` gets `[g(z, t), tr]` per row (`rows × (D+1)`); `rowOffset` is the probe row of the
+    /// first row (Hutchinson).
+    func augmentedDynamics(t: Scalar, _ z: [Scalar], rows: Int, rowOffset: Int = 0) -> [Scalar] {
+        let d = dimension, n1 = d + 1
+        var state = [Scalar](repeating: 0, count: rows * n1)
+        for r in 0..<rows { for j in 0..<d { state[r * n1 + j] = z[r * d + j] } }
+        var out = state
+        let ws = Workspace()
+        ws.reserve(bytes: chunkBytes(rows: rows))
+        var arena = ws.arena()
+        let f = makeDynamics(rows: rows, rowOffset: rowOffset, arena: &arena)
+        state.withUnsafeBufferPointer { s in
+            out.withUnsafeMutableBufferPointer { o in
+                try? f(t, s.baseAddress!, o.baseAddress!, rows * n1)
+            }
+        }
+        return out
+    }
+
+    /// Sets up the probes and scratch of a chunk of `rows` rows and returns the augmented
+    /// dynamics `[z, Δ] ↦ [g(z, t), tr(∂g/∂z)]` over it.
+    private func makeDynamics(rows: Int, rowOffset: Int, arena: inout Arena) -> ODESolver.Dynamics<Scalar> {
+        let d = dimension, n1 = d + 1, k = directions
+        let v = arena.take(Scalar.self, rows * k * d)
+        let jv = arena.take(Scalar.self, rows * k * d)
+        let uniforms = arena.take(Double.self, d)
+        switch traceMode {
+        case .exact:
+            v.initialize(repeating: 0, count: rows * k * d)
+            for r in 0..<rows { for i in 0..<d { v[(r * d + i) * d + i] = 1 } }
+        case .hutchinson:
+            let philox = Philox4x32(seed: UInt64(bitPattern: Int64(probeSeed)))
+            for r in 0..<rows {
+                let row = UInt64(rowOffset + r)
+                switch probe {
+                case .gaussian:
+                    philox.fillNormal(v + r * d, count: d, row: row, stream: RandomStream.probes)
+                case .rademacher:
+                    philox.fillUniform(uniforms, count: d, row: row, stream: RandomStream.probes)
+                    for j in 0..<d { v[r * d + j] = uniforms[j] < 0.5 ? -1 : 1 }
+                }
+            }
+        }
+        let scratch = net.takeScratch(rows: rows, directions: k, arena: &arena)
+        let net = self.net, mode = traceMode
+        return { t, y, dy, _ in
+            net.evaluate(t: t, y, ldz: n1, rows: rows, into: dy, ldo: n1, tangents: UnsafePointer(v), directions: k,
+                         tangentOut: jv, scratch: scratch)
+            for r in 0..<rows {
+                var tr: Scalar = 0
+                switch mode {
+                case .exact:
+                    for i in 0..<d { tr += jv[(r * d + i) * d + i] }
+                case .hutchinson:
+                    for j in 0..<d { tr += v[r * d + j] * jv[r * d + j] }
+                }
+                dy[r * n1 + d] = tr
+            }
+        }
+    }
+
+    /// Solves every chunk of the call from `t0` to `t1`, adding `Δ(t1)` to `logDet`.
+    private func integrate(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
+                           arena: inout Arena, from t0: Double, to t1: Double) {
+        let d = dimension, n1 = d + 1, chunk = rowsPerSolve
+        var start = 0
+        while start < count {
+            let rows = Swift.min(chunk, count - start)
+            var local = arena  // every chunk reuses the same scratch
+            let state = local.take(Scalar.self, rows * n1)
+            for r in 0..<rows {
+                (state + r * n1).update(from: x + (start + r) * d, count: d)
+                state[r * n1 + d] = 0
+            }
+            let dynamics = makeDynamics(rows: rows, rowOffset: start, arena: &local)
+            var ok = true
+            do {
+                _ = try ODESolver.solve(state, count: rows * n1, from: Scalar(t0), to: Scalar(t1),
+                                        options: solverOptions, arena: &local, dynamics: dynamics)
+            } catch {
+                ok = false
+            }
+            for r in 0..<rows {
+                let out = x + (start + r) * d
+                if ok {
+                    out.update(from: state + r * n1, count: d)
+                    logDet[start + r] += Double(state[r * n1 + d])
+                } else {
+                    out.update(repeating: .nan, count: d)
+                    logDet[start + r] = .nan
+                }
+            }
+            start += rows
+        }
+    }
+}
+
+extension ContinuousFlow {
+    public func backwardWorkspaceBytes(count: Int) -> Int { 0 }
+
+    /// Not implemented yet (the adjoint method is the next part of the continuous-flow work):
+    /// leaves `gradient` and every parameter gradient unchanged. ``Trainer`` refuses flows with a
+    /// `cnf` layer (``trainingSupported`` is false), so training never reaches this.
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                         logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {}
+}

@@ -1,0 +1,183 @@
+import RealModule
+
+/// The time-dependent dynamics network `g(z, t; θ)` of a ``ContinuousFlow`` — an MLP of
+/// FFJORD's concat-squash layers (Grathwohl et al. 2019, `ConcatSquashLinear`):
+///
+///     h_out = (W h + b) ⊙ σ(a·t + c) + d·t
+///
+/// i.e. PyTorch's `layer(x) * sigmoid(hyper_gate(t)) + hyper_bias(t)` with `hyper_gate` a
+/// `Linear(1, out)` (weight `a`, bias `c`) and `hyper_bias` a `Linear(1, out, bias=False)`
+/// (weight `d`). Widths `[D, h₁, …, h_L, D]`; the activation (tanh or softplus, both smooth)
+/// follows every layer but the last.
+///
+/// Parameters, in file order, for each layer `l = 0 … L`: `weight_l [out, in]`, `bias_l [out]`,
+/// `gate_weight_l [out]` (= `a`), `gate_bias_l [out]` (= `c`), `time_weight_l [out]` (= `d`).
+/// All start from PyTorch's `Linear` defaults, `U(−1/√fan_in, 1/√fan_in)` (fan-in 1, i.e.
+/// `U(−1, 1)`, for the three hyper-network vectors), drawn from Philox stream
+/// ``RandomStream/initialization`` of the layer seed. Nothing is zero-initialised, so a new CNF is
+/// a generic (non-identity) flow.
+///
+/// Besides `g`, one evaluation can push tangent directions through the network by forward-mode
+/// differentiation: for `K` directions `vₖ` per row it returns `J vₖ` with `J = ∂g/∂z`, which is
+/// what the exact trace (`K = D`, `vₖ = eₖ`) and Hutchinson's estimator (`K = 1`, `v = ε`) need.
+final class ODENet<T: FlowScalar> {
+    let widths: [Int]
+    let activation: Activation
+    let weights: [Parameter<T>]
+    let biases: [Parameter<T>]
+    let gateWeights: [Parameter<T>]
+    let gateBiases: [Parameter<T>]
+    let timeWeights: [Parameter<T>]
+    /// Each weight transposed (`in × out`), the layout of the dense kernel; see ``repack()``.
+    private let packed: [UnsafeMutablePointer<T>]
+
+    /// - Parameters:
+    ///   - widths: `[D, h₁, …, h_L, D]`.
+    ///   - seed: the layer seed (Philox key; row 0 of stream ``RandomStream/initialization``).
+    init(widths: [Int], activation: Activation, seed: UInt64) {
+        self.widths = widths
+        self.activation = activation
+        var rng = PhiloxStream(seed: seed, row: 0, stream: RandomStream.initialization)
+        var ws: [Parameter<T>] = [], bs: [Parameter<T>] = [], gws: [Parameter<T>] = []
+        var gbs: [Parameter<T>] = [], tws: [Parameter<T>] = []
+        for l in 0..<(widths.count - 1) {
+            let fanIn = widths[l], fanOut = widths[l + 1]
+            let w = Parameter<T>(name: "weight_\(l)", shape: [fanOut, fanIn])
+            let b = Parameter<T>(name: "bias_\(l)", shape: [fanOut])
+            let gw = Parameter<T>(name: "gate_weight_\(l)", shape: [fanOut])
+            let gb = Parameter<T>(name: "gate_bias_\(l)", shape: [fanOut])
+            let tw = Parameter<T>(name: "time_weight_\(l)", shape: [fanOut])
+            let bound = 1 / Double(Swift.max(fanIn, 1)).squareRoot()
+            for i in 0..<w.count { w.values[i] = T(rng.nextUniform(in: -bound, bound)) }
+            for i in 0..<b.count { b.values[i] = T(rng.nextUniform(in: -bound, bound)) }
+            for p in [gw, gb, tw] {
+                for i in 0..<p.count { p.values[i] = T(rng.nextUniform(in: -1, 1)) }
+            }
+            ws.append(w); bs.append(b); gws.append(gw); gbs.append(gb); tws.append(tw)
+        }
+        weights = ws
+        biases = bs
+        gateWeights = gws
+        gateBiases = gbs
+        timeWeights = tws
+        packed = ws.map { w in
+            UnsafeMutableRawPointer.allocate(byteCount: Swift.max(w.count, 1) * MemoryLayout<T>.stride, alignment: 64)
+                .bindMemory(to: T.self, capacity: Swift.max(w.count, 1))
+        }
+        repack()
+    }
+
+    deinit { for p in packed { UnsafeMutableRawPointer(p).deallocate() } }
+
+    /// Builds a network after checking its size against ``Limits``.
+    static func checked(widths: [Int], activation: Activation, seed: UInt64, context: String) throws -> ODENet {
+        var total = 0
+        for l in 0..<(widths.count - 1) {
+            let (w, o1) = widths[l].multipliedReportingOverflow(by: widths[l + 1])
+            let (t, o2) = total.addingReportingOverflow(w + 4 * widths[l + 1])
+            guard !o1, !o2, t <= Limits.maxParametersPerLayer else {
+                throw FlowError.limitExceeded("\(context): dynamics network \(widths) has more than \(Limits.maxParametersPerLayer) parameters")
+            }
+            total = t
+        }
+        return ODENet(widths: widths, activation: activation, seed: seed)
+    }
+
+    /// Refreshes the transposed weights (after loading or updating parameters).
+    func repack() {
+        for (l, w) in weights.enumerated() {
+            let rows = widths[l + 1], cols = widths[l], dst = packed[l]
+            for j in 0..<rows {
+                for k in 0..<cols { dst[k * rows + j] = w.values[j * cols + k] }
+            }
+        }
+    }
+
+    var dimension: Int { widths.first! }
+    var layerCount: Int { weights.count }
+    /// Widest layer (input included).
+    var maxWidth: Int { widths.max() ?? 0 }
+
+    /// File order: per layer `weight_l, bias_l, gate_weight_l, gate_bias_l, time_weight_l`.
+    var parameters: [Parameter<T>] {
+        (0..<layerCount).flatMap { [weights[$0], biases[$0], gateWeights[$0], gateBiases[$0], timeWeights[$0]] }
+    }
+
+    /// Scratch of one evaluation over `rows` rows with `directions` tangents per row.
+    struct Scratch {
+        var h0, h1, q0, q1, slope, gate, shift: UnsafeMutablePointer<T>
+    }
+
+    /// Bytes of a ``Scratch`` for `rows` rows and `directions` tangents per row.
+    func scratchBytes(rows: Int, directions k: Int) -> Int {
+        let w = maxWidth
+        return 3 * Arena.bytes(T.self, rows * w) + 2 * Arena.bytes(T.self, rows * k * w) + 2 * Arena.bytes(T.self, w)
+    }
+
+    func takeScratch(rows: Int, directions k: Int, arena: inout Arena) -> Scratch {
+        let w = maxWidth
+        return Scratch(h0: arena.take(T.self, rows * w), h1: arena.take(T.self, rows * w),
+                       q0: arena.take(T.self, rows * k * w), q1: arena.take(T.self, rows * k * w),
+                       slope: arena.take(T.self, rows * w), gate: arena.take(T.self, w), shift: arena.take(T.self, w))
+    }
+
+    /// `out = g(z, t)` for `rows` rows (row strides `ldz`, `ldo`) and, when `tangents` is given,
+    /// `tangentOut = J·v` for the `k` directions per row in `tangents` (`rows·k × D`, contiguous,
+    /// direction `i` of row `r` at row `r·k + i`); `tangentOut` has the same layout. Forward-mode:
+    /// each concat-squash layer maps a tangent `u` to `(W u) ⊙ σ(a t + c)`, each activation to
+    /// `f′(pre) ⊙ u`. Cost O((1 + k) · rows · Σ widthₗ·widthₗ₊₁).
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    func evaluate(t: T, _ z: UnsafePointer<T>, ldz: Int, rows: Int, into out: UnsafeMutablePointer<T>, ldo: Int,
+                  tangents: UnsafePointer<T>?, directions k: Int, tangentOut: UnsafeMutablePointer<T>?,
+                  scratch s: Scratch) {
+        var input = z, ld = ldz
+        var tin: UnsafePointer<T>? = tangents
+        var hBuf = (s.h0, s.h1), qBuf = (s.q0, s.q1)
+        let trows = rows * k
+        for l in 0..<layerCount {
+            let last = l == layerCount - 1
+            let fin = widths[l], fout = widths[l + 1]
+            let gw = gateWeights[l].values, gb = gateBiases[l].values, tw = timeWeights[l].values
+            for j in 0..<fout {
+                s.gate[j] = 1 / (1 + T.exp(-(gw[j] * t + gb[j])))
+                s.shift[j] = tw[j] * t
+            }
+            // Primal.
+            let dst = last ? out : hBuf.0, ldd = last ? ldo : fout
+            T.denseLayer(input, ldx: ld, rows: rows, inFeatures: fin, packedWeight: packed[l],
+                         bias: biases[l].pointer, outFeatures: fout, into: dst, ldy: ldd, relu: false)
+            for r in 0..<rows {
+                let p = dst + r * ldd
+                for j in 0..<fout { p[j] = p[j] * s.gate[j] + s.shift[j] }
+            }
+            // Tangents.
+            if let v = tin {
+                let tdst = last ? tangentOut! : qBuf.0
+                T.denseLayer(v, ldx: fin, rows: trows, inFeatures: fin, packedWeight: packed[l],
+                             bias: nil, outFeatures: fout, into: tdst, ldy: fout, relu: false)
+                for r in 0..<trows {
+                    let q = tdst + r * fout
+                    for j in 0..<fout { q[j] *= s.gate[j] }
+                }
+                if !last {
+                    for r in 0..<rows {
+                        let p = dst + r * fout, d = s.slope + r * fout
+                        for j in 0..<fout { d[j] = activation.derivative(p[j]) }
+                        for i in 0..<k {
+                            let q = tdst + (r * k + i) * fout
+                            for j in 0..<fout { q[j] *= d[j] }
+                        }
+                    }
+                    tin = UnsafePointer(tdst)
+                    qBuf = (qBuf.1, qBuf.0)
+                }
+            }
+            if !last {
+                activation.apply(dst, count: rows * fout)
+                input = UnsafePointer(dst)
+                ld = fout
+                hBuf = (hBuf.1, hBuf.0)
+            }
+        }
+    }
+}

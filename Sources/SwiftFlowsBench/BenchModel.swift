@@ -108,7 +108,27 @@ struct BenchModel {
         .realNVP(dim: 8),
         .realNVP(dim: 64),
         .glow(shape: [3, 16, 16], levels: 2, steps: 4, width: 64),
+        .cnf(dim: 2),
     ]
+
+    /// A continuous flow (FFJORD) on 2-D data: one `cnf` layer with concat-squash dynamics
+    /// 2 → 64 → 64 → 64 → 2 (tanh), dopri5 at rtol = atol = 1e-5, exact trace; log_prob at batch
+    /// 1024 (the performance issue's row). No FLOP model: the work depends on the steps the
+    /// adaptive solver takes.
+    static func cnf(dim: Int) -> BenchModel {
+        BenchModel(
+            id: "cnf-d\(dim)",
+            name: "CNF D=\(dim)",
+            description: "FFJORD CNF, concat-squash MLP \(dim)-64-64-64-\(dim) tanh, dopri5 rtol=atol=1e-5, exact trace",
+            build: {
+                try NormalizingFlow<Float>(spec: .object([
+                    "event_shape": JSONValue([dim]),
+                    "layers": .array([.object(["type": .string("cnf"), "hidden": JSONValue([64, 64, 64])])]),
+                ]), seed: 1)
+            },
+            flops: FlopModel(transform: .nan, baseLogProb: 2 * Double(dim) + 2, baseSample: 0, parameters: 0),
+            rows: [(.logProb, [1024])])
+    }
 
     /// The image rows of the performance issue: log_prob and sample at batch 1 and 256, one
     /// training step at batch 64.

@@ -11,7 +11,8 @@ struct RowResult {
     let failure: String?
 
     var summary: Summary? { measurement.map { Summary($0.samplesPerSecond) } }
-    var gflops: Double? { summary.map { row.flopsPerRow * $0.median / 1e9 } }
+    /// nil when the row has no FLOP model (adaptive ODE solvers: the work depends on the steps taken).
+    var gflops: Double? { row.flopsPerRow.isFinite ? summary.map { row.flopsPerRow * $0.median / 1e9 } : nil }
     var secondsPerCall: Double? { summary.map { Double(row.batch) / $0.median } }
 }
 
@@ -71,7 +72,7 @@ enum Report {
             lines.append((lead + [
                 pad(siRate(s.median), 10, right: true), pad(siRate(s.min), 8, right: true), pad(siRate(s.max), 8, right: true),
                 pad(duration(r.secondsPerCall ?? .nan), 10, right: true),
-                pad(cFormat("%.2f", r.gflops ?? .nan), 8, right: true), pad(pct, 8, right: true), pad(mem, 9, right: true),
+                pad(r.gflops.map { cFormat("%.2f", $0) } ?? "-", 8, right: true), pad(pct, 8, right: true), pad(mem, 9, right: true),
             ]).joined(separator: " "))
         }
         lines.append("")

@@ -181,3 +181,20 @@ fashion-mnist: cli data ## Train a Glow on Fashion-MNIST (about 80 minutes on 2 
 
 fashion-mnist-samples: lib venv ## 64 samples at T = 0.7 and T = 1.0 from the trained Fashion-MNIST model
 	SWIFTFLOWS_LIBRARY=$(CURDIR)/$(LIB) $(PY) scripts/sample_grid.py $(FMNIST_DIR)/glow.h5 $(FMNIST_DIR)/samples.png
+
+# ---- Sanitizers and memcheck (issue: reliability) ---------------------------------------------
+SAN_DIR := $(BUILD)/sanitize
+
+.PHONY: check-sanitize
+
+check-sanitize: lib cli ## C test program under ASan+UBSan+LeakSanitizer; valgrind memcheck of the C example
+	@command -v valgrind >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq valgrind >/dev/null; }
+	@mkdir -p $(SAN_DIR)
+	$(CC) -std=c99 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+	  -Iinclude -pthread -o $(SAN_DIR)/test_capi tests/c/test_capi.c $(LDFLAGS_LIB) -Wl,-rpath,$(CURDIR)/$(LIBDIR)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 $(SAN_DIR)/test_capi
+	$(BINDIR)/swiftflows toy moons -n 500 -o $(SAN_DIR)/points.csv
+	$(BINDIR)/swiftflows train --data toy:moons:2000:1 --epochs 1 --layers 2 --hidden 16 --progress none --output $(SAN_DIR)/model.h5
+	valgrind --quiet --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite --error-exitcode=3 \
+	  $(BINDIR)/score_csv $(SAN_DIR)/model.h5 < $(SAN_DIR)/points.csv > /dev/null
+	@echo "sanitizers and memcheck: clean"

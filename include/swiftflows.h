@@ -117,7 +117,9 @@ sf_status sf_model_load(const char *path, sf_model **out_model);
 sf_status sf_model_load_memory(const void *data, size_t size, sf_model **out_model);
 
 /* Saves the model to `path` as HDF5. The file is written beside the target under a temporary
- * name and renamed into place, so an existing file is replaced whole or not at all. */
+ * name and renamed into place, so an existing file is replaced whole or not at all. A process
+ * killed mid-save can leave its temporary file (".<name>.tmp.<pid>.<n>") beside the target; the
+ * next save to that path removes those of processes that no longer exist. */
 sf_status sf_model_save(const sf_model *model, const char *path);
 
 /* Serialises the model as an HDF5 file image. On success *out_data points to *out_size bytes

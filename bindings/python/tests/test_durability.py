@@ -51,6 +51,9 @@ def test_kill_during_repeated_saves_leaves_old_or_new_model(tmp_path):
         assert is_a or is_b, "the file is neither the old nor the new model"
         outcomes.add("a" if is_a else "b")
         loaded.close()
-    # Temporary files of interrupted saves may remain beside the target, never in its place.
+    # Temporary files of killed writers may remain beside the target, never in its place; the next
+    # save removes those whose process is gone.
     leftovers = [p.name for p in tmp_path.iterdir() if p.name not in ("a.h5", "b.h5", "model.h5")]
     assert all(name.startswith(".model.h5.tmp.") for name in leftovers), leftovers
+    a.save(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "b.h5", "model.h5"]

@@ -42,6 +42,7 @@ func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
         return HDF5Error("\(context): \(step): \(String(cString: strerror(code)))")
     }
 
+    removeStaleTemporaries(directory: directory, base: base)
     let counter = atomicWriteCounter.wrappingAdd(1, ordering: .relaxed).oldValue
     let temporary = (directory == "/" ? "/" : directory + "/") + ".\(base).tmp.\(getpid()).\(counter)"
 
@@ -87,4 +88,22 @@ func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
         if code == EINVAL || code == ENOTSUP { break }
         throw systemError("the file was replaced, but fsync of directory '\(directory)' failed")
     }
+}
+
+/// Removes temporary files `.<base>.tmp.<pid>.<n>` left in `directory` by writers that were killed
+/// mid-save (their process no longer exists: `kill(pid, 0)` fails with ESRCH). Temporary files of
+/// live processes, including this one, are left alone. Best effort: errors are ignored.
+private func removeStaleTemporaries(directory: String, base: String) {
+    let prefix = ".\(base).tmp."
+    guard let dir = opendir(directory) else { return }
+    defer { closedir(dir) }
+    var stale: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        guard name.hasPrefix(prefix) else { continue }
+        let rest = name.dropFirst(prefix.count).split(separator: ".", omittingEmptySubsequences: false)
+        guard rest.count == 2, let pid = Int32(rest[0]), pid > 0, UInt(rest[1]) != nil else { continue }
+        if kill(pid, 0) != 0, errno == ESRCH { stale.append(name) }
+    }
+    for name in stale { _ = unlink((directory == "/" ? "/" : directory + "/") + name) }
 }

@@ -79,24 +79,14 @@ final class ImageDataTests: XCTestCase {
 
     func assertThrows(_ fragments: [String], _ matches: (FlowError) -> Bool, file: StaticString = #filePath,
                       line: UInt = #line, _ body: () throws -> Void) {
-        do {
-            try body()
-            XCTFail("expected an error containing \(fragments)", file: file, line: line)
-        } catch let e as FlowError {
-            XCTAssertTrue(matches(e), "wrong FlowError case: \(e)", file: file, line: line)
-            for f in fragments {
-                XCTAssertTrue(e.message.contains(f), "'\(e.message)' does not contain '\(f)'", file: file, line: line)
-            }
-        } catch {
-            XCTFail("unexpected error \(error)", file: file, line: line)
-        }
+        ErrorAssertions.assertThrows(fragments, matches, file: file, line: line, body)
     }
 
-    let isFormat: (FlowError) -> Bool = { if case .format = $0 { return true }; return false }
-    let isIO: (FlowError) -> Bool = { if case .io = $0 { return true }; return false }
-    let isInvalid: (FlowError) -> Bool = { if case .invalidArgument = $0 { return true }; return false }
-    let isLimit: (FlowError) -> Bool = { if case .limitExceeded = $0 { return true }; return false }
-    let isShape: (FlowError) -> Bool = { if case .shapeMismatch = $0 { return true }; return false }
+    let isFormat = ErrorAssertions.isFormat
+    let isIO = ErrorAssertions.isIO
+    let isInvalid = ErrorAssertions.isInvalid
+    let isLimit = ErrorAssertions.isLimit
+    let isShape = ErrorAssertions.isShape
 
     // MARK: - IDX round trips
 

@@ -252,22 +252,20 @@ public final class Trainer<Scalar: FlowScalar> {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     private static func requireFinite(_ values: UnsafeBufferPointer<Scalar>, _ what: String, _ d: Int) throws {
         for (i, v) in values.enumerated() where !v.isFinite {
             throw FlowError.numerical("\(what): row \(i / d), column \(i % d) is \(v); remove or impute non-finite values")
         }
     }
 
-    /// 64-bit FNV-1a over the scalars' bit patterns (as Double) and the row counts.
+    /// A 64-bit FNV-1a-style hash taking whole 64-bit words: the row counts, then each training
+    /// and validation value widened to Double (its bit pattern), `h = (h ⊕ w)·0x100000001b3`.
+    /// One multiply per value, so hashing is cheap next to a training step.
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     static func fingerprint(_ train: [Scalar], _ validation: [Scalar], eventSize: Int) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        @inline(__always) func mix(_ word: UInt64) {
-            var w = word
-            for _ in 0..<8 {
-                h = (h ^ (w & 0xff)) &* 0x0000_0100_0000_01b3
-                w >>= 8
-            }
-        }
+        @inline(__always) func mix(_ word: UInt64) { h = (h ^ word) &* 0x0000_0100_0000_01b3 }
         mix(UInt64(train.count / eventSize))
         mix(UInt64(validation.count / eventSize))
         for v in train { mix(Double(v).bitPattern) }

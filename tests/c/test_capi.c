@@ -1317,7 +1317,7 @@ static void test_threads(void) {
     CHECK(compute_outputs(m, 300, 55, &ref), "single-threaded reference");
     char *spec = model_spec(m);
     CHECK(spec != NULL, "reference spec");
-    enum { NT = 8 };
+    enum { NT = 16 }; /* 16 threads mixing log_prob, sample, forward, inverse, spec, save/load */
     thread_job jobs[NT];
     pthread_t tids[NT];
     for (int i = 0; i < NT; i++) {

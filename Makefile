@@ -100,7 +100,7 @@ install: lib cli ## Install library, header, pkg-config file and the swiftflows 
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/swiftflows.pc
 
 clean: ## Remove build outputs (keeps .venv)
-	rm -rf $(BUILD) .build .build-shared .build-cli .build-bench
+	rm -rf $(BUILD) .build .build-shared .build-cli .build-bench .build-tsan
 
 # ---- Benchmarks (bench/README.md) ------------------------------------------------------------------
 BENCH_SCRATCH     := .build-bench
@@ -187,7 +187,7 @@ SAN_DIR := $(BUILD)/sanitize
 
 .PHONY: check-sanitize
 
-check-sanitize: lib cli ## C test program under ASan+UBSan+LeakSanitizer; valgrind memcheck of the C example
+check-sanitize: lib cli ## ASan+UBSan+LSan C tests, valgrind memcheck of the C example, TSan on the parallel Swift tests
 	@command -v valgrind >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq valgrind >/dev/null; }
 	@mkdir -p $(SAN_DIR)
 	$(CC) -std=c99 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
@@ -197,4 +197,6 @@ check-sanitize: lib cli ## C test program under ASan+UBSan+LeakSanitizer; valgri
 	$(BINDIR)/swiftflows train --data toy:moons:2000:1 --epochs 1 --layers 2 --hidden 16 --progress none --output $(SAN_DIR)/model.h5
 	valgrind --quiet --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite --error-exitcode=3 \
 	  $(BINDIR)/score_csv $(SAN_DIR)/model.h5 < $(SAN_DIR)/points.csv > /dev/null
+	swift test --sanitize=thread --scratch-path .build-tsan \
+	  --filter 'TrainingTests/testGradientsAndTrainingAreBitIdentical|CAPITests|SamplingTests'
 	@echo "sanitizers and memcheck: clean"

@@ -154,16 +154,7 @@ extension Convolution {
             for s in 0..<count {
                 unfold(dy + (first + s) * outputCount, channels: outChannels, into: unfolded + s * hw, ld: columns)
             }
-            let b: UnsafePointer<T>, ldb: Int
-            if let planes {
-                for s in 0..<count {
-                    Convolution.copyPlanes(x + (first + s) * ldx, stride: hw, into: planes + s * hw, stride: columns,
-                                           planes: inChannels, count: hw)
-                }
-                (b, ldb) = (UnsafePointer(planes), columns)
-            } else {
-                (b, ldb) = (x + first * ldx, hw)
-            }
+            let (b, ldb) = inputBlock(x, ldx: ldx, first: first, count: count, scratch: planes, columns: columns)
             T.blasGemm(transA: false, transB: true, m: taps, n: inChannels, k: width,
                        alpha: 1, a: unfolded, lda: columns, b: b, ldb: ldb, beta: 1, c: tapGradient, ldc: inChannels)
             if let dx, let packed {

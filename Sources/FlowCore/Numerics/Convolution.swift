@@ -218,16 +218,7 @@ struct Convolution: Equatable, Sendable {
         var first = 0
         while first < rows {
             let count = Swift.min(block, rows - first)
-            let b: UnsafePointer<T>, ldb: Int
-            if let gathered {
-                for s in 0..<count {
-                    Convolution.copyPlanes(x + (first + s) * ldx, stride: hw, into: gathered + s * hw, stride: columns,
-                                           planes: inChannels, count: hw)
-                }
-                (b, ldb) = (UnsafePointer(gathered), columns)
-            } else {
-                (b, ldb) = (x + first * ldx, hw)
-            }
+            let (b, ldb) = inputBlock(x, ldx: ldx, first: first, count: count, scratch: gathered, columns: columns)
             T.blasGemm(transA: false, transB: false, m: taps, n: count * hw, k: inChannels,
                        alpha: 1, a: packed, lda: inChannels, b: b, ldb: ldb, beta: 0, c: product, ldc: columns)
             for s in 0..<count {
@@ -298,6 +289,21 @@ struct Convolution: Equatable, Sendable {
     static func copyPlanes<T>(_ src: UnsafePointer<T>, stride srcStride: Int, into dst: UnsafeMutablePointer<T>,
                               stride dstStride: Int, planes: Int, count: Int) {
         for c in 0..<planes { (dst + c * dstStride).update(from: src + c * srcStride, count: count) }
+    }
+
+    /// The input block of samples `first ..< first + count` as a GEMM operand `C × (count·H·W)`:
+    /// gathered into `scratch` (row stride `columns`) when blocks hold several samples, else the
+    /// sample's own `C × H·W` planes in place (scratch nil).
+    @inline(__always)
+    func inputBlock<T>(_ x: UnsafePointer<T>, ldx: Int, first: Int, count: Int,
+                       scratch: UnsafeMutablePointer<T>?, columns: Int) -> (UnsafePointer<T>, ld: Int) {
+        let hw = plane
+        guard let scratch else { return (x + first * ldx, hw) }
+        for s in 0..<count {
+            Convolution.copyPlanes(x + (first + s) * ldx, stride: hw, into: scratch + s * hw, stride: columns,
+                                   planes: inChannels, count: hw)
+        }
+        return (UnsafePointer(scratch), columns)
     }
 
     /// The output positions `i0..<i1` of an axis of `length` whose source `i + shift` lies

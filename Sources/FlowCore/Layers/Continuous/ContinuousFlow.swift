@@ -224,23 +224,7 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
         let v = arena.take(Scalar.self, rows * k * d)
         let jv = arena.take(Scalar.self, rows * k * d)
         let uniforms = arena.take(Double.self, d)
-        switch traceMode {
-        case .exact:
-            v.initialize(repeating: 0, count: rows * k * d)
-            for r in 0..<rows { for i in 0..<d { v[(r * d + i) * d + i] = 1 } }
-        case .hutchinson:
-            let philox = Philox4x32(seed: UInt64(bitPattern: Int64(probeSeed)))
-            for r in 0..<rows {
-                let row = UInt64(rowOffset + r)
-                switch probe {
-                case .gaussian:
-                    philox.fillNormal(v + r * d, count: d, row: row, stream: RandomStream.probes)
-                case .rademacher:
-                    philox.fillUniform(uniforms, count: d, row: row, stream: RandomStream.probes)
-                    for j in 0..<d { v[r * d + j] = uniforms[j] < 0.5 ? -1 : 1 }
-                }
-            }
-        }
+        fillProbes(v, rows: rows, rowOffset: rowOffset, uniforms: uniforms)
         let scratch = net.takeScratch(rows: rows, directions: k, arena: &arena)
         let net = self.net, mode = traceMode
         return { t, y, dy, _ in

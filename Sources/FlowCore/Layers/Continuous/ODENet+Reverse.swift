@@ -322,8 +322,8 @@ extension ContinuousFlow {
 
     /// Writes the trace directions of `rows` rows into `v` (`rows·k × D`): the unit vectors
     /// (exact) or the fixed Hutchinson probe `ε` of probe row `rowOffset + r` — Philox stream
-    /// ``RandomStream/probes`` keyed by `probe_seed`, exactly as the forward solve draws them
-    /// (`makeDynamics` in ContinuousFlow.swift; the tests pin the two together). `uniforms`:
+    /// ``RandomStream/probes`` keyed by `probe_seed`. The forward solve (`makeDynamics`) and the
+    /// reverse pass both draw their probes here, so they always agree. `uniforms`:
     /// `D` doubles of scratch (Rademacher).
     func fillProbes(_ v: UnsafeMutablePointer<Scalar>, rows: Int, rowOffset: Int,
                     uniforms: UnsafeMutablePointer<Double>) {

@@ -185,7 +185,7 @@ final class ODETests: XCTestCase {
             var y = y0
             try f(0, &y, k.k1, 1)
             // rtol = 0, atol = 1: the returned ratio is the error estimate |e| itself.
-            let e = try DormandPrince.attempt(&y, stages: k, y1: y1, count: 1, t: 0, h: h, rtol: 0, atol: 1,
+            let e = try DormandPrince.attempt(&y, stages: k, y1: y1, count: 1, normed: 1, t: 0, h: h, rtol: 0, atol: 1,
                                               coefficients: q, dynamics: f)
             return (abs(y1[0] - exact), e)
         }

@@ -85,7 +85,8 @@ enum DormandPrince {
     @_specialize(where T == Float) @_specialize(where T == Double)
     static func integrate<T: FlowScalar>(
         _ y: UnsafeMutablePointer<T>, count n: Int, from t0: Double, to t1: Double,
-        options: ODESolver.Options, arena: inout Arena, dynamics: ODESolver.Dynamics<T>
+        options: ODESolver.Options, arena: inout Arena, errorControlled m: Int,
+        onAcceptedStep: ODESolver.StepObserver<T>?, dynamics: ODESolver.Dynamics<T>
     ) throws -> ODESolver.Statistics {
         var k = Stages(k1: arena.take(T.self, n), k2: arena.take(T.self, n), k3: arena.take(T.self, n),
                        k4: arena.take(T.self, n), k5: arena.take(T.self, n), k6: arena.take(T.self, n),
@@ -110,7 +111,7 @@ enum DormandPrince {
         if let first = options.firstStep {
             h = Swift.min(first, span)
         } else {
-            h = try initialStep(y, f0: k.k1, count: n, t0: t0, direction: direction, span: span,
+            h = try initialStep(y, f0: k.k1, count: n, normed: m, t0: t0, direction: direction, span: span,
                                 rtol: rtol, atol: atol, y1: ys, f1: k.k2, dynamics: dynamics)
             stats.functionEvaluations += 1
         }
@@ -132,11 +133,12 @@ enum DormandPrince {
                     + "too stiff for the tolerances")
             }
 
-            let error = try attempt(y, stages: k, y1: ys, count: n, t: t, h: step, rtol: rtol, atol: atol,
+            let error = try attempt(y, stages: k, y1: ys, count: n, normed: m, t: t, h: step, rtol: rtol, atol: atol,
                                     coefficients: coefficients, dynamics: dynamics)
             stats.functionEvaluations += 6
 
             if error <= 1 {  // false for NaN
+                onAcceptedStep?(t, step, y)
                 y.update(from: ys, count: n)
                 swap(&k.k1, &k.k7)  // FSAL: f(t + h, y1) is the next step's first stage.
                 t = isLast ? t1 : t + step
@@ -171,10 +173,11 @@ enum DormandPrince {
 
     /// One attempted step from `(t, y)` with the signed step `h`, `stages.k1 = f(t, y)` given.
     /// Writes the 5th-order solution to `y1` and stages 2…7 (`k7 = f(t + h, y1)`), and returns
-    /// the RMS error ratio — not finite when `y1` or any stage is not.
+    /// the RMS error ratio over the first `normed` components — not finite when `y1` or any stage
+    /// is not.
     @_specialize(where T == Float) @_specialize(where T == Double)
     static func attempt<T: FlowScalar>(
-        _ y: UnsafePointer<T>, stages k: Stages<T>, y1 ys: UnsafeMutablePointer<T>, count n: Int,
+        _ y: UnsafePointer<T>, stages k: Stages<T>, y1 ys: UnsafeMutablePointer<T>, count n: Int, normed m: Int,
         t: Double, h: Double, rtol: Double, atol: Double,
         coefficients q: Coefficients<T>, dynamics: ODESolver.Dynamics<T>
     ) throws -> Double {
@@ -205,14 +208,14 @@ enum DormandPrince {
             let e = ht * (q.e1 * k1[i] + q.e3 * k3[i] + q.e4 * k4[i] + q.e5 * k5[i] + q.e6 * k6[i]
                 + q.e7 * k7[i])
             let y1 = Double(ys[i].magnitude)
-            magnitude += y1
-            if e != 0 {
+            magnitude += y1 + Double(e.magnitude)
+            if e != 0, i < m {
                 let r = Double(e) / (atol + rtol * Swift.max(Double(y[i].magnitude), y1))
                 sum += r * r
             }
         }
         guard magnitude.isFinite else { return .nan }
-        return (sum / Double(n)).squareRoot()
+        return (sum / Double(m)).squareRoot()
     }
 
     /// The starting step of Hairer, Nørsett & Wanner (1993, §II.4, "Starting step size"; their
@@ -228,18 +231,18 @@ enum DormandPrince {
     /// One evaluation of the dynamics. Uses `y1` and `f1` as scratch.
     @_specialize(where T == Float) @_specialize(where T == Double)
     static func initialStep<T: FlowScalar>(
-        _ y0: UnsafePointer<T>, f0: UnsafePointer<T>, count n: Int, t0: Double, direction: Double,
+        _ y0: UnsafePointer<T>, f0: UnsafePointer<T>, count n: Int, normed m: Int, t0: Double, direction: Double,
         span: Double, rtol: Double, atol: Double,
         y1: UnsafeMutablePointer<T>, f1: UnsafeMutablePointer<T>, dynamics: ODESolver.Dynamics<T>
     ) throws -> Double {
         var s0 = 0.0, s1 = 0.0
-        for i in 0..<n {
+        for i in 0..<m {
             let scale = atol + rtol * Double(y0[i].magnitude)
             let a = Double(y0[i]) / scale, b = Double(f0[i]) / scale
             s0 += a * a
             s1 += b * b
         }
-        let d0 = (s0 / Double(n)).squareRoot(), d1 = (s1 / Double(n)).squareRoot()
+        let d0 = (s0 / Double(m)).squareRoot(), d1 = (s1 / Double(m)).squareRoot()
         var h0 = d0 < 1e-5 || d1 < 1e-5 ? 1e-6 : 0.01 * d0 / d1
         if !(h0.isFinite && h0 > 0) { h0 = 1e-6 }  // A zero scale (atol = 0 at yᵢ = 0).
         h0 = Swift.min(h0, span)
@@ -248,11 +251,11 @@ enum DormandPrince {
         for i in 0..<n { y1[i] = y0[i] + step * f0[i] }
         try dynamics(T(t0 + direction * h0), y1, f1, n)
         var s2 = 0.0
-        for i in 0..<n {
+        for i in 0..<m {
             let d = (Double(f1[i]) - Double(f0[i])) / (atol + rtol * Double(y0[i].magnitude))
             s2 += d * d
         }
-        let d2 = (s2 / Double(n)).squareRoot() / h0
+        let d2 = (s2 / Double(m)).squareRoot() / h0
         guard d2.isFinite else { return h0 }  // Let the step control deal with a bad probe.
 
         let dMax = Swift.max(d1, d2)

@@ -29,7 +29,8 @@ enum FixedStep {
     @_specialize(where T == Float) @_specialize(where T == Double)
     static func integrate<T: FlowScalar>(
         _ y: UnsafeMutablePointer<T>, count n: Int, from t0: Double, to t1: Double,
-        options: ODESolver.Options, arena: inout Arena, dynamics: ODESolver.Dynamics<T>
+        options: ODESolver.Options, arena: inout Arena, onAcceptedStep: ODESolver.StepObserver<T>? = nil,
+        dynamics: ODESolver.Dynamics<T>
     ) throws -> ODESolver.Statistics {
         let method = options.method
         let stepSize = options.stepSize!  // validated
@@ -47,9 +48,9 @@ enum FixedStep {
         let dt = (t1 - t0) / Double(steps)
         switch method {
         case .rk4:
-            try rk4(y, count: n, t0: t0, dt: dt, steps: steps, arena: &arena, dynamics: dynamics)
+            try rk4(y, count: n, t0: t0, dt: dt, steps: steps, arena: &arena, observer: onAcceptedStep, dynamics: dynamics)
         case .euler:
-            try euler(y, count: n, t0: t0, dt: dt, steps: steps, arena: &arena, dynamics: dynamics)
+            try euler(y, count: n, t0: t0, dt: dt, steps: steps, arena: &arena, observer: onAcceptedStep, dynamics: dynamics)
         case .dopri5:
             preconditionFailure("dopri5 is adaptive")
         }
@@ -62,12 +63,13 @@ enum FixedStep {
     @_specialize(where T == Float) @_specialize(where T == Double)
     static func rk4<T: FlowScalar>(
         _ y: UnsafeMutablePointer<T>, count n: Int, t0: Double, dt: Double, steps: Int,
-        arena: inout Arena, dynamics: ODESolver.Dynamics<T>
+        arena: inout Arena, observer: ODESolver.StepObserver<T>?, dynamics: ODESolver.Dynamics<T>
     ) throws {
         let acc = arena.take(T.self, n), ys = arena.take(T.self, n), k = arena.take(T.self, n)
         let h = T(dt), half = T(dt / 2), sixth = T(dt / 6), third = T(dt / 3)
         for s in 0..<steps {
             let t = t0 + Double(s) * dt
+            observer?(t, dt, y)
             try dynamics(T(t), y, k, n)
             for i in 0..<n {
                 acc[i] = y[i] + sixth * k[i]
@@ -96,12 +98,13 @@ enum FixedStep {
     @_specialize(where T == Float) @_specialize(where T == Double)
     static func euler<T: FlowScalar>(
         _ y: UnsafeMutablePointer<T>, count n: Int, t0: Double, dt: Double, steps: Int,
-        arena: inout Arena, dynamics: ODESolver.Dynamics<T>
+        arena: inout Arena, observer: ODESolver.StepObserver<T>?, dynamics: ODESolver.Dynamics<T>
     ) throws {
         let k = arena.take(T.self, n)
         let h = T(dt)
         for s in 0..<steps {
             let t = t0 + Double(s) * dt
+            observer?(t, dt, y)
             try dynamics(T(t), y, k, n)
             var magnitude = 0.0
             for i in 0..<n {

@@ -220,6 +220,11 @@ public enum ODESolver {
     public typealias Dynamics<T: FlowScalar> =
         (_ t: T, _ y: UnsafePointer<T>, _ dy: UnsafeMutablePointer<T>, _ count: Int) throws -> Void
 
+    /// Called once per accepted step, before the state moves: `(t, h, y)` with the step's start
+    /// time, its signed size and the state `y(t)` (valid only during the call). Backpropagation
+    /// through the solver records the trajectory with it.
+    public typealias StepObserver<T: FlowScalar> = (_ t: Double, _ h: Double, _ y: UnsafePointer<T>) -> Void
+
     /// Safety factor of the step-size controller (Hairer's `fac`, torchdiffeq's `safety`).
     public static let safety = 0.9
     /// Smallest step-size factor per step (Hairer's `fac1` = 0.2, torchdiffeq's `dfactor`).
@@ -248,6 +253,13 @@ public enum ODESolver {
     ///   - t1: End time, reached exactly.
     ///   - options: Method, tolerances, limits (validated first).
     ///   - arena: Scratch source with ``workspaceBytes(_:count:method:)`` bytes left.
+    ///   - errorControlled: How many leading components of the state the adaptive error norm
+    ///     (and the starting-step heuristic) covers; `nil` = all. The remaining components are
+    ///     integrated with the same stages but do not steer the step size — the *seminorm* of
+    ///     Kidger, Chen & Lyons, "'Hey, that's not an ODE': Faster ODE Adjoints via Seminorms"
+    ///     (ICML 2021), meant for quadrature components whose derivative does not depend on
+    ///     them (the parameter gradient of the adjoint method).
+    ///   - onAcceptedStep: Observer of every accepted step (see ``StepObserver``).
     ///   - dynamics: `f`, evaluated on the whole state.
     /// - Returns: Evaluation and step counts.
     /// - Throws: ``FlowError/invalidArgument(_:)`` for bad options, a negative count or
@@ -258,7 +270,8 @@ public enum ODESolver {
     @_specialize(where T == Float) @_specialize(where T == Double)
     public static func solve<T: FlowScalar>(
         _ y: UnsafeMutablePointer<T>, count: Int, from t0: T, to t1: T,
-        options: Options, arena: inout Arena, dynamics: Dynamics<T>
+        options: Options, arena: inout Arena, errorControlled: Int? = nil,
+        onAcceptedStep: StepObserver<T>? = nil, dynamics: Dynamics<T>
     ) throws -> Statistics {
         try options.validate()
         guard count >= 0 else {
@@ -267,14 +280,21 @@ public enum ODESolver {
         guard t0.isFinite, t1.isFinite else {
             throw FlowError.invalidArgument("ODE solver: times must be finite (t0 = \(t0), t1 = \(t1))")
         }
+        if let m = errorControlled {
+            guard (1...Swift.max(count, 1)).contains(m) else {
+                throw FlowError.invalidArgument("ODE solver: errorControlled = \(m) must be in 1...\(count)")
+            }
+        }
         if count == 0 || t0 == t1 { return Statistics() }
         switch options.method {
         case .dopri5:
             return try DormandPrince.integrate(y, count: count, from: Double(t0), to: Double(t1),
-                                               options: options, arena: &arena, dynamics: dynamics)
+                                               options: options, arena: &arena, errorControlled: errorControlled ?? count,
+                                               onAcceptedStep: onAcceptedStep, dynamics: dynamics)
         case .rk4, .euler:
             return try FixedStep.integrate(y, count: count, from: Double(t0), to: Double(t1),
-                                           options: options, arena: &arena, dynamics: dynamics)
+                                           options: options, arena: &arena, onAcceptedStep: onAcceptedStep,
+                                           dynamics: dynamics)
         }
     }
 

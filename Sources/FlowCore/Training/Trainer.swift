@@ -49,6 +49,16 @@ public final class Trainer<Scalar: FlowScalar> {
     var badEpochs = 0
     /// Parameter values at ``bestEpoch``.
     var best: [[Scalar]]?
+    /// The flow's continuous layers (nested ones included), whose probes change every step.
+    private let continuousLayers: [ContinuousFlow<Scalar>]
+
+    private static func continuousLayers(in layers: [any FlowLayer<Scalar>]) -> [ContinuousFlow<Scalar>] {
+        layers.flatMap { layer -> [ContinuousFlow<Scalar>] in
+            if let cnf = layer as? ContinuousFlow<Scalar> { return [cnf] }
+            if let container = layer as? any LayerContainer<Scalar> { return continuousLayers(in: container.sublayers) }
+            return []
+        }
+    }
 
     /// A trainer over `rows` rows of `data` (copied). Validation rows are `validation` if given,
     /// otherwise a seeded ``TrainingOptions/validationFraction`` of `data`.
@@ -57,10 +67,6 @@ public final class Trainer<Scalar: FlowScalar> {
     public init(flow: NormalizingFlow<Scalar>, data: UnsafeBufferPointer<Scalar>, rows: Int,
                 validation: UnsafeBufferPointer<Scalar>? = nil, validationRows: Int = 0,
                 options: TrainingOptions) throws {
-        if flow.layers.contains(where: { $0 is ContinuousFlow<Scalar> }) {
-            throw FlowError.invalidArgument("training continuous flows (cnf layers) lands with the adjoint method; "
-                + "cnf layers can be evaluated, sampled and saved, but not trained yet")
-        }
         try options.validate()
         let d = flow.eventSize
         guard rows >= 1, data.count == rows * d else {
@@ -104,6 +110,7 @@ public final class Trainer<Scalar: FlowScalar> {
             }
         }
         self.dequantize = Dequantization.applies(to: flow)
+        self.continuousLayers = Self.continuousLayers(in: flow.layers)
         self.flow = flow
         self.options = options
         self.optimizer = try Optimizer(flow.parameters, settings: options.optimizer)
@@ -160,6 +167,9 @@ public final class Trainer<Scalar: FlowScalar> {
                 let loss = batch.withUnsafeBufferPointer { x -> Double in
                     flow.initializeDataDependentLayers(x.baseAddress!, count: n)
                     flow.zeroGradients()
+                    // Fresh Hutchinson probes for every step (continuous flows), from the step number.
+                    for layer in continuousLayers { layer.probeDraw = UInt64(optimizer.stepCount + 1) }
+                    defer { for layer in continuousLayers { layer.probeDraw = 0 } }
                     return flow.accumulateNLLGradient(x.baseAddress!, count: n) / Double(n)
                 }
                 let norm = optimizer.gradientNorm()

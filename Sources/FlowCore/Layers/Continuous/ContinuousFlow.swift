@@ -45,9 +45,13 @@ import RealModule
 ///
 /// ## Training
 ///
-/// Gradients (the adjoint method) come in a later release: ``trainingSupported`` is false,
-/// ``Trainer`` refuses flows with a `cnf` layer, and ``backward(input:count:gradient:logDetGradient:arena:)``
-/// leaves every gradient untouched (it does not crash, and never differentiates numerically).
+/// ``backward(input:count:gradient:logDetGradient:arena:)`` differentiates by the adjoint
+/// method (`gradient = "adjoint"`, the default; memory independent of the number of solver
+/// steps; see `ContinuousFlow+Adjoint.swift`) or by backpropagation through the solver's
+/// accepted steps (`gradient = "backprop"`; see `ContinuousFlow+Backprop.swift`). Optional RNODE
+/// regularisers (`kinetic_energy`, `jacobian_norm`) shape the dynamics during training. With the
+/// Hutchinson trace, ``Trainer`` sets ``probeDraw`` to the step number during each gradient
+/// pass, so every training step sees fresh probes (as FFJORD), and back to 0 afterwards.
 public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
     public static var typeName: String { "cnf" }
     public static var hyperParameters: [HyperParameter] {
@@ -63,6 +67,9 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
             HyperParameter("trace", .string, "\"exact\" (default) or \"hutchinson\""),
             HyperParameter("probe", .string, "Hutchinson probe: \"gaussian\" (default) or \"rademacher\""),
             HyperParameter("probe_seed", .int, "Philox key of the Hutchinson probes (default 0)"),
+            HyperParameter("gradient", .string, "training gradients: \"adjoint\" (default) or \"backprop\" (through the solver's steps)"),
+            HyperParameter("kinetic_energy", .double, "RNODE weight λ_K of ∫‖g‖² dt in the training loss (default 0)"),
+            HyperParameter("jacobian_norm", .double, "RNODE weight λ_J of ∫‖∂g/∂z‖_F² dt in the training loss (default 0)"),
         ]
     }
 
@@ -71,9 +78,6 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
     /// The distribution of Hutchinson probes.
     public enum Probe: String, CaseIterable, Sendable { case gaussian, rademacher }
 
-    /// Whether ``Trainer`` can train this layer: not yet (gradients by the adjoint method are
-    /// the next part of the continuous-flow work).
-    public static var trainingSupported: Bool { false }
 
     /// Rows per ODE solve (the batch chunk), for the Hutchinson trace and small `D`.
     public static var chunkRows: Int { 64 }
@@ -90,6 +94,16 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
     public let traceMode: TraceMode
     public let probe: Probe
     public let probeSeed: Int
+    /// How training gradients are computed.
+    public let gradientMode: GradientMode
+    /// RNODE kinetic-energy weight λ_K (0: off).
+    public let kineticEnergy: Double
+    /// RNODE Jacobian-Frobenius weight λ_J (0: off).
+    public let jacobianNorm: Double
+    /// Which independent draw of Hutchinson probes the layer uses: probe row = row index +
+    /// `probeDraw · 2⁴⁰`. 0 (evaluation, sampling, saved models) unless ``Trainer`` is inside a
+    /// gradient pass. Not synchronised: only set it with exclusive access to the flow.
+    public var probeDraw: UInt64 = 0
 
     public init(config: [String: JSONValue], eventShape: [Int], seed: UInt64) throws {
         let d = eventShape.reduce(1, *)
@@ -128,6 +142,17 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
         if trace == .exact, d > Self.maxExactDimension {
             throw FlowError.limitExceeded("cnf: the exact trace costs O(D) network passes; D = \(d) exceeds \(Self.maxExactDimension) (use \"trace\": \"hutchinson\")")
         }
+        let gradientName = config.string("gradient", default: "adjoint")
+        guard let mode = GradientMode(rawValue: gradientName) else {
+            throw FlowError.invalidSpec("cnf: gradient must be \"adjoint\" or \"backprop\", got \"\(gradientName)\"")
+        }
+        let lambdaK = config.double("kinetic_energy", default: 0), lambdaJ = config.double("jacobian_norm", default: 0)
+        guard lambdaK.isFinite, lambdaK >= 0, lambdaJ.isFinite, lambdaJ >= 0 else {
+            throw FlowError.invalidSpec("cnf: kinetic_energy and jacobian_norm must be finite and non-negative (got \(lambdaK), \(lambdaJ))")
+        }
+        gradientMode = mode
+        kineticEnergy = lambdaK
+        jacobianNorm = lambdaJ
         inputShape = eventShape
         endTime = t
         solverOptions = options
@@ -152,6 +177,9 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
             "trace": .string(traceMode.rawValue),
             "probe": .string(probe.rawValue),
             "probe_seed": .number(Double(probeSeed)),
+            "gradient": .string(gradientMode.rawValue),
+            "kinetic_energy": .number(kineticEnergy),
+            "jacobian_norm": .number(jacobianNorm),
         ]
     }
 
@@ -219,7 +247,7 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
 
     /// Sets up the probes and scratch of a chunk of `rows` rows and returns the augmented
     /// dynamics `[z, Δ] ↦ [g(z, t), tr(∂g/∂z)]` over it.
-    private func makeDynamics(rows: Int, rowOffset: Int, arena: inout Arena) -> ODESolver.Dynamics<Scalar> {
+    func makeDynamics(rows: Int, rowOffset: Int, arena: inout Arena) -> ODESolver.Dynamics<Scalar> {
         let d = dimension, n1 = d + 1, k = directions
         let v = arena.take(Scalar.self, rows * k * d)
         let jv = arena.take(Scalar.self, rows * k * d)
@@ -243,6 +271,23 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
         }
     }
 
+    /// Solves the augmented state `[z, Δ]` of one chunk (`rows × (D+1)`, in place) from `t0` to
+    /// `t1` with the probes of rows `rowOffset…`; false when the solver failed. Scratch:
+    /// ``chunkBytes(rows:)`` minus the state. The forward and inverse passes and the gradient
+    /// passes all solve through here, so their chunks and probes agree.
+    func solveChunk(_ state: UnsafeMutablePointer<Scalar>, rows: Int, rowOffset: Int, from t0: Double, to t1: Double,
+                    arena: inout Arena, onAcceptedStep: ODESolver.StepObserver<Scalar>? = nil) -> Bool {
+        let dynamics = makeDynamics(rows: rows, rowOffset: rowOffset, arena: &arena)
+        do {
+            _ = try ODESolver.solve(state, count: rows * (dimension + 1), from: Scalar(t0), to: Scalar(t1),
+                                    options: solverOptions, arena: &arena, onAcceptedStep: onAcceptedStep,
+                                    dynamics: dynamics)
+            return true
+        } catch {
+            return false
+        }
+    }
+
     /// Solves every chunk of the call from `t0` to `t1`, adding `Δ(t1)` to `logDet`.
     private func integrate(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
                            arena: inout Arena, from t0: Double, to t1: Double) {
@@ -256,14 +301,7 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
                 (state + r * n1).update(from: x + (start + r) * d, count: d)
                 state[r * n1 + d] = 0
             }
-            let dynamics = makeDynamics(rows: rows, rowOffset: start, arena: &local)
-            var ok = true
-            do {
-                _ = try ODESolver.solve(state, count: rows * n1, from: Scalar(t0), to: Scalar(t1),
-                                        options: solverOptions, arena: &local, dynamics: dynamics)
-            } catch {
-                ok = false
-            }
+            let ok = solveChunk(state, rows: rows, rowOffset: start, from: t0, to: t1, arena: &local)
             for r in 0..<rows {
                 let out = x + (start + r) * d
                 if ok {
@@ -277,14 +315,4 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
             start += rows
         }
     }
-}
-
-extension ContinuousFlow {
-    public func backwardWorkspaceBytes(count: Int) -> Int { 0 }
-
-    /// Not implemented yet (the adjoint method is the next part of the continuous-flow work):
-    /// leaves `gradient` and every parameter gradient unchanged. ``Trainer`` refuses flows with a
-    /// `cnf` layer (``trainingSupported`` is false), so training never reaches this.
-    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                         logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {}
 }

@@ -39,7 +39,16 @@ import RealModule
 ///     ȳ_{l−1}       = f′(y_{l−1}) ⊙ h̄_l + f″(y_{l−1}) ⊙ Σ_k q̄_l^{(k)} ⊙ Y_{l−1}^{(k)}
 ///     Ȳ_{l−1}^{(k)} = f′(y_{l−1}) ⊙ q̄_l^{(k)}
 ///
-/// ending with `z̄ = h̄_0` (`q_0 = v` is constant). The second-order term uses
+/// ending with `z̄ = h̄_0` (`q_0 = v` is constant).
+///
+/// ## RNODE regularisers
+///
+/// Finlay et al., "How to train your neural ODE" (ICML 2020) penalise the kinetic energy
+/// `‖g‖²` and the Jacobian's Frobenius norm `‖J‖_F² = E‖J ε‖²` along the trajectory. Both fit
+/// the same pass: with per-row weights `κ_r` and `ι_r` the objective gains
+/// `κ_r ‖g(z_r, t)‖² + ι_r Σ_k ‖J v_{r,k}‖²` (exact `‖J‖_F²` with the unit directions; the
+/// unbiased Hutchinson estimate with one probe), whose seeds are `ȳ_L += 2 κ_r g` and
+/// `Ȳ_L^{(k)} += 2 ι_r J v_k` — both read off the forward pass just recorded. The second-order term uses
 /// `tanh″(x) = −2 tanh(x)(1 − tanh²(x))` and `softplus″(x) = σ(x)(1 − σ(x))`. With `w = 0`
 /// (no probes) this is the plain VJP `uᵀ ∂g/∂(z, θ, t)`; with `u = 0` it is
 /// `w · ∂tr/∂(z, θ, t)`.
@@ -80,6 +89,23 @@ extension ODENet {
                 timeGradient: timeGradient, arena: &arena)
     }
 
+    /// The adjoint dynamics of one evaluation: `primalOut = g(z, t)` (stride `ldp`) and
+    /// `inputGradient = ∂L_r/∂z_r` (overwritten, stride `ldg`) of
+    /// `L_r = u_rᵀ g + w_r Σ_k v_kᵀ J v_k + κ_r ‖g‖² + ι_r Σ_k ‖J v_k‖²`, adding `Σ_r ∂L_r/∂θ` into
+    /// the parameter gradients. Any of `traceWeights`, `kineticWeights`, `jacobianWeights` may be
+    /// nil (that term is absent); `probes` are needed when the trace or Jacobian term is present.
+    /// Scratch: ``reverseWorkspaceBytes(rows:directions:)``.
+    func adjointStep(t: T, _ z: UnsafePointer<T>, ldz: Int, rows: Int, cotangent u: UnsafePointer<T>, ldu: Int,
+                     probes: UnsafePointer<T>?, directions k: Int, traceWeights: UnsafePointer<T>?,
+                     kineticWeights: UnsafePointer<T>?, jacobianWeights: UnsafePointer<T>?,
+                     primalOut: UnsafeMutablePointer<T>, ldp: Int,
+                     inputGradient: UnsafeMutablePointer<T>, ldg: Int, arena: inout Arena) {
+        reverse(t: t, z, ldz: ldz, rows: rows, outputCotangent: u, ldu: ldu, probes: probes, directions: k,
+                traceWeights: traceWeights, kineticWeights: kineticWeights, jacobianWeights: jacobianWeights,
+                primalOut: primalOut, ldp: ldp, inputGradient: inputGradient, ldg: ldg, accumulateInput: false,
+                timeGradient: nil, arena: &arena)
+    }
+
     /// The gradient of `w_r Σ_k v_{r,k}ᵀ J v_{r,k}` (the divergence: exact with `v = e_k`,
     /// Hutchinson with `v = ε`): ADDS `w_r ∂/∂z` into `inputGradient` (`rows × D`, stride `ldg`),
     /// `Σ_r w_r ∂/∂θ` into the parameter gradients and, when given, `w_r ∂/∂t` into
@@ -102,10 +128,12 @@ extension ODENet {
     func reverse(t: T, _ z: UnsafePointer<T>, ldz: Int, rows: Int,
                  outputCotangent u: UnsafePointer<T>?, ldu: Int,
                  probes v: UnsafePointer<T>?, directions kIn: Int, traceWeights tw: UnsafePointer<T>?,
+                 kineticWeights kw: UnsafePointer<T>? = nil, jacobianWeights jw: UnsafePointer<T>? = nil,
+                 primalOut: UnsafeMutablePointer<T>? = nil, ldp: Int = 0,
                  inputGradient: UnsafeMutablePointer<T>?, ldg: Int, accumulateInput: Bool,
                  timeGradient: UnsafeMutablePointer<T>?, arena: inout Arena) {
         guard rows > 0 else { return }
-        let k = (v != nil && tw != nil) ? kIn : 0
+        let k = (v != nil && (tw != nil || jw != nil)) ? kIn : 0
         let nl = layerCount, d0 = dimension, tr = rows * k, mw = maxWidth
         let act = activation
         let tape = arena.take(T.self, tapeScalars(rows: rows, directions: k))
@@ -148,17 +176,29 @@ extension ODENet {
             }
         }
 
-        // ---- Reverse.
+        // ---- Seeds (and g itself when asked for).
         var ybar = ybar0, ybarNext = ybar1
         var qbar = qbar0, qbarNext = qbar1
         let dL = widths[nl]
+        let last = layerTape(tape, nl - 1, rows: rows, directions: k)
+        let lastShift = timeWeights[nl - 1].values
         for r in 0..<rows {
-            for j in 0..<dL { ybar[r * dL + j] = u?[r * ldu + j] ?? 0 }
+            let kinetic: T = 2 * (kw?[r] ?? 0)
+            for j in 0..<dL {
+                var seed = u?[r * ldu + j] ?? 0
+                if primalOut != nil || kw != nil {
+                    let g = last.p[r * dL + j] * last.s[j] + lastShift[j] * t
+                    primalOut?[r * ldp + j] = g
+                    seed += kinetic * g
+                }
+                ybar[r * dL + j] = seed
+            }
             if k > 0 {
-                let wr = tw![r]
+                let wr = tw?[r] ?? 0, jac: T = 2 * (jw?[r] ?? 0)
                 for i in 0..<k {
                     let src = v! + (r * k + i) * d0, dst = qbar! + (r * k + i) * dL
-                    for j in 0..<dL { dst[j] = wr * src[j] }
+                    let jv = last.P! + (r * k + i) * dL
+                    for j in 0..<dL { dst[j] = wr * src[j] + jac * jv[j] * last.s[j] }
                 }
             }
         }
@@ -321,7 +361,8 @@ extension ContinuousFlow {
     }
 
     /// Writes the trace directions of `rows` rows into `v` (`rows·k × D`): the unit vectors
-    /// (exact) or the fixed Hutchinson probe `ε` of probe row `rowOffset + r` — Philox stream
+    /// (exact) or the fixed Hutchinson probe `ε` of probe row `rowOffset + r` (plus
+    /// ``probeDraw``·2⁴⁰) — Philox stream
     /// ``RandomStream/probes`` keyed by `probe_seed`. The forward solve (`makeDynamics`) and the
     /// reverse pass both draw their probes here, so they always agree. `uniforms`:
     /// `D` doubles of scratch (Rademacher).
@@ -335,7 +376,7 @@ extension ContinuousFlow {
         case .hutchinson:
             let philox = Philox4x32(seed: UInt64(bitPattern: Int64(probeSeed)))
             for r in 0..<rows {
-                let row = UInt64(rowOffset + r)
+                let row = UInt64(rowOffset + r) &+ probeDraw << 40
                 switch probe {
                 case .gaussian:
                     philox.fillNormal(v + r * d, count: d, row: row, stream: RandomStream.probes)

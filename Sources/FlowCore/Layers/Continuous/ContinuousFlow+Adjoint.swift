@@ -1,0 +1,194 @@
+/// Gradients of a continuous flow by the adjoint sensitivity method (Chen et al., "Neural
+/// Ordinary Differential Equations", NeurIPS 2018, §2 and Appendix B; Pontryagin 1962).
+///
+/// ## The adjoint system
+///
+/// The layer maps `x = z(0)` to `z(T)` and adds `Δ(T) = ∫₀ᵀ tr(∂g/∂z) dt` to the
+/// log-determinant. Given the cotangents `ū = ∂L/∂z(T)` (rows × D) and `w_r = ∂L/∂logDet_r`,
+/// the adjoint `a(t) = ∂L/∂z(t)` and the parameter cotangent `θ̄(t)` solve, backward from
+/// `t = T` to `0`,
+///
+///     dz/dt = g(z, t)                                                  z(T) from the forward solve
+///     da/dt = −[aᵀ ∂g/∂z + w ∂tr/∂z + c(κ ∂‖g‖²/∂z + ι ∂‖J‖²/∂z)]     a(T) = ū
+///     dθ̄/dt = −Σ_r [aᵀ ∂g/∂θ + w ∂tr/∂θ + c(κ ∂‖g‖²/∂θ + ι ∂‖J‖²/∂θ)]   θ̄(T) = 0
+///
+/// so `∂L/∂x = a(0)` and `∂L/∂θ = θ̄(0)`. The bracket is one reverse pass of the dynamics
+/// network (``ODENet/adjointStep(t:_:ldz:rows:cotangent:ldu:probes:directions:traceWeights:kineticWeights:jacobianWeights:primalOut:ldp:inputGradient:ldg:arena:)``),
+/// which also returns `g` for the `z` equation; the trace directions are the forward solve's
+/// (unit vectors, or the same fixed Hutchinson probe of each row). Memory does not depend on
+/// the number of steps: the state is `[z, a]` per row plus one `θ̄` of P scalars per solve.
+///
+/// ## Error control
+///
+/// `θ̄` is integrated with the same Runge–Kutta stages but left out of the adaptive error norm
+/// (the seminorm of Kidger, Chen & Lyons, ICML 2021: its derivative does not depend on it, so
+/// controlling `[z, a]` suffices and saves steps). The system is linear in `(ū, w)`; it is
+/// solved for `(ū, w)/c` with `c` the largest magnitude among them in the solve's chunk and the
+/// results multiplied back by `c`, so `atol` acts on cotangents of order one rather than on the
+/// `1/batch` scale of a mean loss.
+///
+/// ## Regularisers (RNODE)
+///
+/// With `kinetic_energy` λ_K and `jacobian_norm` λ_J (Finlay et al., "How to train your neural
+/// ODE", ICML 2020) each row's loss gains `c_r (λ_K ∫‖g‖² dt + λ_J ∫‖J‖_F² dt)` with
+/// `c_r = −w_r` — the weight the loss gives that row's negative log-likelihood (`1/batch` for
+/// the mean NLL the trainer minimises). `‖J‖_F²` is exact with `trace = "exact"`
+/// (`Σ_k ‖J e_k‖²`) and the unbiased `‖J ε‖²` with the Hutchinson probe. The penalties change
+/// the gradients only; log-densities and the reported loss are the plain likelihood.
+///
+/// ## Failure
+///
+/// When a solve fails (step limit, underflow, non-finite state) the chunk's input gradients and
+/// this layer's parameter gradients become NaN; the trainer then skips the step as for any
+/// non-finite gradient.
+extension ContinuousFlow {
+    /// How ``backward(input:count:gradient:logDetGradient:arena:)`` differentiates.
+    public enum GradientMode: String, CaseIterable, Sendable {
+        /// The adjoint sensitivity method: memory independent of the number of steps.
+        case adjoint
+        /// Backpropagation through the solver's accepted steps (discretise-then-optimise): the
+        /// exact gradient of the computed solution, memory growing with the steps.
+        case backprop
+    }
+
+    /// Number of parameters (the length of `θ̄`).
+    var parameterCount: Int { net.parameters.reduce(0) { $0 + $1.count } }
+
+    /// Scratch of one adjoint chunk of `rows` rows: the `[z, a, θ̄]` state and the solver's
+    /// stages over it, the saved parameter gradients, per-row weights, probes and the network's
+    /// reverse tape.
+    func adjointChunkBytes(rows: Int) -> Int {
+        let d = dimension, p = parameterCount, n = 2 * rows * d + p
+        return Arena.bytes(Scalar.self, n)
+            + ODESolver.workspaceBytes(Scalar.self, count: n, method: solverOptions.method)
+            + Arena.bytes(Scalar.self, p)
+            + 3 * Arena.bytes(Scalar.self, rows)
+            + reverseWorkspaceBytes(rows: rows)
+    }
+
+    public func backwardWorkspaceBytes(count: Int) -> Int {
+        guard count > 0 else { return 0 }
+        let rows = Swift.min(count, rowsPerSolve)
+        switch gradientMode {
+        case .adjoint: return adjointChunkBytes(rows: rows) + chunkBytes(rows: rows)
+        case .backprop: return backpropChunkBytes(rows: rows)
+        }
+    }
+
+    /// Replaces `g = ∂L/∂z(T)` by `∂L/∂x` and adds `∂L/∂θ` to the parameter gradients (the
+    /// calling thread's ``GradientSlot``), by ``gradientMode``. Re-solves the forward pass from
+    /// `x` (chunk by chunk, the same chunks and probes as ``forward(_:count:logDet:arena:)``).
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                         logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
+        let d = dimension, chunk = rowsPerSolve
+        var start = 0
+        while start < count {
+            let rows = Swift.min(chunk, count - start)
+            var local = arena
+            let ok: Bool
+            switch gradientMode {
+            case .adjoint:
+                ok = adjointChunk(x + start * d, rows: rows, rowOffset: start, gradient: g + start * d,
+                                  logDetGradient: w + start, arena: &local)
+            case .backprop:
+                ok = backpropChunk(x + start * d, rows: rows, rowOffset: start, gradient: g + start * d,
+                                   logDetGradient: w + start, arena: &local)
+            }
+            if !ok {
+                (g + start * d).update(repeating: .nan, count: rows * d)
+                for p in net.parameters { p.gradient.update(repeating: .nan) }
+            }
+            start += rows
+        }
+    }
+
+    /// One chunk by the adjoint method; false when a solve failed.
+    private func adjointChunk(_ x: UnsafePointer<Scalar>, rows: Int, rowOffset: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                              logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) -> Bool {
+        let d = dimension, k = directions, rd = rows * d, params = net.parameters
+        let p = parameterCount, n = 2 * rd + p
+        let state = arena.take(Scalar.self, n)
+        let savedGradient = arena.take(Scalar.self, p)
+        let traceW = arena.take(Scalar.self, rows)
+        let kineticW = arena.take(Scalar.self, rows)
+        let jacobianW = arena.take(Scalar.self, rows)
+
+        // z(T): the forward solve again, from x.
+        do {
+            var scratch = arena
+            let forwardState = scratch.take(Scalar.self, rows * (d + 1))
+            for r in 0..<rows {
+                (forwardState + r * (d + 1)).update(from: x + r * d, count: d)
+                forwardState[r * (d + 1) + d] = 0
+            }
+            guard solveChunk(forwardState, rows: rows, rowOffset: rowOffset, from: 0, to: endTime, arena: &scratch) else {
+                return false
+            }
+            for r in 0..<rows { (state + r * d).update(from: forwardState + r * (d + 1), count: d) }
+        }
+
+        // Scale: the largest cotangent magnitude of the chunk.
+        var c: Scalar = 0
+        for i in 0..<rd { c = Swift.max(c, g[i].magnitude) }
+        for r in 0..<rows { c = Swift.max(c, w[r].magnitude) }
+        guard c.isFinite else { return false }
+        guard c > 0 else { return true }  // Nothing flows back: ∂L/∂x = 0, no parameter gradient.
+        let inverseScale = 1 / c
+        for i in 0..<rd { state[rd + i] = g[i] * inverseScale }
+        (state + 2 * rd).update(repeating: 0, count: p)
+        let lambdaK = Scalar(kineticEnergy), lambdaJ = Scalar(jacobianNorm)
+        for r in 0..<rows {
+            traceW[r] = w[r] * inverseScale
+            kineticW[r] = -lambdaK * traceW[r]
+            jacobianW[r] = -lambdaJ * traceW[r]
+        }
+
+        // The layer's gradients so far; each evaluation below overwrites them with its own θ-term.
+        var offset = 0
+        for q in params {
+            (savedGradient + offset).update(from: q.gradient.baseAddress!, count: q.count)
+            offset += q.count
+        }
+
+        let probes = arena.take(Scalar.self, rows * k * d)
+        let uniforms = arena.take(Double.self, d)
+        fillProbes(probes, rows: rows, rowOffset: rowOffset, uniforms: uniforms)
+        let net = self.net, useKinetic = kineticEnergy != 0, useJacobian = jacobianNorm != 0
+        let tape = arena
+        let dynamics: ODESolver.Dynamics<Scalar> = { t, y, dy, _ in
+            for q in params { q.zeroGradient() }
+            var scratch = tape
+            net.adjointStep(t: t, y, ldz: d, rows: rows, cotangent: y + rd, ldu: d, probes: probes, directions: k,
+                            traceWeights: traceW, kineticWeights: useKinetic ? kineticW : nil,
+                            jacobianWeights: useJacobian ? jacobianW : nil, primalOut: dy, ldp: d,
+                            inputGradient: dy + rd, ldg: d, arena: &scratch)
+            for i in 0..<rd { dy[rd + i] = -dy[rd + i] }
+            var o = 2 * rd
+            for q in params {
+                let src = q.gradient.baseAddress!
+                for i in 0..<q.count { dy[o + i] = -src[i] }
+                o += q.count
+            }
+        }
+        var solverArena = arena
+        _ = solverArena.take(UInt8.self, net.reverseWorkspaceBytes(rows: rows, directions: k))
+        let solved: Bool
+        do {
+            _ = try ODESolver.solve(state, count: n, from: Scalar(endTime), to: 0, options: solverOptions,
+                                    arena: &solverArena, errorControlled: 2 * rd, dynamics: dynamics)
+            solved = true
+        } catch {
+            solved = false
+        }
+        offset = 0
+        for q in params {
+            let dst = q.gradient.baseAddress!
+            for i in 0..<q.count { dst[i] = savedGradient[offset + i] + (solved ? c * state[2 * rd + offset + i] : 0) }
+            offset += q.count
+        }
+        guard solved else { return false }
+        for i in 0..<rd { g[i] = c * state[rd + i] }
+        return true
+    }
+}

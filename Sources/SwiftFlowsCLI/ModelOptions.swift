@@ -48,6 +48,12 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("data-levels"), help: "Image presets: number of levels of the discrete data when not 2^bits (e.g. 17 for digits).")
     var dataLevels: Int?
 
+    @Option(help: "glow: preprocessing after dequantisation: scale (to [-0.5, 0.5), Glow's) or logit (RealNVP's).")
+    var preprocess: String?
+
+    @Option(help: "Image presets: the logit's boundary margin alpha (realnvp_image default 0.05; glow with --preprocess logit 1e-6).")
+    var alpha: Double?
+
     @Option(help: "Soft clamp of the couplings' log-scale.")
     var clamp: Double?
 
@@ -86,6 +92,8 @@ struct ModelOptions: ParsableArguments {
         if let couplings { o["couplings"] = .number(Double(couplings)) }
         if let bits { o["bits"] = .number(Double(bits)) }
         if let dataLevels { o["data_levels"] = .number(Double(dataLevels)) }
+        if let preprocess { o["preprocess"] = .string(preprocess) }
+        if let alpha { o["alpha"] = .number(alpha) }
         if let clamp { o["clamp"] = .number(clamp) }
         if let activation { o["activation"] = .string(activation) }
         if let mixing { o["mixing"] = .string(mixing) }

@@ -176,6 +176,27 @@ final class ImageLayerTests: XCTestCase {
         XCTAssertLessThan(history.last!.trainNLL, history.first!.trainNLL)
     }
 
+    func testGlowPreprocessingIsScaleOrLogit() throws {
+        func types(_ f: NormalizingFlow<Float>) -> [String] { f.layers.prefix(3).map { type(of: $0).typeName } }
+        let scaled = try NormalizingFlow<Float>.glow(shape: [1, 4, 4], levels: 1, steps: 1, hidden: 4)
+        XCTAssertEqual(types(scaled), ["dequantize", "scale", "squeeze"])
+        let logit = try NormalizingFlow<Float>.glow(shape: [1, 4, 4], levels: 1, steps: 1, hidden: 4, preprocess: "logit")
+        XCTAssertEqual(types(logit), ["dequantize", "logit", "squeeze"])
+        XCTAssertEqual((logit.layers[1] as? Logit<Float>)?.alpha, 1e-6)
+        let custom = try NormalizingFlow<Float>.glow(shape: [1, 4, 4], levels: 1, steps: 1, hidden: 4, preprocess: "logit", alpha: 0.05)
+        XCTAssertEqual((custom.layers[1] as? Logit<Float>)?.alpha, 0.05)
+        // The logit's log-det enters the density: same parameters, different preprocessing,
+        // different log-probabilities of the same integer levels.
+        let x = try Tensor<Float>(shape: [3, 1, 4, 4], scalars: (0..<48).map { Float(($0 * 37) % 256) })
+        XCTAssertNotEqual(try scaled.logProb(x), try logit.logProb(x))
+        XCTAssertThrowsError(try NormalizingFlow<Float>.glow(shape: [1, 4, 4], levels: 1, preprocess: "sigmoid")) {
+            XCTAssertTrue("\($0)".contains("\"preprocess\" must be"), "\($0)")
+        }
+        XCTAssertThrowsError(try NormalizingFlow<Float>.glow(shape: [1, 4, 4], levels: 1, alpha: 0.05)) {
+            XCTAssertTrue("\($0)".contains("alpha"), "\($0)")
+        }
+    }
+
     func testTinyGlowAndRealNVPImagePassTheFullGradientCheck() throws {
         let glow = perturbed(try NormalizingFlow<Double>.glow(shape: [1, 4, 4], levels: 2, steps: 2, hidden: 4, bits: 3, seed: 2),
                              scale: 0.1)

@@ -18,10 +18,21 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     public let base: any BaseDistribution<Scalar>
     /// Rows per chunk of batch work for small events (vectors up to 64 features).
     public static var defaultChunkRows: Int { 256 }
-    /// Rows per chunk of batch work: 256 for vectors, fewer for large events (about 16k values
-    /// per chunk, at least 4 rows), so image batches split across threads and a chunk's working
-    /// set stays in cache. Fixed per flow, so results never depend on the thread count.
+    /// Rows per chunk of batch work: 256 for vectors, fewer for large events (the largest power
+    /// of two with at most about 16k values per chunk, at least 4 rows), so image batches split
+    /// across threads and a chunk's working set stays in cache. A power of two, so the usual
+    /// batch sizes (64, 256, …) cut into equal chunks that spread evenly over the threads (21-row
+    /// chunks cut a batch of 64 into 21+21+21+1: one of two threads did 42 rows, the other 22).
+    /// Fixed per flow, so results never depend on the thread count.
     public let chunkRows: Int
+
+    /// ``chunkRows`` for events of `size` values.
+    static func chunkRows(eventSize size: Int) -> Int {
+        let target = Swift.max(4, Swift.min(defaultChunkRows, 16_384 / size))
+        var rows = 4
+        while rows * 2 <= target { rows *= 2 }
+        return rows
+    }
 
     let pool = WorkspacePool()
     private let chunkWorkspaceBytes: Int
@@ -48,7 +59,7 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
         self.eventSize = size
         self.transform = Composition(layers: layers, eventShape: eventShape)
         self.base = base
-        let rows = Swift.max(4, Swift.min(Self.defaultChunkRows, 16_384 / size))
+        let rows = Self.chunkRows(eventSize: size)
         chunkRows = rows
         chunkWorkspaceBytes = Arena.bytes(Scalar.self, rows * size) + Arena.bytes(Double.self, rows)
             + transform.workspaceBytes(count: rows)

@@ -85,14 +85,20 @@ def _shape(shape):
     return dims
 
 
-def Glow(shape, levels=3, steps=8, hidden=64, bits=8, data_levels=None, prior="conditional", clamp=2.0, seed=0):
+def Glow(shape, levels=3, steps=8, hidden=64, bits=8, data_levels=None, prior="conditional", clamp=2.0,
+         preprocess="scale", alpha=None, seed=0):
     """Glow (Kingma & Dhariwal 2018) for images of ``shape`` ``[C, H, W]``: ``levels`` levels of a
     squeeze and ``steps`` × (ActNorm, LU 1×1 convolution, affine coupling with a conv network of
     ``hidden`` channels), with a multi-scale split and learned conditional prior between levels.
     Inputs are integer levels (``bits``-bit data, or ``data_levels`` levels); training adds uniform
-    dequantisation noise. H and W must be divisible by ``2**levels``."""
+    dequantisation noise. H and W must be divisible by ``2**levels``. ``preprocess`` maps the
+    dequantised values in [0, 1) to the flow's input: ``"scale"`` to [-0.5, 0.5) as Glow does, or
+    ``"logit"`` with margin ``alpha`` (default 1e-6) as RealNVP does."""
     spec = {"preset": "glow", "shape": _shape(shape), "levels": _int(levels, "levels"), "steps": _int(steps, "steps"),
-            "hidden": _int(hidden, "hidden"), "bits": _int(bits, "bits"), "prior": str(prior), "clamp": float(clamp)}
+            "hidden": _int(hidden, "hidden"), "bits": _int(bits, "bits"), "prior": str(prior), "clamp": float(clamp),
+            "preprocess": str(preprocess)}
+    if alpha is not None:
+        spec["alpha"] = float(alpha)
     if data_levels is not None:
         spec["data_levels"] = _int(data_levels, "data_levels")
     return Flow.from_spec(spec, seed=seed)

@@ -18,6 +18,8 @@ def test_glow_preset_shapes_and_identity_free_start():
     assert types[-1] == "split"
     with pytest.raises(swiftflows.SwiftFlowsError, match="divisible"):
         swiftflows.Glow((1, 6, 6), levels=2)
+    logit = swiftflows.Glow((1, 8, 8), levels=2, steps=2, hidden=8, preprocess="logit", alpha=1e-4)
+    assert logit.spec["layers"][1] == {"type": "logit", "alpha": 1e-4}
 
 
 def test_glow_trains_saves_and_samples(tmp_path):

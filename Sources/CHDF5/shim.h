@@ -41,6 +41,7 @@ static inline unsigned chdf5_H5F_ACC_EXCL(void) { return H5F_ACC_EXCL; }
 static inline hid_t chdf5_H5P_FILE_ACCESS(void) { return H5P_FILE_ACCESS; }
 static inline hid_t chdf5_H5P_FILE_CREATE(void) { return H5P_FILE_CREATE; }
 static inline hid_t chdf5_H5P_DATASET_CREATE(void) { return H5P_DATASET_CREATE; }
+static inline hid_t chdf5_H5P_GROUP_CREATE(void) { return H5P_GROUP_CREATE; }
 
 /*
  * Disables HDF5's file locking (flock) for files opened with `fapl`, if this HDF5 version supports it

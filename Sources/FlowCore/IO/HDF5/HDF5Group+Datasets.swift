@@ -49,6 +49,8 @@ extension HDF5Group {
         defer { H5Pclose(dcpl) }
         // Every element is written right away, so fill values would only cost time.
         try HDF5Library.check(status: H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), "\(context): cannot set fill time")
+        // No modification times in object headers: the same model always gives the same bytes.
+        try HDF5Library.check(status: H5Pset_obj_track_times(dcpl, false), "\(context): cannot turn off time tracking")
         let dataset = try HDF5Library.check(
             H5Dcreate2(id, name, fileType, space, hid_t(H5P_DEFAULT), dcpl, hid_t(H5P_DEFAULT)), context)
         var error: HDF5Error?

@@ -47,8 +47,11 @@ final class HDF5Group {
         let context = "cannot create group \(target)"
         try requireOpen(context)
         try HDF5Library.validateName(name, what: "group")
-        let gid = try HDF5Library.check(
-            H5Gcreate2(id, name, hid_t(H5P_DEFAULT), hid_t(H5P_DEFAULT), hid_t(H5P_DEFAULT)), context)
+        let gcpl = try HDF5Library.check(H5Pcreate(chdf5_H5P_GROUP_CREATE()), "\(context): cannot create property list")
+        defer { H5Pclose(gcpl) }
+        // No modification times in object headers: the same model always gives the same bytes.
+        try HDF5Library.check(status: H5Pset_obj_track_times(gcpl, false), "\(context): cannot turn off time tracking")
+        let gid = try HDF5Library.check(H5Gcreate2(id, name, hid_t(H5P_DEFAULT), gcpl, hid_t(H5P_DEFAULT)), context)
         return HDF5Group(file: file, id: gid, path: target)
     }
 

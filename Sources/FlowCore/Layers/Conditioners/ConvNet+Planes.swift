@@ -24,7 +24,7 @@ struct ImagePlanes: Equatable {
     let start: Int
     /// Positions of the sweep, a multiple of 8 (the last image's last row, rounded up).
     let count: Int
-    /// Floats per channel plane.
+    /// Floats per channel plane: an odd multiple of 16.
     let stride: Int
 
     /// Zeros before the first row, so taps of the first row reading up and left stay inside.
@@ -38,8 +38,11 @@ struct ImagePlanes: Equatable {
         start = Self.front + rowStride
         let end = Self.front + images * (height + 1) * rowStride  // the last zero row
         count = (end - start + 7) / 8 * 8
-        // Reads reach `rowStride + 1` past the sweep.
-        stride = (start + count + rowStride + 1 + 7) / 8 * 8
+        // Reads reach `rowStride + 1` past the sweep. An odd multiple of 16 floats (64 bytes):
+        // consecutive planes then start in different L1 sets (64 sets of 64-byte lines), so the
+        // kernels' sweeps over 64 channel planes at the same position do not evict each other.
+        let needed = (start + count + rowStride + 1 + 15) / 16
+        stride = (needed | 1) * 16
     }
 
     /// Position of pixel `(i, 0)` of image `n`.

@@ -55,13 +55,14 @@ void fk_conv_wgrad_f32_portable(const float *dy, size_t dystride, size_t out, co
 #if FK_HAVE_X86
 #include <immintrin.h>
 
-/* OB output channels × NV vectors of 8 positions starting at t: OB·NV accumulators (4 × 3 = 12
- * plus 3 input vectors and a broadcast weight fill the 16 registers). */
+/* OB output channels × NV vectors of 8 positions starting at t: OB·NV accumulators (4 × 2 = 8
+ * plus 2 input vectors and a broadcast weight: 11 of the 16 registers; at 4 × 3 = 12 + 3 + 1
+ * the compiler spilled and shuffled accumulators every iteration). */
 FK_AVX2 static inline __attribute__((always_inline)) void conv_block(
     const float *x, size_t xstride, size_t cin, const ptrdiff_t *off, size_t ntaps, const float *w, size_t out,
     const float *bias, float *y, size_t ystride, size_t t, const float *gate, size_t gstride, int relu, const int OB,
     const int NV) {
-    __m256 acc[4][3];
+    __m256 acc[4][2];
     for (int m = 0; m < OB; m++) {
         const __m256 b = bias ? _mm256_broadcast_ss(bias + m) : _mm256_setzero_ps();
         for (int v = 0; v < NV; v++) acc[m][v] = b;
@@ -71,7 +72,7 @@ FK_AVX2 static inline __attribute__((always_inline)) void conv_block(
         const float *wc = w + c * ntaps * out;
         for (size_t j = 0; j < ntaps; j++) {
             const float *p = xc + off[j];
-            __m256 xv[3];
+            __m256 xv[2];
             for (int v = 0; v < NV; v++) xv[v] = _mm256_loadu_ps(p + 8 * v);
             const float *wj = wc + j * out;
             for (int m = 0; m < OB; m++) {
@@ -111,7 +112,7 @@ FK_AVX2 static inline __attribute__((always_inline)) void conv_block(
                        t, gate ? gate + o * gstride : 0, gstride, relu, 1, NV);                                \
     }
 
-FK_CONV_COLUMN(3)
+FK_CONV_COLUMN(2)
 FK_CONV_COLUMN(1)
 
 FK_AVX2 void fk_conv_f32_avx2(const float *x, size_t xstride, size_t cin, const ptrdiff_t *off, size_t ntaps,
@@ -119,8 +120,8 @@ FK_AVX2 void fk_conv_f32_avx2(const float *x, size_t xstride, size_t cin, const 
                               size_t n, const float *gate, size_t gstride, int relu) {
     const size_t end = t0 + n;
     size_t t = t0;
-    for (; t + 24 <= end; t += 24)
-        conv_column3(x, xstride, cin, off, ntaps, w, bias, out, y, ystride, t, gate, gstride, relu);
+    for (; t + 16 <= end; t += 16)
+        conv_column2(x, xstride, cin, off, ntaps, w, bias, out, y, ystride, t, gate, gstride, relu);
     for (; t < end; t += 8)
         conv_column1(x, xstride, cin, off, ntaps, w, bias, out, y, ystride, t, gate, gstride, relu);
 }
@@ -140,11 +141,11 @@ FK_AVX2 static inline __attribute__((always_inline)) void wgrad_block(const floa
                                                                        const float *const *xk, size_t t, size_t len,
                                                                        float *part, size_t kin, const int OB,
                                                                        const int KB) {
-    __m256 acc[4][3];
+    __m256 acc[4][2];
     for (int m = 0; m < OB; m++)
         for (int k = 0; k < KB; k++) acc[m][k] = _mm256_loadu_ps(part + (m * kin + k) * 8);
     for (size_t i = t; i < t + len; i += 8) {
-        __m256 xv[3];
+        __m256 xv[2];
         for (int k = 0; k < KB; k++) xv[k] = _mm256_loadu_ps(xk[k] + i);
         for (int m = 0; m < OB; m++) {
             const __m256 d = _mm256_loadu_ps(dy + m * dystride + i);
@@ -161,10 +162,10 @@ FK_AVX2 static inline __attribute__((always_inline)) void wgrad_block(const floa
                                        float *part) {                                                           \
         size_t k = 0;                                                                                           \
         for (; k < kin; ) {                                                                                     \
-            const float *xk[3];                                                                                 \
-            const size_t kb = kin - k >= 3 ? 3 : 1;                                                             \
+            const float *xk[2];                                                                                 \
+            const size_t kb = kin - k >= 2 ? 2 : 1;                                                             \
             for (size_t i = 0; i < kb; i++) xk[i] = x + ((k + i) / ntaps) * xstride + off[(k + i) % ntaps];     \
-            if (kb == 3) wgrad_block(dy, dystride, xk, t, len, part + k * 8, kin, OB, 3);                        \
+            if (kb == 2) wgrad_block(dy, dystride, xk, t, len, part + k * 8, kin, OB, 2);                        \
             else wgrad_block(dy, dystride, xk, t, len, part + k * 8, kin, OB, 1);                                \
             k += kb;                                                                                            \
         }                                                                                                       \

@@ -169,7 +169,7 @@ final class KernelTests: XCTestCase {
     }
 
     /// fk_conv_f32 and fk_conv_wgrad_f32 against Double references, over output-channel
-    /// blocks 4/2/1, position groups of 24 and 8, 1 and 9 taps, with bias, ReLU and both gate
+    /// blocks 4/2/1, position groups of 16 and 8, 1 and 9 taps, with bias, ReLU and both gate
     /// forms; the AVX2 and portable variants agree bitwise (documented).
     func testDirectConvolutionKernelsMatchReferenceAndAgreeAcrossVariants() {
         let rowStride = 6, t0 = 16

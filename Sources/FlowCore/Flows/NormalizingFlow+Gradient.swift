@@ -1,4 +1,6 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Gradients of the negative log-likelihood, by the layers' hand-derived backward passes.
 extension NormalizingFlow {
@@ -124,7 +126,7 @@ extension NormalizingFlow {
 }
 
 let tapeBudgetFromEnvironment: Int = {
-    if let text = ProcessInfo.processInfo.environment["SWIFTFLOWS_TAPE_BUDGET"], let bytes = Int(text), bytes >= 0 {
+    if let p = getenv("SWIFTFLOWS_TAPE_BUDGET"), let bytes = Int(String(cString: p)), bytes >= 0 {
         return bytes
     }
     return 64 << 20

@@ -1,5 +1,7 @@
 import CFlowKernels
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The padded channel planes of a batch of images: the layout in which ``ConvNet`` runs its
 /// float32 convolutions (``fk_conv_f32`` / ``fk_conv_wgrad_f32``) on all images of a call at once.
@@ -116,10 +118,10 @@ enum PlaneMode: Sendable {
 }
 
 let planeModeFromEnvironment: PlaneMode = {
-    switch ProcessInfo.processInfo.environment["SWIFTFLOWS_CONV"] {
-    case "blas": return .off
+    switch getenv("SWIFTFLOWS_CONV").map({ String(cString: $0) }) {
     case "direct": return .direct
-    default: return .hybrid
+    case "hybrid": return .hybrid
+    default: return .off
     }
 }()
 
@@ -131,9 +133,11 @@ extension ConvNet {
     /// one padding row and column serve).
     var usesPlanes: Bool { planeMode != .off }
 
-    /// How float32 networks run by default: ``PlaneMode/hybrid`` unless the environment
-    /// variable `SWIFTFLOWS_CONV` says `blas` (im2col + BLAS, the Float64 path) or `direct`
-    /// (every convolution in ``fk_conv_f32``); read once per process (for benchmarks).
+    /// How float32 networks run by default: ``PlaneMode/off`` (im2col + BLAS, as Float64)
+    /// unless the environment variable `SWIFTFLOWS_CONV` says `hybrid` or `direct`; read once
+    /// per process (for benchmarks). Measured on the 2-core AVX2 machine (bench/README.md), the
+    /// plane paths ran within noise of OpenBLAS (±10 %, neither consistently ahead), so
+    /// the default stays with BLAS.
     static var defaultPlaneMode: PlaneMode { planeModeFromEnvironment }
 
     /// Floats of the packed weights of layer `l` for ``fk_conv_f32``: forward

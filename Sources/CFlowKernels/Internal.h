@@ -21,6 +21,11 @@ void fk_relu_mask_f32_portable(float *g, const float *x, size_t n);
 void fk_exp_f32_portable(float *v, size_t n);
 void fk_philox_normal_f32_portable(uint64_t seed, uint64_t row, uint32_t stream, float *out, size_t count);
 void fk_tanh_f32_portable(float *v, size_t n);
+void fk_conv_f32_portable(const float *x, size_t xstride, size_t cin, const ptrdiff_t *off, size_t ntaps,
+                          const float *w, const float *bias, size_t out, float *y, size_t ystride, size_t t0,
+                          size_t n, const float *gate, size_t gstride, int relu);
+void fk_conv_wgrad_f32_portable(const float *dy, size_t dystride, size_t out, const float *x, size_t xstride,
+                                size_t cin, const ptrdiff_t *off, size_t ntaps, size_t t0, size_t n, float *dw);
 
 #if FK_HAVE_X86
 void fk_linear_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
@@ -32,6 +37,12 @@ void fk_relu_mask_f32_avx2(float *g, const float *x, size_t n);
 void fk_exp_f32_avx2(float *v, size_t n);
 void fk_philox_normal_f32_avx2(uint64_t seed, uint64_t row, uint32_t stream, float *out, size_t count);
 void fk_tanh_f32_avx2(float *v, size_t n);
+void fk_conv_f32_avx2(const float *x, size_t xstride, size_t cin, const ptrdiff_t *off, size_t ntaps,
+                      const float *w, const float *bias, size_t out, float *y, size_t ystride, size_t t0, size_t n,
+                      const float *gate, size_t gstride, int relu);
+void fk_conv_wgrad_f32_avx2(const float *dy, size_t dystride, size_t out, const float *x, size_t xstride,
+                            size_t cin, const ptrdiff_t *off, size_t ntaps, size_t t0, size_t n, float *dw,
+                            float *scratch);
 #endif
 
 #endif

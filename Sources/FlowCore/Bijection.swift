@@ -43,6 +43,26 @@ public protocol Bijection<Scalar>: AnyObject {
     func backward(input x: UnsafePointer<Scalar>, count: Int, gradient: UnsafeMutablePointer<Scalar>,
                   logDetGradient: UnsafePointer<Scalar>, arena: inout Arena)
 
+    /// Bytes a training pass keeps from ``forward(_:count:logDet:tape:arena:)`` for
+    /// ``backward(input:count:gradient:logDetGradient:tape:arena:)`` over `count` rows, a
+    /// multiple of 64; 0 (the default) when the backward pass recomputes what it needs from the
+    /// input. (Image couplings keep their conditioner's output and hidden activations, so the
+    /// backward pass does not run the network forward a second time.)
+    func tapeBytes(count: Int) -> Int
+
+    /// ``forward(_:count:logDet:arena:)`` (same results) that also fills `tape`
+    /// (``tapeBytes(count:)`` bytes, 64-byte aligned) for
+    /// ``backward(input:count:gradient:logDetGradient:tape:arena:)``. Scratch: at most
+    /// ``backwardWorkspaceBytes(count:)``. The default ignores the tape.
+    func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
+                 tape: UnsafeMutableRawPointer, arena: inout Arena)
+
+    /// ``backward(input:count:gradient:logDetGradient:arena:)`` reading the tape that
+    /// ``forward(_:count:logDet:tape:arena:)`` filled at the same input and parameters. The
+    /// default ignores the tape.
+    func backward(input x: UnsafePointer<Scalar>, count: Int, gradient: UnsafeMutablePointer<Scalar>,
+                  logDetGradient: UnsafePointer<Scalar>, tape: UnsafeRawPointer, arena: inout Arena)
+
     /// Learnable arrays, in the order the model file stores them.
     var parameters: [Parameter<Scalar>] { get }
 
@@ -55,6 +75,15 @@ extension Bijection {
     /// Elements per sample.
     public var eventSize: Int { inputShape.reduce(1, *) }
     public func parametersDidChange() {}
+    public func tapeBytes(count: Int) -> Int { 0 }
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
+                        tape: UnsafeMutableRawPointer, arena: inout Arena) {
+        forward(x, count: count, logDet: logDet, arena: &arena)
+    }
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient: UnsafeMutablePointer<Scalar>,
+                         logDetGradient: UnsafePointer<Scalar>, tape: UnsafeRawPointer, arena: inout Arena) {
+        backward(input: x, count: count, gradient: gradient, logDetGradient: logDetGradient, arena: &arena)
+    }
     /// Total number of learnable scalars.
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 }

@@ -108,6 +108,7 @@ struct BenchModel {
         .realNVP(dim: 8),
         .realNVP(dim: 64),
         .glow(shape: [3, 16, 16], levels: 2, steps: 4, width: 64),
+        .glow(shape: [1, 28, 28], levels: 2, steps: 8, width: 64),
         .cnf(dim: 2),
     ]
 

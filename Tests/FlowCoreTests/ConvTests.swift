@@ -472,6 +472,55 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// The float32-only paths (``PlaneMode``: direct plane kernels, plane kernels with BLAS for
+    /// wide 1×1 layers, and im2col) against the Float64 network: forward, input gradient, weight
+    /// and bias gradients, on odd sizes (rows 1…21, sample stride beyond the features, planes
+    /// down to 1×1, channels 1…9 and 64, hidden widths below and above the BLAS threshold).
+    func testFloatPlanePathsAgreeWithDouble() {
+        let cases: [(c: Int, hid: Int, o: Int, h: Int, w: Int, rows: Int, pad: Int)] = [
+            (1, 64, 2, 14, 14, 3, 0), (2, 64, 4, 7, 7, 5, 3), (3, 5, 9, 5, 7, 7, 2), (9, 7, 1, 1, 1, 3, 1),
+            (4, 64, 8, 4, 4, 21, 5), (5, 3, 6, 2, 9, 1, 0), (7, 17, 3, 3, 1, 11, 4), (6, 16, 12, 8, 8, 2, 0),
+            (8, 9, 64, 3, 5, 2, 1), (64, 8, 5, 2, 3, 3, 2),
+        ]
+        for (i, t) in cases.enumerated() {
+            let double = ConvNet<Double>(channels: t.c, hidden: t.hid, outChannels: t.o, height: t.h, width: t.w,
+                                         seed: 30 + UInt64(i))
+            BijectionChecker.perturb(double.parameters, scale: 0.3, seed: 31 + UInt64(i))
+            double.repack()
+            let ldx = double.inFeatures + t.pad
+            let x = normals(t.rows * ldx, seed: 32 + UInt64(i)), r = normals(t.rows * double.outFeatures, seed: 33)
+            for p in double.parameters { p.zeroGradient() }
+            let (yD, dxD) = recordAndBackward(double, x, ldx: ldx, rows: t.rows, outputGradient: r)
+            for mode in [PlaneMode.direct, .hybrid, .off] {
+                let single = ConvNet<Float>(channels: t.c, hidden: t.hid, outChannels: t.o, height: t.h, width: t.w,
+                                            seed: 30 + UInt64(i), planeMode: mode)
+                XCTAssertEqual(single.planeMode, mode)
+                for (pd, pf) in zip(double.parameters, single.parameters) { pf.assign(pd.array.map { Float($0) }) }
+                single.repack()
+                for p in single.parameters { p.zeroGradient() }
+                let xf = x.map { Float($0) }
+                let label = "\(mode) \(t.c)→\(t.hid)→\(t.o) \(t.h)×\(t.w) rows \(t.rows)"
+                let y = run(single, xf, ldx: ldx, rows: t.rows)
+                let (yF, dxF) = recordAndBackward(single, xf, ldx: ldx, rows: t.rows, outputGradient: r.map { Float($0) })
+                XCTAssertEqual(y, yF, "\(label): forwardRecording differs from callAsFunction")
+                XCTAssertLessThan(BijectionChecker.maxRelativeError(yF.map { Double($0) }, yD), 1e-4, "\(label): output")
+                XCTAssertLessThan(BijectionChecker.maxRelativeError(dxF.map { Double($0) }, dxD), 1e-3, "\(label): ∂x")
+                for (pd, pf) in zip(double.parameters, single.parameters) {
+                    XCTAssertLessThan(BijectionChecker.maxRelativeError(Array(pf.gradient).map { Double($0) },
+                                                                        Array(pd.gradient)), 1e-3, "\(label): \(pd.name)")
+                }
+                // Without the input gradient: the same parameter gradients, accumulated.
+                let first = single.parameters.map { Array($0.gradient) }
+                _ = recordAndBackward(single, xf, ldx: ldx, rows: t.rows, outputGradient: r.map { Float($0) },
+                                      inputGradient: false)
+                for (p, g) in zip(single.parameters, first) {
+                    XCTAssertLessThan(BijectionChecker.maxRelativeError(Array(p.gradient), g.map { $0 + $0 }), 1e-5,
+                                      "\(label): \(p.name) accumulation")
+                }
+            }
+        }
+    }
+
     func testCheckedEnforcesLimits() throws {
         func code(_ body: () throws -> Void) -> String {
             do { try body(); return "ok" } catch let e as FlowError {

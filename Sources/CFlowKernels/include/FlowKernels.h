@@ -55,6 +55,32 @@ void fk_affine_step_backward_f32(const float *x, const float *shift, const float
 /* ReLU's backward mask: g_j = x_j > 0 ? g_j : 0 (x: pre- or post-activation values). */
 void fk_relu_mask_f32(float *g, const float *x, size_t n);
 
+/* Direct convolution over padded channel planes (the image conditioners' convolutions, their
+ * input-gradient passes and their weight gradients). Channel c of x is the plane x + c·xstride;
+ * tap j reads it shifted by off[j] elements (a k×k kernel on planes with zero padding between
+ * rows and images becomes k² constant offsets of one linear sweep):
+ *   v = bias[o] + Σ_{c < cin} Σ_{j < ntaps} w[(c·ntaps + j)·out + o] · x[c·xstride + t + off[j]]
+ *   y[o·ystride + t] = gate(relu(v))       for o < out, t0 ≤ t < t0 + n
+ * relu != 0 applies max(0, ·); with gate non-NULL, values where gate[o·gstride + t] > 0 does not
+ * hold become 0 (gstride 0: one mask shared by every channel, e.g. 1 inside the images and 0 on
+ * the padding; gstride = ystride: ReLU's derivative read off an activation). bias may be NULL.
+ * The sum runs over c, then j, in increasing order from the bias, one fused multiply-add per
+ * term, in both variants (so they agree bitwise). n must be a multiple of 8; every position
+ * read, t0 + off[j] … t0 + n − 1 + off[j] of each channel, must be readable (and finite).
+ * Complexity: 2·out·cin·ntaps·n flops; no allocation. */
+void fk_conv_f32(const float *x, size_t xstride, size_t cin, const ptrdiff_t *off, size_t ntaps, const float *w,
+                 const float *bias, size_t out, float *y, size_t ystride, size_t t0, size_t n, const float *gate,
+                 size_t gstride, int relu);
+
+/* Weight gradient of fk_conv_f32 (layout [out][cin][ntaps], i.e. PyTorch's OIHW):
+ *   dw[(o·cin + c)·ntaps + j] += Σ_{t0 ≤ t < t0 + n} dy[o·dystride + t] · x[c·xstride + t + off[j]]
+ * Each sum runs in eight interleaved partial sums (position t goes to lane (t − t0) mod 8, in
+ * increasing t, fused multiply-adds), added as ((0+4) + (2+6)) + ((1+5) + (3+7)) and then to dw;
+ * both variants agree bitwise. n must be a multiple of 8. scratch: out·cin·ntaps·8 floats (used
+ * by the AVX2 variant). Complexity: 2·out·cin·ntaps·n flops; no allocation. */
+void fk_conv_wgrad_f32(const float *dy, size_t dystride, size_t out, const float *x, size_t xstride, size_t cin,
+                       const ptrdiff_t *off, size_t ntaps, size_t t0, size_t n, float *dw, float *scratch);
+
 /* `count` standard normal values of sample row `row`: Philox4x32-10 with key = seed (low, high
  * 32 bits) and counter (block, row low, row high, stream); block b gives values 4b … 4b+3 by
  * Box–Muller on word pairs (w0, w1) and (w2, w3): u = (⌊w_r/2⁸⌋ + ½)/2²⁴, radius √(−2 ln u),

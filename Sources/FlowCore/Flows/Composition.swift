@@ -45,28 +45,55 @@ public final class Composition<Scalar: FlowScalar>: Bijection {
 
     public func backwardWorkspaceBytes(count: Int) -> Int { trainingWorkspaceBytes(count: count) }
 
-    /// Forward that copies each layer's input into `saved` (`layers.count × count × D`).
-    public func forward(saving saved: UnsafeMutablePointer<Scalar>, _ x: UnsafeMutablePointer<Scalar>, count: Int,
+    /// Forward that copies each layer's input into `saved` (`layers.count × count × D`) and,
+    /// with a `tape` of ``layerTapeBytes(count:)`` bytes, keeps each layer's tape
+    /// (``Bijection/tapeBytes(count:)``, laid out in layer order) for
+    /// ``backward(saved:tape:count:gradient:logDetGradient:arena:)``. Scratch:
+    /// ``trainingWorkspaceBytes(count:)`` minus the saved inputs.
+    public func forward(saving saved: UnsafeMutablePointer<Scalar>, tape: UnsafeMutableRawPointer? = nil,
+                        _ x: UnsafeMutablePointer<Scalar>, count: Int,
                         logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
         let start = arena
         let block = count * eventSize
+        var offset = 0
         for (k, layer) in layers.enumerated() {
             (saved + k * block).update(from: x, count: block)
             arena = start
-            layer.forward(x, count: count, logDet: logDet, arena: &arena)
+            let bytes = tape == nil ? 0 : layer.tapeBytes(count: count)
+            if let tape, bytes > 0 {
+                layer.forward(x, count: count, logDet: logDet, tape: tape + offset, arena: &arena)
+                offset += bytes
+            } else {
+                layer.forward(x, count: count, logDet: logDet, arena: &arena)
+            }
         }
     }
 
+    /// Σ of the layers' ``Bijection/tapeBytes(count:)``: the `tape` of
+    /// ``forward(saving:tape:_:count:logDet:arena:)``. (The composition's own
+    /// ``Bijection/tapeBytes(count:)`` stays 0: as a layer, it recomputes.)
+    public func layerTapeBytes(count: Int) -> Int { layers.reduce(0) { $0 + $1.tapeBytes(count: count) } }
+
     /// Back-propagates through all layers given the inputs ``forward(saving:_:count:logDet:arena:)``
     /// saved. The log-det gradient is the same for every layer (the log-dets add up).
-    public func backward(saved: UnsafePointer<Scalar>, count: Int, gradient: UnsafeMutablePointer<Scalar>,
-                         logDetGradient: UnsafePointer<Scalar>, arena: inout Arena) {
+    /// With `tape`: the tapes the same forward pass kept.
+    public func backward(saved: UnsafePointer<Scalar>, tape: UnsafeRawPointer? = nil, count: Int,
+                         gradient: UnsafeMutablePointer<Scalar>, logDetGradient: UnsafePointer<Scalar>,
+                         arena: inout Arena) {
         let start = arena
         let block = count * eventSize
+        var end = tape == nil ? 0 : layerTapeBytes(count: count)
         for k in stride(from: layers.count - 1, through: 0, by: -1) {
             arena = start
-            layers[k].backward(input: saved + k * block, count: count, gradient: gradient,
-                               logDetGradient: logDetGradient, arena: &arena)
+            let bytes = tape == nil ? 0 : layers[k].tapeBytes(count: count)
+            if let tape, bytes > 0 {
+                end -= bytes
+                layers[k].backward(input: saved + k * block, count: count, gradient: gradient,
+                                   logDetGradient: logDetGradient, tape: tape + end, arena: &arena)
+            } else {
+                layers[k].backward(input: saved + k * block, count: count, gradient: gradient,
+                                   logDetGradient: logDetGradient, arena: &arena)
+            }
         }
     }
 

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Gradients of the negative log-likelihood, by the layers' hand-derived backward passes.
 extension NormalizingFlow {
     /// Sets every parameter's gradient to zero.
@@ -63,7 +67,22 @@ extension NormalizingFlow {
         let rows = chunkRows, d = eventSize
         return transform.trainingWorkspaceBytes(count: rows) + 2 * Arena.bytes(Scalar.self, rows * d)
             + 2 * Arena.bytes(Double.self, rows) + Arena.bytes(Scalar.self, rows)
-            + Arena.bytes(Scalar.self, Swift.max(layers.count, 1) * rows * d)
+            + Arena.bytes(Scalar.self, Swift.max(layers.count, 1) * rows * d) + tapeBytes
+    }
+
+    /// Most bytes of layer tapes (``Bijection/tapeBytes(count:)``) one chunk's gradient pass
+    /// keeps between its forward and backward passes; beyond it, layers recompute in the
+    /// backward pass what they need (e.g. an image coupling's network forward pass). 64 MiB:
+    /// the Fashion-MNIST Glow (2 levels × 8 steps, width 64) needs about 28 MiB per chunk.
+    /// The environment variable `SWIFTFLOWS_TAPE_BUDGET` (bytes, read once; 0 turns tapes off)
+    /// overrides it, for benchmarks.
+    static var tapeBudget: Int { tapeBudgetFromEnvironment }
+
+    /// Tape bytes of one chunk's gradient pass: the layers' tapes if they fit ``tapeBudget``,
+    /// else 0 (fixed per flow, like ``chunkRows``, so results never depend on the thread count).
+    private var tapeBytes: Int {
+        let bytes = transform.layerTapeBytes(count: chunkRows)
+        return bytes <= Self.tapeBudget ? bytes : 0
     }
 
     /// Forward with saved activations, the base's and the layers' backward passes for `count`
@@ -78,10 +97,12 @@ extension NormalizingFlow {
         let logProb = arena.take(Double.self, rows)
         let w = arena.take(Scalar.self, rows)
         let saved = arena.take(Scalar.self, Swift.max(layers.count, 1) * n * d)
+        let tapeSize = tapeBytes
+        let tape: UnsafeMutableRawPointer? = tapeSize > 0 ? UnsafeMutableRawPointer(arena.take(UInt8.self, tapeSize)) : nil
         z.update(from: x, count: n * d)
         logDet.update(repeating: 0, count: n)
         let layerArena = arena
-        transform.forward(saving: saved, z, count: n, logDet: logDet, arena: &arena)
+        transform.forward(saving: saved, tape: tape, z, count: n, logDet: logDet, arena: &arena)
         base.logProb(z, count: n, into: logProb)
         var total = 0.0
         for i in 0..<n {
@@ -90,7 +111,8 @@ extension NormalizingFlow {
         }
         base.backward(z, count: n, logProbGradient: w, gradient: g)
         arena = layerArena
-        transform.backward(saved: saved, count: n, gradient: g, logDetGradient: w, arena: &arena)
+        transform.backward(saved: saved, tape: tape.map { UnsafeRawPointer($0) }, count: n, gradient: g,
+                           logDetGradient: w, arena: &arena)
         return total
     }
 
@@ -102,3 +124,10 @@ extension NormalizingFlow {
         return -lp.reduce(0, +) / Double(count)
     }
 }
+
+let tapeBudgetFromEnvironment: Int = {
+    if let p = getenv("SWIFTFLOWS_TAPE_BUDGET"), let bytes = Int(String(cString: p)), bytes >= 0 {
+        return bytes
+    }
+    return 64 << 20
+}()

@@ -40,6 +40,12 @@ final class ConvNet<T: FlowScalar> {
     /// fewer output than input channels), else nil; refreshed by ``repack()`` whenever the
     /// weights change.
     private let packed: [UnsafeMutablePointer<T>?]
+    /// Float32 networks (``usesPlanes``): each layer's weight packed for ``fk_conv_f32``
+    /// (``planePack(_:weight:into:)``), refreshed by ``repack()``; empty otherwise.
+    private let planePacks: [UnsafeMutablePointer<Float>]
+    /// How this network runs its convolutions (``PlaneMode``; always ``PlaneMode/off`` for
+    /// Float64).
+    let planeMode: PlaneMode
 
     /// - Parameters:
     ///   - channels: input channels (`in`).
@@ -50,7 +56,10 @@ final class ConvNet<T: FlowScalar> {
     ///     ``RandomStream/initialization`` stream, as ``MLP`` draws them).
     /// - Precondition: every size ≥ 1. Untrusted sizes go through
     ///   ``checked(channels:hidden:outChannels:height:width:seed:context:)``.
-    init(channels: Int, hidden: Int, outChannels: Int, height: Int, width: Int, seed: UInt64) {
+    /// - `planeMode`: how float32 networks run (ignored for Float64, which always takes the
+    ///   im2col path); tests pass each mode.
+    init(channels: Int, hidden: Int, outChannels: Int, height: Int, width: Int, seed: UInt64,
+         planeMode: PlaneMode = planeModeFromEnvironment) {
         inChannels = channels
         self.hidden = hidden
         self.outChannels = outChannels
@@ -82,10 +91,26 @@ final class ConvNet<T: FlowScalar> {
             return UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<T>.stride, alignment: 64)
                 .bindMemory(to: T.self, capacity: count)
         }
+        let mode: PlaneMode = T.self == Float.self && layers.allSatisfy({ $0.kernel <= 3 }) ? planeMode : .off
+        self.planeMode = mode
+        if mode != .off {
+            planePacks = layers.map { conv in
+                UnsafeMutableRawPointer.allocate(byteCount: ConvNet.planePackCount(conv) * MemoryLayout<Float>.stride,
+                                                 alignment: 64).bindMemory(to: Float.self, capacity: ConvNet.planePackCount(conv))
+            }
+        } else {
+            planePacks = []
+        }
         repack()
     }
 
-    deinit { for p in packed { p.map { UnsafeMutableRawPointer($0).deallocate() } } }
+    deinit {
+        for p in packed { p.map { UnsafeMutableRawPointer($0).deallocate() } }
+        for p in planePacks { UnsafeMutableRawPointer(p).deallocate() }
+    }
+
+    /// Layer `l`'s weight packed for the plane path (forward, then transposed).
+    @inline(__always) func planePack(_ l: Int) -> UnsafePointer<Float> { UnsafePointer(planePacks[l]) }
 
     /// Layer `l`'s packed weight, or nil when it reads the OIHW weight directly.
     @inline(__always) func packedWeight(_ l: Int) -> UnsafePointer<T>? { packed[l].map { UnsafePointer($0) } }
@@ -143,6 +168,10 @@ final class ConvNet<T: FlowScalar> {
     func repack() {
         for (l, conv) in layers.enumerated() {
             if let p = packed[l] { conv.packWeight(UnsafePointer(weights[l].pointer), into: p) }
+            if !planePacks.isEmpty {
+                ConvNet.planePack(conv, weight: UnsafeRawPointer(weights[l].pointer).assumingMemoryBound(to: Float.self),
+                                  into: planePacks[l])
+            }
         }
     }
 
@@ -155,7 +184,8 @@ final class ConvNet<T: FlowScalar> {
     /// Scratch for ``callAsFunction(_:ldx:rows:into:arena:)`` over `rows` samples: two hidden
     /// activations (`rows·hidden·H·W` each) and the largest convolution's scratch.
     func workspaceBytes(rows: Int) -> Int {
-        2 * Arena.bytes(T.self, rows * hiddenFeatures) + convolutionBytes(rows: rows, backward: false)
+        if usesPlanes { return planeWorkspaceBytes(rows: rows) }
+        return 2 * Arena.bytes(T.self, rows * hiddenFeatures) + convolutionBytes(rows: rows, backward: false)
     }
 
     /// `y = net(x)` for `rows` samples; `x` holds sample `n` (`in × H × W`) at `x + n·ldx`
@@ -166,6 +196,12 @@ final class ConvNet<T: FlowScalar> {
     func callAsFunction(_ x: UnsafePointer<T>, ldx: Int, rows: Int,
                         into y: UnsafeMutablePointer<T>, arena: inout Arena) {
         guard rows > 0 else { return }
+        if usesPlanes {
+            let count = hidden * planes(rows: rows).stride
+            let h0 = arena.take(Float.self, count), h1 = arena.take(Float.self, count)
+            planeForward(x, ldx: ldx, rows: rows, into: y, h0: h0, h1: h1, arena: &arena)
+            return
+        }
         let a = arena.take(T.self, rows * hiddenFeatures), b = arena.take(T.self, rows * hiddenFeatures)
         // Each convolution's scratch is dead once it returns: all three reuse the same region.
         var scratch = arena

@@ -135,11 +135,43 @@ public final class ConvAffineCoupling<Scalar: FlowScalar>: FlowLayer {
     @inline(__always)
     private func apply(_ x: UnsafeMutablePointer<Scalar>, count: Int,
                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena, inverse: Bool) {
-        let size = channels * plane
         let a = arena.take(Scalar.self, count * conditionerIn)
         let st = arena.take(Scalar.self, count * conditionerOut)
         conditioningInput(x, count: count, into: a)
         net(a, rows: count, into: st, arena: &arena)
+        couple(x, st: st, count: count, logDet: logDet, inverse: inverse)
+    }
+
+    /// Tape of a training pass: the conditioner output (`count × out`), then the network's
+    /// hidden activations (``ConvNet/tapeCount(rows:)``).
+    public func tapeBytes(count: Int) -> Int {
+        Arena.bytes(Scalar.self, count * conditionerOut) + Arena.bytes(Scalar.self, net.tapeCount(rows: count))
+    }
+
+    @inline(__always)
+    private func tapeParts(_ tape: UnsafeRawPointer, count: Int) -> (st: UnsafeMutablePointer<Scalar>,
+                                                                      net: UnsafeMutablePointer<Scalar>) {
+        let st = UnsafeMutableRawPointer(mutating: tape).assumingMemoryBound(to: Scalar.self)
+        let net = UnsafeMutableRawPointer(mutating: tape + Arena.bytes(Scalar.self, count * conditionerOut))
+            .assumingMemoryBound(to: Scalar.self)
+        return (st, net)
+    }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
+                        tape: UnsafeMutableRawPointer, arena: inout Arena) {
+        let (st, netTape) = tapeParts(tape, count: count)
+        let a = arena.take(Scalar.self, count * conditionerIn)
+        conditioningInput(x, count: count, into: a)
+        net.forwardRecording(a, rows: count, into: st, tape: netTape, arena: &arena)
+        couple(x, st: st, count: count, logDet: logDet, inverse: false)
+    }
+
+    /// The affine step of every sample, from the conditioner output `st`.
+    @inline(__always)
+    private func couple(_ x: UnsafeMutablePointer<Scalar>, st: UnsafePointer<Scalar>, count: Int,
+                        logDet: UnsafeMutablePointer<Double>, inverse: Bool) {
+        let size = channels * plane
         let nb = transformedCount * plane
         for r in 0..<count {
             let row = x + r * size, shift = st + r * conditionerOut, raw = shift + nb
@@ -178,14 +210,33 @@ extension ConvAffineCoupling {
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
                          logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
+        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: nil, arena: &arena)
+    }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                         logDetGradient w: UnsafePointer<Scalar>, tape: UnsafeRawPointer, arena: inout Arena) {
+        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: tape, arena: &arena)
+    }
+
+    /// The backward pass; `recorded`: the tape of ``forward(_:count:logDet:tape:arena:)``, or nil
+    /// to run the network's recording forward pass here.
+    @inline(__always)
+    private func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                          logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
         let size = channels * plane, nb = transformedCount * plane
         let a = arena.take(Scalar.self, count * conditionerIn)
-        let st = arena.take(Scalar.self, count * conditionerOut)
         let dst = arena.take(Scalar.self, count * conditionerOut)
         let da = arena.take(Scalar.self, count * conditionerIn)
-        let tape = arena.take(Scalar.self, net.tapeCount(rows: count))
         conditioningInput(x, count: count, into: a)
-        net.forwardRecording(a, rows: count, into: st, tape: tape, arena: &arena)
+        let st: UnsafeMutablePointer<Scalar>, tape: UnsafeMutablePointer<Scalar>
+        if let recorded {
+            (st, tape) = tapeParts(recorded, count: count)
+        } else {
+            st = arena.take(Scalar.self, count * conditionerOut)
+            tape = arena.take(Scalar.self, net.tapeCount(rows: count))
+            net.forwardRecording(a, rows: count, into: st, tape: tape, arena: &arena)
+        }
         for r in 0..<count {
             let row = x + r * size, gr = g + r * size, raw = st + r * conditionerOut + nb
             let dShift = dst + r * conditionerOut, dRaw = dShift + nb

@@ -173,33 +173,108 @@ extension Split {
         return bytes
     }
 
-    /// Nested part: the nested flow's own backward pass on the kept rows. Prior part, with
-    /// `z₂ = (x₂ − μ)·e^{−s}`, `logDet = −Σ s`: `∂L/∂x₂ = g₂·e^{−s}`, `∂L/∂μ = −g₂·e^{−s}`,
-    /// `∂L/∂ŝ = −(g₂·z₂ + w)·(1 − tanh²(ŝ/c))`, then through the prior network into `∂L/∂x₁`.
+    /// Tape of a training pass: the nested flow's saved inputs and tapes, then the prior
+    /// network's output and hidden activations.
+    public func tapeBytes(count: Int) -> Int {
+        nestedSavedBytes(count) + nested.layerTapeBytes(count: count) + priorTapeBytes(count)
+    }
+
+    private func nestedSavedBytes(_ count: Int) -> Int {
+        Arena.bytes(Scalar.self, Swift.max(nested.layers.count, 1) * count * keptSize)
+    }
+
+    private func priorTapeBytes(_ count: Int) -> Int {
+        guard let net else { return 0 }
+        return Arena.bytes(Scalar.self, count * priorOut) + Arena.bytes(Scalar.self, net.tapeCount(rows: count))
+    }
+
+    /// The parts of a tape: nested saved inputs, nested tapes, prior output, prior network tape.
+    @inline(__always)
+    private func tapeParts(_ tape: UnsafeRawPointer, count: Int)
+        -> (saved: UnsafeMutablePointer<Scalar>, nested: UnsafeMutableRawPointer,
+            st: UnsafeMutablePointer<Scalar>, net: UnsafeMutablePointer<Scalar>) {
+        let base = UnsafeMutableRawPointer(mutating: tape)
+        let nestedTape = base + nestedSavedBytes(count)
+        let prior = nestedTape + nested.layerTapeBytes(count: count)
+        return (base.assumingMemoryBound(to: Scalar.self), nestedTape, prior.assumingMemoryBound(to: Scalar.self),
+                (prior + Arena.bytes(Scalar.self, count * priorOut)).assumingMemoryBound(to: Scalar.self))
+    }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
+                        tape: UnsafeMutableRawPointer, arena: inout Arena) {
+        let parts = tapeParts(tape, count: count)
+        let size = channels * plane
+        let k = arena.take(Scalar.self, count * keptSize)
+        gather(x, count: count, into: k)
+        if let net {
+            var scratch = arena
+            net.forwardRecording(k, rows: count, into: parts.st, tape: parts.net, arena: &scratch)
+            for r in 0..<count {
+                let mean = parts.st + r * priorOut
+                let sum = Scalar.affineStep(x + r * size + keptSize, shift: mean, raw: mean + factoredSize,
+                                            count: factoredSize, clamp: clamp, inverse: true)
+                logDet[r] -= sum
+            }
+        }
+        nested.forward(saving: parts.saved, tape: parts.nested, k, count: count, logDet: logDet, arena: &arena)
+        scatter(k, count: count, into: x)
+    }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                         logDetGradient w: UnsafePointer<Scalar>, tape: UnsafeRawPointer, arena: inout Arena) {
+        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: tape, arena: &arena)
+    }
+
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
                          logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
+        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: nil, arena: &arena)
+    }
+
+    /// Nested part: the nested flow's own backward pass on the kept rows. Prior part, with
+    /// `z₂ = (x₂ − μ)·e^{−s}`, `logDet = −Σ s`: `∂L/∂x₂ = g₂·e^{−s}`, `∂L/∂μ = −g₂·e^{−s}`,
+    /// `∂L/∂ŝ = −(g₂·z₂ + w)·(1 − tanh²(ŝ/c))`, then through the prior network into `∂L/∂x₁`.
+    /// `recorded`: the tape of ``forward(_:count:logDet:tape:arena:)``, or nil to rerun the
+    /// nested flow and the prior network forward here.
+    @inline(__always)
+    private func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                          logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
         let size = channels * plane
         let k = arena.take(Scalar.self, count * keptSize)       // x₁ (conditioner input)
-        let work = arena.take(Scalar.self, count * keptSize)    // x₁ pushed through the nested flow
         let gk = arena.take(Scalar.self, count * keptSize)      // ∂L/∂(kept)
-        let saved = arena.take(Scalar.self, Swift.max(nested.layers.count, 1) * count * keptSize)
-        let nestedLogDet = arena.take(Double.self, count)
         gather(x, count: count, into: k)
-        work.update(from: k, count: count * keptSize)
         for r in 0..<count { (gk + r * keptSize).update(from: g + r * size, count: keptSize) }
-        nestedLogDet.update(repeating: 0, count: count)
-        var scratch = arena
-        nested.forward(saving: saved, work, count: count, logDet: nestedLogDet, arena: &scratch)
-        scratch = arena
-        nested.backward(saved: saved, count: count, gradient: gk, logDetGradient: w, arena: &scratch)
+        if let recorded {
+            let parts = tapeParts(recorded, count: count)
+            var scratch = arena
+            nested.backward(saved: parts.saved, tape: parts.nested, count: count, gradient: gk, logDetGradient: w,
+                            arena: &scratch)
+        } else {
+            let work = arena.take(Scalar.self, count * keptSize)    // x₁ pushed through the nested flow
+            let saved = arena.take(Scalar.self, Swift.max(nested.layers.count, 1) * count * keptSize)
+            let nestedLogDet = arena.take(Double.self, count)
+            work.update(from: k, count: count * keptSize)
+            nestedLogDet.update(repeating: 0, count: count)
+            var scratch = arena
+            nested.forward(saving: saved, work, count: count, logDet: nestedLogDet, arena: &scratch)
+            scratch = arena
+            nested.backward(saved: saved, count: count, gradient: gk, logDetGradient: w, arena: &scratch)
+        }
 
         if let net {
-            let st = arena.take(Scalar.self, count * priorOut)
             let dst = arena.take(Scalar.self, count * priorOut)
-            let tape = arena.take(Scalar.self, net.tapeCount(rows: count))
             let dk = arena.take(Scalar.self, count * keptSize)
-            net.forwardRecording(k, rows: count, into: st, tape: tape, arena: &arena)
+            let st: UnsafeMutablePointer<Scalar>, tape: UnsafeMutablePointer<Scalar>
+            if let recorded {
+                let parts = tapeParts(recorded, count: count)
+                (st, tape) = (parts.st, parts.net)
+            } else {
+                st = arena.take(Scalar.self, count * priorOut)
+                tape = arena.take(Scalar.self, net.tapeCount(rows: count))
+                net.forwardRecording(k, rows: count, into: st, tape: tape, arena: &arena)
+            }
             for r in 0..<count {
                 let x2 = x + r * size + keptSize, g2 = g + r * size + keptSize
                 let mean = st + r * priorOut, raw = mean + factoredSize

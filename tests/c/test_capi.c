@@ -342,21 +342,21 @@ static void test_version(void) {
     }
     CHECK(SF_FORMAT_VERSION_MAJOR == 1 && SF_MAX_EVENT_RANK == 4, "format version / rank macros");
 
-    const char *texts[12];
-    for (int code = SF_OK; code <= SF_ERR_INTERNAL; code++) {
+    const char *texts[SF_ERR_CORRUPT + 1];
+    for (int code = SF_OK; code <= SF_ERR_CORRUPT; code++) {
         texts[code] = sf_status_string(code);
         CHECKF(texts[code] != NULL && texts[code][0] != '\0', "sf_status_string(%d) is a non-empty text", code);
         if (!texts[code]) texts[code] = "";
     }
-    for (int i = 0; i <= SF_ERR_INTERNAL; i++)
-        for (int j = i + 1; j <= SF_ERR_INTERNAL; j++)
+    for (int i = 0; i <= SF_ERR_CORRUPT; i++)
+        for (int j = i + 1; j <= SF_ERR_CORRUPT; j++)
             CHECKF(strcmp(texts[i], texts[j]) != 0, "sf_status_string(%d) and (%d) differ (\"%s\")", i, j, texts[i]);
-    const int unknown[] = {SF_ERR_INTERNAL + 1, 99, 1000, -1, INT_MAX, INT_MIN};
+    const int unknown[] = {SF_ERR_CORRUPT + 1, 99, 1000, -1, INT_MAX, INT_MIN};
     for (size_t k = 0; k < sizeof unknown / sizeof unknown[0]; k++) {
         const char *s = sf_status_string(unknown[k]);
         CHECKF(s != NULL && strcmp(s, "unknown status") == 0, "sf_status_string(%d) = \"%s\", expected \"unknown status\"",
                unknown[k], s ? s : "(null)");
-        for (int i = 0; s && i <= SF_ERR_INTERNAL; i++)
+        for (int i = 0; s && i <= SF_ERR_CORRUPT; i++)
             CHECKF(strcmp(s, texts[i]) != 0, "unknown code %d text differs from code %d", unknown[k], i);
     }
 }

@@ -195,7 +195,8 @@ public enum ModelFile {
             throw FlowError.format("\(source): \(e.message)")
         } catch let e as FlowError {
             switch e {
-            case .unsupportedVersion, .unknownType, .limitExceeded, .format: throw e.prefixed("\(source): ")
+            case .unsupportedVersion, .unknownType, .limitExceeded, .format, .corrupt, .numerical:
+                throw e.prefixed("\(source): ")
             default: throw FlowError.format("\(source): \(e.message)")
             }
         }

@@ -112,7 +112,7 @@ extension FileIntegrity {
     }
 
     /// Scans for variable-length references `[length: 4][address of a collection][index: 4]` with
-    /// `0 < length <= the collection's size` and refuses one whose object is missing or holds more
+    /// `0 < length <= the collection's size` and a non-zero index, and refuses one whose object is missing or holds more
     /// bytes than `length` (HDF5 would copy it into a buffer of `length` bytes: variable-length
     /// strings, the only variable-length data SwiftFlows reads).
     ///
@@ -146,8 +146,16 @@ extension FileIntegrity {
             guard address >= lowest, address <= highest, let collection = collections[address] else { continue }
             // A string HDF5 wrote has exactly its object's length, which fits in the collection.
             let length = readLE(bytes, i, 4)
-            guard length > 0, length <= UInt64(collection.size) else { continue }
             let index = readLE(bytes, i + 4 + sb.offsetSize, 4)
+            guard length > 0, index != 0 else { continue }  // HDF5 numbers objects from 1; 0 is common in other data
+            if length > UInt64(collection.size) {
+                // HDF5 would allocate and clear `length` bytes. Only 8-byte aligned references
+                // (where HDF5's earliest-format object headers put attribute data) that name an
+                // existing object are taken for one: elsewhere such bytes are too common.
+                guard (i - sb.offset) % 8 == 0, collection.objects[index] != nil else { continue }
+                throw FlowError.corrupt("variable-length data at byte \(i) claims \(length) bytes of the HDF5 global heap "
+                    + "collection at byte \(collection.fileOffset), which holds \(collection.size)")
+            }
             guard let size = collection.objects[index] else {
                 throw FlowError.corrupt("variable-length data at byte \(i) refers to object \(index) of the HDF5 global heap "
                     + "collection at byte \(collection.fileOffset), which has no such object")

@@ -331,7 +331,8 @@ public enum ModelFile {
             guard shape.count == 1 else {
                 throw FlowError.format("\(group.path)/\(hp.name) must be 1-D, found shape \(shape)")
             }
-            guard v.allSatisfy({ abs($0) <= Int64(Limits.maxEventSize) }) else {
+            let bound = Int64(Limits.maxEventSize)  // not abs(): abs(Int64.min) traps
+            guard v.allSatisfy({ $0 >= -bound && $0 <= bound }) else {
                 throw FlowError.format("\(group.path)/\(hp.name) holds out-of-range values")
             }
             return .array(v.map { .number(Double($0)) })

@@ -72,7 +72,7 @@ $(VENV)/.ready: bindings/python/pyproject.toml | deps
 	$(PY) -m pip install -q -e bindings/python
 	@touch $@
 
-test: test-swift test-c test-python test-cli test-alloc ## Run every test suite (Swift, C, Python, command line, allocation check)
+test: test-swift test-c test-python test-cli test-alloc test-fuzz-corpus ## Run every test suite (Swift, C, Python, command line, allocation check, fuzz corpus replay)
 
 test-swift: deps venv ## Swift unit tests
 	SWIFTFLOWS_PYTHON=$(CURDIR)/$(PY) swift test --parallel
@@ -98,6 +98,33 @@ install: lib cli ## Install library, header, pkg-config file and the swiftflows 
 	install -m 0644 include/swiftflows.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' swiftflows.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/swiftflows.pc
+
+# ---- Loader fuzzing (issue: reliability; tests/fuzz) -------------------------------------------
+FUZZ_DIR      := $(BUILD)/fuzz
+FUZZ_MINUTES  ?= 30
+FUZZ_ARGS     ?=
+FUZZ_HARNESS  := $(BINDIR)/fuzz_harness
+
+.PHONY: fuzz test-fuzz-corpus
+
+$(FUZZ_HARNESS): tests/fuzz/fuzz_harness.c include/swiftflows.h $(LIB)
+	@mkdir -p $(BINDIR)
+	$(CC) $(CFLAGS_C99) -o $@ $< $(LDFLAGS_LIB)
+
+test-fuzz-corpus: lib $(FUZZ_HARNESS) ## Replay tests/fuzz/corpus: every file loads or fails with a status (no crash/hang)
+	@scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
+	FUZZ_SCRATCH=$$scratch SWIFTFLOWS_NUM_THREADS=1 $(FUZZ_HARNESS) --timeout 120 tests/fuzz/corpus/*.h5
+
+# The run uses a snapshot of the harness and the library (build/fuzz/run), so rebuilding the
+# library meanwhile does not disturb it.
+fuzz: lib venv $(FUZZ_HARNESS) ## Mutation-fuzz the model loader for FUZZ_MINUTES (default 30); findings in build/fuzz
+	rm -rf $(FUZZ_DIR)/corpus $(FUZZ_DIR)/run && mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/run/bin $(FUZZ_DIR)/run/lib
+	cp -P $(LIBDIR)/libswiftflows.so* $(FUZZ_DIR)/run/lib/ && cp $(FUZZ_HARNESS) $(FUZZ_DIR)/run/bin/
+	SWIFTFLOWS_LIBRARY=$(CURDIR)/$(FUZZ_DIR)/run/lib/libswiftflows.so $(PY) tests/fuzz/make_seeds.py $(FUZZ_DIR)/corpus
+	find tests/fuzz/corpus -name '*.h5' -exec cp {} $(FUZZ_DIR)/corpus/ \;
+	SWIFTFLOWS_LIBRARY=$(CURDIR)/$(FUZZ_DIR)/run/lib/libswiftflows.so $(PY) tests/fuzz/fuzz.py \
+	  --harness $(FUZZ_DIR)/run/bin/fuzz_harness --corpus $(FUZZ_DIR)/corpus --out $(FUZZ_DIR) \
+	  --minutes $(FUZZ_MINUTES) $(FUZZ_ARGS)
 
 clean: ## Remove build outputs (keeps .venv)
 	rm -rf $(BUILD) .build .build-shared .build-cli .build-bench .build-tsan

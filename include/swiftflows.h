@@ -68,9 +68,11 @@ typedef enum sf_status {
     SF_ERR_UNSUPPORTED_VERSION = 6, /* model file of a newer major format version           */
     SF_ERR_UNKNOWN_TYPE = 7,        /* unknown layer, distribution or preset type           */
     SF_ERR_LIMIT = 8,               /* a size limit was exceeded (dimensions, counts, text) */
-    SF_ERR_NUMERIC = 9,             /* a computation produced non-finite values             */
+    SF_ERR_NUMERIC = 9,             /* non-finite values: computed, or stored in a model file */
     SF_ERR_CANCELLED = 10,          /* cancelled by a callback                              */
-    SF_ERR_INTERNAL = 11            /* a bug in SwiftFlows: please report it                */
+    SF_ERR_INTERNAL = 11,           /* a bug in SwiftFlows: please report it                */
+    SF_ERR_CORRUPT = 12             /* damaged model file: checksum mismatch, truncated or
+                                       extended, damaged checksum block or HDF5 structures  */
 } sf_status;
 
 /* An opaque model: a flow (layers + base distribution) and its parameters. */
@@ -109,11 +111,20 @@ int sf_get_num_threads(void);
  * identity map. On success *out_model owns a new model; free it with sf_model_free. */
 sf_status sf_model_create(const char *spec_json, uint64_t seed, sf_model **out_model);
 
-/* Loads a model from an HDF5 file at `path` (UTF-8). */
+/* Loads a model from an HDF5 file at `path` (UTF-8).
+ * Before HDF5 parses anything, the file is checked (docs/model-format.md, "File checksum and
+ * pre-checks"): files written by SwiftFlows carry a CRC-32 of their bytes, and a mismatch, a
+ * truncated or extended file or a damaged checksum block gives SF_ERR_CORRUPT (a checksum block
+ * of a newer version: SF_ERR_UNSUPPORTED_VERSION). Files without the block (written by h5py)
+ * load after a structural pre-check. Other failures: SF_ERR_IO (cannot read the path),
+ * SF_ERR_FORMAT (not a model file, missing/extra/mistyped groups, attributes or datasets),
+ * SF_ERR_UNSUPPORTED_VERSION (newer format major version), SF_ERR_UNKNOWN_TYPE, SF_ERR_LIMIT,
+ * SF_ERR_NUMERIC (NaN or infinite parameter values). */
 sf_status sf_model_load(const char *path, sf_model **out_model);
 
 /* Loads a model from an HDF5 file image of `size` bytes at `data` (e.g. read from a database).
- * The bytes are copied; the caller keeps ownership of `data`. */
+ * The bytes are copied; the caller keeps ownership of `data`. Same checks and statuses as
+ * sf_model_load. */
 sf_status sf_model_load_memory(const void *data, size_t size, sf_model **out_model);
 
 /* Saves the model to `path` as HDF5. The file is written beside the target under a temporary

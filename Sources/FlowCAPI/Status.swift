@@ -17,6 +17,7 @@ enum Status: Int32, CaseIterable {
     case numeric = 9
     case cancelled = 10
     case `internal` = 11
+    case corrupt = 12
 
     init(_ error: FlowError) {
         switch error {
@@ -25,6 +26,7 @@ enum Status: Int32, CaseIterable {
         case .invalidSpec: self = .spec
         case .io: self = .io
         case .format: self = .format
+        case .corrupt: self = .corrupt
         case .unsupportedVersion: self = .unsupportedVersion
         case .unknownType: self = .unknownType
         case .limitExceeded: self = .limit
@@ -44,9 +46,10 @@ enum Status: Int32, CaseIterable {
         case .unsupportedVersion: return "unsupported model format version"
         case .unknownType: return "unknown layer, distribution or preset type"
         case .limit: return "size limit exceeded"
-        case .numeric: return "non-finite values in a computation"
+        case .numeric: return "non-finite values (in a computation or in a model file)"
         case .cancelled: return "cancelled"
         case .internal: return "internal error"
+        case .corrupt: return "damaged model file"
         }
     }
 }

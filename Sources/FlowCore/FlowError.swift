@@ -11,6 +11,9 @@ public enum FlowError: Error, Equatable, CustomStringConvertible {
     case io(String)
     /// A model file is not a valid SwiftFlows model (missing groups, wrong types, bad values).
     case format(String)
+    /// A model file is damaged: its SwiftFlows checksum does not match (flipped, missing or added
+    /// bytes), or its HDF5 structures are inconsistent (docs/model-format.md, "File checksum").
+    case corrupt(String)
     /// A model file's format major version is newer than this library reads.
     case unsupportedVersion(String)
     /// A model file or spec names a layer or distribution type this library does not know.
@@ -25,7 +28,7 @@ public enum FlowError: Error, Equatable, CustomStringConvertible {
     public var message: String {
         switch self {
         case .invalidArgument(let m), .shapeMismatch(let m), .invalidSpec(let m), .io(let m),
-             .format(let m), .unsupportedVersion(let m), .unknownType(let m), .limitExceeded(let m),
+             .format(let m), .corrupt(let m), .unsupportedVersion(let m), .unknownType(let m), .limitExceeded(let m),
              .numerical(let m), .cancelled(let m):
             return m
         }

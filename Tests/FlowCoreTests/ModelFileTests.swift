@@ -144,17 +144,21 @@ final class ModelFileTests: XCTestCase {
         let source = try everyLayerFlow()
         (source.layers[0] as! ActNorm<Float>).bias.values[2] = .nan
         XCTAssertThrowsError(try NormalizingFlow<Float>.load(image: try source.fileImage())) { error in
-            guard case FlowError.format(let m) = error else { return XCTFail("\(error)") }
+            guard case FlowError.numerical(let m) = error else { return XCTFail("\(error)") }
             XCTAssertTrue(m.contains("/layers/0000/bias") && m.contains("NaN"), m)
         }
     }
 
-    func testGarbageAndTruncatedImagesAreFormatErrors() throws {
+    func testGarbageImagesAreFormatErrorsAndTruncatedOnesCorrupt() throws {
         let image = try everyLayerFlow().fileImage()
-        for bytes in [Array("not an hdf5 file".utf8), Array(image.prefix(image.count / 2)), [UInt8](repeating: 0, count: 4096)] {
+        for bytes in [Array("not an hdf5 file".utf8), [UInt8](repeating: 0, count: 4096)] {
             XCTAssertThrowsError(try NormalizingFlow<Float>.load(image: bytes)) { error in
                 guard case FlowError.format = error else { return XCTFail("\(error)") }
             }
+        }
+        XCTAssertThrowsError(try NormalizingFlow<Float>.load(image: Array(image.prefix(image.count / 2)))) { error in
+            guard case FlowError.corrupt(let m) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(m.contains("truncated"), m)
         }
         XCTAssertThrowsError(try NormalizingFlow<Float>.load(path: directory + "/absent.h5")) { error in
             guard case FlowError.io = error else { return XCTFail("\(error)") }

@@ -21,6 +21,11 @@ public enum ErrorAssertions {
     }
 
     public static let isFormat: (FlowError) -> Bool = { if case .format = $0 { return true }; return false }
+    public static let isCorrupt: (FlowError) -> Bool = { if case .corrupt = $0 { return true }; return false }
+    public static let isNumerical: (FlowError) -> Bool = { if case .numerical = $0 { return true }; return false }
+    public static let isUnsupportedVersion: (FlowError) -> Bool = {
+        if case .unsupportedVersion = $0 { return true }; return false
+    }
     public static let isIO: (FlowError) -> Bool = { if case .io = $0 { return true }; return false }
     public static let isInvalid: (FlowError) -> Bool = { if case .invalidArgument = $0 { return true }; return false }
     public static let isLimit: (FlowError) -> Bool = { if case .limitExceeded = $0 { return true }; return false }

@@ -342,21 +342,21 @@ static void test_version(void) {
     }
     CHECK(SF_FORMAT_VERSION_MAJOR == 1 && SF_MAX_EVENT_RANK == 4, "format version / rank macros");
 
-    const char *texts[12];
-    for (int code = SF_OK; code <= SF_ERR_INTERNAL; code++) {
+    const char *texts[SF_ERR_CORRUPT + 1];
+    for (int code = SF_OK; code <= SF_ERR_CORRUPT; code++) {
         texts[code] = sf_status_string(code);
         CHECKF(texts[code] != NULL && texts[code][0] != '\0', "sf_status_string(%d) is a non-empty text", code);
         if (!texts[code]) texts[code] = "";
     }
-    for (int i = 0; i <= SF_ERR_INTERNAL; i++)
-        for (int j = i + 1; j <= SF_ERR_INTERNAL; j++)
+    for (int i = 0; i <= SF_ERR_CORRUPT; i++)
+        for (int j = i + 1; j <= SF_ERR_CORRUPT; j++)
             CHECKF(strcmp(texts[i], texts[j]) != 0, "sf_status_string(%d) and (%d) differ (\"%s\")", i, j, texts[i]);
-    const int unknown[] = {SF_ERR_INTERNAL + 1, 99, 1000, -1, INT_MAX, INT_MIN};
+    const int unknown[] = {SF_ERR_CORRUPT + 1, 99, 1000, -1, INT_MAX, INT_MIN};
     for (size_t k = 0; k < sizeof unknown / sizeof unknown[0]; k++) {
         const char *s = sf_status_string(unknown[k]);
         CHECKF(s != NULL && strcmp(s, "unknown status") == 0, "sf_status_string(%d) = \"%s\", expected \"unknown status\"",
                unknown[k], s ? s : "(null)");
-        for (int i = 0; s && i <= SF_ERR_INTERNAL; i++)
+        for (int i = 0; s && i <= SF_ERR_CORRUPT; i++)
             CHECKF(strcmp(s, texts[i]) != 0, "unknown code %d text differs from code %d", unknown[k], i);
     }
 }
@@ -1084,7 +1084,8 @@ static void test_files(void) {
     CHECK_ST(sf_model_save_memory(full, &image, &size), SF_OK);
     CHECK(image != NULL && size > 8, "save_memory gives bytes");
     if (!image || size <= 8) goto done;
-    CHECK(memcmp(image, "\211HDF\r\n\032\n", 8) == 0, "the image is an HDF5 file (signature)");
+    CHECK(size > 520 && memcmp((const char *)image + 512, "\211HDF\r\n\032\n", 8) == 0,
+          "the image is an HDF5 file (signature after the 512-byte checksum block)");
     unsigned char *copy = xmalloc(size);
     memcpy(copy, image, size);
     loaded = NULL;
@@ -1184,10 +1185,10 @@ static void test_files(void) {
         for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
             char what[64];
             snprintf(what, sizeof what, "image truncated to %zu of %zu bytes", cuts[k], size);
-            LOAD_MEMORY_FAILS(image, cuts[k], SF_ERR_FORMAT, what);
+            LOAD_MEMORY_FAILS(image, cuts[k], SF_ERR_CORRUPT, what);
         }
         CHECK(write_file(tpath, image, size / 2), "write truncated file");
-        LOAD_FILE_FAILS(tpath, SF_ERR_FORMAT, "first half of a model file");
+        LOAD_FILE_FAILS(tpath, SF_ERR_CORRUPT, "first half of a model file");
     }
     {   /* a valid HDF5 file whose format attribute is not "swiftflows-model" */
         unsigned char *alt = xmalloc(size);
@@ -1200,6 +1201,8 @@ static void test_files(void) {
                 found++;
             }
         CHECK(found > 0, "the image contains the format string");
+        if (found) LOAD_MEMORY_FAILS(alt, size, SF_ERR_CORRUPT, "format attribute altered (checksum)");
+        memset(alt, 0, 512); /* as a file without the checksum block */
         if (found) LOAD_MEMORY_FAILS(alt, size, SF_ERR_FORMAT, "format attribute altered");
         free(alt);
     }
@@ -1938,6 +1941,391 @@ static void test_toy(void) {
 
 /* ================================ driver ======================================================== */
 
+/* ---- file integrity (docs/model-format.md, "File checksum and pre-checks") ---------------- */
+
+/* zlib's CRC-32 (polynomial 0xEDB88320), bit by bit. */
+static uint32_t crc32_bytes(const unsigned char *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+/* Rewrites the 512-byte checksum block of img so that it matches the bytes (as a hostile writer
+ * would), with header version `version`. */
+static void reseal(unsigned char *img, size_t size, int version) {
+    char header[512];
+    memset(header, 0, sizeof header);
+    snprintf(header, sizeof header, "SWIFTFLOWS-CHECKSUM %d\nsize %zu\ncrc32 %08x\n", version, size,
+             (unsigned)crc32_bytes(img + 512, size - 512));
+    memcpy(img, header, 512);
+}
+
+/* Loads `size` bytes of `img` from memory and from a file; both must give `expected` and a
+ * message containing `fragment`. */
+static void expect_image_status(const unsigned char *img, size_t size, const char *path, int expected,
+                                const char *fragment, const char *what) {
+    for (int from_file = 0; from_file < 2; from_file++) {
+        sf_model *m = NOT_NULL_MODEL;
+        int st;
+        if (from_file) {
+            if (!CHECKF(write_file(path, img, size), "%s: write %s", what, path)) return;
+            st = sf_model_load(path, &m);
+        } else {
+            st = sf_model_load_memory(img, size, &m);
+        }
+        const char *msg = sf_last_error();
+        CHECKF(st == expected && (st == SF_OK) == (m != NULL && m != NOT_NULL_MODEL), "%s (%s): expected %d (%s), got %d (%s): \"%s\"",
+               what, from_file ? "file" : "memory", expected, sf_status_string(expected), st, sf_status_string(st),
+               st == SF_OK ? "" : msg);
+        if (st != SF_OK && fragment)
+            CHECKF(strstr(msg, fragment) != NULL, "%s (%s): message \"%s\" names \"%s\"", what,
+                   from_file ? "file" : "memory", msg, fragment);
+        if (st == SF_OK && m && m != NOT_NULL_MODEL) sf_model_free(m);
+    }
+}
+
+/* The offset of the first "GCOL" (HDF5 global heap collection) at or after `from`, or 0. */
+static size_t find_gcol(const unsigned char *img, size_t size, size_t from) {
+    for (size_t i = from; i + 4 <= size; i++)
+        if (memcmp(img + i, "GCOL", 4) == 0) return i;
+    return 0;
+}
+
+static void test_integrity(void) {
+    char dir[] = "/tmp/sf_test_integrity_XXXXXX";
+    if (!CHECK(mkdtemp(dir) != NULL, "mkdtemp")) return;
+    char *path = path_join(dir, "model.h5");
+    sf_model *m = CREATE(SPEC_FULL, 5);
+    void *data = NULL;
+    size_t size = 0;
+    unsigned char *img = NULL;
+    if (!m || !CHECK(sf_model_save_memory(m, &data, &size) == SF_OK, "save_memory")) goto done;
+    img = xmalloc(size + 8192);
+    memcpy(img, data, size);
+    const unsigned char *orig = data;
+
+    /* The layout: the text header in a 512-byte user block, then the HDF5 signature. */
+    char expected_header[128];
+    snprintf(expected_header, sizeof expected_header, "SWIFTFLOWS-CHECKSUM 1\nsize %zu\ncrc32 %08x\n", size,
+             (unsigned)crc32_bytes(orig + 512, size - 512));
+    CHECKF(size > 1024 && memcmp(orig, expected_header, strlen(expected_header)) == 0,
+           "saved image starts with \"%s\"", expected_header);
+    int zero_pad = 1;
+    for (size_t i = strlen(expected_header); i < 512; i++) zero_pad &= orig[i] == 0;
+    CHECK(zero_pad && memcmp(orig + 512, "\x89HDF\r\n\x1a\n", 8) == 0, "zero padding, HDF5 superblock at 512");
+    expect_image_status(orig, size, path, SF_OK, NULL, "intact image");
+    {   /* sf_model_save writes the same sealed bytes */
+        CHECK_ST(sf_model_save(m, path), SF_OK);
+        FILE *f = fopen(path, "rb");
+        unsigned char head[64] = {0};
+        size_t got = f ? fread(head, 1, sizeof head, f) : 0;
+        if (f) fclose(f);
+        CHECK(got == sizeof head && memcmp(head, "SWIFTFLOWS-CHECKSUM 1\n", 22) == 0, "sf_model_save seals the file");
+    }
+
+    /* Truncated, anywhere. */
+    const size_t cuts[] = {size - 1, size / 2, 600, 513, 512, 511, 100, 22};
+    for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+        char what[64];
+        snprintf(what, sizeof what, "truncated to %zu bytes", cuts[k]);
+        expect_image_status(orig, cuts[k], path, SF_ERR_CORRUPT, "truncated", what);
+    }
+    /* One flipped bit, in the superblock, object headers, data and the last byte. */
+    const size_t flips[] = {512, 520, 600, size / 3, size / 2, size - 8, size - 1};
+    for (size_t k = 0; k < sizeof flips / sizeof flips[0]; k++) {
+        memcpy(img, orig, size);
+        img[flips[k]] ^= 0x10;
+        char what[64];
+        snprintf(what, sizeof what, "bit flipped at byte %zu", flips[k]);
+        expect_image_status(img, size, path, SF_ERR_CORRUPT, "checksum mismatch", what);
+    }
+    /* Bytes appended. */
+    memcpy(img, orig, size);
+    memset(img + size, 0, 8192);
+    expect_image_status(img, size + 1, path, SF_ERR_CORRUPT, "bytes were added", "one zero byte appended");
+    expect_image_status(img, size + 8192, path, SF_ERR_CORRUPT, "bytes were added", "8 KiB appended");
+    /* Damaged header: magic, size line, crc line, padding, a missing line. */
+    const struct { size_t at; unsigned char to; const char *fragment; const char *what; } damage[] = {
+        {0, 'T', "checksum block", "magic S -> T"},
+        {3, 0, "checksum block", "NUL inside the magic"},
+        {22, 'x', "checksum block", "size keyword"},
+        {28, 'z', "checksum block", "size digit -> letter"},
+        {strlen(expected_header) - 2, 'g', "checksum block", "crc digit -> g"},
+        {strlen(expected_header) - 1, ' ', "checksum block", "last newline -> space"},
+        {300, 'A', "checksum block", "text in the padding"},
+        {511, 1, "checksum block", "last padding byte"},
+    };
+    for (size_t k = 0; k < sizeof damage / sizeof damage[0]; k++) {
+        memcpy(img, orig, size);
+        img[damage[k].at] = damage[k].to;
+        expect_image_status(img, size, path, SF_ERR_CORRUPT, damage[k].fragment, damage[k].what);
+    }
+    {   /* a wrong size in an otherwise valid header */
+        memcpy(img, orig, size);
+        char header[512] = {0};
+        snprintf(header, sizeof header, "SWIFTFLOWS-CHECKSUM 1\nsize %zu\ncrc32 %08x\n", size + 10,
+                 (unsigned)crc32_bytes(orig + 512, size - 512));
+        memcpy(img, header, 512);
+        expect_image_status(img, size, path, SF_ERR_CORRUPT, "truncated", "size field larger than the file");
+    }
+    /* A newer checksum version, even with a matching CRC. */
+    memcpy(img, orig, size);
+    reseal(img, size, 2);
+    expect_image_status(img, size, path, SF_ERR_UNSUPPORTED_VERSION, "version 2", "checksum block version 2");
+    /* Without the header (user block zeroed, as another HDF5 writer may leave it): loads. */
+    memcpy(img, orig, size);
+    memset(img, 0, 512);
+    expect_image_status(img, size, path, SF_OK, NULL, "user block zeroed (no checksum)");
+
+    /* Global heap collections (variable-length strings; no HDF5 checksum): damaged ones are
+     * refused even when the file checksum is made to match. */
+    size_t gcol = find_gcol(orig, size, 512);
+    if (CHECK(gcol > 0 && gcol + 40 < size, "the image has a global heap collection")) {
+        /* collection layout (8-byte lengths): "GCOL", version, 3 reserved, size (8); then objects:
+         * index (2), refcount (2), reserved (4), size (8), data */
+        size_t obj = gcol + 16;
+        memcpy(img, orig, size);
+        memset(img + obj + 8, 0xFF, 8); /* first object: size 2^64 - 1 */
+        reseal(img, size, 1);
+        expect_image_status(img, size, path, SF_ERR_CORRUPT, "global heap", "heap object larger than its collection");
+        memcpy(img, orig, size);
+        memset(img + obj, 0, 16); /* first object: index 0 (free space) of size 0: HDF5 1.10 loops forever */
+        reseal(img, size, 1);
+        expect_image_status(img, size, path, SF_ERR_CORRUPT, "global heap", "empty free-space object");
+        memcpy(img, orig, size);
+        memset(img + gcol + 8, 0xFF, 4); /* collection size far beyond the file */
+        reseal(img, size, 1);
+        expect_image_status(img, size, path, SF_ERR_CORRUPT, "global heap", "collection larger than the file");
+        /* and without a checksum header, as a file from another writer */
+        memcpy(img, orig, size);
+        memset(img, 0, 512);
+        memset(img + obj, 0, 16);
+        expect_image_status(img, size, path, SF_ERR_CORRUPT, "global heap", "empty free-space object, no header");
+    }
+done:
+    free(img);
+    sf_buffer_free(data);
+    sf_model_free(m);
+    remove_tree(dir);
+    free(path);
+}
+
+/* ---- misuse: every pointer argument NULL, n = 0, overflowing n, non-finite input, seed 0 ---- */
+
+static int never_called(const sf_progress *p, void *user_data) {
+    (void)p;
+    (void)user_data;
+    return 1;
+}
+
+static void test_misuse(void) {
+    char dir[] = "/tmp/sf_test_misuse_XXXXXX";
+    if (!CHECK(mkdtemp(dir) != NULL, "mkdtemp")) return;
+    char *path = path_join(dir, "model.h5"), *ckpt = path_join(dir, "checkpoint.h5");
+    sf_model *m = CREATE(SPEC_RNVP2, 1);
+    const size_t n = 256;
+    float *x = toy_points("8gaussians", n, 1);
+    if (!m || !x) goto done;
+    float z[8];
+    double l[4];
+    size_t sz = 0, nd = 0, shape[4], count = 0;
+    sf_model *out = NOT_NULL_MODEL;
+    void *data = NOT_NULL_MODEL;
+    char *json = (char *)NOT_NULL_MODEL;
+    sf_epoch_report hist[4];
+    sf_train_options o;
+    sf_train_options_init(&o);
+    o.epochs = 1;
+    o.checkpoint_path = ckpt;
+    CHECK_ST(sf_train(m, x, n, NULL, 0, &o, hist, 4, &count), SF_OK);
+    o.checkpoint_path = NULL;
+
+    /* Library information: never NULL, whatever the argument. */
+    const int codes[] = {-1, 12, 13, 99, INT_MAX, INT_MIN};
+    for (size_t k = 0; k < sizeof codes / sizeof codes[0]; k++) {
+        const char *text = sf_status_string(codes[k]);
+        CHECKF(text != NULL && text[0] != '\0', "sf_status_string(%d) = \"%s\"", codes[k], text ? text : "(null)");
+    }
+    CHECK(strcmp(sf_status_string(SF_ERR_CORRUPT), "damaged model file") == 0, "SF_ERR_CORRUPT has its text");
+    CHECK(strcmp(sf_status_string(13), "unknown status") == 0, "13 is unknown");
+
+    /* Every pointer argument NULL, one at a time: SF_ERR_INVALID_ARGUMENT, outputs NULLed. */
+#define NULL_ARG(expr)                                                                  \
+    do {                                                                                \
+        CHECK_ST(expr, SF_ERR_INVALID_ARGUMENT);                                        \
+        CHECKF(sf_last_error()[0] != '\0', "%s: a message", #expr);                    \
+    } while (0)
+    out = NOT_NULL_MODEL;
+    NULL_ARG(sf_model_create(NULL, 0, &out));
+    CHECK(out == NULL, "create: *out_model NULLed");
+    NULL_ARG(sf_model_create(SPEC_RNVP2, 0, NULL));
+    out = NOT_NULL_MODEL;
+    NULL_ARG(sf_model_load(NULL, &out));
+    CHECK(out == NULL, "load: *out_model NULLed");
+    NULL_ARG(sf_model_load(path, NULL));
+    out = NOT_NULL_MODEL;
+    NULL_ARG(sf_model_load_memory(NULL, 4096, &out));
+    CHECK(out == NULL, "load_memory: *out_model NULLed");
+    NULL_ARG(sf_model_load_memory(x, 64, NULL));
+    NULL_ARG(sf_model_save(NULL, path));
+    NULL_ARG(sf_model_save(m, NULL));
+    data = NOT_NULL_MODEL;
+    NULL_ARG(sf_model_save_memory(NULL, &data, &sz));
+    CHECK(data == NULL, "save_memory: *out_data NULLed");
+    NULL_ARG(sf_model_save_memory(m, NULL, &sz));
+    NULL_ARG(sf_model_save_memory(m, &data, NULL));
+    json = (char *)NOT_NULL_MODEL;
+    NULL_ARG(sf_model_spec(NULL, &json));
+    CHECK(json == NULL, "spec: *out_json NULLed");
+    NULL_ARG(sf_model_spec(m, NULL));
+    NULL_ARG(sf_model_event_size(NULL, &sz));
+    NULL_ARG(sf_model_event_size(m, NULL));
+    NULL_ARG(sf_model_event_shape(NULL, shape, 4, &nd));
+    NULL_ARG(sf_model_event_shape(m, shape, 4, NULL));
+    NULL_ARG(sf_model_num_parameters(NULL, &sz));
+    NULL_ARG(sf_model_num_parameters(m, NULL));
+    NULL_ARG(sf_forward(NULL, x, 4, z, l));
+    NULL_ARG(sf_forward(m, NULL, 4, z, l));
+    NULL_ARG(sf_forward(m, x, 4, NULL, l));
+    NULL_ARG(sf_inverse(NULL, x, 4, z, l));
+    NULL_ARG(sf_inverse(m, NULL, 4, z, l));
+    NULL_ARG(sf_inverse(m, x, 4, NULL, l));
+    NULL_ARG(sf_log_prob(NULL, x, 4, l));
+    NULL_ARG(sf_log_prob(m, NULL, 4, l));
+    NULL_ARG(sf_log_prob(m, x, 4, NULL));
+    NULL_ARG(sf_sample(NULL, 4, 1, z, l));
+    NULL_ARG(sf_sample(m, 4, 1, NULL, l));
+    NULL_ARG(sf_sample_temperature(NULL, 4, 1, 0.5f, z, l));
+    NULL_ARG(sf_sample_temperature(m, 4, 1, 0.5f, NULL, l));
+    NULL_ARG(sf_train(NULL, x, n, NULL, 0, &o, hist, 4, &count));
+    NULL_ARG(sf_train(m, NULL, n, NULL, 0, &o, hist, 4, &count));
+    NULL_ARG(sf_train(m, x, n, NULL, 8, &o, hist, 4, &count));
+    NULL_ARG(sf_train(m, x, n, NULL, 0, NULL, hist, 4, &count));
+    out = NOT_NULL_MODEL;
+    NULL_ARG(sf_train_resume(NULL, x, n, NULL, 0, 0, NULL, NULL, hist, 4, &count, &out));
+    CHECK(out == NULL, "train_resume: *out_model NULLed");
+    NULL_ARG(sf_train_resume(ckpt, NULL, n, NULL, 0, 0, NULL, NULL, hist, 4, &count, &out));
+    NULL_ARG(sf_train_resume(ckpt, x, n, NULL, 8, 0, NULL, NULL, hist, 4, &count, &out));
+    NULL_ARG(sf_train_resume(ckpt, x, n, NULL, 0, 0, NULL, NULL, hist, 4, &count, NULL));
+    NULL_ARG(sf_toy_dataset(NULL, 4, 1, z));
+    NULL_ARG(sf_toy_dataset("moons", 4, 1, NULL));
+    /* Optional pointers may be NULL: history, out_epochs, progress, logdet, log_prob. */
+    CHECK_ST(sf_train(m, x, n, NULL, 0, &o, NULL, 4, NULL), SF_OK);
+    out = NULL;
+    CHECK_ST(sf_train_resume(ckpt, x, n, NULL, 0, 2, NULL, NULL, NULL, 0, NULL, &out), SF_OK);
+    CHECK(out != NULL, "train_resume without history, progress or out_epochs returns a model");
+    sf_model_free(out);
+    sf_train_options_init(NULL);
+    CHECK(1, "sf_train_options_init(NULL) returns");
+#undef NULL_ARG
+
+    /* Empty strings and directories as paths. */
+    out = NOT_NULL_MODEL;
+    CHECK_ST(sf_model_load("", &out), SF_ERR_IO);
+    CHECK(out == NULL, "load(\"\"): *out_model NULL");
+    CHECK_ST(sf_model_load(dir, &out), SF_ERR_IO);
+    CHECKF(strstr(sf_last_error(), "not a regular file") != NULL, "load(directory): \"%s\"", sf_last_error());
+    CHECK_ST(sf_model_save(m, ""), SF_ERR_IO);
+    CHECK_ST(sf_model_save(m, dir), SF_ERR_IO);
+    CHECK_ST(sf_model_create("", 0, &out), SF_ERR_SPEC);
+    CHECK_ST(sf_toy_dataset("", 4, 1, z), SF_ERR_INVALID_ARGUMENT);
+
+    /* n = 0: every evaluation call succeeds with NULL buffers; training and resume refuse it. */
+    CHECK_ST(sf_forward(m, NULL, 0, NULL, NULL), SF_OK);
+    CHECK_ST(sf_inverse(m, NULL, 0, NULL, NULL), SF_OK);
+    CHECK_ST(sf_log_prob(m, NULL, 0, NULL), SF_OK);
+    CHECK_ST(sf_sample(m, 0, 1, NULL, NULL), SF_OK);
+    CHECK_ST(sf_sample_temperature(m, 0, 1, 0.5f, NULL, NULL), SF_OK);
+    CHECK_ST(sf_toy_dataset("moons", 0, 1, NULL), SF_OK);
+    CHECK_ST(sf_train(m, x, 0, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_train(m, NULL, 0, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_train_resume(ckpt, x, 0, NULL, 0, 0, NULL, NULL, hist, 4, &count, &out), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_model_load_memory(x, 0, &out), SF_ERR_FORMAT);
+
+    /* n so large that n * D (or the byte count) overflows: refused before touching memory. */
+    const size_t huge[] = {SIZE_MAX, SIZE_MAX / 2 + 1, SIZE_MAX / 8 + 1, (SIZE_MAX >> 2) + 3};
+    for (size_t k = 0; k < sizeof huge / sizeof huge[0]; k++) {
+        size_t hn = huge[k];
+        CHECK_ST(sf_forward(m, x, hn, z, l), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_inverse(m, x, hn, z, NULL), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_log_prob(m, x, hn, l), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_sample(m, hn, 0, z, NULL), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_sample_temperature(m, hn, 0, 1.0f, z, l), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_train(m, x, hn, NULL, 0, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_train(m, x, n, x, hn, &o, hist, 4, &count), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_train_resume(ckpt, x, hn, NULL, 0, 0, NULL, NULL, hist, 4, &count, &out), SF_ERR_INVALID_ARGUMENT);
+        int st = sf_toy_dataset("moons", hn, 1, z);
+        CHECKF(st == SF_ERR_INVALID_ARGUMENT || st == SF_ERR_LIMIT, "toy_dataset(n = %zu): %d (%s)", hn, st,
+               sf_last_error());
+        st = sf_model_load_memory(x, hn, &out);
+        CHECKF(st == SF_ERR_INVALID_ARGUMENT || st == SF_ERR_LIMIT, "load_memory(size = %zu): %d (%s)", hn, st,
+               sf_last_error());
+    }
+
+    /* Non-finite inputs: evaluation propagates them to that row (header: not refused);
+     * sampling refuses a non-finite temperature; training refuses non-finite rows. */
+    {
+        float xin[4] = {NAN, 0.5f, 0.25f, INFINITY}, zo[4];
+        double lp[2], ld[2];
+        CHECK_ST(sf_log_prob(m, xin, 2, lp), SF_OK);
+        CHECK(isnan(lp[0]), "NaN input: NaN log-density");
+        CHECK_ST(sf_forward(m, xin, 2, zo, ld), SF_OK);
+        CHECK(isnan(zo[0]) || isnan(ld[0]), "NaN input propagates through sf_forward");
+        CHECK_ST(sf_inverse(m, xin, 2, zo, ld), SF_OK);
+        const float temps[] = {NAN, INFINITY, -INFINITY, 0.0f, -1.0f};
+        for (size_t k = 0; k < sizeof temps / sizeof temps[0]; k++)
+            CHECK_ST(sf_sample_temperature(m, 2, 1, temps[k], zo, lp), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_train(m, xin, 2, NULL, 0, &o, hist, 4, &count), SF_ERR_NUMERIC);
+        float *bad = alloc_f(2 * n);
+        memcpy(bad, x, 2 * n * sizeof(float));
+        bad[2 * 17] = -INFINITY;
+        CHECK_ST(sf_train_resume(ckpt, bad, n, NULL, 0, 0, NULL, NULL, hist, 4, &count, &out), SF_ERR_NUMERIC);
+        free(bad);
+    }
+
+    /* Seed 0 is an ordinary seed: create and sample are deterministic with it. */
+    {
+        sf_model *a = CREATE(SPEC_RNVP2, 0), *b = CREATE(SPEC_RNVP2, 0);
+        if (a && b) {
+            CHECK(same_results(a, b), "seed 0: two creates give the same model");
+            float s1[8], s2[8];
+            CHECK_ST(sf_sample(a, 4, 0, s1, NULL), SF_OK);
+            CHECK_ST(sf_sample(b, 4, 0, s2, NULL), SF_OK);
+            CHECK(memcmp(s1, s2, sizeof s1) == 0, "seed 0: same samples");
+            float t1[8], t2[8];
+            CHECK_ST(sf_toy_dataset("rings", 4, 0, t1), SF_OK);
+            CHECK_ST(sf_toy_dataset("rings", 4, 0, t2), SF_OK);
+            CHECK(memcmp(t1, t2, sizeof t1) == 0, "seed 0: same toy points");
+            sf_train_options_init(&o);
+            o.epochs = 1;
+            o.seed = 0;
+            CHECK_ST(sf_train(a, x, n, NULL, 0, &o, NULL, 0, NULL), SF_OK);
+        }
+        sf_model_free(a);
+        sf_model_free(b);
+    }
+
+    /* A progress callback is never called for a refused call. */
+    out = NOT_NULL_MODEL;
+    CHECK_ST(sf_train_resume(ckpt, x, n, NULL, 8, 0, never_called, NULL, hist, 4, &count, &out), SF_ERR_INVALID_ARGUMENT);
+
+    /* Releasing NULL, twice each. */
+    sf_model_free(NULL);
+    sf_model_free(NULL);
+    sf_buffer_free(NULL);
+    sf_buffer_free(NULL);
+    CHECK(1, "sf_model_free(NULL) and sf_buffer_free(NULL) twice return");
+done:
+    free(x);
+    sf_model_free(m);
+    remove_tree(dir);
+    free(path);
+    free(ckpt);
+}
+
 typedef struct {
     const char *name;
     void (*fn)(void);
@@ -1951,6 +2339,7 @@ static const section SECTIONS[] = {
     {"train_options", test_train_options}, {"train", test_train}, {"train_errors", test_train_errors},
     {"train_cancel", test_train_cancel}, {"train_resume", test_train_resume},
     {"train_fresh_process", test_train_fresh_process}, {"toy", test_toy},
+    {"integrity", test_integrity},     {"misuse", test_misuse},
 };
 
 /* Runs one section in a child process; the child reports one byte per check through a pipe. */

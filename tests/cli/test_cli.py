@@ -99,6 +99,55 @@ def test_checkpoint_resume_matches_uninterrupted_run(tmp_path):
     assert "checkpoint" in run("inspect", tmp_path / "ckpt.h5").stdout
 
 
+def _epoch_events(stdout):
+    return [json.loads(l) for l in stdout.splitlines() if '"event": "epoch"' in l or '"event":"epoch"' in l]
+
+
+def test_resume_after_kill_9_reproduces_the_uninterrupted_run(tmp_path):
+    """A run killed with SIGKILL after its first checkpoint, then resumed, ends with exactly the
+    losses and parameters of the same run left alone (cosine schedule over the planned total)."""
+    args = train_args(epochs=6, schedule="cosine")
+    full = run("train", *args, "--output", tmp_path / "full.h5", "--progress", "json").stdout
+    full_epochs = _epoch_events(full)
+    assert [e["epoch"] for e in full_epochs] == [1, 2, 3, 4, 5, 6]
+
+    ckpt = tmp_path / "ckpt.h5"
+    proc = subprocess.Popen([CLI, "train", *map(str, args), "--output", str(tmp_path / "killed.h5"),
+                             "--checkpoint", str(ckpt), "--progress", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stdout:  # the checkpoint is written before the epoch event
+            if '"epoch"' in line and json.loads(line).get("event") == "epoch":
+                break
+        proc.kill()  # SIGKILL
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    assert proc.returncode == -9, "the run finished before it could be killed"
+    assert not (tmp_path / "killed.h5").exists()
+    with h5py.File(ckpt, "r") as f:
+        done = int(f["training"].attrs["epochs_completed"])
+    assert 1 <= done < 6
+
+    resumed = run("train", "--data", "toy:8gaussians:12000:1", "--resume", ckpt, "--epochs", 6,
+                  "--output", tmp_path / "resumed.h5", "--progress", "json").stdout
+    resumed_epochs = _epoch_events(resumed)
+    assert [e["epoch"] for e in resumed_epochs] == list(range(done + 1, 7))
+    for a, b in zip(full_epochs[done:], resumed_epochs):
+        assert (a["train_nll"], a["validation_nll"]) == (b["train_nll"], b["validation_nll"])
+    assert full_epochs[-1]["train_nll"] == resumed_epochs[-1]["train_nll"]
+    with h5py.File(tmp_path / "full.h5", "r") as f, h5py.File(tmp_path / "resumed.h5", "r") as g:
+        compared = 0
+        for name in f["layers"]:
+            for key, ds in f["layers"][name].items():
+                np.testing.assert_array_equal(ds[...], g["layers"][name][key][...])
+                compared += 1
+        assert compared > 0
+
+
 def test_errors_are_reported_without_crashing(tmp_path):
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text("1,2\n3\n")

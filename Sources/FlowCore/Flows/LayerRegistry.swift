@@ -94,6 +94,7 @@ extension FlowError {
         case .invalidSpec(let m): return .invalidSpec(prefix + m)
         case .io(let m): return .io(prefix + m)
         case .format(let m): return .format(prefix + m)
+        case .corrupt(let m): return .corrupt(prefix + m)
         case .unsupportedVersion(let m): return .unsupportedVersion(prefix + m)
         case .unknownType(let m): return .unknownType(prefix + m)
         case .limitExceeded(let m): return .limitExceeded(prefix + m)

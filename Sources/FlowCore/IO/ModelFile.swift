@@ -24,11 +24,14 @@ public enum ModelFile {
     /// checkpoints add `/training`).
     static func image(of flow: NormalizingFlow<Float>, extra: ((HDF5Group) throws -> Void)?) throws -> [UInt8] {
         do {
-            let file = try HDF5File.createInMemory()
+            let file = try HDF5File.createInMemory(checksummed: true)
             let root = try file.root
             try write(flow, into: root)
             try extra?(root)
-            return try file.fileImage()
+            var bytes = try file.fileImage()
+            file.close()
+            try FileIntegrity.seal(&bytes)
+            return bytes
         } catch let e as HDF5Error {
             throw FlowError.io("cannot serialise the model: \(e.message)")
         }
@@ -119,32 +122,70 @@ public enum ModelFile {
         try withFile(path: path) { file, source in try read(file, source: source) }
     }
 
-    /// Opens the HDF5 file at `path` after checking it is a readable regular file, and passes it
-    /// with a description for messages to `body`.
+    /// Largest model file the loaders read (bytes).
+    static let maxFileBytes = 1 << 34
+
+    /// Reads the file at `path` (a readable regular file of at most ``maxFileBytes``), runs the
+    /// pre-checks of ``FileIntegrity`` on its bytes and opens them as an HDF5 file image, which it
+    /// passes with a description for messages to `body`. HDF5 parses exactly the bytes that were
+    /// checked (the file may change on disk meanwhile).
     static func withFile<T>(path: String, _ body: (HDF5File, String) throws -> T) throws -> T {
-        var st = stat()
-        guard stat(path, &st) == 0 else {
-            throw FlowError.io("cannot open '\(path)': \(String(cString: strerror(errno)))")
+        let bytes = try readWholeFile(path)
+        return try bytes.withUnsafeBytes { try withImage($0, source: "'\(path)'", body) }
+    }
+
+    /// The pre-checks, then `body` with the bytes opened as an HDF5 file image.
+    static func withImage<T>(_ image: UnsafeRawBufferPointer, source: String, _ body: (HDF5File, String) throws -> T) throws -> T {
+        guard image.count > 0 else { throw FlowError.format("\(source) is empty") }
+        guard image.count <= maxFileBytes else {
+            throw FlowError.limitExceeded("\(source) is \(image.count) bytes, more than the limit of \(maxFileBytes)")
         }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FlowError.io("cannot open '\(path)': not a regular file") }
-        guard access(path, R_OK) == 0 else {
-            throw FlowError.io("cannot open '\(path)': \(String(cString: strerror(errno)))")
+        do {
+            _ = try FileIntegrity.check(image)
+        } catch let e as FlowError {
+            throw e.prefixed("\(source): ")
         }
         let file: HDF5File
-        do { file = try HDF5File.open(path: path) } catch let e as HDF5Error {
-            throw FlowError.format("'\(path)' is not a readable HDF5 file: \(e.message)")
+        do { file = try HDF5File.openImage(image) } catch let e as HDF5Error {
+            throw FlowError.format("\(source) is not a readable HDF5 file: \(e.message)")
         }
-        return try body(file, "'\(path)'")
+        return try body(file, source)
+    }
+
+    /// The bytes of the regular file at `path`; ``FlowError/io(_:)`` naming the path otherwise.
+    static func readWholeFile(_ path: String) throws -> [UInt8] {
+        func failure(_ why: String) -> FlowError { FlowError.io("cannot open '\(path)': \(why)") }
+        if path.isEmpty { throw failure("empty path") }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure(String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw failure(String(cString: strerror(errno))) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw failure("not a regular file") }
+        guard st.st_size >= 0, Int(st.st_size) <= maxFileBytes else {
+            throw FlowError.limitExceeded("'\(path)' is \(st.st_size) bytes, more than the limit of \(maxFileBytes)")
+        }
+        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
+        var offset = 0
+        try bytes.withUnsafeMutableBytes { buffer in
+            while offset < buffer.count {
+                let n = Glibc.read(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw FlowError.io("cannot read '\(path)': \(String(cString: strerror(errno)))")
+                }
+                if n == 0 { break }  // the file shrank meanwhile
+                offset += n
+            }
+        }
+        if offset < bytes.count { bytes.removeSubrange(offset...) }
+        return bytes
     }
 
     /// Loads a model from an HDF5 file image in memory.
     public static func load(image: UnsafeRawBufferPointer) throws -> NormalizingFlow<Float> {
         guard image.count > 0 else { throw FlowError.format("the model image is empty") }
-        let file: HDF5File
-        do { file = try HDF5File.openImage(image) } catch let e as HDF5Error {
-            throw FlowError.format("the bytes are not a readable HDF5 file image: \(e.message)")
-        }
-        return try read(file, source: "the model image")
+        return try withImage(image, source: "the model image") { file, source in try read(file, source: source) }
     }
 
     static func read(_ file: HDF5File, source: String) throws -> NormalizingFlow<Float> {
@@ -154,7 +195,8 @@ public enum ModelFile {
             throw FlowError.format("\(source): \(e.message)")
         } catch let e as FlowError {
             switch e {
-            case .unsupportedVersion, .unknownType, .limitExceeded, .format: throw e.prefixed("\(source): ")
+            case .unsupportedVersion, .unknownType, .limitExceeded, .format, .corrupt, .numerical:
+                throw e.prefixed("\(source): ")
             default: throw FlowError.format("\(source): \(e.message)")
             }
         }
@@ -289,7 +331,8 @@ public enum ModelFile {
             guard shape.count == 1 else {
                 throw FlowError.format("\(group.path)/\(hp.name) must be 1-D, found shape \(shape)")
             }
-            guard v.allSatisfy({ abs($0) <= Int64(Limits.maxEventSize) }) else {
+            let bound = Int64(Limits.maxEventSize)  // not abs(): abs(Int64.min) traps
+            guard v.allSatisfy({ $0 >= -bound && $0 <= bound }) else {
                 throw FlowError.format("\(group.path)/\(hp.name) holds out-of-range values")
             }
             return .array(v.map { .number(Double($0)) })
@@ -305,7 +348,7 @@ public enum ModelFile {
             }
             let (values, _) = try group.readFloats(p.name, expectedShape: p.shape, maxElements: p.count)
             guard values.allSatisfy({ $0.isFinite }) else {
-                throw FlowError.format("dataset \(group.path)/\(p.name) contains NaN or infinite values")
+                throw FlowError.numerical("dataset \(group.path)/\(p.name) contains NaN or infinite values")
             }
             p.assign(values)
         }

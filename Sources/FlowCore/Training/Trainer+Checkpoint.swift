@@ -156,33 +156,67 @@ extension Trainer where Scalar == Float {
         return o
     }
 
+    /// Restores the run's state from `g`. Every value is range-checked first (a hostile or
+    /// damaged checkpoint gives ``FlowError/format(_:)``, never a trap or a non-finite optimiser).
     private func restore(from g: HDF5Group) throws {
-        let completed = Int(try g.intAttribute("epochs_completed"))
+        let completed = try g.intAttribute("epochs_completed")
+        guard completed >= 0, completed <= Int64(TrainingOptions.maxEpochs) else {
+            throw FlowError.format("epochs_completed \(completed) is outside 0...\(TrainingOptions.maxEpochs)")
+        }
+        let epochsDone = Int(completed)
         let columns = CheckpointSchema.historyColumns.count
-        let table = try g.readDoubles("history", expectedShape: [completed, columns], maxElements: 1 << 24).values
-        history = (0..<completed).map { i in
+        let table = try g.readDoubles("history", expectedShape: [epochsDone, columns], maxElements: 1 << 24).values
+        history = try (0..<epochsDone).map { i in
             let r = Array(table[(i * columns)..<((i + 1) * columns)])
-            return EpochRecord(epoch: Int(r[0]), trainNLL: r[1], validationNLL: r[2].isNaN ? nil : r[2], learningRate: r[3],
-                               skippedSteps: Int(r[4]), samplesPerSecond: r[5], elapsed: r[6], improved: r[7] != 0)
+            func count(_ column: Int, _ range: ClosedRange<Int>) throws -> Int {
+                guard r[column].isFinite, r[column].rounded() == r[column], Double(range.lowerBound) <= r[column],
+                      r[column] <= Double(range.upperBound) else {
+                    throw FlowError.format("history row \(i): \(CheckpointSchema.historyColumns[column]) \(r[column]) "
+                        + "is not an integer in \(range.lowerBound)...\(range.upperBound)")
+                }
+                return Int(r[column])
+            }
+            return EpochRecord(epoch: try count(0, 1...epochsDone), trainNLL: r[1], validationNLL: r[2].isNaN ? nil : r[2],
+                               learningRate: r[3], skippedSteps: try count(4, 0...(1 << 50)), samplesPerSecond: r[5],
+                               elapsed: r[6], improved: r[7] != 0)
         }
         let step = try g.intAttribute("step")
-        guard step >= 0 else { throw FlowError.format("negative step count \(step)") }
+        guard step >= 0, step <= 1 << 53 else { throw FlowError.format("step count \(step) is outside 0...2^53") }
         optimizer.stepCount = Int(step)
-        bestEpoch = Int(try g.intAttribute("best_epoch"))
+        let bestEpochValue = try g.intAttribute("best_epoch"), badEpochsValue = try g.intAttribute("bad_epochs")
+        guard bestEpochValue >= 0, bestEpochValue <= completed, badEpochsValue >= 0, badEpochsValue <= completed else {
+            throw FlowError.format("best_epoch \(bestEpochValue) and bad_epochs \(badEpochsValue) must lie in 0...\(completed)")
+        }
+        bestEpoch = Int(bestEpochValue)
+        badEpochs = Int(badEpochsValue)
         bestValidationNLL = try g.doubleAttribute("best_validation_nll")
-        badEpochs = Int(try g.intAttribute("bad_epochs"))
+        guard !bestValidationNLL.isNaN, bestValidationNLL != -.infinity else {
+            throw FlowError.format("best_validation_nll is \(bestValidationNLL)")
+        }
         let opt = try g.openGroup("optimizer")
         for (k, p) in flow.parameters.enumerated() {
             let name = ModelFile.layerGroupName(k)
-            optimizer.first[k] = try opt.readDoubles("first_\(name)", expectedShape: [p.count], maxElements: p.count).values
+            let first = try opt.readDoubles("first_\(name)", expectedShape: [p.count], maxElements: p.count).values
+            guard first.allSatisfy(\.isFinite) else {
+                throw FlowError.numerical("\(opt.path)/first_\(name) contains NaN or infinite values")
+            }
+            optimizer.first[k] = first
             if optimizer.settings.kind != .sgd {
-                optimizer.second[k] = try opt.readDoubles("second_\(name)", expectedShape: [p.count], maxElements: p.count).values
+                let second = try opt.readDoubles("second_\(name)", expectedShape: [p.count], maxElements: p.count).values
+                guard second.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                    throw FlowError.numerical("\(opt.path)/second_\(name) contains negative, NaN or infinite values")
+                }
+                optimizer.second[k] = second
             }
         }
         if g.isGroup("best") {
             let b = try g.openGroup("best")
             best = try flow.parameters.enumerated().map { k, p in
-                try b.readFloats(ModelFile.layerGroupName(k), expectedShape: [p.count], maxElements: p.count).values
+                let values = try b.readFloats(ModelFile.layerGroupName(k), expectedShape: [p.count], maxElements: p.count).values
+                guard values.allSatisfy(\.isFinite) else {
+                    throw FlowError.numerical("\(b.path)/\(ModelFile.layerGroupName(k)) contains NaN or infinite values")
+                }
+                return values
             }
         }
     }

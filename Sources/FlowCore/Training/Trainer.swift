@@ -136,7 +136,10 @@ public final class Trainer<Scalar: FlowScalar> {
     public func run(progress: ((TrainingEvent) -> Bool)? = nil) throws -> [EpochRecord] {
         let d = flow.eventSize
         let batchSize = options.batchSize
-        let totalSteps = options.epochs * batchesPerEpoch
+        let (totalSteps, overflow) = options.epochs.multipliedReportingOverflow(by: batchesPerEpoch)
+        guard !overflow else {
+            throw FlowError.limitExceeded("\(options.epochs) epochs of \(batchesPerEpoch) batches are too many steps")
+        }
         var batch = [Scalar](repeating: 0, count: Swift.min(batchSize, trainRows) * d)
         let start = Self.now()
         var consecutiveSkips = 0

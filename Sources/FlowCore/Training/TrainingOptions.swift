@@ -23,10 +23,15 @@ public struct TrainingOptions: Equatable, Sendable {
     /// Give up (``FlowError/numerical(_:)``) after this many consecutive skipped steps.
     public var maxConsecutiveSkips: Int = 100
 
+    /// Most epochs of one run (keeps step counts far from integer overflow).
+    public static let maxEpochs = 1 << 24
+
     public init() {}
 
     public func validate() throws {
-        guard epochs >= 1 else { throw FlowError.invalidArgument("epochs must be at least 1, got \(epochs)") }
+        guard epochs >= 1, epochs <= Self.maxEpochs else {
+            throw FlowError.invalidArgument("epochs must lie in 1...\(Self.maxEpochs), got \(epochs)")
+        }
         guard batchSize >= 1, batchSize <= 1 << 24 else {
             throw FlowError.invalidArgument("batch size must lie in 1...\(1 << 24), got \(batchSize)")
         }

@@ -20,8 +20,9 @@ from .errors import SwiftFlowsError
 from .flow import Flow
 from .presets import NICE, NSF, Glow, RealNVP, RealNVPImage
 from .training import EpochReport, TextProgressBar, TqdmProgressBar, TrainingCancelled
-from . import datasets, training
+from .integrity import reseal
+from . import datasets, integrity, training
 
 __all__ = ["Flow", "RealNVP", "NICE", "NSF", "Glow", "RealNVPImage", "SwiftFlowsError", "TrainingCancelled", "EpochReport", "TextProgressBar",
-           "TqdmProgressBar", "datasets", "training", "set_num_threads", "get_num_threads", "library_version",
+           "TqdmProgressBar", "datasets", "integrity", "reseal", "training", "set_num_threads", "get_num_threads", "library_version",
            "library_path", "__version__"]

@@ -16,6 +16,7 @@ STATUS_NAMES = {
     9: "SF_ERR_NUMERIC",
     10: "SF_ERR_CANCELLED",
     11: "SF_ERR_INTERNAL",
+    12: "SF_ERR_CORRUPT",
 }
 
 

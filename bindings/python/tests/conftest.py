@@ -48,7 +48,7 @@ def perturb_image(data, seed, scale=0.3):
             if isinstance(obj, h5py.Dataset) and obj.dtype.kind == "f":
                 obj[...] = rng.uniform(-scale, scale, size=obj.shape).astype(obj.dtype)
         f.visititems(visit)
-    return buf.getvalue()
+    return swiftflows.integrity.reseal_bytes(buf.getvalue())
 
 
 def randomized(flow, seed=0, scale=0.3):

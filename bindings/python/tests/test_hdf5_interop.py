@@ -70,6 +70,7 @@ def test_editing_parameters_with_h5py_changes_log_prob_as_predicted(tmp_path, rn
         f["layers/0000/bias_2"][...] = np.array([0.4, 0.9], dtype=np.float32)  # (t, s_hat)
         f["layers/0001/weight_2"][...] = rng.uniform(-0.5, 0.5, size=(2, 16)).astype(np.float32)
         f["layers/0001/bias_2"][...] = np.array([-0.3, 0.2], dtype=np.float32)
+    swiftflows.reseal(path)  # after a deliberate edit (docs/model-format.md, "File checksum")
     edited = Flow.load(path)
 
     # numpy prediction, float64.
@@ -101,6 +102,7 @@ def test_reader_accepts_documented_alternative_types(tmp_path, rng):
         f["base/log_scale"][...] = rng.uniform(-1, 1, 3).astype(np.float32)
         w = f["layers/0001/weight_1"]
         w[...] = rng.uniform(-1, 1, w.shape).astype(np.float32)
+    swiftflows.reseal(path)
     reference = Flow.load(path)
     x = rng.standard_normal((20, 3))
     expected = reference.log_prob(x)
@@ -119,4 +121,5 @@ def test_reader_accepts_documented_alternative_types(tmp_path, rng):
         mask = f["layers/0001/mask"][()]
         del f["layers/0001/mask"]
         f["layers/0001"].create_dataset("mask", data=mask.astype(np.int32))
+    swiftflows.reseal(path)
     np.testing.assert_allclose(Flow.load(path).log_prob(x), expected, rtol=1e-12)

@@ -11,10 +11,14 @@ final class HDF5File {
     private(set) var id: hid_t
     /// The path on disk, or a description such as "in-memory file", for messages.
     let name: String
+    /// Bytes of the HDF5 user block before the superblock (0: none). HDF5 leaves the user block
+    /// out of file images; ``fileImage()`` puts it back (zeroed).
+    let userBlockSize: Int
 
-    private init(id: hid_t, name: String) {
+    private init(id: hid_t, name: String, userBlockSize: Int = 0) {
         self.id = id
         self.name = name
+        self.userBlockSize = userBlockSize
     }
 
     deinit {
@@ -52,16 +56,27 @@ final class HDF5File {
 
     /// Creates an empty, writable file that lives only in memory (core driver, no backing store).
     /// Use ``fileImage()`` to obtain its bytes.
-    static func createInMemory() throws -> HDF5File {
+    ///
+    /// With `checksummed`, the file is laid out for ``FileIntegrity``: a 512-byte user block, zeroed
+    /// in ``fileImage()`` and filled with the checksum header by ``FileIntegrity/seal(_:)``. (The
+    /// file keeps HDF5's default, earliest object formats: HDF5 1.10.8 writes a stale superblock
+    /// checksum into images of files in the 1.8 formats.)
+    static func createInMemory(checksummed: Bool = false) throws -> HDF5File {
         try HDF5Library.prepare()
         let context = "cannot create in-memory HDF5 file"
         let fapl = try makeAccessList(context)
         defer { H5Pclose(fapl) }
         try HDF5Library.check(status: H5Pset_fapl_core(fapl, 1 << 20, false), "\(context): cannot select core driver")
+        let fcpl = try HDF5Library.check(H5Pcreate(chdf5_H5P_FILE_CREATE()), "\(context): cannot create property list")
+        defer { H5Pclose(fcpl) }
+        let userBlock = checksummed ? FileIntegrity.userBlockSize : 0
+        if userBlock > 0 {
+            try HDF5Library.check(status: H5Pset_userblock(fcpl, hsize_t(userBlock)),
+                                  "\(context): cannot reserve the user block")
+        }
         let name = HDF5Library.uniqueMemoryFileName("memory")
-        let id = try HDF5Library.check(
-            H5Fcreate(name, chdf5_H5F_ACC_TRUNC(), hid_t(H5P_DEFAULT), fapl), context)
-        return HDF5File(id: id, name: "in-memory file")
+        let id = try HDF5Library.check(H5Fcreate(name, chdf5_H5F_ACC_TRUNC(), fcpl, fapl), context)
+        return HDF5File(id: id, name: "in-memory file", userBlockSize: userBlock)
     }
 
     /// Opens an HDF5 file image (the bytes of a whole `.h5` file) read-only. The bytes are copied,
@@ -101,7 +116,8 @@ final class HDF5File {
         return HDF5File(id: id, name: "'\(path)'")
     }
 
-    /// The whole file as bytes (flushed first): a valid HDF5 file, e.g. for ``writeFileAtomically(_:to:)``.
+    /// The whole file as bytes (flushed first): a valid HDF5 file, e.g. for ``writeFileAtomically(_:to:)``,
+    /// starting with ``userBlockSize`` zero bytes.
     func fileImage() throws -> [UInt8] {
         let context = "cannot take the image of \(name)"
         try requireOpen(context)
@@ -110,10 +126,12 @@ final class HDF5File {
         if size < 0 { throw HDF5Library.failure(context) }
         if size == 0 { return [] }
         var failed = false
-        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-            let got = H5Fget_file_image(id, buffer.baseAddress, size)
+        let skip = userBlockSize
+        let bytes = [UInt8](unsafeUninitializedCapacity: skip + size) { buffer, initialized in
+            buffer.baseAddress!.initialize(repeating: 0, count: skip)
+            let got = H5Fget_file_image(id, buffer.baseAddress! + skip, size)
             if got == size {
-                initialized = size
+                initialized = skip + size
             } else {
                 failed = true
                 initialized = 0

@@ -137,7 +137,7 @@ extension HDF5Group {
         try requireOpen("cannot read \(label)")
         try HDF5Library.validateName(name, what: "dataset")
         guard hasChild(name) else { throw HDF5Error("\(label) does not exist in \(file.name)") }
-        guard isDataset(name) else { throw HDF5Error("\(label): \(childPath(name)) is not a dataset") }
+        guard isDataset(name) else { throw HDF5Error("\(label): " + notAnObject(name, "\(childPath(name)) is not a dataset")) }
         let dataset = try HDF5Library.check(H5Dopen2(id, name, hid_t(H5P_DEFAULT)), "cannot open \(label)")
         defer { H5Dclose(dataset) }
         let type = try HDF5Library.check(H5Dget_type(dataset), "cannot read the type of \(label)")

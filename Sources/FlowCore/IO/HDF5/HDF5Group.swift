@@ -62,7 +62,7 @@ final class HDF5Group {
         try requireOpen(context)
         try HDF5Library.validateName(name, what: "group")
         guard hasChild(name) else { throw HDF5Error("\(context): no such group in \(file.name)") }
-        guard isGroup(name) else { throw HDF5Error("\(context): \(target) is not a group") }
+        guard isGroup(name) else { throw HDF5Error("\(context): " + notAnObject(name, "\(target) is not a group")) }
         let gid = try HDF5Library.check(H5Gopen2(id, name, hid_t(H5P_DEFAULT)), context)
         return HDF5Group(file: file, id: gid, path: target)
     }
@@ -119,9 +119,30 @@ final class HDF5Group {
         objectType(name) == H5I_DATASET
     }
 
-    /// The identifier type of the object `name` refers to, or `nil` if it cannot be opened.
+    /// Whether `name` is a hard link (an object stored in this file). Soft and external links are
+    /// never followed: an external link would make a reader open other files (FIFOs and devices
+    /// included), and model files hold none.
+    func isHardLink(_ name: String) -> Bool {
+        guard hasChild(name) else { return false }
+        var info = H5L_info_t()
+        guard H5Lget_info(id, name, &info, hid_t(H5P_DEFAULT)) >= 0 else {
+            HDF5Library.clearErrors()
+            return false
+        }
+        return info.type == H5L_TYPE_HARD
+    }
+
+    /// "is a soft or external link" for a link that ``isHardLink(_:)`` refuses, else `fallback`.
+    func notAnObject(_ name: String, _ fallback: String) -> String {
+        hasChild(name) && !isHardLink(name)
+            ? "\(childPath(name)) is a soft or external link (model files hold only objects stored in the file)"
+            : fallback
+    }
+
+    /// The identifier type of the object `name` refers to, or `nil` if it cannot be opened or is
+    /// not a hard link.
     private func objectType(_ name: String) -> H5I_type_t? {
-        guard hasChild(name) else { return nil }
+        guard isHardLink(name) else { return nil }
         let object = H5Oopen(id, name, hid_t(H5P_DEFAULT))
         if object < 0 {
             HDF5Library.clearErrors()

@@ -1,0 +1,131 @@
+@testable import FlowCore
+import FlowTestSupport
+import XCTest
+
+/// The checksum block and the global-heap pre-check of ``FileIntegrity`` (the C tests drive the
+/// same cases through `sf_model_load`/`sf_model_load_memory`).
+final class FileIntegrityTests: XCTestCase {
+    func image() throws -> [UInt8] {
+        try NormalizingFlow<Float>.realNVP(dim: 3, layers: 2, hidden: [4], seed: 1).fileImage()
+    }
+
+    func testSavedImagesCarryAMatchingHeader() throws {
+        let bytes = try image()
+        let crc = bytes.withUnsafeBytes { FileIntegrity.crc32(UnsafeRawBufferPointer(rebasing: $0[512...])) }
+        let text = "SWIFTFLOWS-CHECKSUM 1\nsize \(bytes.count)\ncrc32 \(FileIntegrity.hex8(crc))\n"
+        XCTAssertEqual(Array(bytes.prefix(text.utf8.count)), Array(text.utf8))
+        XCTAssertTrue(bytes[text.utf8.count..<512].allSatisfy { $0 == 0 })
+        XCTAssertEqual(Array(bytes[512..<520]), FileIntegrity.hdf5Signature)
+        XCTAssertEqual(try bytes.withUnsafeBytes { try FileIntegrity.check($0) }, .checksummed)
+        // zlib's CRC-32 of "123456789" is the standard check value.
+        XCTAssertEqual(Array("123456789".utf8).withUnsafeBytes { FileIntegrity.crc32($0) }, 0xCBF4_3926)
+    }
+
+    func testCheckpointsAreSealedAndCheckedOnResume() throws {
+        let temporary = try TemporaryDirectory(prefix: "swiftflows-integrity")
+        defer { temporary.remove() }
+        let path = temporary.path + "/checkpoint.h5"
+        let data = try ToyDataset.named("moons").generate(256, seed: 1)
+        var o = TrainingOptions()
+        o.epochs = 1
+        o.batchSize = 64
+        let flow = try NormalizingFlow<Float>.realNVP(dim: 2, layers: 1, hidden: [4], seed: 2)
+        let trainer = try data.withUnsafeBufferPointer { try Trainer(flow: flow, data: $0, rows: 256, options: o) }
+        trainer.checkpointPath = path
+        try trainer.run()
+        var bytes = try ModelFile.readWholeFile(path)
+        XCTAssertEqual(try bytes.withUnsafeBytes { try FileIntegrity.check($0) }, .checksummed)
+        bytes[bytes.count / 2] ^= 1
+        try writeFileAtomically(bytes, to: path)
+        ErrorAssertions.assertThrows(["checkpoint.h5", "checksum mismatch"], ErrorAssertions.isCorrupt) {
+            _ = try data.withUnsafeBufferPointer { try Trainer<Float>.resume(checkpoint: path, data: $0, rows: 256) }
+        }
+    }
+
+    func testHeaderDamageAndVersions() throws {
+        let good = try image()
+        func verdict(_ bytes: [UInt8]) throws -> FileIntegrity.Verdict { try bytes.withUnsafeBytes { try FileIntegrity.check($0) } }
+        var bytes = good
+        bytes.replaceSubrange(0..<22, with: Array("SWIFTFLOWS-CHECKSUM 7\n".utf8))
+        ErrorAssertions.assertThrows(["version 7"], ErrorAssertions.isUnsupportedVersion) { _ = try verdict(bytes) }
+        // Up to 5 of the first 20 bytes changed: still recognised, and refused as damaged.
+        bytes = good
+        for i in [0, 4, 8, 12, 16] { bytes[i] = UInt8(ascii: "#") }
+        ErrorAssertions.assertThrows(["checksum block"], ErrorAssertions.isCorrupt) { _ = try verdict(bytes) }
+        // A user block that does not resemble the header (another program's): no checksum.
+        bytes = good
+        for i in 0..<512 { bytes[i] = i < 40 ? UInt8(ascii: "u") : 0 }
+        XCTAssertEqual(try verdict(bytes), .unverified)
+        XCTAssertNoThrow(try NormalizingFlow<Float>.load(image: bytes))
+        // Signs, spaces and overlong numbers are not numbers here.
+        for size in ["+\(good.count)", " \(good.count)", String(repeating: "9", count: 19)] {
+            bytes = good
+            let text = Array("SWIFTFLOWS-CHECKSUM 1\nsize \(size)\ncrc32 00000000\n".utf8)
+            for i in 0..<512 { bytes[i] = i < text.count ? text[i] : 0 }
+            ErrorAssertions.assertThrows(["checksum block"], ErrorAssertions.isCorrupt) { _ = try verdict(bytes) }
+        }
+    }
+
+    /// A synthetic file: a v0 superblock (8-byte lengths) and one global heap collection of
+    /// `collectionSize` bytes holding `objects` (index, size) headers laid out as HDF5 does.
+    func heapFile(collectionSize: UInt64, objects: [(index: UInt16, size: UInt64)], padTo: Int = 4096) -> [UInt8] {
+        var b = FileIntegrity.hdf5Signature + [0, 0, 0, 0, 0, 8, 8, 0]  // versions, offsets 8, lengths 8
+        b += [UInt8](repeating: 0, count: 64 - b.count)
+        let start = b.count
+        b += Array("GCOL".utf8) + [1, 0, 0, 0] + le(collectionSize)
+        for o in objects {
+            b += le(UInt64(o.index)).prefix(2) + [1, 0, 0, 0, 0, 0] + le(o.size)
+            let body = o.index > 0 && o.size < 1 << 20 ? Int((o.size + 7) / 8 * 8) : 0
+            b += [UInt8](repeating: 0x41, count: min(body, 1 << 16))
+        }
+        if b.count < start + Int(min(collectionSize, 1 << 20)) { b += [UInt8](repeating: 0, count: start + Int(min(collectionSize, 1 << 20)) - b.count) }
+        if b.count < padTo { b += [UInt8](repeating: 0, count: padTo - b.count) }
+        return b
+    }
+
+    func le(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+
+    func testGlobalHeapWalk() throws {
+        func check(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try FileIntegrity.checkGlobalHeaps($0) } }
+        // Two 5-byte objects (padded to 8), then free space (index 0) filling the rest.
+        let size: UInt64 = 4096
+        let used = 16 + 2 * (16 + 8)
+        XCTAssertNoThrow(try check(heapFile(collectionSize: size, objects: [(1, 5), (2, 5), (0, size - UInt64(used))])))
+        // Trailing space too small for an object header counts as free space.
+        XCTAssertNoThrow(try check(heapFile(collectionSize: UInt64(used + 10), objects: [(1, 5), (2, 5)])))
+        let refused: [(String, [UInt8])] = [
+            ("empty free-space object", heapFile(collectionSize: size, objects: [(1, 5), (0, 0)])),
+            ("larger than the collection", heapFile(collectionSize: size, objects: [(1, UInt64.max)])),
+            ("extends past the collection end", heapFile(collectionSize: size, objects: [(1, 5), (3, size - 40)])),
+            ("does not fit in the file", heapFile(collectionSize: 1 << 40, objects: [(1, 5)])),
+            ("does not fit in the file", heapFile(collectionSize: 8, objects: [])),
+        ]
+        for (fragment, bytes) in refused {
+            ErrorAssertions.assertThrows(["global heap collection at byte 64", fragment], ErrorAssertions.isCorrupt) {
+                try check(bytes)
+            }
+        }
+        // References from outside the collection: [length: 4][address 64: 8][index: 4].
+        func withReference(length: UInt32, index: UInt32) -> [UInt8] {
+            heapFile(collectionSize: size, objects: [(1, 5), (2, 5), (0, size - UInt64(used))], padTo: 4200)
+                + le(UInt64(length)).prefix(4) + le(64) + le(UInt64(index)).prefix(4) + [UInt8](repeating: 0, count: 16)
+        }
+        XCTAssertNoThrow(try check(withReference(length: 5, index: 2)))
+        XCTAssertNoThrow(try check(withReference(length: 0, index: 99)))  // length 0: HDF5 reads nothing
+        ErrorAssertions.assertThrows(["refers to object 3 ", "no such object"], ErrorAssertions.isCorrupt) {
+            try check(withReference(length: 5, index: 3))
+        }
+        XCTAssertNoThrow(try check(withReference(length: 5, index: 0)))  // index 0: not taken for a reference
+        // A length beyond the collection (HDF5 would allocate it): refused at an aligned offset.
+        ErrorAssertions.assertThrows(["claims 3422552067 bytes"], ErrorAssertions.isCorrupt) {
+            try check(withReference(length: 3_422_552_067, index: 1))
+        }
+        ErrorAssertions.assertThrows(["of length 4 refers to a 5-byte object"], ErrorAssertions.isCorrupt) {
+            try check(withReference(length: 4, index: 1))
+        }
+        // Only version-1 collections are walked; "GCOL" elsewhere with another version is data.
+        var other = heapFile(collectionSize: size, objects: [(1, 5), (0, 0)])
+        other[68] = 2
+        XCTAssertNoThrow(try check(other))
+    }
+}

@@ -13,6 +13,18 @@ h5py = pytest.importorskip("h5py")
 LOG_2PI = math.log(2.0 * math.pi)
 
 
+def expect_status(status_name, fn, *fragments):
+    """Runs fn, which must raise SwiftFlowsError with status `status_name` and a message holding
+    every fragment; returns the error."""
+    with pytest.raises(swiftflows.SwiftFlowsError) as info:
+        fn()
+    err = info.value
+    assert err.status_name == status_name, str(err)
+    for fragment in fragments:
+        assert fragment in err.message, (fragment, err.message)
+    return err
+
+
 def std_normal_logpdf(x):
     """log N(x; 0, I) in float64, summed over the last axis."""
     x = np.asarray(x, dtype=np.float64)

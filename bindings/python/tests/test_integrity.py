@@ -11,17 +11,9 @@ import swiftflows
 from swiftflows import Flow, SwiftFlowsError
 from swiftflows.integrity import USER_BLOCK_SIZE, checksum_header, is_sealed, reseal_bytes
 
+from conftest import expect_status
+
 h5py = pytest.importorskip("h5py")
-
-
-def expect_status(status_name, fn, *fragments):
-    with pytest.raises(SwiftFlowsError) as info:
-        fn()
-    err = info.value
-    assert err.status_name == status_name, str(err)
-    for fragment in fragments:
-        assert fragment in err.message, (fragment, err.message)
-    return err
 
 
 @pytest.fixture

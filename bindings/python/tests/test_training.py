@@ -18,6 +18,8 @@ from swiftflows import EpochReport, Flow, SwiftFlowsError, TrainingCancelled, da
 from swiftflows import _native
 from swiftflows.training import TextProgressBar, TqdmProgressBar
 
+from conftest import expect_status
+
 REPORT_KEYS = {"epoch", "train_nll", "validation_nll", "learning_rate", "skipped_steps", "samples_per_second",
                "elapsed_seconds", "improved"}
 EVENT_KEYS = {"kind", "epoch", "batch", "batches_per_epoch", "best_epoch", "loss", "samples_per_second",
@@ -51,16 +53,6 @@ def small(seed=1):
 def deterministic(history):
     """The history without its timing fields."""
     return [{k: v for k, v in r.as_dict().items() if k not in TIMING} for r in history]
-
-
-def expect_status(status_name, fn, *fragments):
-    with pytest.raises(SwiftFlowsError) as info:
-        fn()
-    err = info.value
-    assert err.status_name == status_name, str(err)
-    for fragment in fragments:
-        assert fragment in err.message, (fragment, err.message)
-    return err
 
 
 # ---- learning -------------------------------------------------------------------------------

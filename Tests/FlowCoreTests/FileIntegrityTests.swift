@@ -86,7 +86,14 @@ final class FileIntegrityTests: XCTestCase {
     func le(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
 
     func testGlobalHeapWalk() throws {
-        func check(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try FileIntegrity.checkGlobalHeaps($0) } }
+        // The collection walk, then the byte-pattern reference scan (files in HDF5's later format).
+        func check(_ bytes: [UInt8]) throws {
+            try bytes.withUnsafeBytes {
+                let sb = try XCTUnwrap(FileIntegrity.superblock($0))
+                let collections = try FileIntegrity.walkCollections($0, sb)
+                if !collections.isEmpty { try FileIntegrity.checkReferences($0, sb, collections) }
+            }
+        }
         // Two 5-byte objects (padded to 8), then free space (index 0) filling the rest.
         let size: UInt64 = 4096
         let used = 16 + 2 * (16 + 8)
@@ -127,5 +134,75 @@ final class FileIntegrityTests: XCTestCase {
         var other = heapFile(collectionSize: size, objects: [(1, 5), (0, 0)])
         other[68] = 2
         XCTAssertNoThrow(try check(other))
+    }
+
+    // MARK: - Structure
+
+    /// `body` edits a sealed model image, which is then resealed (a crafted file with a valid
+    /// checksum); the load must fail with every fragment in the message.
+    func assertRefusedAfter(_ fragments: [String], file: StaticString = #filePath, line: UInt = #line,
+                            _ body: (inout [UInt8]) throws -> Void) throws {
+        var bytes = try image()
+        try body(&bytes)
+        try FileIntegrity.seal(&bytes)
+        ErrorAssertions.assertThrows(fragments, ErrorAssertions.isCorrupt, file: file, line: line) {
+            _ = try bytes.withUnsafeBytes { try ModelFile.load(image: $0) }
+        }
+    }
+
+    /// The offset of the version-1 attribute message named `name` (`[1, 0, name size: 2, datatype
+    /// size: 2, dataspace size: 2]` then the name).
+    func attributeMessage(_ name: String, in bytes: [UInt8]) throws -> Int {
+        let pattern = [1, 0, UInt8(name.utf8.count + 1), 0] as [UInt8]
+        let nameBytes = Array(name.utf8) + [0]
+        let found = (0..<(bytes.count - 16)).first {
+            bytes[$0..<$0 + 4].elementsEqual(pattern) && bytes[$0 + 8..<$0 + 8 + nameBytes.count].elementsEqual(nameBytes)
+        }
+        return try XCTUnwrap(found, "attribute message '\(name)'")
+    }
+
+    func testStructureOfSavedFilesPassesAndCraftedMessagesAreRefused() throws {
+        let bytes = try image()
+        XCTAssertEqual(try bytes.withUnsafeBytes { try FileIntegrity.check($0) }, .checksummed)
+        // "format" is a variable-length string of 16 bytes: name (7, padded to 8), datatype, dataspace, reference.
+        let m = try attributeMessage("format", in: bytes)
+        let typeSize = Int(bytes[m + 4]) | Int(bytes[m + 5]) << 8, spaceSize = Int(bytes[m + 6]) | Int(bytes[m + 7]) << 8
+        let reference = m + 8 + 8 + (typeSize + 7) / 8 * 8 + (spaceSize + 7) / 8 * 8
+        XCTAssertEqual(Array(bytes[reference..<reference + 4]), [16, 0, 0, 0])
+        // Sizes that run past the message: HDF5 1.10.8 decodes past them (a crash in H5Aexists).
+        try assertRefusedAfter(["damaged HDF5 object header message at byte \(m)", "attribute datatype of 65520 bytes"]) {
+            $0[m + 4] = 0xF0
+            $0[m + 5] = 0xFF
+        }
+        try assertRefusedAfter(["attribute dataspace of 65528 bytes"]) {
+            $0[m + 6] = 0xF8
+            $0[m + 7] = 0xFF
+        }
+        try assertRefusedAfter(["attribute name of 7 bytes is not terminated"]) { $0[m + 8 + 6] = 0x73 }
+        try assertRefusedAfter(["dataspace rank 200"]) { $0[m + 16 + (typeSize + 7) / 8 * 8 + 1] = 200 }
+        // Variable-length values: a forged length (HDF5 would allocate and clear it) or object index.
+        try assertRefusedAfter(["variable-length value claims 2147483632 × 1 bytes", "holds 16"]) {
+            $0[reference] = 0xF0
+            $0[reference + 1] = 0xFF
+            $0[reference + 2] = 0xFF
+            $0[reference + 3] = 0x7F
+        }
+        try assertRefusedAfter(["variable-length value refers to object 999", "no such object"]) {
+            $0[reference + 12] = 0xE7
+            $0[reference + 13] = 0x03
+        }
+        // A number whose bits lie outside its bytes (HDF5 would convert bits past its buffer).
+        let shape = try attributeMessage("event_shape", in: bytes)
+        try assertRefusedAfter(["64 bits at bit offset 4096 of a 8-byte number"]) { $0[shape + 8 + 16 + 9] = 0x10 }
+        // Groups: a symbol node with more entries than the superblock allows, a B-tree child outside the file.
+        let snod = try XCTUnwrap((0..<bytes.count - 4).first { bytes[$0..<$0 + 4].elementsEqual("SNOD".utf8) })
+        try assertRefusedAfter(["damaged HDF5 metadata at byte \(snod)", "a symbol node with 1000 entries (at most 8)"]) {
+            $0[snod + 6] = 0xE8
+            $0[snod + 7] = 0x03
+        }
+        let tree = try XCTUnwrap((0..<bytes.count - 4).first { bytes[$0..<$0 + 4].elementsEqual("TREE".utf8) })
+        try assertRefusedAfter(["symbol node at address", "lies outside the file"]) {
+            for k in 0..<8 { $0[tree + 24 + 8 + k] = 0x7F }  // the first child, after the 8-byte first key
+        }
     }
 }

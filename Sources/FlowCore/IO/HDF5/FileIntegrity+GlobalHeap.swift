@@ -12,13 +12,15 @@ extension FileIntegrity {
     struct Superblock {
         /// File offset of the superblock (0, 512, 1024, …): HDF5 addresses are relative to it.
         var offset: Int
+        /// Superblock version (0 to 3).
+        var version: UInt8
         /// Width of addresses ("size of offsets": 2, 4 or 8).
         var offsetSize: Int
         /// Width of lengths ("size of lengths": 2, 4 or 8).
         var lengthSize: Int
     }
 
-    /// One collection found by ``checkGlobalHeaps(_:)``: its file offset, size and objects (index → size).
+    /// One collection found by ``walkCollections(_:_:)``: its file offset, size and objects (index → size).
     struct Collection {
         var fileOffset: Int
         var size: Int
@@ -46,7 +48,7 @@ extension FileIntegrity {
         }
         let offsetSize = Int(bytes[fields.0]), lengthSize = Int(bytes[fields.1])
         guard [2, 4, 8].contains(offsetSize), [2, 4, 8].contains(lengthSize) else { return nil }
-        return Superblock(offset: sb, offsetSize: offsetSize, lengthSize: lengthSize)
+        return Superblock(offset: sb, version: bytes[sb + 8], offsetSize: offsetSize, lengthSize: lengthSize)
     }
 
     /// Little-endian unsigned integer of `width` bytes at `offset` (the caller checked the range).
@@ -56,16 +58,8 @@ extension FileIntegrity {
         return v
     }
 
-    /// Refuses global heap collections ("GCOL", version 1) whose object list HDF5 1.10 cannot walk
-    /// safely, then variable-length references into a collection that name a missing object or
-    /// one longer than the reference's length.
-    static func checkGlobalHeaps(_ bytes: UnsafeRawBufferPointer) throws {
-        guard bytes.count >= 16, let sb = superblock(bytes) else { return }
-        let collections = try walkCollections(bytes, sb)
-        if !collections.isEmpty { try checkReferences(bytes, sb, collections) }
-    }
-
     /// Every version-1 collection, keyed by its HDF5 address (file offset minus the superblock's).
+    /// Refuses a collection whose object list HDF5 1.10 cannot walk safely.
     static func walkCollections(_ bytes: UnsafeRawBufferPointer, _ sb: Superblock) throws -> [UInt64: Collection] {
         let headerSize = 8 + sb.lengthSize        // signature, version, reserved, collection size
         let objectHeaderSize = 8 + sb.lengthSize  // index, reference count, reserved, object size
@@ -111,7 +105,8 @@ extension FileIntegrity {
         return found
     }
 
-    /// Scans for variable-length references `[length: 4][address of a collection][index: 4]` with
+    /// For files in HDF5's later format (superblock version 2 or 3), whose attributes
+    /// ``checkStructure(_:sb:collections:)`` reaches only partly: scans for variable-length references `[length: 4][address of a collection][index: 4]` with
     /// `0 < length <= the collection's size` and a non-zero index, and refuses one whose object is missing or holds more
     /// bytes than `length` (HDF5 would copy it into a buffer of `length` bytes: variable-length
     /// strings, the only variable-length data SwiftFlows reads).

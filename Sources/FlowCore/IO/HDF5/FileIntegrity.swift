@@ -12,6 +12,10 @@ import CZlib
 ///   and each one's object list is walked as HDF5 1.10 does it: a collection whose walk would not
 ///   terminate or would leave the collection is refused. HDF5 1.10 loops forever or reads out of
 ///   bounds on such collections.
+/// - The HDF5 metadata that HDF5 1.10 decodes without bounds checks (object headers and their
+///   attribute, datatype, dataspace, layout and filter messages; group B-trees, symbol nodes and
+///   local heaps; variable-length values against their collections) is walked and validated
+///   first (`FileIntegrity+Structure.swift`).
 enum FileIntegrity {
     /// Size of the user block SwiftFlows writes (HDF5's smallest).
     static let userBlockSize = 512
@@ -70,7 +74,12 @@ enum FileIntegrity {
     /// ``FlowError/unsupportedVersion(_:)`` for a newer checksum header) naming what is wrong.
     static func check(_ bytes: UnsafeRawBufferPointer) throws -> Verdict {
         let verdict = try verifyChecksum(bytes)
-        try checkGlobalHeaps(bytes)
+        guard bytes.count >= 16, let sb = superblock(bytes) else { return verdict }  // HDF5 refuses it
+        let collections = try walkCollections(bytes, sb)
+        // The structural walk checks each variable-length value of the earliest format exactly;
+        // later formats get the byte-pattern scan as well.
+        if sb.version >= 2, !collections.isEmpty { try checkReferences(bytes, sb, collections) }
+        try checkStructure(bytes, sb: sb, collections: collections)
         return verdict
     }
 

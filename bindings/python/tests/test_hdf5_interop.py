@@ -123,3 +123,42 @@ def test_reader_accepts_documented_alternative_types(tmp_path, rng):
         f["layers/0001"].create_dataset("mask", data=mask.astype(np.int32))
     swiftflows.reseal(path)
     np.testing.assert_allclose(Flow.load(path).log_prob(x), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("libver", ["earliest", "latest"])
+def test_extra_attributes_of_every_type_class_pass_the_structure_check(tmp_path, rng, libver):
+    """The loader validates every attribute message before HDF5 decodes it
+    (docs/model-format.md, "File checksum and pre-checks"): valid attributes of each datatype
+    class h5py writes — in both file formats, on the root, a group and a dataset — must pass."""
+    flow = swiftflows.RealNVP(3, layers=2, hidden=(8,), seed=2)
+    x = rng.standard_normal((10, 3))
+    expected = flow.log_prob(x)
+    path = tmp_path / "model.h5"
+    with h5py.File(path, "w", libver=libver, track_order=(libver == "latest")) as f:
+        with h5py.File(_saved(flow, tmp_path), "r") as src:
+            for key, value in src.attrs.items():
+                f.attrs[key] = value
+            for name in src:
+                src.copy(name, f)
+        extras = {
+            "u8": np.uint8(7), "f16": np.float16(1.5), "f64s": np.linspace(0, 1, 5),
+            "fixed": np.bytes_(b"abc"), "vlen_list": np.array(["a", "bb", "ccc"], dtype=h5py.string_dtype()),
+            "utf8": "λ = 1", "empty": h5py.Empty("f4"), "bool": np.bool_(True),
+            "compound": np.array([(1, 2.5, b"xy")], dtype=[("a", "<i4"), ("b", "<f8"), ("c", "S2")]),
+            "array": np.zeros(1, dtype=np.dtype((np.float32, (2, 3)))),
+            "vlen_ints": np.array([np.arange(3), np.arange(5)], dtype=h5py.vlen_dtype(np.int32)),
+            "opaque": np.void(b"\x01\x02\x03\x04"),
+            "enum": np.array([0, 1], dtype=h5py.enum_dtype({"RED": 0, "GREEN": 1}, basetype="i1")),
+            "ref": f.ref, "matrix": rng.standard_normal((4, 6)),
+        }
+        for key, value in extras.items():
+            for target in (f, f["layers"], f["layers/0000/weight_0"]):
+                target.attrs["x_" + key] = value
+    loaded = Flow.load(path)
+    np.testing.assert_allclose(loaded.log_prob(x), expected, rtol=1e-12)
+
+
+def _saved(flow, tmp_path):
+    path = tmp_path / "orig.h5"
+    flow.save(path)
+    return path

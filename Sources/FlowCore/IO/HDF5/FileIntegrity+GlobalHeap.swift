@@ -6,7 +6,9 @@
 /// it walks a collection's object list without bounds checks (a zero-sized free-space object
 /// makes the walk loop forever), and it copies a referenced object without checking that the
 /// index exists or that the object fits the length (a segmentation fault or a heap overflow).
-/// Neither carries an HDF5 checksum, so these checks run on every file, sealed or not.
+/// Neither carries an HDF5 checksum. This file walks the collections of every file; the
+/// references are checked against them where attribute messages are parsed
+/// (`FileIntegrity+Structure.swift`).
 extension FileIntegrity {
     /// Sizes and base of the superblock: where addresses start, and their widths.
     struct Superblock {
@@ -103,62 +105,5 @@ extension FileIntegrity {
             if offset >= sb.offset { found[UInt64(offset - sb.offset)] = collection }
         }
         return found
-    }
-
-    /// For files in HDF5's later format (superblock version 2 or 3), whose attributes
-    /// ``checkStructure(_:sb:collections:)`` reaches only partly: scans for variable-length references `[length: 4][address of a collection][index: 4]` with
-    /// `0 < length <= the collection's size` and a non-zero index, and refuses one whose object is missing or holds more
-    /// bytes than `length` (HDF5 would copy it into a buffer of `length` bytes: variable-length
-    /// strings, the only variable-length data SwiftFlows reads).
-    ///
-    /// A reference is recognised by its bytes alone (finding the real ones would mean parsing
-    /// every HDF5 object header format), so this is a heuristic with two known limits:
-    /// - the length bound keeps unrelated bytes from passing for references (object headers are
-    ///   full of small integers), but a crafted reference whose length exceeds its collection
-    ///   and whose index is missing still reaches HDF5 (which then may crash). Damaged
-    ///   SwiftFlows files never get here: their checksum fails first;
-    /// - raw data with the same pattern (e.g. 32-bit integers `n, a, 0, k` with `a` a
-    ///   collection's address and `k` none of its objects) is refused; SwiftFlows writes none
-    ///   (its integers are 64-bit, whose high halves are zero).
-    /// The user block and the collections themselves are not scanned.
-    static func checkReferences(_ bytes: UnsafeRawBufferPointer, _ sb: Superblock,
-                                _ collections: [UInt64: Collection]) throws {
-        let width = 4 + sb.offsetSize + 4
-        guard bytes.count >= width, let lowest = collections.keys.min(), let highest = collections.keys.max() else { return }
-        let skipped = collections.values.map { $0.fileOffset..<($0.fileOffset + $0.size) }.sorted { $0.lowerBound < $1.lowerBound }
-        var next = 0  // the first skipped range that does not end before i
-        var i = sb.offset
-        while i <= bytes.count - width {
-            while next < skipped.count, skipped[next].upperBound <= i { next += 1 }
-            if next < skipped.count, skipped[next].contains(i) {
-                i = skipped[next].upperBound
-                continue
-            }
-            defer { i += 1 }
-            let address = sb.offsetSize == 8
-                ? UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i + 4, as: UInt64.self))
-                : readLE(bytes, i + 4, sb.offsetSize)
-            guard address >= lowest, address <= highest, let collection = collections[address] else { continue }
-            // A string HDF5 wrote has exactly its object's length, which fits in the collection.
-            let length = readLE(bytes, i, 4)
-            let index = readLE(bytes, i + 4 + sb.offsetSize, 4)
-            guard length > 0, index != 0 else { continue }  // HDF5 numbers objects from 1; 0 is common in other data
-            if length > UInt64(collection.size) {
-                // HDF5 would allocate and clear `length` bytes. Only 8-byte aligned references
-                // (where HDF5's earliest-format object headers put attribute data) that name an
-                // existing object are taken for one: elsewhere such bytes are too common.
-                guard (i - sb.offset) % 8 == 0, collection.objects[index] != nil else { continue }
-                throw FlowError.corrupt("variable-length data at byte \(i) claims \(length) bytes of the HDF5 global heap "
-                    + "collection at byte \(collection.fileOffset), which holds \(collection.size)")
-            }
-            guard let size = collection.objects[index] else {
-                throw FlowError.corrupt("variable-length data at byte \(i) refers to object \(index) of the HDF5 global heap "
-                    + "collection at byte \(collection.fileOffset), which has no such object")
-            }
-            guard size <= length else {
-                throw FlowError.corrupt("variable-length data at byte \(i) of length \(length) refers to a \(size)-byte object "
-                    + "of the HDF5 global heap collection at byte \(collection.fileOffset)")
-            }
-        }
     }
 }

@@ -392,7 +392,7 @@ extension FileIntegrity {
                         if version == 1 { try r.skip(28) }  // dimensionality, permutation, dimensions
                     } else {
                         var width = 1
-                        while width < 4, size > 1 << (8 * width) { width += 1 }
+                        while width < 4, size >= 1 << (8 * width) { width += 1 }  // HDF5: log2(size) / 8 + 1 bytes
                         try r.skip(width)
                     }
                     let member = try datatype(&r, depth: depth + 1)

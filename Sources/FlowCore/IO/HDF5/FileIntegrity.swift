@@ -76,9 +76,6 @@ enum FileIntegrity {
         let verdict = try verifyChecksum(bytes)
         guard bytes.count >= 16, let sb = superblock(bytes) else { return verdict }  // HDF5 refuses it
         let collections = try walkCollections(bytes, sb)
-        // The structural walk checks each variable-length value of the earliest format exactly;
-        // later formats get the byte-pattern scan as well.
-        if sb.version >= 2, !collections.isEmpty { try checkReferences(bytes, sb, collections) }
         try checkStructure(bytes, sb: sb, collections: collections)
         return verdict
     }

@@ -171,6 +171,14 @@ final class FileIntegrityTests: XCTestCase {
         // A number whose bits lie outside its bytes (HDF5 would convert bits past its buffer).
         let shape = try attributeMessage("event_shape", in: bytes)
         try assertRefusedAfter(["64 bits at bit offset 4096 of a 8-byte number"]) { $0[shape + 8 + 16 + 9] = 0x10 }
+        // A contiguous dataset's storage: inside the file, and as large as its dataspace × datatype.
+        let layout = try XCTUnwrap((0..<bytes.count - 10).first {
+            bytes[$0..<$0 + 4].elementsEqual([8, 0, 24, 0]) && bytes[$0 + 8] == 3 && bytes[$0 + 9] == 1
+        }, "a version-3 contiguous layout message")
+        try assertRefusedAfter(["damaged HDF5 metadata at byte", "a dataset of 3 × 8 bytes stored in 1 bytes"]) {
+            for k in 0..<8 { $0[layout + 18 + k] = k == 0 ? 1 : 0 }
+        }
+        try assertRefusedAfter(["contiguous data at address", "lies outside the file"]) { $0[layout + 16] = 0x7F }
         // Groups: a symbol node with more entries than the superblock allows, a B-tree child outside the file.
         let snod = try XCTUnwrap((0..<bytes.count - 4).first { bytes[$0..<$0 + 4].elementsEqual("SNOD".utf8) })
         try assertRefusedAfter(["damaged HDF5 metadata at byte \(snod)", "a symbol node with 1000 entries (at most 8)"]) {

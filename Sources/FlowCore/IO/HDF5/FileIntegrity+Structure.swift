@@ -47,6 +47,27 @@ extension FileIntegrity {
         var pending: [(address: UInt64, kind: Kind)] = []
         /// Symbols per symbol node and entries per B-tree node allowed by the superblock (2K).
         var leafCapacity = 8, nodeCapacity = 32
+        /// What the messages of the header being checked declare about a dataset.
+        var facts = DatasetFacts()
+
+        /// A dataset's element count, element size and stored bytes, as its header declares them.
+        struct DatasetFacts {
+            var elements: Int?
+            var elementSize: Int?
+            /// Bytes of contiguous or compact storage (nil: chunked, or no layout message).
+            var storedBytes: UInt64?
+
+            /// Refuses storage smaller than the dataspace times the datatype (HDF5 1.10.8 copies
+            /// the dataspace's worth of bytes out of it).
+            func check(_ origin: Int) throws {
+                guard let elements, let elementSize, let storedBytes else { return }
+                let (needed, overflow) = elements.multipliedReportingOverflow(by: elementSize)
+                guard !overflow, UInt64(needed) <= storedBytes else {
+                    throw FlowError.corrupt("damaged HDF5 metadata at byte \(origin): a dataset of \(elements) × "
+                        + "\(elementSize) bytes stored in \(storedBytes) bytes")
+                }
+            }
+        }
 
         enum Kind: Hashable { case header, groupTree, symbolNode }
         /// An address and how it was reached: the same bytes are checked once per interpretation.
@@ -178,6 +199,8 @@ extension FileIntegrity {
             _ = try offset(of: address + 16, length: size, "object header", at: p)
             var chunks = [(p + 16, p + 16 + size)]
             var seenChunks = Set([p + 16])
+            facts = DatasetFacts()
+            defer { facts = DatasetFacts() }
             while let (start, end) = chunks.popLast() {
                 var m = start
                 while m + 8 <= end {
@@ -193,6 +216,7 @@ extension FileIntegrity {
                     m += 8 + length
                 }
             }
+            try facts.check(p)
         }
 
         /// Every "OHDR" version-2 header in the file (they carry a signature, so no walk is needed).
@@ -221,6 +245,8 @@ extension FileIntegrity {
             }
             var chunks = [(q, q + Int(size))]
             var seenChunks = Set([q])
+            facts = DatasetFacts()
+            defer { facts = DatasetFacts() }
             let messageHeader = flags & 0x04 != 0 ? 6 : 4
             while let (start, end) = chunks.popLast() {
                 var m = start
@@ -241,6 +267,7 @@ extension FileIntegrity {
                     m += messageHeader + length
                 }
             }
+            try facts.check(p)
         }
 
         /// Validates one message body `[body, end)`; returns a continuation chunk `[start, end)`.
@@ -261,11 +288,11 @@ extension FileIntegrity {
             case 0x0C:  // attribute
                 if !shared { try attribute(&r) }
             case 0x03:  // datatype
-                if !shared { _ = try datatype(&r, depth: 0) }
+                if !shared { facts.elementSize = try datatype(&r, depth: 0).size }
             case 0x01:  // dataspace
-                if !shared { _ = try dataspace(&r) }
+                if !shared { facts.elements = try dataspace(&r) }
             case 0x08:  // data layout
-                try layout(&r)
+                facts.storedBytes = try layout(&r)
             case 0x0B:  // filter pipeline
                 if !shared { try pipeline(&r) }
             default:
@@ -470,8 +497,9 @@ extension FileIntegrity {
             return kind == 2 ? 0 : count
         }
 
-        /// A data layout message.
-        func layout(_ r: inout Cursor) throws {
+        /// A data layout message; returns the bytes of contiguous storage (when allocated) or of
+        /// compact storage.
+        func layout(_ r: inout Cursor) throws -> UInt64? {
             let version = try r.u8()
             switch version {
             case 1, 2:
@@ -483,17 +511,24 @@ extension FileIntegrity {
                     guard try r.uint(4) > 0 || layoutClass != 2 else { throw r.fail("chunk dimension 0") }
                 }
                 if layoutClass == 0 {
-                    let size = Int(try r.uint(4))
-                    guard size <= r.remaining else { throw r.fail("compact data of \(size) bytes") }
+                    let size = try r.uint(4)
+                    guard size <= UInt64(r.remaining) else { throw r.fail("compact data of \(size) bytes") }
+                    return size
                 }
+                return nil
             case 3, 4:
                 let layoutClass = try r.u8()
                 switch layoutClass {
                 case 0:
-                    let size = Int(try r.uint(2))
-                    guard size <= r.remaining else { throw r.fail("compact data of \(size) bytes") }
+                    let size = try r.uint(2)
+                    guard size <= UInt64(r.remaining) else { throw r.fail("compact data of \(size) bytes") }
+                    return size
                 case 1:
-                    try r.skip(sb.offsetSize + sb.lengthSize)
+                    let address = try r.uint(sb.offsetSize), size = try r.uint(sb.lengthSize)
+                    guard address != undefined else { return nil }  // not written yet: HDF5 reads fill values
+                    guard size <= UInt64(Int.max) else { throw r.fail("contiguous data of \(size) bytes") }
+                    _ = try offset(of: address, length: Int(size), "contiguous data", at: r.origin)
+                    return size
                 case 2 where version == 3:
                     let rank = Int(try r.u8())
                     guard (2...33).contains(rank) else { throw r.fail("chunk rank \(rank)") }
@@ -506,6 +541,7 @@ extension FileIntegrity {
                 default:
                     throw r.fail("layout class \(layoutClass)")
                 }
+                return nil
             default:
                 throw r.fail("layout message version \(version)")
             }

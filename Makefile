@@ -115,11 +115,17 @@ test-fuzz-corpus: lib $(FUZZ_HARNESS) ## Replay tests/fuzz/corpus: every file lo
 	@scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
 	FUZZ_SCRATCH=$$scratch SWIFTFLOWS_NUM_THREADS=1 $(FUZZ_HARNESS) --timeout 120 tests/fuzz/corpus/*.h5
 
-# The run uses a snapshot of the harness and the library (build/fuzz/run), so rebuilding the
-# library meanwhile does not disturb it.
-fuzz: lib venv $(FUZZ_HARNESS) ## Mutation-fuzz the model loader for FUZZ_MINUTES (default 30); findings in build/fuzz
-	rm -rf $(FUZZ_DIR)/corpus $(FUZZ_DIR)/run && mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/run/bin $(FUZZ_DIR)/run/lib
-	cp -P $(LIBDIR)/libswiftflows.so* $(FUZZ_DIR)/run/lib/ && cp $(FUZZ_HARNESS) $(FUZZ_DIR)/run/bin/
+# The run uses a snapshot of the library (build/fuzz/run), so rebuilding the library meanwhile
+# does not disturb it, and a harness built with AddressSanitizer and UndefinedBehaviorSanitizer
+# (FUZZ_SANITIZE; the library itself is not instrumented, but every malloc/free in the process
+# goes through ASan's allocator, which reports double and invalid frees and heap misuse).
+FUZZ_SANITIZE ?= -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g
+
+fuzz: lib venv ## Mutation-fuzz the model loader for FUZZ_MINUTES (default 30); findings in build/fuzz
+	rm -rf $(FUZZ_DIR)/corpus $(FUZZ_DIR)/run $(FUZZ_DIR)/findings
+	mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/run/bin $(FUZZ_DIR)/run/lib
+	cp -P $(LIBDIR)/libswiftflows.so* $(FUZZ_DIR)/run/lib/
+	$(CC) $(CFLAGS_C99) $(FUZZ_SANITIZE) -o $(FUZZ_DIR)/run/bin/fuzz_harness tests/fuzz/fuzz_harness.c $(LDFLAGS_LIB)
 	SWIFTFLOWS_LIBRARY=$(CURDIR)/$(FUZZ_DIR)/run/lib/libswiftflows.so $(PY) tests/fuzz/make_seeds.py $(FUZZ_DIR)/corpus
 	find tests/fuzz/corpus -name '*.h5' -exec cp {} $(FUZZ_DIR)/corpus/ \;
 	SWIFTFLOWS_LIBRARY=$(CURDIR)/$(FUZZ_DIR)/run/lib/libswiftflows.so $(PY) tests/fuzz/fuzz.py \

@@ -19,8 +19,9 @@
 ///   signature, with its continuation chunks ("OCHK").
 /// In each header it validates the messages that HDF5 decodes while loading a model: attributes
 /// (name, datatype, dataspace and the value's size, and each variable-length reference against
-/// its global heap collection: the object exists and its length matches), datatypes, dataspaces,
-/// data layouts and filter pipelines. Anything that does not parse is refused with
+/// its global heap collection: the object exists and its length matches), datatypes (numbers'
+/// bits inside their bytes), dataspaces, data layouts (contiguous and compact storage inside the
+/// file and at least as large as the dataspace) and filter pipelines. Anything that does not parse is refused with
 /// ``FlowError/corrupt(_:)`` naming the byte offset.
 ///
 /// Not covered (documented in docs/model-format.md): attributes and links in "dense" storage

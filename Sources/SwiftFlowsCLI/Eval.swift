@@ -54,14 +54,22 @@ struct Eval: ParsableCommand {
         try runtime.apply()
         let flow = try NormalizingFlow<Float>.load(path: model)
         let e = try Evaluation.run(flow, try DataSource.load(data))
+        let work = flow.solverWork()
         if json {
-            Terminal.out(JSONValue.object([
+            var o: [String: JSONValue] = [
                 "rows": .number(Double(e.rows)), "nll": .number(e.meanNLL), "nll_stderr": .number(e.standardError),
                 "bits_per_dim": .number(e.bitsPerDimension),
-            ]).description + "\n")
+            ]
+            if let work {
+                o["solves"] = .number(Double(work.solves))
+                o["nfe_per_solve"] = work.meanNFE.map(JSONValue.number) ?? .null
+            }
+            Terminal.out(JSONValue.object(o).description + "\n")
         } else {
-            Terminal.out("rows       \(e.rows)\nNLL        \(Terminal.fixed(e.meanNLL, 4)) ± \(Terminal.fixed(e.standardError, 4)) nats\n"
-                + "bits/dim   \(Terminal.fixed(e.bitsPerDimension, 4))\n")
+            var text = "rows       \(e.rows)\nNLL        \(Terminal.fixed(e.meanNLL, 4)) ± \(Terminal.fixed(e.standardError, 4)) nats\n"
+                + "bits/dim   \(Terminal.fixed(e.bitsPerDimension, 4))\n"
+            if let work { text += "solver     \(work)\n" }
+            Terminal.out(text)
         }
     }
 }

@@ -22,10 +22,13 @@ final class ProgressReporter {
     private let epochs: Int
     private var lastDraw = 0.0
     private var barVisible = false
+    /// Reads and resets the solver work of the flow's continuous layers (nil: none).
+    private let solverWork: () -> SolverWork?
 
-    init(style: ProgressStyle, epochs: Int) {
+    init(style: ProgressStyle, epochs: Int, solverWork: @escaping () -> SolverWork? = { nil }) {
         self.style = style == .auto ? (Terminal.stderrIsTerminal ? .bar : .plain) : style
         self.epochs = epochs
+        self.solverWork = solverWork
     }
 
     /// Handles one event; never cancels.
@@ -35,7 +38,7 @@ final class ProgressReporter {
             drawBar(epoch: epoch, batch: batch, batches: batches, loss: loss, rate: rate, elapsed: elapsed)
         case (.bar, .epoch(let r)), (.plain, .epoch(let r)):
             clearBar()
-            Terminal.error(epochLine(r) + "\n")
+            Terminal.error(epochLine(r, solverWork()) + "\n")
         case (.bar, let .skipped(epoch, batch, reason)), (.plain, let .skipped(epoch, batch, reason)):
             clearBar()
             Terminal.error("epoch \(epoch) batch \(batch): step skipped (\(reason))\n")
@@ -50,6 +53,10 @@ final class ProgressReporter {
                 "improved": .bool(r.improved),
             ]
             o["validation_nll"] = r.validationNLL.map(JSONValue.number) ?? .null
+            if let work = solverWork() {
+                o["nfe_per_solve"] = work.meanNFE.map(JSONValue.number) ?? .null
+                o["adjoint_nfe_per_solve"] = work.meanAdjointNFE.map(JSONValue.number) ?? .null
+            }
             Terminal.out(JSONValue.object(o).description + "\n")
         case (.json, let .skipped(epoch, batch, reason)):
             Terminal.out(JSONValue.object(["event": .string("skipped"), "epoch": .number(Double(epoch)),
@@ -63,12 +70,17 @@ final class ProgressReporter {
         return true
     }
 
-    /// `epoch  3/40  train 2.9134  val 2.9012 *  lr 9.80e-04  48.2k rows/s  0:12`
-    private func epochLine(_ r: EpochRecord) -> String {
+    /// `epoch  3/40  train 2.9134  val 2.9012 *  lr 9.80e-04  48.2k rows/s  0:12`, and for flows
+    /// with continuous layers the epoch's mean NFE per state solve / per adjoint solve
+    /// (`NFE 86/140`; validation solves included).
+    private func epochLine(_ r: EpochRecord, _ work: SolverWork?) -> String {
         let width = String(epochs).count
         var line = "epoch \(Terminal.right(String(r.epoch), width))/\(epochs)  train \(Terminal.fixed(r.trainNLL, 4))"
         if let v = r.validationNLL { line += "  val \(Terminal.fixed(v, 4))\(r.improved ? " *" : "  ")" }
         line += "  lr \(Terminal.scientific(r.learningRate))  \(Terminal.rate(r.samplesPerSecond)) rows/s  \(Terminal.duration(r.elapsed))"
+        if let work, let nfe = work.meanNFE {
+            line += "  NFE \(Int(nfe.rounded()))" + (work.meanAdjointNFE.map { "/\(Int($0.rounded()))" } ?? "")
+        }
         if r.skippedSteps > 0 { line += "  (\(r.skippedSteps) skipped)" }
         return line
     }

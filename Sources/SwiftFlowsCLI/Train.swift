@@ -137,7 +137,9 @@ struct Train: ParsableCommand {
             Terminal.error("training on \(trainer.trainRows) rows of \(d) (validation \(trainer.validationRows)), "
                 + "\(flow.layers.count) layers, \(flow.parameterCount) parameters, \(trainer.batchesPerEpoch) steps/epoch\n")
         }
-        let reporter = ProgressReporter(style: progress, epochs: trainer.options.epochs)
+        _ = flow.solverWork(reset: true)  // count from the first step (not the data-dependent init)
+        let reporter = ProgressReporter(style: progress, epochs: trainer.options.epochs,
+                                        solverWork: { flow.solverWork(reset: true) })
         try trainer.run(progress: reporter.handle)
         try flow.save(to: output)
 
@@ -153,12 +155,17 @@ struct Train: ParsableCommand {
         }
         if let test {
             let t = try DataSource.load(test)
+            _ = flow.solverWork(reset: true)
             let result = try Evaluation.run(flow, t, seed: seed)
             summary["test_nll"] = .number(result.meanNLL)
             summary["test_nll_stderr"] = .number(result.standardError)
             summary["test_bits_per_dim"] = .number(result.bitsPerDimension)
             text += "\ntest NLL \(Terminal.fixed(result.meanNLL, 4)) ± \(Terminal.fixed(result.standardError, 4)) nats on \(t.batchCount) rows"
                 + " (\(Terminal.fixed(result.bitsPerDimension, 4)) bits/dim)"
+            if let work = flow.solverWork() {
+                summary["test_nfe_per_solve"] = work.meanNFE.map(JSONValue.number) ?? .null
+                text += "; \(work)"
+            }
         }
         if progress == .json {
             Terminal.out(JSONValue.object(summary).description + "\n")

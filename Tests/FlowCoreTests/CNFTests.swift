@@ -252,6 +252,44 @@ final class CNFTests: XCTestCase {
         XCTAssertTrue(try flow.logProb(x).allSatisfy(\.isFinite))
     }
 
+    // NFE accounting: one state solve per chunk of rows, NFE = 2 + 6·steps for dopri5 (first
+    // evaluation, step-size heuristic, six stages per attempted step), adjoint solves from the
+    // gradient pass, reset, and nil for flows without continuous layers.
+    func testSolverWorkCountsEverySolve() throws {
+        let spec = JSONValue.object([
+            "event_shape": JSONValue([2]),
+            "layers": .array([
+                .object(["type": .string("cnf"), "hidden": JSONValue([8])]),
+                .object(["type": .string("affine_coupling"), "hidden": JSONValue([8])]),
+                .object(["type": .string("cnf"), "hidden": JSONValue([8]), "solver": .string("rk4"), "step_size": .number(0.25)]),
+            ]),
+        ])
+        let flow = try NormalizingFlow<Double>(spec: spec, seed: 5)
+        let cnfs = flow.continuousLayers
+        XCTAssertEqual(cnfs.count, 2)
+        let rows = ContinuousFlow<Double>.chunkRows + 5  // two chunks per layer
+        XCTAssertEqual(try flow.logProb(Tensor(shape: [rows, 2], scalars: BijectionChecker.randomPoints(rows, 2, seed: 1))).count, rows)
+        let adaptive = cnfs[0].solverWork(), fixed = cnfs[1].solverWork()
+        XCTAssertEqual(adaptive.solves, 2)
+        XCTAssertEqual(adaptive.statistics.functionEvaluations, 2 * 2 + 6 * adaptive.statistics.steps)
+        XCTAssertEqual(fixed.solves, 2)
+        XCTAssertEqual(fixed.statistics.functionEvaluations, 2 * 4 * 4)  // 4 RK4 steps of 4 stages over t ∈ [0, 1]
+        XCTAssertEqual(adaptive.adjointSolves + fixed.adjointSolves, 0)
+        let total = try XCTUnwrap(flow.solverWork(reset: true))
+        XCTAssertEqual(total, adaptive + fixed)
+        XCTAssertEqual(try XCTUnwrap(total.meanNFE), Double(adaptive.statistics.functionEvaluations + 32) / 4)
+        XCTAssertEqual(flow.solverWork(), SolverWork())
+
+        let x = BijectionChecker.randomPoints(6, 2, seed: 2)
+        flow.zeroGradients()
+        x.withUnsafeBufferPointer { _ = flow.accumulateNLLGradient($0.baseAddress!, count: 6) }
+        let trained = try XCTUnwrap(flow.solverWork())
+        XCTAssertEqual(trained.solves, 2)          // one chunk per layer
+        XCTAssertEqual(trained.adjointSolves, 2)
+        XCTAssertGreaterThan(trained.adjointStatistics.functionEvaluations, 0)
+        XCTAssertNil(try NormalizingFlow<Double>.realNVP(dim: 2, layers: 1, hidden: [4], seed: 1).solverWork())
+    }
+
     func testInvalidSpecsAreRefused() throws {
         for bad: [String: JSONValue] in [["activation": .string("relu")], ["end_time": .number(0)],
                                           ["solver": .string("bogus")], ["trace": .string("approx")],

@@ -76,46 +76,15 @@ final class ImageLayerTests: XCTestCase {
     /// couplings, splits) gives bit-identical outputs and gradients to one whose backward pass
     /// recomputes them, in Float (plane kernels) and Double.
     func testTapedTrainingPassMatchesRecomputation() throws {
-        func compare<T: FlowScalar>(_ f: NormalizingFlow<T>, _ name: String) {
-            let c = f.transform, rows = 5, d = f.eventSize
-            let x = BijectionChecker.randomPoints(rows, d, seed: 8).map { T($0) }
-            let r = BijectionChecker.randomPoints(rows, d, seed: 9).map { T($0) }
-            func pass(taped: Bool) -> ([T], [Double], [T], [[T]]) {
-                let saved = [T](repeating: 0, count: max(c.layers.count, 1) * rows * d)
-                var z = x, g = r, logDet = [Double](repeating: 0, count: rows)
-                let w = [T](repeating: T(0.3), count: rows)
-                let tapeBytes = c.layerTapeBytes(count: rows)
-                let tape = UnsafeMutableRawPointer.allocate(byteCount: max(tapeBytes, 64), alignment: 64)
-                defer { tape.deallocate() }
-                for p in c.parameters { p.zeroGradient() }
-                let ws = Workspace()
-                ws.reserve(bytes: c.trainingWorkspaceBytes(count: rows))
-                saved.withUnsafeBufferPointer { sp in
-                    let s = UnsafeMutablePointer(mutating: sp.baseAddress!)
-                    var arena = ws.arena()
-                    c.forward(saving: s, tape: taped ? tape : nil, &z, count: rows, logDet: &logDet, arena: &arena)
-                    arena = ws.arena()
-                    c.backward(saved: s, tape: taped ? UnsafeRawPointer(tape) : nil, count: rows, gradient: &g,
-                               logDetGradient: w, arena: &arena)
-                }
-                return (z, logDet, g, c.parameters.map { Array($0.gradient) })
-            }
-            XCTAssertGreaterThan(c.layerTapeBytes(count: rows), 0, name)
-            let (zA, ldA, gA, pA) = pass(taped: true), (zB, ldB, gB, pB) = pass(taped: false)
-            XCTAssertEqual(zA, zB, "\(name): z")
-            XCTAssertEqual(ldA, ldB, "\(name): logDet")
-            XCTAssertEqual(gA, gB, "\(name): ∂x")
-            XCTAssertEqual(pA, pB, "\(name): parameter gradients")
-            XCTAssertTrue(gA.allSatisfy { $0.isFinite } && gA.contains { $0 != 0 }, name)
-        }
+        let check = TapeChecker.self
         for (name, layers, shape) in cases where name.hasPrefix("coupling") || name.hasPrefix("split") {
-            compare(perturbed(try flow(layers, shape: shape, Double.self)), name + " (Double)")
-            compare(perturbed(try flow(layers, shape: shape, Float.self)), name + " (Float)")
+            check.assertTapedPassMatchesRecomputation(perturbed(try flow(layers, shape: shape, Double.self)), name + " (Double)")
+            check.assertTapedPassMatchesRecomputation(perturbed(try flow(layers, shape: shape, Float.self)), name + " (Float)")
         }
-        compare(perturbed(try NormalizingFlow<Float>.glow(shape: [1, 8, 8], levels: 2, steps: 2, hidden: 16, seed: 1)),
-                "glow width 16")
-        compare(perturbed(try NormalizingFlow<Double>.glow(shape: [3, 4, 4], levels: 2, steps: 1, hidden: 5, seed: 2)),
-                "glow (Double)")
+        check.assertTapedPassMatchesRecomputation(
+            perturbed(try NormalizingFlow<Float>.glow(shape: [1, 8, 8], levels: 2, steps: 2, hidden: 16, seed: 1)), "glow width 16")
+        check.assertTapedPassMatchesRecomputation(
+            perturbed(try NormalizingFlow<Double>.glow(shape: [3, 4, 4], levels: 2, steps: 1, hidden: 5, seed: 2)), "glow (Double)")
     }
 
     func testSqueezeUsesPixelUnshuffleChannelOrder() throws {

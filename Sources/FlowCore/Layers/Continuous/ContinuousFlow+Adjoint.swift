@@ -78,9 +78,39 @@ extension ContinuousFlow {
     /// Replaces `g = ∂L/∂z(T)` by `∂L/∂x` and adds `∂L/∂θ` to the parameter gradients (the
     /// calling thread's ``GradientSlot``), by ``gradientMode``. Re-solves the forward pass from
     /// `x` (chunk by chunk, the same chunks and probes as ``forward(_:count:logDet:arena:)``).
-    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
                          logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
+        backward(input: x, endStates: nil, count: count, gradient: g, logDetGradient: w, arena: &arena)
+    }
+
+    /// With the adjoint method: `z(T)` of every row (`count × D` scalars), so that training does
+    /// not solve the forward pass a second time; none with backpropagation (which re-solves to
+    /// record the steps).
+    public func tapeBytes(count: Int) -> Int {
+        gradientMode == .adjoint ? Arena.bytes(Scalar.self, count * dimension) : 0
+    }
+
+    /// ``forward(_:count:logDet:arena:)``, keeping its output `z(T)` in `tape`.
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
+                        tape: UnsafeMutableRawPointer, arena: inout Arena) {
+        forward(x, count: count, logDet: logDet, arena: &arena)
+        if gradientMode == .adjoint {
+            tape.bindMemory(to: Scalar.self, capacity: count * dimension).update(from: x, count: count * dimension)
+        }
+    }
+
+    /// ``backward(input:count:gradient:logDetGradient:arena:)`` starting the adjoint solves from
+    /// the `z(T)` in `tape` (bit-identical: the same chunks, probes and solves produced them).
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                         logDetGradient w: UnsafePointer<Scalar>, tape: UnsafeRawPointer, arena: inout Arena) {
+        let endStates = gradientMode == .adjoint ? tape.assumingMemoryBound(to: Scalar.self) : nil
+        backward(input: x, endStates: endStates, count: count, gradient: g, logDetGradient: w, arena: &arena)
+    }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    private func backward(input x: UnsafePointer<Scalar>, endStates: UnsafePointer<Scalar>?, count: Int,
+                          gradient g: UnsafeMutablePointer<Scalar>, logDetGradient w: UnsafePointer<Scalar>,
+                          arena: inout Arena) {
         let d = dimension, chunk = rowsPerSolve
         var start = 0
         while start < count {
@@ -89,8 +119,8 @@ extension ContinuousFlow {
             let ok: Bool
             switch gradientMode {
             case .adjoint:
-                ok = adjointChunk(x + start * d, rows: rows, rowOffset: start, gradient: g + start * d,
-                                  logDetGradient: w + start, arena: &local)
+                ok = adjointChunk(x + start * d, endState: endStates.map { $0 + start * d }, rows: rows, rowOffset: start,
+                                  gradient: g + start * d, logDetGradient: w + start, arena: &local)
             case .backprop:
                 ok = backpropChunk(x + start * d, rows: rows, rowOffset: start, gradient: g + start * d,
                                    logDetGradient: w + start, arena: &local)
@@ -103,9 +133,11 @@ extension ContinuousFlow {
         }
     }
 
-    /// One chunk by the adjoint method; false when a solve failed.
-    private func adjointChunk(_ x: UnsafePointer<Scalar>, rows: Int, rowOffset: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                              logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) -> Bool {
+    /// One chunk by the adjoint method, from the forward pass's `z(T)` (`endState`) or a new
+    /// forward solve; false when a solve failed.
+    private func adjointChunk(_ x: UnsafePointer<Scalar>, endState: UnsafePointer<Scalar>?, rows: Int, rowOffset: Int,
+                              gradient g: UnsafeMutablePointer<Scalar>, logDetGradient w: UnsafePointer<Scalar>,
+                              arena: inout Arena) -> Bool {
         let d = dimension, k = directions, rd = rows * d, params = net.parameters
         let p = parameterCount, n = 2 * rd + p
         let state = arena.take(Scalar.self, n)
@@ -114,8 +146,11 @@ extension ContinuousFlow {
         let kineticW = arena.take(Scalar.self, rows)
         let jacobianW = arena.take(Scalar.self, rows)
 
-        // z(T): the forward solve again, from x.
-        do {
+        // z(T): kept by the forward pass (NaN if its solve failed), or the forward solve again.
+        if let endState {
+            for i in 0..<rd where !endState[i].isFinite { return false }
+            state.update(from: endState, count: rd)
+        } else {
             var scratch = arena
             let forwardState = scratch.take(Scalar.self, rows * (d + 1))
             for r in 0..<rows {
@@ -175,8 +210,9 @@ extension ContinuousFlow {
         _ = solverArena.take(UInt8.self, net.reverseWorkspaceBytes(rows: rows, directions: k))
         let solved: Bool
         do {
-            _ = try ODESolver.solve(state, count: n, from: Scalar(endTime), to: 0, options: solverOptions,
-                                    arena: &solverArena, errorControlled: 2 * rd, dynamics: dynamics)
+            let statistics = try ODESolver.solve(state, count: n, from: Scalar(endTime), to: 0, options: solverOptions,
+                                                 arena: &solverArena, errorControlled: 2 * rd, dynamics: dynamics)
+            work.add(adjoint: statistics)
             solved = true
         } catch {
             solved = false

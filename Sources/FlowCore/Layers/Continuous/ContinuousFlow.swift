@@ -47,11 +47,13 @@ import RealModule
 ///
 /// ``backward(input:count:gradient:logDetGradient:arena:)`` differentiates by the adjoint
 /// method (`gradient = "adjoint"`, the default; memory independent of the number of solver
-/// steps; see `ContinuousFlow+Adjoint.swift`) or by backpropagation through the solver's
+/// steps; see `ContinuousFlow+Adjoint.swift`; a training pass keeps the forward solve's `z(T)` as
+/// the layer's tape, so the adjoint solve starts from it without solving forward again) or by backpropagation through the solver's
 /// accepted steps (`gradient = "backprop"`; see `ContinuousFlow+Backprop.swift`). Optional RNODE
 /// regularisers (`kinetic_energy`, `jacobian_norm`) shape the dynamics during training. With the
 /// Hutchinson trace, ``Trainer`` sets ``probeDraw`` to the step number during each gradient
 /// pass, so every training step sees fresh probes (as FFJORD), and back to 0 afterwards.
+/// ``solverWork(reset:)`` counts the solves and their function evaluations (NFE).
 public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
     public static var typeName: String { "cnf" }
     public static var hyperParameters: [HyperParameter] {
@@ -104,6 +106,8 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
     /// `probeDraw · 2⁴⁰`. 0 (evaluation, sampling, saved models) unless ``Trainer`` is inside a
     /// gradient pass. Not synchronised: only set it with exclusive access to the flow.
     public var probeDraw: UInt64 = 0
+    /// The solves of this layer since the last ``solverWork(reset:)`` with `reset`.
+    let work = SolverWorkCounter()
 
     public init(config: [String: JSONValue], eventShape: [Int], seed: UInt64) throws {
         let d = eventShape.reduce(1, *)
@@ -184,6 +188,10 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
     }
 
     public var parameters: [Parameter<Scalar>] { net.parameters }
+
+    /// What this layer's solves have cost since the last call with `reset` (or since it was
+    /// built). Thread-safe.
+    public func solverWork(reset: Bool = false) -> SolverWork { work.read(reset: reset) }
 
     public func parametersDidChange() { net.repack() }
 
@@ -279,9 +287,10 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
                     arena: inout Arena, onAcceptedStep: ODESolver.StepObserver<Scalar>? = nil) -> Bool {
         let dynamics = makeDynamics(rows: rows, rowOffset: rowOffset, arena: &arena)
         do {
-            _ = try ODESolver.solve(state, count: rows * (dimension + 1), from: Scalar(t0), to: Scalar(t1),
-                                    options: solverOptions, arena: &arena, onAcceptedStep: onAcceptedStep,
-                                    dynamics: dynamics)
+            let statistics = try ODESolver.solve(state, count: rows * (dimension + 1), from: Scalar(t0), to: Scalar(t1),
+                                                 options: solverOptions, arena: &arena, onAcceptedStep: onAcceptedStep,
+                                                 dynamics: dynamics)
+            work.add(state: statistics)
             return true
         } catch {
             return false

@@ -8,16 +8,15 @@ extension FileIntegrity.StructureWalker {
         var elementSize: Int?
         /// Bytes of contiguous or compact storage (nil: chunked, or no layout message).
         var storedBytes: UInt64?
+    }
 
-        /// Refuses storage smaller than the dataspace times the datatype (HDF5 1.10.8 copies
-        /// the dataspace's worth of bytes out of it).
-        func check(_ origin: Int) throws {
-            guard let elements, let elementSize, let storedBytes else { return }
-            let (needed, overflow) = elements.multipliedReportingOverflow(by: elementSize)
-            guard !overflow, UInt64(needed) <= storedBytes else {
-                throw FlowError.corrupt("damaged HDF5 metadata at byte \(origin): a dataset of \(elements) × "
-                    + "\(elementSize) bytes stored in \(storedBytes) bytes")
-            }
+    /// Refuses storage smaller than the dataspace times the datatype (HDF5 1.10.8 copies the
+    /// dataspace's worth of bytes out of it).
+    func checkStorage(_ facts: DatasetFacts, at origin: Int) throws {
+        guard let elements = facts.elements, let elementSize = facts.elementSize, let stored = facts.storedBytes else { return }
+        let (needed, overflow) = elements.multipliedReportingOverflow(by: elementSize)
+        guard !overflow, UInt64(needed) <= stored else {
+            throw damaged(origin, "a dataset of \(elements) × \(elementSize) bytes stored in \(stored) bytes")
         }
     }
 

@@ -184,7 +184,6 @@ extension FileIntegrity {
             var chunks = [(p + 16, p + 16 + size)]
             var seenChunks = Set([p + 16])
             facts = DatasetFacts()
-            defer { facts = DatasetFacts() }
             while let (start, end) = chunks.popLast() {
                 var m = start
                 while m + 8 <= end {
@@ -200,7 +199,7 @@ extension FileIntegrity {
                     m += 8 + length
                 }
             }
-            try facts.check(p)
+            try checkStorage(facts, at: p)
         }
 
         /// Every "OHDR" version-2 header in the file (they carry a signature, so no walk is needed).
@@ -230,7 +229,6 @@ extension FileIntegrity {
             var chunks = [(q, q + Int(size))]
             var seenChunks = Set([q])
             facts = DatasetFacts()
-            defer { facts = DatasetFacts() }
             let messageHeader = flags & 0x04 != 0 ? 6 : 4
             while let (start, end) = chunks.popLast() {
                 var m = start
@@ -251,7 +249,7 @@ extension FileIntegrity {
                     m += messageHeader + length
                 }
             }
-            try facts.check(p)
+            try checkStorage(facts, at: p)
         }
 
         /// Validates one message body `[body, end)`; returns a continuation chunk `[start, end)`.

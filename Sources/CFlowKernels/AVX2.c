@@ -44,8 +44,17 @@ FK_AVX2 static inline __m256i lane_mask(size_t t) {
     for (int m = 0; m < MR; m++) {                                                                     \
         __m256 v0 = acc0[m], v1 = acc1[m];                                                             \
         if (relu) {                                                                                    \
-            v0 = _mm256_max_ps(v0, zero);                                                              \
-            v1 = _mm256_max_ps(v1, zero);                                                              \
+            v0 = _mm256_max_ps(zero, v0); /* the second operand wins on NaN: NaN passes */            \
+            v1 = _mm256_max_ps(zero, v1);                                                              \
+        }                                                                                              \
+        if (gate) {                                                                                    \
+            const float *gm = gate + (size_t)m * ldy;                                                  \
+            const __m256 g0 = masked ? _mm256_maskload_ps(gm, m0) : _mm256_loadu_ps(gm);               \
+            v0 = _mm256_and_ps(v0, _mm256_cmp_ps(g0, zero, _CMP_GT_OQ));                               \
+            if (two) {                                                                                 \
+                const __m256 g1 = masked ? _mm256_maskload_ps(gm + 8, m1) : _mm256_loadu_ps(gm + 8);   \
+                v1 = _mm256_and_ps(v1, _mm256_cmp_ps(g1, zero, _CMP_GT_OQ));                           \
+            }                                                                                          \
         }                                                                                              \
         float *ym = y + (size_t)m * ldy;                                                               \
         if (masked) {                                                                                  \
@@ -60,7 +69,8 @@ FK_AVX2 static inline __m256i lane_mask(size_t t) {
 #define FK_TILE(MR)                                                                                    \
     FK_AVX2 static inline __attribute__((always_inline)) void tile##MR(                                \
         const float *x, size_t ldx, size_t in, const float *w, size_t out, const float *bias, float *y, \
-        size_t ldy, int relu, const int two, const int masked, __m256i m0, __m256i m1) {                \
+        size_t ldy, const float *gate, int relu, const int two, const int masked, __m256i m0,           \
+        __m256i m1) {                                                                                  \
         FK_TILE_BODY(MR)                                                                               \
     }
 
@@ -69,23 +79,23 @@ FK_TILE(4)
 FK_TILE(2)
 FK_TILE(1)
 
-/* All column blocks of MR rows starting at x/y. */
+/* All column blocks of MR rows starting at x/y (gate, when given, at the same offsets as y). */
 #define FK_ROWS(MR)                                                                                    \
     FK_AVX2 static void rows##MR(const float *x, size_t ldx, size_t in, const float *wt, const float *bias, \
-                                 size_t out, float *y, size_t ldy, int relu) {                          \
+                                 size_t out, float *y, size_t ldy, const float *gate, int relu) {       \
         const __m256i all = lane_mask(8);                                                              \
         size_t j = 0;                                                                                  \
         for (; j + 16 <= out; j += 16)                                                                 \
-            tile##MR(x, ldx, in, wt + j, out, bias ? bias + j : 0, y + j, ldy, relu, 1, 0, all, all);   \
+            tile##MR(x, ldx, in, wt + j, out, bias ? bias + j : 0, y + j, ldy, gate ? gate + j : 0,     \
+                     relu, 1, 0, all, all);                                                            \
         const size_t rest = out - j;                                                                   \
+        const float *bj = bias ? bias + j : 0, *gj = gate ? gate + j : 0;                              \
         if (rest > 8)                                                                                  \
-            tile##MR(x, ldx, in, wt + j, out, bias ? bias + j : 0, y + j, ldy, relu, 1, 1, all,         \
-                     lane_mask(rest - 8));                                                             \
+            tile##MR(x, ldx, in, wt + j, out, bj, y + j, ldy, gj, relu, 1, 1, all, lane_mask(rest - 8)); \
         else if (rest == 8)                                                                            \
-            tile##MR(x, ldx, in, wt + j, out, bias ? bias + j : 0, y + j, ldy, relu, 0, 0, all, all);   \
+            tile##MR(x, ldx, in, wt + j, out, bj, y + j, ldy, gj, relu, 0, 0, all, all);                \
         else if (rest > 0)                                                                             \
-            tile##MR(x, ldx, in, wt + j, out, bias ? bias + j : 0, y + j, ldy, relu, 0, 1,              \
-                     lane_mask(rest), all);                                                            \
+            tile##MR(x, ldx, in, wt + j, out, bj, y + j, ldy, gj, relu, 0, 1, lane_mask(rest), all);    \
     }
 
 FK_ROWS(6)
@@ -94,18 +104,112 @@ FK_ROWS(2)
 FK_ROWS(1)
 
 FK_AVX2 void fk_linear_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
-                                const float *bias, size_t out, float *y, size_t ldy, int relu) {
+                                const float *bias, size_t out, float *y, size_t ldy, const float *gate, int relu) {
+#define FK_AT(r) x + (r) * ldx, ldx, in, wt, bias, out, y + (r) * ldy, ldy, gate ? gate + (r) * ldy : 0, relu
     size_t r = 0;
-    for (; r + 6 <= rows; r += 6) rows6(x + r * ldx, ldx, in, wt, bias, out, y + r * ldy, ldy, relu);
+    for (; r + 6 <= rows; r += 6) rows6(FK_AT(r));
     if (rows - r >= 4) {
-        rows4(x + r * ldx, ldx, in, wt, bias, out, y + r * ldy, ldy, relu);
+        rows4(FK_AT(r));
         r += 4;
     }
     if (rows - r >= 2) {
-        rows2(x + r * ldx, ldx, in, wt, bias, out, y + r * ldy, ldy, relu);
+        rows2(FK_AT(r));
         r += 2;
     }
-    if (rows - r == 1) rows1(x + r * ldx, ldx, in, wt, bias, out, y + r * ldy, ldy, relu);
+    if (rows - r == 1) rows1(FK_AT(r));
+#undef FK_AT
+}
+
+/* ---- Dense layer: weight gradient -------------------------------------------------------- */
+
+/* One tile of the weight gradient: MJ output features (rows of dw) × (8 or 16) input features,
+ * summed over every data row r in increasing order from zero, then added to dw. Per r: the x
+ * row's slice is loaded once and each dy value broadcast (MJ = 6, two = 1: 12 accumulators). */
+#define FK_WGRAD_TILE(MJ)                                                                              \
+    FK_AVX2 static inline __attribute__((always_inline)) void wtile##MJ(                               \
+        const float *dy, size_t lddy, size_t rows, const float *x, size_t ldx, float *dw, size_t ldw,   \
+        const int two, const int masked, __m256i m0, __m256i m1) {                                     \
+        __m256 acc0[MJ], acc1[MJ];                                                                     \
+        const __m256 zero = _mm256_setzero_ps();                                                       \
+        for (int m = 0; m < MJ; m++) {                                                                 \
+            acc0[m] = zero;                                                                            \
+            acc1[m] = zero;                                                                            \
+        }                                                                                              \
+        for (size_t r = 0; r < rows; r++) {                                                            \
+            const float *xr = x + r * ldx, *gr = dy + r * lddy;                                        \
+            const __m256 x0 = masked ? _mm256_maskload_ps(xr, m0) : _mm256_loadu_ps(xr);               \
+            __m256 x1 = zero;                                                                          \
+            if (two) x1 = masked ? _mm256_maskload_ps(xr + 8, m1) : _mm256_loadu_ps(xr + 8);           \
+            for (int m = 0; m < MJ; m++) {                                                             \
+                const __m256 gb = _mm256_broadcast_ss(gr + m);                                         \
+                acc0[m] = _mm256_fmadd_ps(gb, x0, acc0[m]);                                            \
+                if (two) acc1[m] = _mm256_fmadd_ps(gb, x1, acc1[m]);                                   \
+            }                                                                                          \
+        }                                                                                              \
+        for (int m = 0; m < MJ; m++) {                                                                 \
+            float *wm = dw + (size_t)m * ldw;                                                          \
+            if (masked) {                                                                              \
+                _mm256_maskstore_ps(wm, m0, _mm256_add_ps(_mm256_maskload_ps(wm, m0), acc0[m]));       \
+                if (two)                                                                               \
+                    _mm256_maskstore_ps(wm + 8, m1, _mm256_add_ps(_mm256_maskload_ps(wm + 8, m1), acc1[m])); \
+            } else {                                                                                   \
+                _mm256_storeu_ps(wm, _mm256_add_ps(_mm256_loadu_ps(wm), acc0[m]));                     \
+                if (two) _mm256_storeu_ps(wm + 8, _mm256_add_ps(_mm256_loadu_ps(wm + 8), acc1[m]));    \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+FK_WGRAD_TILE(6)
+FK_WGRAD_TILE(4)
+FK_WGRAD_TILE(2)
+FK_WGRAD_TILE(1)
+
+/* All input-feature blocks of MJ output features starting at dy column j0 / dw row j0. */
+#define FK_WGRAD_ROWS(MJ)                                                                              \
+    FK_AVX2 static void wrows##MJ(const float *dy, size_t lddy, size_t rows, const float *x, size_t ldx, \
+                                  size_t in, float *dw) {                                              \
+        const __m256i all = lane_mask(8);                                                              \
+        size_t k = 0;                                                                                  \
+        for (; k + 16 <= in; k += 16) wtile##MJ(dy, lddy, rows, x + k, ldx, dw + k, in, 1, 0, all, all); \
+        const size_t rest = in - k;                                                                    \
+        if (rest > 8)                                                                                  \
+            wtile##MJ(dy, lddy, rows, x + k, ldx, dw + k, in, 1, 1, all, lane_mask(rest - 8));          \
+        else if (rest == 8)                                                                            \
+            wtile##MJ(dy, lddy, rows, x + k, ldx, dw + k, in, 0, 0, all, all);                          \
+        else if (rest > 0)                                                                             \
+            wtile##MJ(dy, lddy, rows, x + k, ldx, dw + k, in, 0, 1, lane_mask(rest), all);              \
+    }
+
+FK_WGRAD_ROWS(6)
+FK_WGRAD_ROWS(4)
+FK_WGRAD_ROWS(2)
+FK_WGRAD_ROWS(1)
+
+FK_AVX2 void fk_linear_wgrad_f32_avx2(const float *dy, size_t lddy, size_t rows, size_t out, const float *x,
+                                      size_t ldx, size_t in, float *dw, float *db) {
+    if (db) {
+        /* Column sums of dy, eight columns at a time, rows in increasing order from zero. */
+        size_t j = 0;
+        for (; j < out; j += 8) {
+            const size_t w = out - j < 8 ? out - j : 8;
+            const __m256i m = lane_mask(w);
+            __m256 acc = _mm256_setzero_ps();
+            for (size_t r = 0; r < rows; r++) acc = _mm256_add_ps(acc, _mm256_maskload_ps(dy + r * lddy + j, m));
+            _mm256_maskstore_ps(db + j, m, _mm256_add_ps(_mm256_maskload_ps(db + j, m), acc));
+        }
+    }
+    if (in == 0) return;
+    size_t j = 0;
+    for (; j + 6 <= out; j += 6) wrows6(dy + j, lddy, rows, x, ldx, in, dw + j * in);
+    if (out - j >= 4) {
+        wrows4(dy + j, lddy, rows, x, ldx, in, dw + j * in);
+        j += 4;
+    }
+    if (out - j >= 2) {
+        wrows2(dy + j, lddy, rows, x, ldx, in, dw + j * in);
+        j += 2;
+    }
+    if (out - j == 1) wrows1(dy + j, lddy, rows, x, ldx, in, dw + j * in);
 }
 
 /* ---- exp and tanh ------------------------------------------------------------------------ */

@@ -26,7 +26,7 @@ void fk_conv_f32_portable(const float *x, size_t xstride, size_t cin, const ptrd
         const float *g = gate ? gate + o * gstride : 0;
         for (size_t t = t0; t < t0 + n; t++) {
             float v = yo[t];
-            if (relu) v = v > 0.0f ? v : 0.0f;
+            if (relu) v = v < 0.0f ? 0.0f : v; /* NaN passes, like max_ps(0, v) */
             if (g) v = g[t] > 0.0f ? v : 0.0f;
             yo[t] = v;
         }
@@ -85,7 +85,7 @@ FK_AVX2 static inline __attribute__((always_inline)) void conv_block(
     for (int m = 0; m < OB; m++) {
         for (int v = 0; v < NV; v++) {
             __m256 r = acc[m][v];
-            if (relu) r = _mm256_max_ps(r, zero);
+            if (relu) r = _mm256_max_ps(zero, r); /* NaN in r passes through */
             if (gate) {
                 const __m256 g = _mm256_loadu_ps(gate + m * gstride + t + 8 * v);
                 r = _mm256_and_ps(r, _mm256_cmp_ps(g, zero, _CMP_GT_OQ));

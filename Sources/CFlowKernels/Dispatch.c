@@ -25,14 +25,25 @@ int fk_simd_level(void) {
 void fk_force_portable(int portable) { __atomic_store_n(&forced_portable, portable ? 1 : 0, __ATOMIC_RELAXED); }
 
 void fk_linear_f32(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
-                   size_t out, float *y, size_t ldy, int relu) {
+                   size_t out, float *y, size_t ldy, const float *gate, int relu) {
 #if FK_HAVE_X86
     if (fk_simd_level() == 1) {
-        fk_linear_f32_avx2(x, ldx, rows, in, wt, bias, out, y, ldy, relu);
+        fk_linear_f32_avx2(x, ldx, rows, in, wt, bias, out, y, ldy, gate, relu);
         return;
     }
 #endif
-    fk_linear_f32_portable(x, ldx, rows, in, wt, bias, out, y, ldy, relu);
+    fk_linear_f32_portable(x, ldx, rows, in, wt, bias, out, y, ldy, gate, relu);
+}
+
+void fk_linear_wgrad_f32(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx, size_t in,
+                         float *dw, float *db) {
+#if FK_HAVE_X86
+    if (fk_simd_level() == 1) {
+        fk_linear_wgrad_f32_avx2(dy, lddy, rows, out, x, ldx, in, dw, db);
+        return;
+    }
+#endif
+    fk_linear_wgrad_f32_portable(dy, lddy, rows, out, x, ldx, in, dw, db);
 }
 
 double fk_affine_step_f32(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse) {

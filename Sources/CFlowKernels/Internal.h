@@ -13,7 +13,9 @@
 #endif
 
 void fk_linear_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
-                            size_t out, float *y, size_t ldy, int relu);
+                            size_t out, float *y, size_t ldy, const float *gate, int relu);
+void fk_linear_wgrad_f32_portable(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx,
+                                  size_t in, float *dw, float *db);
 double fk_affine_step_f32_portable(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse);
 void fk_affine_step_backward_f32_portable(const float *x, const float *shift, const float *raw, float *g, float *dshift,
                                           float *draw, size_t n, float clamp, float w, int inverse);
@@ -29,7 +31,9 @@ void fk_conv_wgrad_f32_portable(const float *dy, size_t dystride, size_t out, co
 
 #if FK_HAVE_X86
 void fk_linear_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
-                        size_t out, float *y, size_t ldy, int relu);
+                        size_t out, float *y, size_t ldy, const float *gate, int relu);
+void fk_linear_wgrad_f32_avx2(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx,
+                              size_t in, float *dw, float *db);
 double fk_affine_step_f32_avx2(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse);
 void fk_affine_step_backward_f32_avx2(const float *x, const float *shift, const float *raw, float *g, float *dshift,
                                       float *draw, size_t n, float clamp, float w, int inverse);

@@ -4,7 +4,7 @@
 #include "Internal.h"
 
 void fk_linear_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
-                            size_t out, float *y, size_t ldy, int relu) {
+                            size_t out, float *y, size_t ldy, const float *gate, int relu) {
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * ldx;
         float *yr = y + r * ldy;
@@ -15,7 +15,27 @@ void fk_linear_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, 
             for (size_t j = 0; j < out; j++) yr[j] = fmaf(xk, w[j], yr[j]);
         }
         if (relu)
-            for (size_t j = 0; j < out; j++) yr[j] = yr[j] > 0.0f ? yr[j] : 0.0f;
+            for (size_t j = 0; j < out; j++) yr[j] = yr[j] < 0.0f ? 0.0f : yr[j]; /* NaN passes */
+        if (gate) {
+            const float *gr = gate + r * ldy;
+            for (size_t j = 0; j < out; j++) yr[j] = gr[j] > 0.0f ? yr[j] : 0.0f;
+        }
+    }
+}
+
+void fk_linear_wgrad_f32_portable(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx,
+                                  size_t in, float *dw, float *db) {
+    for (size_t j = 0; j < out; j++) {
+        if (db) {
+            float acc = 0.0f;
+            for (size_t r = 0; r < rows; r++) acc += dy[r * lddy + j];
+            db[j] += acc;
+        }
+        for (size_t k = 0; k < in; k++) {
+            float acc = 0.0f;
+            for (size_t r = 0; r < rows; r++) acc = fmaf(dy[r * lddy + j], x[r * ldx + k], acc);
+            dw[j * in + k] += acc;
+        }
     }
 }
 

@@ -26,7 +26,7 @@ final class KernelTests: XCTestCase {
                         let x = values(rows * ldx, seed: 1), wt = values(inF * outF, seed: 2), b = values(outF, seed: 3)
                         for relu in [false, true] {
                             var y = [Float](repeating: .nan, count: rows * ldy)
-                            fk_linear_f32(x, ldx, rows, inF, wt, b, outF, &y, ldy, relu ? 1 : 0)
+                            fk_linear_f32(x, ldx, rows, inF, wt, b, outF, &y, ldy, nil, relu ? 1 : 0)
                             for r in 0..<rows {
                                 for j in 0..<outF {
                                     var ref = Double(b[j])
@@ -45,12 +45,82 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The gate zeroes exactly the outputs whose gate value is not > 0 (0, −0, negative, NaN),
+    /// with and without ReLU, for every tile shape; other outputs are bitwise the ungated ones.
+    func testDenseLayerGateZeroesWhereTheGateIsNotPositive() {
+        for (name, portable) in variants {
+            fk_force_portable(portable)
+            for rows in [1, 2, 5, 7] {
+                for (inF, outF) in [(3, 5), (8, 9), (16, 17), (33, 40)] {
+                    let ldx = inF + 1, ldy = outF + 2
+                    let x = values(rows * ldx, seed: 4), wt = values(inF * outF, seed: 5), b = values(outF, seed: 6)
+                    var gate = values(rows * ldy, seed: 7)
+                    for i in stride(from: 0, to: gate.count, by: 5) { gate[i] = [0, -0.0, .nan, 1e-30, -1e-30][(i / 5) % 5] }
+                    for relu in [false, true] {
+                        var plain = [Float](repeating: .nan, count: rows * ldy), gated = plain
+                        fk_linear_f32(x, ldx, rows, inF, wt, b, outF, &plain, ldy, nil, relu ? 1 : 0)
+                        fk_linear_f32(x, ldx, rows, inF, wt, b, outF, &gated, ldy, gate, relu ? 1 : 0)
+                        for r in 0..<rows {
+                            for j in 0..<outF {
+                                let i = r * ldy + j
+                                let want: Float = gate[i] > 0 ? plain[i] : 0
+                                XCTAssertEqual(gated[i].bitPattern, want.bitPattern,
+                                               "\(name) rows \(rows) in \(inF) out \(outF) relu \(relu) [\(r), \(j)] gate \(gate[i])")
+                            }
+                            for j in outF..<ldy { XCTAssertTrue(gated[r * ldy + j].isNaN, "\(name): wrote past the row") }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Weight and bias gradients against a Double reference for every tile and tail shape, with
+    /// row strides; they add to what dw/db held; both variants agree bitwise.
+    func testWeightGradientMatchesDoubleReferenceAndVariantsAgree() {
+        var results: [[Float]] = []
+        for (name, portable) in variants {
+            fk_force_portable(portable)
+            var all: [Float] = []
+            for rows in [0, 1, 3, 8, 13, 256] {
+                for (outF, inF) in [(1, 1), (2, 7), (4, 8), (5, 9), (6, 16), (7, 17), (13, 24), (64, 32), (9, 0)] {
+                    let lddy = outF + 3, ldx = inF + 1
+                    let dy = values(max(rows * lddy, 1), seed: 11), x = values(max(rows * ldx, 1), seed: 12)
+                    let dw0 = values(outF * inF, seed: 13), db0 = values(outF, seed: 14)
+                    var dw = dw0, db = db0
+                    fk_linear_wgrad_f32(dy, lddy, rows, outF, x, ldx, inF, &dw, &db)
+                    for j in 0..<outF {
+                        var refB = 0.0
+                        for r in 0..<rows { refB += Double(dy[r * lddy + j]) }
+                        XCTAssertEqual(Double(db[j]), Double(db0[j]) + refB, accuracy: 1e-5 * Double(1 + rows),
+                                       "\(name) db rows \(rows) out \(outF) in \(inF) [\(j)]")
+                        for k in 0..<inF {
+                            var ref = Double(dw0[j * inF + k])
+                            for r in 0..<rows { ref += Double(dy[r * lddy + j]) * Double(x[r * ldx + k]) }
+                            XCTAssertEqual(Double(dw[j * inF + k]), ref, accuracy: 1e-5 * Double(1 + rows),
+                                           "\(name) dw rows \(rows) out \(outF) in \(inF) [\(j), \(k)]")
+                        }
+                    }
+                    // Without db, dw is the same and nothing else is touched.
+                    var dw2 = dw0
+                    fk_linear_wgrad_f32(dy, lddy, rows, outF, x, ldx, inF, &dw2, nil)
+                    XCTAssertEqual(dw2.map(\.bitPattern), dw.map(\.bitPattern), "\(name): db changed dw")
+                    all += dw + db
+                }
+            }
+            results.append(all)
+        }
+        if results.count == 2 {
+            XCTAssertEqual(results[0].map(\.bitPattern), results[1].map(\.bitPattern), "AVX2 and portable differ")
+        }
+    }
+
     func testNullBiasMeansZero() {
         for (_, portable) in variants {
             fk_force_portable(portable)
             let x: [Float] = [1, 2], wt: [Float] = [1, 10, 100, 1000]
             var y = [Float](repeating: 0, count: 2)
-            fk_linear_f32(x, 2, 1, 2, wt, nil, 2, &y, 2, 0)
+            fk_linear_f32(x, 2, 1, 2, wt, nil, 2, &y, 2, nil, 0)
             XCTAssertEqual(y, [201, 2010])
         }
     }

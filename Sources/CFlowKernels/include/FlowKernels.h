@@ -25,13 +25,27 @@ int fk_simd_level(void);
 void fk_force_portable(int portable);
 
 /* Dense layer with fused bias and optional ReLU, the conditioner networks' building block:
- *   y[r*ldy + j] = act(bias[j] + Σ_k x[r*ldx + k] · wt[k*out + j])   for r < rows, j < out
+ *   y[r*ldy + j] = gate(act(bias[j] + Σ_k x[r*ldx + k] · wt[k*out + j]))   for r < rows, j < out
  * `wt` is the weight transposed, `in × out` row-major (PyTorch's `[out, in]` weight, packed
- * once per parameter change). bias may be NULL (zero). relu != 0 applies max(0, ·).
+ * once per parameter change). bias may be NULL (zero). relu != 0 applies max(0, ·), NaN passing
+ * through (as torch.relu and Swift.max do, so a NaN weight shows in the output). gate, when
+ * not NULL, is read at the same offsets as y (row stride ldy): values where gate > 0 does not
+ * hold become 0 (ReLU's derivative read off an activation, in backward passes).
+ * The same kernel computes a dense layer's input gradient dx = dy·W: pass dy as x (ldx = out),
+ * the untransposed weight W (`[out, in]`) as wt, and swap in and out.
  * The sum over k runs in increasing k, one fused multiply-add per term (AVX2 variant).
  * Complexity: 2·rows·in·out flops; no allocation. */
 void fk_linear_f32(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
-                   size_t out, float *y, size_t ldy, int relu);
+                   size_t out, float *y, size_t ldy, const float *gate, int relu);
+
+/* Weight and bias gradients of a dense layer y = x·Wᵀ + b, accumulated:
+ *   dw[j*in + k] += Σ_r dy[r*lddy + j] · x[r*ldx + k]        for j < out, k < in
+ *   db[j]        += Σ_r dy[r*lddy + j]                       (when db is not NULL)
+ * dw is PyTorch's `[out, in]` layout. Each sum starts from zero and runs over r in increasing
+ * order (one fused multiply-add per term), then is added to dw / db: both variants agree
+ * bitwise. Complexity: 2·rows·in·out flops; no allocation. */
+void fk_linear_wgrad_f32(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx, size_t in,
+                         float *dw, float *db);
 
 /* The affine coupling step on n transformed features of one row, in place:
  *   s_j = clamp > 0 ? clamp·tanh(raw_j / clamp) : raw_j
@@ -61,7 +75,7 @@ void fk_relu_mask_f32(float *g, const float *x, size_t n);
  * rows and images becomes k² constant offsets of one linear sweep):
  *   v = bias[o] + Σ_{c < cin} Σ_{j < ntaps} w[(c·ntaps + j)·out + o] · x[c·xstride + t + off[j]]
  *   y[o·ystride + t] = gate(relu(v))       for o < out, t0 ≤ t < t0 + n
- * relu != 0 applies max(0, ·); with gate non-NULL, values where gate[o·gstride + t] > 0 does not
+ * relu != 0 applies max(0, ·) (NaN passes through); with gate non-NULL, values where gate[o·gstride + t] > 0 does not
  * hold become 0 (gstride 0: one mask shared by every channel, e.g. 1 inside the images and 0 on
  * the padding; gstride = ystride: ReLU's derivative read off an activation). bias may be NULL.
  * The sum runs over c, then j, in increasing order from the bias, one fused multiply-add per

@@ -4,19 +4,22 @@ import CFlowKernels
 /// (AVX2+FMA when the processor has it, chosen at run time); `Double` (reference evaluation in
 /// tests) runs the same arithmetic in Swift.
 extension FlowScalar {
-    /// `y[r, j] = act(bias[j] + Σ_k x[r, k] · wt[k, j])` with `wt` the transposed weight
-    /// (`inFeatures × outFeatures`, row-major) and `act` ReLU or the identity.
+    /// `y[r, j] = gate(act(bias[j] + Σ_k x[r, k] · wt[k, j]))` with `wt` the transposed weight
+    /// (`inFeatures × outFeatures`, row-major), `act` ReLU or the identity, and `gate` (when
+    /// given, at the same offsets as `y`) zeroing the values where `gate > 0` does not hold.
     /// - Complexity: 2·rows·in·out flops, no allocation.
     @inline(__always)
     static func denseLayer(_ x: UnsafePointer<Self>, ldx: Int, rows: Int, inFeatures: Int,
                            packedWeight wt: UnsafePointer<Self>, bias: UnsafePointer<Self>?, outFeatures: Int,
-                           into y: UnsafeMutablePointer<Self>, ldy: Int, relu: Bool) {
+                           into y: UnsafeMutablePointer<Self>, ldy: Int, relu: Bool,
+                           gate: UnsafePointer<Self>? = nil) {
         guard rows > 0, outFeatures > 0 else { return }
         if Self.self == Float.self {
             fk_linear_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), ldx, rows, inFeatures,
                           UnsafeRawPointer(wt).assumingMemoryBound(to: Float.self),
                           bias.map { UnsafeRawPointer($0).assumingMemoryBound(to: Float.self) }, outFeatures,
-                          UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), ldy, relu ? 1 : 0)
+                          UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), ldy,
+                          gate.map { UnsafeRawPointer($0).assumingMemoryBound(to: Float.self) }, relu ? 1 : 0)
             return
         }
         for r in 0..<rows {
@@ -27,6 +30,38 @@ extension FlowScalar {
                 for j in 0..<outFeatures { yr[j] = yr[j].addingProduct(xk, w[j]) }
             }
             if relu { for j in 0..<outFeatures { yr[j] = Swift.max(yr[j], 0) } }
+            if let g = gate.map({ $0 + r * ldy }) { for j in 0..<outFeatures where !(g[j] > 0) { yr[j] = 0 } }
+        }
+    }
+
+    /// Accumulates a dense layer's parameter gradients: `dw[j, k] += Σ_r dy[r, j] · x[r, k]`
+    /// (`dw` in PyTorch's `[out, in]` layout) and, when given, `db[j] += Σ_r dy[r, j]`.
+    /// Each sum runs over the rows in increasing order from zero, then is added.
+    /// - Complexity: 2·rows·in·out flops, no allocation.
+    @inline(__always)
+    static func denseWeightGradient(_ dy: UnsafePointer<Self>, lddy: Int, rows: Int, outFeatures: Int,
+                                    input x: UnsafePointer<Self>, ldx: Int, inFeatures: Int,
+                                    weightGradient dw: UnsafeMutablePointer<Self>,
+                                    biasGradient db: UnsafeMutablePointer<Self>?) {
+        guard rows > 0, outFeatures > 0 else { return }
+        if Self.self == Float.self {
+            fk_linear_wgrad_f32(UnsafeRawPointer(dy).assumingMemoryBound(to: Float.self), lddy, rows, outFeatures,
+                                UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), ldx, inFeatures,
+                                UnsafeMutableRawPointer(dw).assumingMemoryBound(to: Float.self),
+                                db.map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: Float.self) })
+            return
+        }
+        for j in 0..<outFeatures {
+            if let db {
+                var acc: Self = 0
+                for r in 0..<rows { acc += dy[r * lddy + j] }
+                db[j] += acc
+            }
+            for k in 0..<inFeatures {
+                var acc: Self = 0
+                for r in 0..<rows { acc = acc.addingProduct(dy[r * lddy + j], x[r * ldx + k]) }
+                dw[j * inFeatures + k] += acc
+            }
         }
     }
 

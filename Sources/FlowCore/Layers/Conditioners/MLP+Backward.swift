@@ -1,27 +1,53 @@
 extension MLP {
-    /// Scalars of the tape ``forwardRecording(_:ldx:rows:into:tape:)`` writes: pre- and
-    /// post-activations of every hidden layer.
-    func tapeCount(rows: Int) -> Int { 2 * rows * widths.dropFirst().dropLast().reduce(0, +) }
+    /// Whether the tape keeps pre-activations: every activation's derivative needs them but
+    /// ReLU's, which reads off the activation itself (`h > 0` exactly where `a > 0`).
+    private var tapesPreActivations: Bool { activation != .relu }
+
+    /// Scalars of the tape ``forwardRecording(_:ldx:rows:into:tape:)`` writes: every hidden
+    /// layer's activation `h_l`, preceded by its pre-activation `a_l` unless the activation is
+    /// ReLU.
+    func tapeCount(rows: Int) -> Int {
+        (tapesPreActivations ? 2 : 1) * rows * widths.dropFirst().dropLast().reduce(0, +)
+    }
+
+    /// Bytes of an MLP coupling's training tape over `rows` rows (``Bijection/tapeBytes(count:)``):
+    /// the network's output (`rows × out`), then its own tape (``tapeCount(rows:)``).
+    func couplingTapeBytes(rows: Int) -> Int {
+        Arena.bytes(T.self, rows * outFeatures) + Arena.bytes(T.self, tapeCount(rows: rows))
+    }
+
+    /// The two parts of a coupling tape of ``couplingTapeBytes(rows:)`` bytes.
+    @inline(__always)
+    func couplingTapeParts(_ tape: UnsafeRawPointer, rows: Int) -> (output: UnsafeMutablePointer<T>,
+                                                                     tape: UnsafeMutablePointer<T>) {
+        let base = UnsafeMutableRawPointer(mutating: tape)
+        return (base.assumingMemoryBound(to: T.self),
+                (base + Arena.bytes(T.self, rows * outFeatures)).assumingMemoryBound(to: T.self))
+    }
 
     /// Scratch for ``backward(_:ldx:rows:tape:outputGradient:inputGradient:arena:)``.
     func backwardWorkspaceBytes(rows: Int) -> Int { 2 * Arena.bytes(T.self, rows * max(maxWidth, inFeatures)) }
 
-    /// The forward pass, keeping every hidden layer's pre-activation `a_l` and activation `h_l`
-    /// in `tape` (``tapeCount(rows:)`` scalars) for ``backward``.
+    /// The forward pass (the same values as ``callAsFunction(_:ldx:rows:into:arena:)``),
+    /// keeping what ``backward`` needs in `tape` (``tapeCount(rows:)`` scalars).
     @_specialize(where T == Float) @_specialize(where T == Double)
     func forwardRecording(_ x: UnsafePointer<T>, ldx: Int, rows: Int, into y: UnsafeMutablePointer<T>,
                           tape: UnsafeMutablePointer<T>) {
+        let relu = !tapesPreActivations
         var input = x, ld = ldx
         var cursor = tape
         for l in 0..<weights.count {
             let last = l == weights.count - 1
             let width = widths[l + 1]
-            let pre = last ? y : cursor
+            let out = last ? y : cursor
             T.denseLayer(input, ldx: ld, rows: rows, inFeatures: widths[l], packedWeight: packedWeight(l),
-                         bias: biases[l].pointer, outFeatures: width, into: pre, ldy: width, relu: false)
+                         bias: biases[l].pointer, outFeatures: width, into: out, ldy: width, relu: !last && relu)
             if !last {
-                let post = cursor + rows * width
-                activation.apply(pre, into: post, count: rows * width)
+                var post = cursor
+                if !relu {
+                    post = cursor + rows * width
+                    activation.apply(cursor, into: post, count: rows * width)
+                }
                 input = UnsafePointer(post)
                 ld = width
                 cursor = post + rows * width
@@ -31,42 +57,43 @@ extension MLP {
 
     /// Back-propagates `outputGradient` (`rows × out`; destroyed) through the recorded pass:
     /// adds weight and bias gradients, and writes `∂L/∂x` (`rows × in`, contiguous) into
-    /// `inputGradient` when given.
+    /// `inputGradient` when given. With ReLU, each hidden layer's derivative is fused into the
+    /// product that produces its gradient.
     @_specialize(where T == Float) @_specialize(where T == Double)
     func backward(_ x: UnsafePointer<T>, ldx: Int, rows: Int, tape: UnsafePointer<T>,
                   outputGradient: UnsafeMutablePointer<T>, inputGradient: UnsafeMutablePointer<T>?,
                   arena: inout Arena) {
         let scratch = rows * max(maxWidth, inFeatures)
         let bufferA = arena.take(T.self, scratch), bufferB = arena.take(T.self, scratch)
+        let fused = !tapesPreActivations
         var delta = outputGradient
         var nextIsA = true
         for l in stride(from: weights.count - 1, through: 0, by: -1) {
-            // Input of dense layer l: x, or the activation h_l of hidden layer l (tape: pre, post).
-            let input: UnsafePointer<T>, ld: Int
-            if l == 0 {
-                (input, ld) = (x, ldx)
-            } else {
-                (input, ld) = (tape + tapeOffset(hidden: l, rows: rows) + rows * widths[l], widths[l])
-            }
+            // Input of dense layer l: x, or the activation h_l of hidden layer l.
+            let (input, ld) = l == 0 ? (x, ldx) : (hiddenActivation(l, tape: tape, rows: rows), widths[l])
             let target: UnsafeMutablePointer<T>? = l == 0 ? inputGradient : (nextIsA ? bufferA : bufferB)
             MatrixProducts.linearBackward(input, ldx: ld, rows: rows, inFeatures: widths[l],
                                           weight: weights[l].pointer, outFeatures: widths[l + 1],
                                           outputGradient: delta, weightGradient: weights[l].gradient.baseAddress!,
-                                          biasGradient: biases[l].gradient.baseAddress!, inputGradient: target)
+                                          biasGradient: biases[l].gradient.baseAddress!, inputGradient: target,
+                                          gate: l > 0 && fused ? input : nil)
             if l > 0, let target {
-                let pre = tape + tapeOffset(hidden: l, rows: rows)
-                activation.multiplyByDerivative(target, at: pre, count: rows * widths[l])
+                if !fused {
+                    activation.multiplyByDerivative(target, at: input - rows * widths[l], count: rows * widths[l])
+                }
                 delta = target
                 nextIsA.toggle()
             }
         }
     }
 
-    /// Start of hidden layer `l`'s (pre, post) pair in the tape (`l` ≥ 1 counts dense outputs).
+    /// Hidden layer `l`'s activation `h_l` in the tape (`l` ≥ 1 counts dense outputs); its
+    /// pre-activation, when taped, sits just before it.
     @inline(__always)
-    private func tapeOffset(hidden l: Int, rows: Int) -> Int {
+    private func hiddenActivation(_ l: Int, tape: UnsafePointer<T>, rows: Int) -> UnsafePointer<T> {
+        let perLayer = tapesPreActivations ? 2 : 1
         var offset = 0
-        for k in 1..<l { offset += 2 * rows * widths[k] }
-        return offset
+        for k in 1..<l { offset += perLayer * rows * widths[k] }
+        return tape + offset + (perLayer - 1) * rows * widths[l]
     }
 }

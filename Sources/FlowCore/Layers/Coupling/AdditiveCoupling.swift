@@ -72,10 +72,30 @@ public final class AdditiveCoupling<Scalar: FlowScalar>: FlowLayer {
 
     @inline(__always)
     private func apply(_ x: UnsafeMutablePointer<Scalar>, count: Int, arena: inout Arena, sign: Scalar) {
-        let d = split.dimension, nb = split.transformed.count
         let (input, ld) = split.conditioningInput(UnsafePointer(x), rows: count, arena: &arena)
-        let shift = arena.take(Scalar.self, count * nb)
+        let shift = arena.take(Scalar.self, count * split.transformed.count)
         net(input, ldx: ld, rows: count, into: shift, arena: &arena)
+        couple(x, shift: shift, count: count, sign: sign)
+    }
+
+    /// Tape of a training pass: the shift (`count × |b|`), then the network's hidden
+    /// activations (``MLP/tapeCount(rows:)``); the backward pass then skips the network's second
+    /// forward pass.
+    public func tapeBytes(count: Int) -> Int { net.couplingTapeBytes(rows: count) }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
+                        tape: UnsafeMutableRawPointer, arena: inout Arena) {
+        let (shift, netTape) = net.couplingTapeParts(tape, rows: count)
+        let (input, ld) = split.conditioningInput(UnsafePointer(x), rows: count, arena: &arena)
+        net.forwardRecording(input, ldx: ld, rows: count, into: shift, tape: netTape)
+        couple(x, shift: shift, count: count, sign: 1)
+    }
+
+    /// `x_b += sign·t` for every row, from the shift `t` (`count × |b|`).
+    @inline(__always)
+    private func couple(_ x: UnsafeMutablePointer<Scalar>, shift: UnsafePointer<Scalar>, count: Int, sign: Scalar) {
+        let d = split.dimension, nb = split.transformed.count
         split.transformed.withUnsafeBufferPointer { idx in
             for r in 0..<count {
                 let row = x + r * d, t = shift + r * nb
@@ -100,11 +120,31 @@ extension AdditiveCoupling {
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
                          logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
+        backward(input: x, count: count, gradient: g, recorded: nil, arena: &arena)
+    }
+
+    /// The backward pass from the tape of ``forward(_:count:logDet:tape:arena:)`` (whose shift it
+    /// overwrites with its gradient).
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                         logDetGradient w: UnsafePointer<Scalar>, tape: UnsafeRawPointer, arena: inout Arena) {
+        backward(input: x, count: count, gradient: g, recorded: tape, arena: &arena)
+    }
+
+    /// `recorded`: a training tape, or nil to run the network's recording forward pass here.
+    @inline(__always)
+    private func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                          recorded: UnsafeRawPointer?, arena: inout Arena) {
         let d = split.dimension, nb = split.transformed.count
         let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
-        let dt = arena.take(Scalar.self, count * nb)
-        let tape = arena.take(Scalar.self, net.tapeCount(rows: count))
-        net.forwardRecording(input, ldx: ld, rows: count, into: dt, tape: tape)
+        let dt: UnsafeMutablePointer<Scalar>, tape: UnsafeMutablePointer<Scalar>
+        if let recorded {
+            (dt, tape) = net.couplingTapeParts(recorded, rows: count)
+        } else {
+            dt = arena.take(Scalar.self, count * nb)
+            tape = arena.take(Scalar.self, net.tapeCount(rows: count))
+            net.forwardRecording(input, ldx: ld, rows: count, into: dt, tape: tape)
+        }
         split.transformed.withUnsafeBufferPointer { idx in
             for r in 0..<count {
                 for j in 0..<nb { dt[r * nb + j] = g[r * d + idx[j]] }

@@ -92,10 +92,31 @@ public final class AffineCoupling<Scalar: FlowScalar>: FlowLayer {
     @inline(__always)
     private func apply(_ x: UnsafeMutablePointer<Scalar>, count: Int,
                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena, inverse: Bool) {
-        let d = split.dimension, nb = split.transformed.count
         let (input, ld) = split.conditioningInput(UnsafePointer(x), rows: count, arena: &arena)
-        let st = arena.take(Scalar.self, count * 2 * nb)
+        let st = arena.take(Scalar.self, count * net.outFeatures)
         net(input, ldx: ld, rows: count, into: st, arena: &arena)
+        couple(x, st: st, count: count, logDet: logDet, inverse: inverse)
+    }
+
+    /// Tape of a training pass: the conditioner output `[t, ŝ]` (`count × 2|b|`), then the
+    /// network's hidden activations (``MLP/tapeCount(rows:)``); the backward pass then skips the
+    /// network's second forward pass.
+    public func tapeBytes(count: Int) -> Int { net.couplingTapeBytes(rows: count) }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
+                        tape: UnsafeMutableRawPointer, arena: inout Arena) {
+        let (st, netTape) = net.couplingTapeParts(tape, rows: count)
+        let (input, ld) = split.conditioningInput(UnsafePointer(x), rows: count, arena: &arena)
+        net.forwardRecording(input, ldx: ld, rows: count, into: st, tape: netTape)
+        couple(x, st: st, count: count, logDet: logDet, inverse: false)
+    }
+
+    /// The affine step of every row, from the conditioner output `st` (`count × 2|b|`).
+    @inline(__always)
+    private func couple(_ x: UnsafeMutablePointer<Scalar>, st: UnsafePointer<Scalar>, count: Int,
+                        logDet: UnsafeMutablePointer<Double>, inverse: Bool) {
+        let d = split.dimension, nb = split.transformed.count
         split.transformed.withUnsafeBufferPointer { idx in
             for r in 0..<count {
                 let row = x + r * d, shift = st + r * 2 * nb, rawScale = shift + nb
@@ -129,11 +150,31 @@ extension AffineCoupling {
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
                          logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
+        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: nil, arena: &arena)
+    }
+
+    /// The backward pass from the tape of ``forward(_:count:logDet:tape:arena:)`` (whose
+    /// conditioner output it overwrites with its gradient).
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                         logDetGradient w: UnsafePointer<Scalar>, tape: UnsafeRawPointer, arena: inout Arena) {
+        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: tape, arena: &arena)
+    }
+
+    /// `recorded`: a training tape, or nil to run the network's recording forward pass here.
+    @inline(__always)
+    private func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                          logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
         let d = split.dimension, nb = split.transformed.count
         let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
-        let h = arena.take(Scalar.self, count * 2 * nb)
-        let tape = arena.take(Scalar.self, net.tapeCount(rows: count))
-        net.forwardRecording(input, ldx: ld, rows: count, into: h, tape: tape)
+        let h: UnsafeMutablePointer<Scalar>, tape: UnsafeMutablePointer<Scalar>
+        if let recorded {
+            (h, tape) = net.couplingTapeParts(recorded, rows: count)
+        } else {
+            h = arena.take(Scalar.self, count * 2 * nb)
+            tape = arena.take(Scalar.self, net.tapeCount(rows: count))
+            net.forwardRecording(input, ldx: ld, rows: count, into: h, tape: tape)
+        }
         split.transformed.withUnsafeBufferPointer { idx in
             for r in 0..<count {
                 let xr = x + r * d, gr = g + r * d, hr = h + r * 2 * nb

@@ -138,14 +138,35 @@ public final class SplineCoupling<Scalar: FlowScalar>: FlowLayer {
     @inline(__always)
     private func apply(_ x: UnsafeMutablePointer<Scalar>, count: Int,
                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena, inverse: Bool) {
-        let d = split.dimension, nb = split.transformed.count, m = spline.rawCount
         let (input, ld) = split.conditioningInput(UnsafePointer(x), rows: count, arena: &arena)
-        let raw = arena.take(Scalar.self, count * nb * m)
+        let raw = arena.take(Scalar.self, count * net.outFeatures)
         net(input, ldx: ld, rows: count, into: raw, arena: &arena)
+        couple(x, raw: raw, count: count, logDet: logDet, arena: &arena, inverse: inverse)
+    }
+
+    /// Tape of a training pass: the spline parameters (`count × |b|·(3K − 1)`), then the
+    /// network's hidden activations (``MLP/tapeCount(rows:)``); the backward pass then skips the
+    /// network's second forward pass.
+    public func tapeBytes(count: Int) -> Int { net.couplingTapeBytes(rows: count) }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
+                        tape: UnsafeMutableRawPointer, arena: inout Arena) {
+        let (raw, netTape) = net.couplingTapeParts(tape, rows: count)
+        let (input, ld) = split.conditioningInput(UnsafePointer(x), rows: count, arena: &arena)
+        net.forwardRecording(input, ldx: ld, rows: count, into: raw, tape: netTape)
+        couple(x, raw: raw, count: count, logDet: logDet, arena: &arena, inverse: false)
+    }
+
+    /// The spline of every transformed feature, from the conditioner output `raw`.
+    @inline(__always)
+    private func couple(_ x: UnsafeMutablePointer<Scalar>, raw: UnsafePointer<Scalar>, count: Int,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena, inverse: Bool) {
+        let d = split.dimension, nb = split.transformed.count, m = spline.rawCount
         let knots = spline.knots(in: arena.take(Scalar.self, spline.scratchCount))
         split.transformed.withUnsafeBufferPointer { idx in
             for r in 0..<count {
-                let row = x + r * d, rr = UnsafePointer(raw + r * nb * m)
+                let row = x + r * d, rr = raw + r * nb * m
                 var sum = 0.0
                 for j in 0..<nb {
                     let i = idx[j]
@@ -168,19 +189,40 @@ extension SplineCoupling {
         split.couplingBackwardBytes(net, rows: count) + Arena.bytes(Scalar.self, spline.scratchCount)
     }
 
-    /// Recomputes the conditioner with its tape, then per transformed feature inside `[−B, B]`
-    /// replaces `∂L/∂z_b` by `∂L/∂x_b` and the conditioner output by `∂L/∂u`
+    /// Per transformed feature inside `[−B, B]` replaces `∂L/∂z_b` by `∂L/∂x_b` and the
+    /// conditioner output by `∂L/∂u`
     /// (``RationalQuadraticSpline/backward(_:outputGradient:logDetGradient:raw:scratch:rawGradient:)``);
     /// outside, `∂L/∂x_b = ∂L/∂z_b` and `∂L/∂u = 0`. Then through the conditioner into its
-    /// parameters and `∂L/∂x_a` (added to `g_a`, since `z_a = x_a`).
+    /// parameters and `∂L/∂x_a` (added to `g_a`, since `z_a = x_a`). Without a tape it first
+    /// recomputes the conditioner with its tape.
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
                          logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
+        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: nil, arena: &arena)
+    }
+
+    /// The backward pass from the tape of ``forward(_:count:logDet:tape:arena:)`` (whose
+    /// conditioner output it overwrites with its gradient).
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                         logDetGradient w: UnsafePointer<Scalar>, tape: UnsafeRawPointer, arena: inout Arena) {
+        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: tape, arena: &arena)
+    }
+
+    /// `recorded`: a training tape, or nil to run the network's recording forward pass here.
+    @inline(__always)
+    private func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                          logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
         let d = split.dimension, nb = split.transformed.count, m = spline.rawCount
         let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
-        let h = arena.take(Scalar.self, count * nb * m)
-        let tape = arena.take(Scalar.self, net.tapeCount(rows: count))
-        net.forwardRecording(input, ldx: ld, rows: count, into: h, tape: tape)
+        let h: UnsafeMutablePointer<Scalar>, tape: UnsafeMutablePointer<Scalar>
+        if let recorded {
+            (h, tape) = net.couplingTapeParts(recorded, rows: count)
+        } else {
+            h = arena.take(Scalar.self, count * nb * m)
+            tape = arena.take(Scalar.self, net.tapeCount(rows: count))
+            net.forwardRecording(input, ldx: ld, rows: count, into: h, tape: tape)
+        }
         let knots = spline.knots(in: arena.take(Scalar.self, spline.scratchCount))
         split.transformed.withUnsafeBufferPointer { idx in
             for r in 0..<count {

@@ -14,6 +14,8 @@
 
 void fk_linear_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
                             size_t out, float *y, size_t ldy, const float *gate, int relu);
+void fk_linear_sparse_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
+                                   const float *bias, size_t out, float *y, size_t ldy, int relu);
 void fk_linear_wgrad_f32_portable(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx,
                                   size_t in, float *dw, float *db);
 double fk_affine_step_f32_portable(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse);
@@ -29,7 +31,12 @@ void fk_conv_f32_portable(const float *x, size_t xstride, size_t cin, const ptrd
 void fk_conv_wgrad_f32_portable(const float *dy, size_t dystride, size_t out, const float *x, size_t xstride,
                                 size_t cin, const ptrdiff_t *off, size_t ntaps, size_t t0, size_t n, float *dw);
 
+/* Inputs per row up to which fk_linear_sparse_f32 lists nonzeros (beyond: the dense kernel). */
+#define FK_SPARSE_MAX_IN 1024
+
 #if FK_HAVE_X86
+void fk_linear_sparse_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
+                               const float *bias, size_t out, float *y, size_t ldy, int relu);
 void fk_linear_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
                         size_t out, float *y, size_t ldy, const float *gate, int relu);
 void fk_linear_wgrad_f32_avx2(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx,

@@ -75,6 +75,41 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The sparse-input kernel equals the dense one (up to the sign of zeros) on inputs with
+    /// +0, −0 and nonzero entries in every pattern of a block of eight, for every column tail,
+    /// with and without bias and ReLU; a NaN input still reaches the output.
+    func testSparseInputKernelMatchesDenseKernel() {
+        for (name, portable) in variants {
+            fk_force_portable(portable)
+            for rows in [1, 3, 7] {
+                for (inF, outF) in [(8, 1), (13, 8), (16, 32), (64, 64), (67, 9), (40, 71), (300, 130)] {
+                    let ldx = inF + 3, ldy = outF + 1
+                    var x = values(rows * ldx, seed: 21)
+                    for i in x.indices where i % 3 != 0 { x[i] = i % 2 == 0 ? 0 : -0.0 }   // ⅔ zeros, both signs
+                    if rows > 1 { for k in 0..<inF { x[ldx + k] = 0 } }                       // an all-zero row
+                    let wt = values(inF * outF, seed: 22), b = values(outF, seed: 23)
+                    for (relu, bias) in [(false, false), (true, true), (false, true)] {
+                        var dense = [Float](repeating: .nan, count: rows * ldy), sparse = dense
+                        fk_linear_f32(x, ldx, rows, inF, wt, bias ? b : nil, outF, &dense, ldy, nil, relu ? 1 : 0)
+                        fk_linear_sparse_f32(x, ldx, rows, inF, wt, bias ? b : nil, outF, &sparse, ldy, relu ? 1 : 0)
+                        for r in 0..<rows {
+                            for j in 0..<outF {
+                                let a = dense[r * ldy + j], c = sparse[r * ldy + j]
+                                XCTAssertTrue(a == c, "\(name) rows \(rows) in \(inF) out \(outF) relu \(relu) [\(r), \(j)]: \(a) vs \(c)")
+                            }
+                            XCTAssertTrue(sparse[r * ldy + outF].isNaN, "\(name): wrote past the row")
+                        }
+                    }
+                    var withNaN = x
+                    withNaN[inF - 1] = .nan
+                    var y = [Float](repeating: 0, count: rows * ldy)
+                    fk_linear_sparse_f32(withNaN, ldx, rows, inF, wt, b, outF, &y, ldy, 1)
+                    XCTAssertTrue((0..<outF).allSatisfy { y[$0].isNaN }, "\(name) in \(inF): NaN input lost")
+                }
+            }
+        }
+    }
+
     /// Weight and bias gradients against a Double reference for every tile and tail shape, with
     /// row strides; they add to what dw/db held; both variants agree bitwise.
     func testWeightGradientMatchesDoubleReferenceAndVariantsAgree() {

@@ -7,13 +7,22 @@ extension FlowScalar {
     /// `y[r, j] = gate(act(bias[j] + Σ_k x[r, k] · wt[k, j]))` with `wt` the transposed weight
     /// (`inFeatures × outFeatures`, row-major), `act` ReLU or the identity, and `gate` (when
     /// given, at the same offsets as `y`) zeroing the values where `gate > 0` does not hold.
-    /// - Complexity: 2·rows·in·out flops, no allocation.
+    /// `sparseInput` (Float, without gate) runs `fk_linear_sparse_f32`, which skips each row's
+    /// zero inputs: for ReLU activations; the same values up to the sign of zeros.
+    /// - Complexity: 2·rows·in·out flops (sparse: 2·rows·nonzeros·out), no allocation.
     @inline(__always)
     static func denseLayer(_ x: UnsafePointer<Self>, ldx: Int, rows: Int, inFeatures: Int,
                            packedWeight wt: UnsafePointer<Self>, bias: UnsafePointer<Self>?, outFeatures: Int,
                            into y: UnsafeMutablePointer<Self>, ldy: Int, relu: Bool,
-                           gate: UnsafePointer<Self>? = nil) {
+                           gate: UnsafePointer<Self>? = nil, sparseInput: Bool = false) {
         guard rows > 0, outFeatures > 0 else { return }
+        if Self.self == Float.self, sparseInput, gate == nil {
+            fk_linear_sparse_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), ldx, rows, inFeatures,
+                                 UnsafeRawPointer(wt).assumingMemoryBound(to: Float.self),
+                                 bias.map { UnsafeRawPointer($0).assumingMemoryBound(to: Float.self) }, outFeatures,
+                                 UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), ldy, relu ? 1 : 0)
+            return
+        }
         if Self.self == Float.self {
             fk_linear_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), ldx, rows, inFeatures,
                           UnsafeRawPointer(wt).assumingMemoryBound(to: Float.self),

@@ -51,4 +51,14 @@ enum MatrixProducts {
                    alpha: 1, a: x, lda: ldx, b: weight, ldb: inFeatures,
                    beta: bias == nil ? 0 : 1, c: y, ldc: outFeatures)
     }
+
+    /// `dst[k·rows + j] = src[j·columns + k]`: a `rows × columns` row-major matrix transposed
+    /// (how conditioners pack PyTorch-layout weights for the dense kernel). O(rows·columns).
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    static func transpose<T>(_ src: UnsafePointer<T>, rows: Int, columns: Int, into dst: UnsafeMutablePointer<T>) {
+        for j in 0..<rows {
+            let row = src + j * columns
+            for k in 0..<columns { dst[k * rows + j] = row[k] }
+        }
+    }
 }

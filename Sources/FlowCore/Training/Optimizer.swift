@@ -111,16 +111,20 @@ public final class Optimizer<Scalar: FlowScalar> {
         case .adam:
             let c1 = 1 - pow(s.beta1, Double(stepCount)), c2 = 1 - pow(s.beta2, Double(stepCount))
             let stepSize = lr / c1, c2Root = c2.squareRoot()
+            let beta1 = s.beta1, beta2 = s.beta2, epsilon = s.epsilon
             for (k, p) in parameters.enumerated() {
-                let grad = p.ownGradient
-                first[k].withUnsafeMutableBufferPointer { m in
-                    second[k].withUnsafeMutableBufferPointer { v in
-                        for i in 0..<p.count {
+                // Raw pointers hoisted out of the loop, so it vectorises.
+                let grad = p.ownGradient.baseAddress!, values = p.pointer, n = p.count
+                guard n > 0 else { continue }
+                first[k].withUnsafeMutableBufferPointer { mb in
+                    second[k].withUnsafeMutableBufferPointer { vb in
+                        let m = mb.baseAddress!, v = vb.baseAddress!
+                        for i in 0..<n {
                             let g = Double(grad[i])
-                            m[i] = s.beta1 * m[i] + (1 - s.beta1) * g
-                            v[i] = s.beta2 * v[i] + (1 - s.beta2) * g * g
-                            let denom = v[i].squareRoot() / c2Root + s.epsilon
-                            p.values[i] = Scalar(Double(p.values[i]) * decay - stepSize * m[i] / denom)
+                            m[i] = beta1 * m[i] + (1 - beta1) * g
+                            v[i] = beta2 * v[i] + (1 - beta2) * g * g
+                            let denom = v[i].squareRoot() / c2Root + epsilon
+                            values[i] = Scalar(Double(values[i]) * decay - stepSize * m[i] / denom)
                         }
                     }
                 }

@@ -41,7 +41,8 @@ extension MLP {
             let width = widths[l + 1]
             let out = last ? y : cursor
             T.denseLayer(input, ldx: ld, rows: rows, inFeatures: widths[l], packedWeight: packedWeight(l),
-                         bias: biases[l].pointer, outFeatures: width, into: out, ldy: width, relu: !last && relu)
+                         bias: biases[l].pointer, outFeatures: width, into: out, ldy: width, relu: !last && relu,
+                         sparseInput: sparseInput(l))
             if !last {
                 var post = cursor
                 if !relu {

@@ -53,12 +53,17 @@ final class MLP<T: FlowScalar> {
     /// Refreshes the transposed weights from ``weights`` (call after any weight change; the
     /// coupling layers do it in `parametersDidChange`). O(parameters).
     func repack() {
-        for (l, w) in weights.enumerated() {
-            let rows = widths[l + 1], cols = widths[l], dst = packed[l]
-            for j in 0..<rows {
-                for k in 0..<cols { dst[k * rows + j] = w.values[j * cols + k] }
-            }
+        for l in 0..<weights.count {
+            MatrixProducts.transpose(weights[l].pointer, rows: widths[l + 1], columns: widths[l], into: packed[l])
         }
+    }
+
+    /// Whether dense layer `l` runs the sparse-input kernel: its input is a ReLU layer's output
+    /// (in trained flows 40–60 % exact zeros, which the kernel skips) and the layer is wide
+    /// enough (≥ 16 inputs, ≥ 32 outputs) for the per-row kernel to beat the dense tiles.
+    /// Fixed per layer shape, so every batch size and thread count computes the same values.
+    @inline(__always) func sparseInput(_ l: Int) -> Bool {
+        l > 0 && activation == .relu && widths[l] >= 16 && widths[l + 1] >= 32
     }
 
     /// Builds a conditioner after checking its size against ``Limits`` (before allocating).
@@ -103,7 +108,8 @@ final class MLP<T: FlowScalar> {
             let width = widths[l + 1]
             let out = last ? y : buffers!.0
             T.denseLayer(input, ldx: ld, rows: rows, inFeatures: widths[l], packedWeight: packed[l],
-                         bias: biases[l].pointer, outFeatures: width, into: out, ldy: width, relu: !last && fusedReLU)
+                         bias: biases[l].pointer, outFeatures: width, into: out, ldy: width, relu: !last && fusedReLU,
+                         sparseInput: sparseInput(l))
             if !last {
                 if !fusedReLU { activation.apply(out, count: rows * width) }
                 input = UnsafePointer(out)

@@ -85,11 +85,8 @@ final class ODENet<T: FlowScalar> {
 
     /// Refreshes the transposed weights (after loading or updating parameters).
     func repack() {
-        for (l, w) in weights.enumerated() {
-            let rows = widths[l + 1], cols = widths[l], dst = packed[l]
-            for j in 0..<rows {
-                for k in 0..<cols { dst[k * rows + j] = w.values[j * cols + k] }
-            }
+        for l in 0..<weights.count {
+            MatrixProducts.transpose(weights[l].pointer, rows: widths[l + 1], columns: widths[l], into: packed[l])
         }
     }
 

@@ -32,6 +32,49 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(p.array[2], 2.9, accuracy: 1e-6)
     }
 
+    /// Large parameter sets are updated in parallel blocks: every optimiser gives the same values
+    /// and state for any thread count as an element-by-element reference loop.
+    func testOptimizerStepsAreIdenticalForAnyThreadCountAndMatchTheRecurrence() throws {
+        let saved = FlowRuntime.threadCount
+        defer { FlowRuntime.threadCount = saved }
+        let sizes = [40_000, 7, 30_001]   // 70,008 scalars: over the parallel threshold, ragged blocks
+        XCTAssertGreaterThan(sizes.reduce(0, +), Optimizer<Float>.parallelThreshold)
+        for kind in [OptimizerKind.adam, .adamax, .sgd] {
+            var results: [[[Float]]] = []
+            for threads in [1, 2, 3] {
+                FlowRuntime.threadCount = threads
+                let params = sizes.enumerated().map { Parameter<Float>(name: "p\($0.offset)", shape: [$0.element]) }
+                var rng = PhiloxStream(seed: 4, row: 0, stream: 1)
+                for p in params { for i in 0..<p.count { p.values[i] = Float(rng.nextNormal()) } }
+                let settings = OptimizerSettings(kind: kind, learningRate: 0.01, weightDecay: 0.01, momentum: 0.9)
+                let opt = try Optimizer(params, settings: settings)
+                for step in 0..<3 {
+                    var g = PhiloxStream(seed: 5, row: UInt64(step), stream: 2)
+                    for p in params { for i in 0..<p.count { p.gradient[i] = Float(g.nextNormal()) } }
+                    opt.step(learningRate: 0.01)
+                }
+                results.append(params.map(\.array) + params.indices.map { opt.first[$0].map(Float.init) })
+            }
+            XCTAssertEqual(results[1], results[0], "\(kind): 2 threads")
+            XCTAssertEqual(results[2], results[0], "\(kind): 3 threads")
+        }
+        // Adam against its recurrence, element 39,999 (the last of the first parameter's third block).
+        FlowRuntime.threadCount = 2
+        let p = Parameter<Double>(name: "w", shape: [70_000])
+        let adam = try Optimizer([p], settings: OptimizerSettings(kind: .adam, learningRate: 0.1))
+        var w = 0.5, m = 0.0, v = 0.0
+        p.values[39_999] = w
+        for step in 1...4 {
+            let g = 2 * w - 0.3
+            p.gradient[39_999] = g
+            adam.step(learningRate: 0.1)
+            m = 0.9 * m + 0.1 * g
+            v = 0.999 * v + 0.001 * g * g
+            w -= 0.1 / (1 - pow(0.9, Double(step))) * m / (v.squareRoot() / (1 - pow(0.999, Double(step))).squareRoot() + 1e-8)
+            XCTAssertEqual(p.values[39_999], w, accuracy: 1e-12, "step \(step)")
+        }
+    }
+
     func testSGDMomentumAndDecoupledWeightDecayFollowTheirRecurrences() throws {
         let p = Parameter<Double>(name: "w", shape: [1])
         p.assign([2])

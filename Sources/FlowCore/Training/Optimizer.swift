@@ -60,7 +60,9 @@ public struct OptimizerSettings: Equatable, Sendable {
 /// A first-order optimiser over a flow's ``Parameter``s, with its state (moments) in Double.
 ///
 /// State is kept in Double whatever the parameters' scalar type, so checkpoints store it exactly
-/// and a resumed run repeats an uninterrupted one bit for bit.
+/// and a resumed run repeats an uninterrupted one bit for bit. Updates are element-wise, so a
+/// step runs in parallel over fixed blocks of elements (``FlowRuntime/threadCount`` threads, for
+/// flows of at least ``parallelThreshold`` scalars) with the same result for any thread count.
 ///
 /// - Complexity: O(P) per ``step(learningRate:)`` for P scalars; no allocation after init.
 public final class Optimizer<Scalar: FlowScalar> {
@@ -69,16 +71,30 @@ public final class Optimizer<Scalar: FlowScalar> {
     /// Number of updates applied so far (Adam's bias correction uses it).
     public internal(set) var stepCount: Int = 0
     /// Per parameter: first moment (Adam, Adamax) or momentum buffer (SGD).
-    var first: [[Double]]
+    let first: MomentStore
     /// Per parameter: second moment (Adam) or infinity norm (Adamax); empty for SGD.
-    var second: [[Double]]
+    let second: MomentStore
+    /// (parameter, start, end) element ranges of at most ``blockSize`` elements: a step's units
+    /// of parallel work.
+    private let blocks: [(parameter: Int, start: Int, end: Int)]
+
+    /// Elements per unit of parallel work in ``step(learningRate:)``.
+    static var blockSize: Int { 16_384 }
+    /// Fewer scalars than this are updated on the calling thread (waking workers costs more).
+    static var parallelThreshold: Int { 65_536 }
 
     public init(_ parameters: [Parameter<Scalar>], settings: OptimizerSettings) throws {
         try settings.validate()
         self.settings = settings
         self.parameters = parameters
-        first = parameters.map { [Double](repeating: 0, count: $0.count) }
-        second = settings.kind == .sgd ? parameters.map { _ in [] } : parameters.map { [Double](repeating: 0, count: $0.count) }
+        let counts = parameters.map(\.count)
+        first = MomentStore(counts: counts)
+        second = MomentStore(counts: settings.kind == .sgd ? counts.map { _ in 0 } : counts)
+        var blocks: [(Int, Int, Int)] = []
+        for (k, n) in counts.enumerated() {
+            for start in stride(from: 0, to: n, by: Self.blockSize) { blocks.append((k, start, Swift.min(n, start + Self.blockSize))) }
+        }
+        self.blocks = blocks
     }
 
     /// The global L2 norm of all gradients, in Double (NaN or ∞ if any gradient is non-finite).
@@ -107,53 +123,81 @@ public final class Optimizer<Scalar: FlowScalar> {
         stepCount += 1
         let s = settings
         let decay = 1 - lr * s.weightDecay
-        switch s.kind {
-        case .adam:
-            let c1 = 1 - pow(s.beta1, Double(stepCount)), c2 = 1 - pow(s.beta2, Double(stepCount))
-            let stepSize = lr / c1, c2Root = c2.squareRoot()
-            let beta1 = s.beta1, beta2 = s.beta2, epsilon = s.epsilon
-            for (k, p) in parameters.enumerated() {
-                // Raw pointers hoisted out of the loop, so it vectorises.
-                let grad = p.ownGradient.baseAddress!, values = p.pointer, n = p.count
-                guard n > 0 else { continue }
-                first[k].withUnsafeMutableBufferPointer { mb in
-                    second[k].withUnsafeMutableBufferPointer { vb in
-                        let m = mb.baseAddress!, v = vb.baseAddress!
-                        for i in 0..<n {
-                            let g = Double(grad[i])
-                            m[i] = beta1 * m[i] + (1 - beta1) * g
-                            v[i] = beta2 * v[i] + (1 - beta2) * g * g
-                            let denom = v[i].squareRoot() / c2Root + epsilon
-                            values[i] = Scalar(Double(values[i]) * decay - stepSize * m[i] / denom)
-                        }
-                    }
+        let beta1 = s.beta1, beta2 = s.beta2, epsilon = s.epsilon, momentum = s.momentum
+        let c1 = 1 - pow(beta1, Double(stepCount)), c2 = 1 - pow(beta2, Double(stepCount))
+        let c2Root = c2.squareRoot()
+        let parameters = self.parameters, first = self.first, second = self.second, blocks = self.blocks
+        // One block: raw pointers hoisted out of the element loops, so they vectorise.
+        let update = { (b: Int) in
+            let (k, start, end) = blocks[b]
+            let p = parameters[k]
+            let grad = p.ownGradient.baseAddress!, values = p.pointer
+            let m = first.pointer(k), v = second.pointer(k)
+            switch s.kind {
+            case .adam:
+                let stepSize = lr / c1
+                for i in start..<end {
+                    let g = Double(grad[i])
+                    m[i] = beta1 * m[i] + (1 - beta1) * g
+                    v[i] = beta2 * v[i] + (1 - beta2) * g * g
+                    let denom = v[i].squareRoot() / c2Root + epsilon
+                    values[i] = Scalar(Double(values[i]) * decay - stepSize * m[i] / denom)
+                }
+            case .adamax:
+                let stepSize = lr / c1
+                for i in start..<end {
+                    let g = Double(grad[i])
+                    m[i] = beta1 * m[i] + (1 - beta1) * g
+                    v[i] = Swift.max(beta2 * v[i], abs(g) + epsilon)
+                    values[i] = Scalar(Double(values[i]) * decay - stepSize * m[i] / v[i])
+                }
+            case .sgd:
+                for i in start..<end {
+                    m[i] = momentum * m[i] + Double(grad[i])
+                    values[i] = Scalar(Double(values[i]) * decay - lr * m[i])
                 }
             }
-        case .adamax:
-            let stepSize = lr / (1 - pow(s.beta1, Double(stepCount)))
-            for (k, p) in parameters.enumerated() {
-                let grad = p.ownGradient
-                first[k].withUnsafeMutableBufferPointer { m in
-                    second[k].withUnsafeMutableBufferPointer { u in
-                        for i in 0..<p.count {
-                            let g = Double(grad[i])
-                            m[i] = s.beta1 * m[i] + (1 - s.beta1) * g
-                            u[i] = Swift.max(s.beta2 * u[i], abs(g) + s.epsilon)
-                            p.values[i] = Scalar(Double(p.values[i]) * decay - stepSize * m[i] / u[i])
-                        }
-                    }
-                }
-            }
-        case .sgd:
-            for (k, p) in parameters.enumerated() {
-                let grad = p.ownGradient
-                first[k].withUnsafeMutableBufferPointer { b in
-                    for i in 0..<p.count {
-                        b[i] = s.momentum * b[i] + Double(grad[i])
-                        p.values[i] = Scalar(Double(p.values[i]) * decay - lr * b[i])
-                    }
-                }
-            }
+        }
+        if first.total >= Self.parallelThreshold {
+            FlowRuntime.forEachChunk(blocks.count, update)
+        } else {
+            for b in 0..<blocks.count { update(b) }
+        }
+    }
+}
+
+/// Optimiser state of every parameter in one 64-byte-aligned Double allocation (stable pointers,
+/// so a step updates blocks in parallel); `store[k]` reads or replaces parameter `k`'s slice.
+final class MomentStore: @unchecked Sendable {
+    private let base: UnsafeMutablePointer<Double>
+    private let offsets: [Int]
+    let counts: [Int]
+    /// Scalars over all parameters.
+    let total: Int
+
+    /// Zero-filled state for parameters of `counts` scalars.
+    init(counts: [Int]) {
+        var offsets: [Int] = [], total = 0
+        for n in counts { offsets.append(total); total += n }
+        self.counts = counts
+        self.offsets = offsets
+        self.total = total
+        base = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(total, 1) * MemoryLayout<Double>.stride, alignment: 64)
+            .bindMemory(to: Double.self, capacity: Swift.max(total, 1))
+        base.initialize(repeating: 0, count: Swift.max(total, 1))
+    }
+
+    deinit { UnsafeMutableRawPointer(base).deallocate() }
+
+    /// Parameter `k`'s state (`counts[k]` values).
+    @inline(__always) func pointer(_ k: Int) -> UnsafeMutablePointer<Double> { base + offsets[k] }
+
+    /// A copy of parameter `k`'s state; setting replaces it (the new value must have `counts[k]` elements).
+    subscript(k: Int) -> [Double] {
+        get { Array(UnsafeBufferPointer(start: pointer(k), count: counts[k])) }
+        set {
+            precondition(newValue.count == counts[k], "moment of \(newValue.count) values for a parameter of \(counts[k])")
+            pointer(k).update(from: newValue, count: counts[k])
         }
     }
 }

@@ -64,6 +64,17 @@ double fk_affine_step_f32(float *x, const float *shift, const float *raw, size_t
     return fk_affine_step_f32_portable(x, shift, raw, n, clamp, inverse);
 }
 
+void fk_affine_rows_f32(float *x, size_t ldx, const float *st, size_t ldst, size_t rows, size_t n, float clamp,
+                        int inverse, double *logdet) {
+#if FK_HAVE_X86
+    if (fk_simd_level() == 1) {
+        fk_affine_rows_f32_avx2(x, ldx, st, ldst, rows, n, clamp, inverse, logdet);
+        return;
+    }
+#endif
+    fk_affine_rows_f32_portable(x, ldx, st, ldst, rows, n, clamp, inverse, logdet);
+}
+
 void fk_affine_step_backward_f32(const float *x, const float *shift, const float *raw, float *g, float *dshift,
                                  float *draw, size_t n, float clamp, float w, int inverse) {
 #if FK_HAVE_X86

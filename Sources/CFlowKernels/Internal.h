@@ -14,6 +14,8 @@
 
 void fk_linear_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
                             size_t out, float *y, size_t ldy, const float *gate, int relu);
+void fk_affine_rows_f32_portable(float *x, size_t ldx, const float *st, size_t ldst, size_t rows, size_t n,
+                                 float clamp, int inverse, double *logdet);
 void fk_linear_sparse_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
                                    const float *bias, size_t out, float *y, size_t ldy, int relu);
 void fk_linear_wgrad_f32_portable(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx,
@@ -35,6 +37,8 @@ void fk_conv_wgrad_f32_portable(const float *dy, size_t dystride, size_t out, co
 #define FK_SPARSE_MAX_IN 1024
 
 #if FK_HAVE_X86
+void fk_affine_rows_f32_avx2(float *x, size_t ldx, const float *st, size_t ldst, size_t rows, size_t n, float clamp,
+                             int inverse, double *logdet);
 void fk_linear_sparse_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
                                const float *bias, size_t out, float *y, size_t ldy, int relu);
 void fk_linear_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,

@@ -66,6 +66,14 @@ double fk_affine_step_f32_portable(float *x, const float *shift, const float *ra
     return (double)sum;
 }
 
+void fk_affine_rows_f32_portable(float *x, size_t ldx, const float *st, size_t ldst, size_t rows, size_t n,
+                                 float clamp, int inverse, double *logdet) {
+    for (size_t r = 0; r < rows; r++) {
+        const double sum = fk_affine_step_f32_portable(x + r * ldx, st + r * ldst, st + r * ldst + n, n, clamp, inverse);
+        logdet[r] += inverse ? -sum : sum;
+    }
+}
+
 void fk_affine_step_backward_f32_portable(const float *x, const float *shift, const float *raw, float *g, float *dshift,
                                           float *draw, size_t n, float clamp, float w, int inverse) {
     for (size_t j = 0; j < n; j++) {

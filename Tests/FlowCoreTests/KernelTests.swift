@@ -110,6 +110,39 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The multi-row affine step equals row-by-row fk_affine_step_f32 calls bit for bit (outputs
+    /// and log-determinants), for feature counts below, at and above eight, ragged row blocks,
+    /// both directions, with and without clamp; it touches nothing outside the rows' features.
+    func testAffineRowsMatchRowByRowSteps() {
+        for (name, portable) in variants {
+            fk_force_portable(portable)
+            for n in [1, 2, 3, 4, 5, 7, 8, 9, 13] {
+                for rows in [1, 5, 8, 21, 70] {
+                    let ldx = n + 3, ldst = 2 * n + 1
+                    let x0 = values(rows * ldx, seed: 31, scale: 2), st = values(rows * ldst, seed: 32, scale: 3)
+                    for clamp: Float in [0, 5] {
+                        for inverse: Int32 in [0, 1] {
+                            var a = x0, b = x0
+                            var ldA = [Double](repeating: 0.25, count: rows), ldB = ldA
+                            fk_affine_rows_f32(&a, ldx, st, ldst, rows, n, clamp, inverse, &ldA)
+                            for r in 0..<rows {
+                                let sum = b.withUnsafeMutableBufferPointer {
+                                    fk_affine_step_f32($0.baseAddress! + r * ldx, Array(st[(r * ldst)...]),
+                                                       Array(st[(r * ldst + n)...]), n, clamp, inverse)
+                                }
+                                ldB[r] += inverse == 1 ? -sum : sum
+                            }
+                            let what = "\(name) n \(n) rows \(rows) clamp \(clamp) inverse \(inverse)"
+                            XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), what)
+                            XCTAssertEqual(ldA, ldB, what)
+                            XCTAssertNotEqual(a, x0, what)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Weight and bias gradients against a Double reference for every tile and tail shape, with
     /// row strides; they add to what dw/db held; both variants agree bitwise.
     func testWeightGradientMatchesDoubleReferenceAndVariantsAgree() {

@@ -66,6 +66,13 @@ void fk_linear_wgrad_f32(const float *dy, size_t lddy, size_t rows, size_t out, 
  * over the clamped range (|s| ≤ 88). */
 double fk_affine_step_f32(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse);
 
+/* fk_affine_step_f32 on `rows` rows: row r transforms x + r·ldx with shift st + r·ldst and raw
+ * log-scale st + r·ldst + n, and adds its Σ s (negated when inverse) to logdet[r]. Same results
+ * as the row-by-row calls; with n < 8 the AVX2 variant packs several rows' features into each
+ * vector (a coupling on two features uses all eight lanes instead of one). No allocation. */
+void fk_affine_rows_f32(float *x, size_t ldx, const float *st, size_t ldst, size_t rows, size_t n, float clamp,
+                        int inverse, double *logdet);
+
 /* Backward pass of fk_affine_step_f32 for one row, given the loss gradient g_j of its output and
  * w = ∂L/∂(log-det contribution). With s_j, e_j as in the forward step:
  *   forward form (inverse = 0; output x·eˢ + shift, log-det +Σs):

@@ -95,6 +95,26 @@ extension FlowScalar {
         return Double(sum)
     }
 
+    /// ``affineStep(_:shift:raw:count:clamp:inverse:)`` on `rows` rows (`x + r·ldx`, shift
+    /// `st + r·ldst`, raw log-scale `st + r·ldst + count`), adding each row's `±Σ s` to
+    /// `logDet[r]`. Float packs the features of several rows into each vector when `count` < 8
+    /// (`fk_affine_rows_f32`); the results are the row-by-row ones.
+    @inline(__always)
+    static func affineRows(_ x: UnsafeMutablePointer<Self>, ldx: Int, st: UnsafePointer<Self>, ldst: Int, rows: Int,
+                           count: Int, clamp: Self, inverse: Bool, logDet: UnsafeMutablePointer<Double>) {
+        if Self.self == Float.self {
+            fk_affine_rows_f32(UnsafeMutableRawPointer(x).assumingMemoryBound(to: Float.self), ldx,
+                               UnsafeRawPointer(st).assumingMemoryBound(to: Float.self), ldst, rows, count, Float(clamp),
+                               inverse ? 1 : 0, logDet)
+            return
+        }
+        for r in 0..<rows {
+            let sum = affineStep(x + r * ldx, shift: st + r * ldst, raw: st + r * ldst + count, count: count, clamp: clamp,
+                                 inverse: inverse)
+            logDet[r] += inverse ? -sum : sum
+        }
+    }
+
     /// Backward pass of ``affineStep(_:shift:raw:count:clamp:inverse:)`` on one row (see
     /// `fk_affine_step_backward_f32`): from `g` (∂L/∂output, replaced by ∂L/∂x) and `w`
     /// (∂L/∂log-det) writes ∂L/∂shift and ∂L/∂raw. `x` and `shift` are the forward inputs.

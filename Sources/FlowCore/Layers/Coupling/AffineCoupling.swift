@@ -117,15 +117,14 @@ public final class AffineCoupling<Scalar: FlowScalar>: FlowLayer {
     private func couple(_ x: UnsafeMutablePointer<Scalar>, st: UnsafePointer<Scalar>, count: Int,
                         logDet: UnsafeMutablePointer<Double>, inverse: Bool) {
         let d = split.dimension, nb = split.transformed.count
+        if let start = split.transformedRangeStart {
+            Scalar.affineRows(x + start, ldx: d, st: st, ldst: 2 * nb, rows: count, count: nb, clamp: clamp,
+                              inverse: inverse, logDet: logDet)
+            return
+        }
         split.transformed.withUnsafeBufferPointer { idx in
             for r in 0..<count {
                 let row = x + r * d, shift = st + r * 2 * nb, rawScale = shift + nb
-                if let start = split.transformedRangeStart {
-                    let sum = Scalar.affineStep(row + start, shift: shift, raw: rawScale, count: nb, clamp: clamp,
-                                                inverse: inverse)
-                    logDet[r] += inverse ? -sum : sum
-                    continue
-                }
                 // A scattered mask (e.g. alternating): gather-free loop over the indices.
                 var sum: Scalar = 0
                 for j in 0..<nb {

@@ -103,8 +103,15 @@ FK_ROWS(4)
 FK_ROWS(2)
 FK_ROWS(1)
 
+FK_AVX2 static void linear_row_wide(const float *xr, size_t in, const float *wt, const float *bias, size_t out,
+                                    float *yr, int relu);
+
 FK_AVX2 void fk_linear_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
                                 const float *bias, size_t out, float *y, size_t ldy, const float *gate, int relu) {
+    if (rows == 1 && !gate && in <= FK_SPARSE_MAX_IN) {
+        linear_row_wide(x, in, wt, bias, out, y, relu);
+        return;
+    }
 #define FK_AT(r) x + (r) * ldx, ldx, in, wt, bias, out, y + (r) * ldy, ldy, gate ? gate + (r) * ldy : 0, relu
     size_t r = 0;
     for (; r + 6 <= rows; r += 6) rows6(FK_AT(r));
@@ -211,6 +218,22 @@ FK_AVX2 static void sparse_block(size_t nv, const float *xr, const int32_t *idx,
     case 6: sblock6(xr, idx, n, wt, out, bias, yr, relu, masked, ml); break;
     case 7: sblock7(xr, idx, n, wt, out, bias, yr, relu, masked, ml); break;
     default: sblock8(xr, idx, n, wt, out, bias, yr, relu, masked, ml); break;
+    }
+}
+
+/* One row through up to 64 output columns at a time (eight independent accumulator chains, where
+ * the 1-row tile has two): the same terms in the same order as the tiles, so the same bits. */
+FK_AVX2 static void linear_row_wide(const float *xr, size_t in, const float *wt, const float *bias, size_t out,
+                                    float *yr, int relu) {
+    int32_t idx[FK_SPARSE_MAX_IN];
+    for (size_t k = 0; k < in; k++) idx[k] = (int32_t)k;
+    size_t j = 0;
+    for (; j + 64 <= out; j += 64)
+        sparse_block(8, xr, idx, in, wt + j, out, bias ? bias + j : 0, yr + j, relu, 0, lane_mask(8));
+    const size_t rest = out - j;
+    if (rest > 0) {
+        const size_t nv = (rest + 7) / 8, tail = rest - 8 * (nv - 1);
+        sparse_block(nv, xr, idx, in, wt + j, out, bias ? bias + j : 0, yr + j, relu, tail < 8, lane_mask(tail));
     }
 }
 
@@ -454,7 +477,7 @@ FK_AVX2 double fk_affine_step_f32_avx2(float *x, const float *shift, const float
 FK_AVX2 void fk_affine_rows_f32_avx2(float *x, size_t ldx, const float *st, size_t ldst, size_t rows, size_t n,
                                      float clamp, int inverse, double *logdet) {
     if (n == 0) return;
-    if (n >= 8) {
+    if (n >= 8 || rows == 1) {
         for (size_t r = 0; r < rows; r++) {
             const double sum = fk_affine_step_f32_avx2(x + r * ldx, st + r * ldst, st + r * ldst + n, n, clamp, inverse);
             logdet[r] += inverse ? -sum : sum;

@@ -37,6 +37,11 @@ final class KernelTests: XCTestCase {
                                 }
                                 // Padding between rows is untouched.
                                 for j in outF..<ldy { XCTAssertTrue(y[r * ldy + j].isNaN, "\(name): wrote past the row") }
+                                // The row alone (the single-row path) gives the same bits as inside the batch.
+                                var alone = [Float](repeating: .nan, count: ldy)
+                                fk_linear_f32(Array(x[(r * ldx)...]), ldx, 1, inF, wt, b, outF, &alone, ldy, nil, relu ? 1 : 0)
+                                XCTAssertEqual(alone[..<outF].map(\.bitPattern), y[(r * ldy)..<(r * ldy + outF)].map(\.bitPattern),
+                                               "\(name) rows \(rows) in \(inF) out \(outF): row \(r) alone differs")
                             }
                         }
                     }

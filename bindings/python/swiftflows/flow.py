@@ -9,7 +9,7 @@ import os
 import secrets
 import threading
 from collections.abc import Mapping
-from ctypes import byref, c_size_t, c_void_p
+from ctypes import byref, c_double, c_float, c_size_t, c_void_p
 
 import numpy as np
 
@@ -23,12 +23,28 @@ _REJECTED_KINDS = {"U": "strings", "S": "bytes", "c": "complex numbers", "M": "d
                    "m": "timedeltas", "V": "structured values"}
 
 
+_FLOAT32 = np.dtype(np.float32)
+
+
 def _fptr(a):
-    return a.ctypes.data_as(float_ptr)
+    """A float* argument for the C-contiguous float32 array ``a``, without copying: a c_float
+    aliasing its first element (ctypes passes it by reference; a few times cheaper than
+    ``a.ctypes.data_as``, which matters for batch-1 calls), or a pointer for read-only or empty
+    arrays, which ``from_buffer`` refuses."""
+    try:
+        return c_float.from_buffer(a)
+    except (TypeError, ValueError):
+        return a.ctypes.data_as(float_ptr)
 
 
 def _dptr(a):
-    return None if a is None else a.ctypes.data_as(double_ptr)
+    """The double* counterpart of :func:`_fptr` (None stays None)."""
+    if a is None:
+        return None
+    try:
+        return c_double.from_buffer(a)
+    except (TypeError, ValueError):
+        return a.ctypes.data_as(double_ptr)
 
 
 def _scalar_if_0d(a):
@@ -132,7 +148,11 @@ class Flow:
 
     def _attach(self, handle):
         self._ptr = None
-        self._cond = threading.Condition(threading.Lock())
+        # _cond waits on _lock; the per-call bookkeeping takes _lock directly (its C-level
+        # __enter__ is several times cheaper than Condition's, which is Python code).
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._closers = 0  # close() calls waiting on _cond for running calls to finish
         self._active = 0
         self._training_threads = set()  # idents of threads inside fit() on this flow
         if not handle:
@@ -190,16 +210,15 @@ class Flow:
     # ---- handle management --------------------------------------------------------------
 
     def _refuse_in_training_callback(self):
-        # Called with self._cond held. The training thread holds the model's write lock (and
+        # Called with self._lock (_cond's lock) held. The training thread holds the model's write lock (and
         # this Flow's active count) until sf_train returns: using the flow from a progress
         # callback would deadlock.
-        if threading.get_ident() in self._training_threads:
+        if self._training_threads and threading.get_ident() in self._training_threads:
             raise RuntimeError("this Flow is being trained: it cannot be used from its own training progress "
                                "callback")
 
     def _acquire(self):
-        cond = self._cond
-        with cond:
+        with self._lock:
             if not self._ptr:
                 raise ValueError("I/O operation on a closed Flow")
             self._refuse_in_training_callback()
@@ -207,11 +226,10 @@ class Flow:
             return self._ptr
 
     def _release(self):
-        cond = self._cond
-        with cond:
+        with self._lock:
             self._active -= 1
-            if self._active == 0:
-                cond.notify_all()
+            if self._active == 0 and self._closers:
+                self._cond.notify_all()
 
     @property
     def closed(self):
@@ -226,7 +244,11 @@ class Flow:
         with cond:
             self._refuse_in_training_callback()
             while self._active:
-                cond.wait()
+                self._closers += 1
+                try:
+                    cond.wait()
+                finally:
+                    self._closers -= 1
             handle, self._ptr = self._ptr, None
         if handle:
             lib.sf_model_free(handle)
@@ -329,6 +351,14 @@ class Flow:
     def _events(self, x, name):
         """x as a C-contiguous float32 array of shape batch + event_shape; returns (x, batch, n)."""
         self._check_open()
+        event = self._event_shape
+        k = len(event)
+        # Fast path (batch-1 calls are dominated by Python overhead): already a C-contiguous,
+        # aligned float32 ndarray of the right event shape.
+        if (type(x) is np.ndarray and x.dtype == _FLOAT32 and x.ndim >= k and x.flags.c_contiguous
+                and x.flags.aligned and x.shape[x.ndim - k:] == event):
+            batch = x.shape[:x.ndim - k]
+            return x, batch, math.prod(batch)
         arr = np.asarray(x)
         kind = arr.dtype.kind
         if kind in _REJECTED_KINDS:
@@ -338,8 +368,6 @@ class Flow:
             bad = next(v for v in arr.flat if not isinstance(v, numbers.Real))
             raise TypeError("%s must hold real numbers, got an element of type %s"
                             % (name, type(bad).__name__))
-        event = self._event_shape
-        k = len(event)
         if arr.ndim < k or tuple(arr.shape[arr.ndim - k:]) != event:
             raise ValueError("%s: expected an array of shape (..., %s), got %s"
                              % (name, ", ".join(str(d) for d in event), tuple(arr.shape)))

@@ -42,7 +42,7 @@ extension MLP {
             let out = last ? y : cursor
             T.denseLayer(input, ldx: ld, rows: rows, inFeatures: widths[l], packedWeight: packedWeight(l),
                          bias: biases[l].pointer, outFeatures: width, into: out, ldy: width, relu: !last && relu,
-                         sparseInput: sparseInput(l))
+                         sparseInput: sparseInput(l, rows: rows))
             if !last {
                 var post = cursor
                 if !relu {

@@ -58,12 +58,14 @@ final class MLP<T: FlowScalar> {
         }
     }
 
-    /// Whether dense layer `l` runs the sparse-input kernel: its input is a ReLU layer's output
-    /// (in trained flows 40–60 % exact zeros, which the kernel skips) and the layer is wide
-    /// enough (≥ 16 inputs, ≥ 32 outputs) for the per-row kernel to beat the dense tiles.
-    /// Fixed per layer shape, so every batch size and thread count computes the same values.
-    @inline(__always) func sparseInput(_ l: Int) -> Bool {
-        l > 0 && activation == .relu && widths[l] >= 16 && widths[l + 1] >= 32
+    /// Whether dense layer `l` runs the sparse-input kernel on `rows` rows: its input is a ReLU
+    /// layer's output (in trained flows 40–60 % exact zeros, which the kernel skips), with
+    /// ≥ 16 inputs, and either ≥ 32 outputs (where its per-row loop beats the dense tiles) or
+    /// fewer than 6 rows (single rows: about half the dense kernel's time on a narrow output).
+    /// Both kernels give the same values (up to the sign of zeros), so the choice never shows
+    /// in results; it does not depend on the thread count.
+    @inline(__always) func sparseInput(_ l: Int, rows: Int) -> Bool {
+        l > 0 && activation == .relu && widths[l] >= 16 && (widths[l + 1] >= 32 || rows < 6)
     }
 
     /// Builds a conditioner after checking its size against ``Limits`` (before allocating).
@@ -109,7 +111,7 @@ final class MLP<T: FlowScalar> {
             let out = last ? y : buffers!.0
             T.denseLayer(input, ldx: ld, rows: rows, inFeatures: widths[l], packedWeight: packed[l],
                          bias: biases[l].pointer, outFeatures: width, into: out, ldy: width, relu: !last && fusedReLU,
-                         sparseInput: sparseInput(l))
+                         sparseInput: sparseInput(l, rows: rows))
             if !last {
                 if !fusedReLU { activation.apply(out, count: rows * width) }
                 input = UnsafePointer(out)

@@ -350,15 +350,16 @@ class Flow:
 
     def _events(self, x, name):
         """x as a C-contiguous float32 array of shape batch + event_shape; returns (x, batch, n)."""
-        self._check_open()
         event = self._event_shape
         k = len(event)
         # Fast path (batch-1 calls are dominated by Python overhead): already a C-contiguous,
-        # aligned float32 ndarray of the right event shape.
+        # aligned float32 ndarray of the right event shape. (A closed flow is refused by
+        # _acquire, with the same error as _check_open's.)
         if (type(x) is np.ndarray and x.dtype == _FLOAT32 and x.ndim >= k and x.flags.c_contiguous
                 and x.flags.aligned and x.shape[x.ndim - k:] == event):
             batch = x.shape[:x.ndim - k]
             return x, batch, math.prod(batch)
+        self._check_open()
         arr = np.asarray(x)
         kind = arr.dtype.kind
         if kind in _REJECTED_KINDS:

@@ -221,20 +221,27 @@ FK_AVX2 static void sparse_block(size_t nv, const float *xr, const int32_t *idx,
     }
 }
 
-/* One row through up to 64 output columns at a time (eight independent accumulator chains, where
- * the 1-row tile has two): the same terms in the same order as the tiles, so the same bits. */
+/* y = act(bias + Σ_t x[idx[t]] · wt[idx[t]·out + ·]) for one row, all `out` columns, 64 at a time
+ * (eight independent accumulator chains; the last block masked). */
+FK_AVX2 static void listed_row(const float *xr, const int32_t *idx, size_t n, const float *wt, const float *bias,
+                               size_t out, float *yr, int relu) {
+    size_t j = 0;
+    for (; j + 64 <= out; j += 64)
+        sparse_block(8, xr, idx, n, wt + j, out, bias ? bias + j : 0, yr + j, relu, 0, lane_mask(8));
+    const size_t rest = out - j;
+    if (rest > 0) {
+        const size_t nv = (rest + 7) / 8, tail = rest - 8 * (nv - 1);
+        sparse_block(nv, xr, idx, n, wt + j, out, bias ? bias + j : 0, yr + j, relu, tail < 8, lane_mask(tail));
+    }
+}
+
+/* One dense row with every input listed: eight accumulator chains where the 1-row tile has two,
+ * the same terms in the same order as the tiles, so the same bits. */
 FK_AVX2 static void linear_row_wide(const float *xr, size_t in, const float *wt, const float *bias, size_t out,
                                     float *yr, int relu) {
     int32_t idx[FK_SPARSE_MAX_IN];
     for (size_t k = 0; k < in; k++) idx[k] = (int32_t)k;
-    size_t j = 0;
-    for (; j + 64 <= out; j += 64)
-        sparse_block(8, xr, idx, in, wt + j, out, bias ? bias + j : 0, yr + j, relu, 0, lane_mask(8));
-    const size_t rest = out - j;
-    if (rest > 0) {
-        const size_t nv = (rest + 7) / 8, tail = rest - 8 * (nv - 1);
-        sparse_block(nv, xr, idx, in, wt + j, out, bias ? bias + j : 0, yr + j, relu, tail < 8, lane_mask(tail));
-    }
+    listed_row(xr, idx, in, wt, bias, out, yr, relu);
 }
 
 FK_AVX2 void fk_linear_sparse_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
@@ -247,7 +254,6 @@ FK_AVX2 void fk_linear_sparse_f32_avx2(const float *x, size_t ldx, size_t rows, 
     const __m256 zero = _mm256_setzero_ps();
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * ldx;
-        float *yr = y + r * ldy;
         /* The inputs that are not +0 or −0 (NaN included), in increasing order. */
         size_t n = 0, k = 0;
         for (; k + 8 <= in; k += 8) {
@@ -260,14 +266,7 @@ FK_AVX2 void fk_linear_sparse_f32_avx2(const float *x, size_t ldx, size_t rows, 
             idx[n] = (int32_t)k;
             n += xr[k] != 0.0f; /* true for NaN */
         }
-        size_t j = 0;
-        for (; j + 64 <= out; j += 64)
-            sparse_block(8, xr, idx, n, wt + j, out, bias ? bias + j : 0, yr + j, relu, 0, lane_mask(8));
-        const size_t rest = out - j;
-        if (rest > 0) {
-            const size_t nv = (rest + 7) / 8, tail = rest - 8 * (nv - 1);
-            sparse_block(nv, xr, idx, n, wt + j, out, bias ? bias + j : 0, yr + j, relu, tail < 8, lane_mask(tail));
-        }
+        listed_row(xr, idx, n, wt, bias, out, y + r * ldy, relu);
     }
 }
 

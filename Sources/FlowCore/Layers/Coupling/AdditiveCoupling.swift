@@ -6,7 +6,7 @@
 /// The conditioner is an ``MLP`` `|a| → hidden… → |b|` whose last layer starts at zero.
 /// Volume-preserving: pair it with a scaling layer (``ActNorm``) or a diagonal-normal base, as
 /// NICE does.
-public final class AdditiveCoupling<Scalar: FlowScalar>: FlowLayer {
+public final class AdditiveCoupling<Scalar: FlowScalar>: FlowLayer, TapedBackward {
     public static var typeName: String { "additive_coupling" }
     public static var hyperParameters: [HyperParameter] {
         [
@@ -117,24 +117,10 @@ extension AdditiveCoupling {
 
     /// `z_b = x_b + t(x_a)`: `∂L/∂x_b = g_b`, `∂L/∂t = g_b`, then through the conditioner into
     /// `∂L/∂x_a`. The log-determinant is constant, so `logDetGradient` does not enter.
-    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
-    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                         logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
-        backward(input: x, count: count, gradient: g, recorded: nil, arena: &arena)
-    }
-
-    /// The backward pass from the tape of ``forward(_:count:logDet:tape:arena:)`` (whose shift it
-    /// overwrites with its gradient).
-    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
-    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                         logDetGradient w: UnsafePointer<Scalar>, tape: UnsafeRawPointer, arena: inout Arena) {
-        backward(input: x, count: count, gradient: g, recorded: tape, arena: &arena)
-    }
-
     /// `recorded`: a training tape, or nil to run the network's recording forward pass here.
-    @inline(__always)
-    private func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                          recorded: UnsafeRawPointer?, arena: inout Arena) {
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                  logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
         let d = split.dimension, nb = split.transformed.count
         let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
         let dt: UnsafeMutablePointer<Scalar>, tape: UnsafeMutablePointer<Scalar>

@@ -14,7 +14,7 @@ import RealModule
 /// up. The conditioner's last layer starts at zero: a new layer is the identity.
 ///
 /// - Complexity: O(N · Σ widths products) per call, dominated by the conditioner.
-public final class AffineCoupling<Scalar: FlowScalar>: FlowLayer {
+public final class AffineCoupling<Scalar: FlowScalar>: FlowLayer, TapedBackward {
     public static var typeName: String { "affine_coupling" }
     public static var hyperParameters: [HyperParameter] {
         [
@@ -146,24 +146,10 @@ extension AffineCoupling {
     /// With `h = [t, ŝ]`, `s = c·tanh(ŝ/c)`, `z_b = x_b·eˢ + t`, `logDet = Σ s`:
     /// `∂L/∂x_b = g_b·eˢ`, `∂L/∂t = g_b`, `∂L/∂ŝ = (g_b·x_b·eˢ + w)·(1 − tanh²(ŝ/c))`, then
     /// through the conditioner into `∂L/∂x_a` (added to `g_a`, since `z_a = x_a`).
-    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
-    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                         logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
-        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: nil, arena: &arena)
-    }
-
-    /// The backward pass from the tape of ``forward(_:count:logDet:tape:arena:)`` (whose
-    /// conditioner output it overwrites with its gradient).
-    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
-    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                         logDetGradient w: UnsafePointer<Scalar>, tape: UnsafeRawPointer, arena: inout Arena) {
-        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: tape, arena: &arena)
-    }
-
     /// `recorded`: a training tape, or nil to run the network's recording forward pass here.
-    @inline(__always)
-    private func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                          logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                  logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
         let d = split.dimension, nb = split.transformed.count
         let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
         let h: UnsafeMutablePointer<Scalar>, tape: UnsafeMutablePointer<Scalar>

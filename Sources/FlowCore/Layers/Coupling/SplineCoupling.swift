@@ -26,7 +26,7 @@ import RealModule
 /// identity.
 ///
 /// - Complexity: O(N · (Σ widths products + |b|·K)) per call, dominated by the conditioner.
-public final class SplineCoupling<Scalar: FlowScalar>: FlowLayer {
+public final class SplineCoupling<Scalar: FlowScalar>: FlowLayer, TapedBackward {
     public static var typeName: String { "spline_coupling" }
     public static var hyperParameters: [HyperParameter] {
         [
@@ -195,24 +195,10 @@ extension SplineCoupling {
     /// outside, `∂L/∂x_b = ∂L/∂z_b` and `∂L/∂u = 0`. Then through the conditioner into its
     /// parameters and `∂L/∂x_a` (added to `g_a`, since `z_a = x_a`). Without a tape it first
     /// recomputes the conditioner with its tape.
-    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
-    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                         logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
-        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: nil, arena: &arena)
-    }
-
-    /// The backward pass from the tape of ``forward(_:count:logDet:tape:arena:)`` (whose
-    /// conditioner output it overwrites with its gradient).
-    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
-    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                         logDetGradient w: UnsafePointer<Scalar>, tape: UnsafeRawPointer, arena: inout Arena) {
-        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: tape, arena: &arena)
-    }
-
     /// `recorded`: a training tape, or nil to run the network's recording forward pass here.
-    @inline(__always)
-    private func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                          logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                  logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
         let d = split.dimension, nb = split.transformed.count, m = spline.rawCount
         let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
         let h: UnsafeMutablePointer<Scalar>, tape: UnsafeMutablePointer<Scalar>

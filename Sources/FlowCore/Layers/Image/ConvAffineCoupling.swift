@@ -17,7 +17,7 @@
 ///
 /// `clamp` c (default 5; 0 = none) bounds each layer's scaling to e^±c. A new layer is the
 /// identity (the network's last convolution starts at zero).
-public final class ConvAffineCoupling<Scalar: FlowScalar>: FlowLayer {
+public final class ConvAffineCoupling<Scalar: FlowScalar>: FlowLayer, TapedBackward {
     public static var typeName: String { "conv_affine_coupling" }
     public static var hyperParameters: [HyperParameter] {
         [
@@ -207,23 +207,11 @@ extension ConvAffineCoupling {
     /// With `z_b = x_b·eˢ + t`, `s = c·tanh(ŝ/c)`, `logDet = Σ s`: `∂L/∂x_b = g_b·eˢ`,
     /// `∂L/∂t = g_b`, `∂L/∂ŝ = (g_b·x_b·eˢ + w)·(1 − tanh²(ŝ/c))`, zero at identity elements;
     /// then back through the network into `∂L/∂x_a` (added to `g_a`, since `z_a = x_a`).
-    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
-    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                         logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
-        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: nil, arena: &arena)
-    }
-
-    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
-    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                         logDetGradient w: UnsafePointer<Scalar>, tape: UnsafeRawPointer, arena: inout Arena) {
-        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: tape, arena: &arena)
-    }
-
-    /// The backward pass; `recorded`: the tape of ``forward(_:count:logDet:tape:arena:)``, or nil
+    /// `recorded`: the tape of ``forward(_:count:logDet:tape:arena:)``, or nil
     /// to run the network's recording forward pass here.
-    @inline(__always)
-    private func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                          logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                  logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
         let size = channels * plane, nb = transformedCount * plane
         let a = arena.take(Scalar.self, count * conditionerIn)
         let dst = arena.take(Scalar.self, count * conditionerOut)

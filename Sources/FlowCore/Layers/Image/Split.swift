@@ -14,7 +14,7 @@
 /// Output: a flat vector of `C·H·W` values, `[f₁(x₁) flattened | z₂ flattened]` — the nested
 /// flow's output first, in its own layout, then the factored channels in `[C/2, H, W]` order.
 /// Nothing image-shaped follows a split at the same level; the next level lives inside it.
-public final class Split<Scalar: FlowScalar>: LayerContainer {
+public final class Split<Scalar: FlowScalar>: LayerContainer, TapedBackward {
     public static var typeName: String { "split" }
     public static var hyperParameters: [HyperParameter] {
         [
@@ -221,26 +221,14 @@ extension Split {
         scatter(k, count: count, into: x)
     }
 
-    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
-    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                         logDetGradient w: UnsafePointer<Scalar>, tape: UnsafeRawPointer, arena: inout Arena) {
-        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: tape, arena: &arena)
-    }
-
-    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
-    public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                         logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
-        backward(input: x, count: count, gradient: g, logDetGradient: w, recorded: nil, arena: &arena)
-    }
-
     /// Nested part: the nested flow's own backward pass on the kept rows. Prior part, with
     /// `z₂ = (x₂ − μ)·e^{−s}`, `logDet = −Σ s`: `∂L/∂x₂ = g₂·e^{−s}`, `∂L/∂μ = −g₂·e^{−s}`,
     /// `∂L/∂ŝ = −(g₂·z₂ + w)·(1 − tanh²(ŝ/c))`, then through the prior network into `∂L/∂x₁`.
     /// `recorded`: the tape of ``forward(_:count:logDet:tape:arena:)``, or nil to rerun the
     /// nested flow and the prior network forward here.
-    @inline(__always)
-    private func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                          logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                  logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
         let size = channels * plane
         let k = arena.take(Scalar.self, count * keptSize)       // x₁ (conditioner input)
         let gk = arena.take(Scalar.self, count * keptSize)      // ∂L/∂(kept)

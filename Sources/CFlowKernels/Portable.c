@@ -3,14 +3,16 @@
 
 #include "Internal.h"
 
-void fk_linear_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
-                            size_t out, float *y, size_t ldy, const float *gate, int relu) {
+/* The dense layer of both entry points; skip_zeros leaves out the terms whose input is ±0. */
+static void linear_rows(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
+                        size_t out, float *y, size_t ldy, const float *gate, int relu, int skip_zeros) {
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * ldx;
         float *yr = y + r * ldy;
         for (size_t j = 0; j < out; j++) yr[j] = bias ? bias[j] : 0.0f;
         for (size_t k = 0; k < in; k++) {
             const float xk = xr[k];
+            if (skip_zeros && xk == 0.0f) continue; /* +0 and −0 contribute nothing; NaN does */
             const float *w = wt + k * out;
             for (size_t j = 0; j < out; j++) yr[j] = fmaf(xk, w[j], yr[j]);
         }
@@ -23,21 +25,14 @@ void fk_linear_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, 
     }
 }
 
+void fk_linear_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
+                            size_t out, float *y, size_t ldy, const float *gate, int relu) {
+    linear_rows(x, ldx, rows, in, wt, bias, out, y, ldy, gate, relu, 0);
+}
+
 void fk_linear_sparse_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
                                    const float *bias, size_t out, float *y, size_t ldy, int relu) {
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * ldx;
-        float *yr = y + r * ldy;
-        for (size_t j = 0; j < out; j++) yr[j] = bias ? bias[j] : 0.0f;
-        for (size_t k = 0; k < in; k++) {
-            const float xk = xr[k];
-            if (xk == 0.0f) continue; /* +0 and −0 contribute nothing; NaN does */
-            const float *w = wt + k * out;
-            for (size_t j = 0; j < out; j++) yr[j] = fmaf(xk, w[j], yr[j]);
-        }
-        if (relu)
-            for (size_t j = 0; j < out; j++) yr[j] = yr[j] < 0.0f ? 0.0f : yr[j]; /* NaN passes */
-    }
+    linear_rows(x, ldx, rows, in, wt, bias, out, y, ldy, 0, relu, 1);
 }
 
 void fk_linear_wgrad_f32_portable(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx,

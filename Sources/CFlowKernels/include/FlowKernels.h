@@ -44,7 +44,7 @@ void fk_linear_f32(const float *x, size_t ldx, size_t rows, size_t in, const flo
  * ⌈out/8⌉ fused multiply-adds of a contiguous weight row). The skipped terms are x·w with x = ±0,
  * so results equal fk_linear_f32's except for the sign of a zero and where a skipped weight is
  * ±∞ or NaN. Faster than fk_linear_f32 when about a third or more of the inputs are zero
- * and out ≥ 32 (ReLU hidden layers of trained flows: 40–60 % zeros); `in` above 1024 falls
+ * and out ≥ 32 (ReLU layers' outputs, zero wherever the pre-activation was negative); `in` above 1024 falls
  * back to the dense kernel. Complexity: 2·rows·nnz·out flops; no allocation. */
 void fk_linear_sparse_f32(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
                           size_t out, float *y, size_t ldy, int relu);

@@ -18,11 +18,32 @@ extension MLP {
 
     /// The two parts of a coupling tape of ``couplingTapeBytes(rows:)`` bytes.
     @inline(__always)
-    func couplingTapeParts(_ tape: UnsafeRawPointer, rows: Int) -> (output: UnsafeMutablePointer<T>,
-                                                                     tape: UnsafeMutablePointer<T>) {
+    private func couplingTapeParts(_ tape: UnsafeRawPointer, rows: Int) -> (output: UnsafeMutablePointer<T>,
+                                                                             tape: UnsafeMutablePointer<T>) {
         let base = UnsafeMutableRawPointer(mutating: tape)
         return (base.assumingMemoryBound(to: T.self),
                 (base + Arena.bytes(T.self, rows * outFeatures)).assumingMemoryBound(to: T.self))
+    }
+
+    /// An MLP coupling's training forward pass: the network over `x` (`rows` rows, stride `ldx`),
+    /// its output and tape kept in `couplingTape` (``couplingTapeBytes(rows:)`` bytes). Returns
+    /// the output (`rows × out`, inside the tape).
+    func forwardRecording(_ x: UnsafePointer<T>, ldx: Int, rows: Int,
+                          couplingTape: UnsafeMutableRawPointer) -> UnsafeMutablePointer<T> {
+        let (output, tape) = couplingTapeParts(couplingTape, rows: rows)
+        forwardRecording(x, ldx: ldx, rows: rows, into: output, tape: tape)
+        return output
+    }
+
+    /// The network output and tape an MLP coupling's backward pass reads: those `recorded` kept
+    /// (a tape of ``forwardRecording(_:ldx:rows:couplingTape:)``), or without one, a recording
+    /// forward pass over `x` into the arena.
+    func couplingTape(_ recorded: UnsafeRawPointer?, input x: UnsafePointer<T>, ldx: Int, rows: Int,
+                      arena: inout Arena) -> (output: UnsafeMutablePointer<T>, tape: UnsafeMutablePointer<T>) {
+        if let recorded { return couplingTapeParts(recorded, rows: rows) }
+        let output = arena.take(T.self, rows * outFeatures), tape = arena.take(T.self, tapeCount(rows: rows))
+        forwardRecording(x, ldx: ldx, rows: rows, into: output, tape: tape)
+        return (output, tape)
     }
 
     /// Scratch for ``backward(_:ldx:rows:tape:outputGradient:inputGradient:arena:)``.

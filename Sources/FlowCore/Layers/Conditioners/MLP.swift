@@ -59,7 +59,7 @@ final class MLP<T: FlowScalar> {
     }
 
     /// Whether dense layer `l` runs the sparse-input kernel on `rows` rows: its input is a ReLU
-    /// layer's output (in trained flows 40–60 % exact zeros, which the kernel skips), with
+    /// layer's output (an exact zero wherever the pre-activation was negative, which the kernel skips), with
     /// ≥ 16 inputs, and either ≥ 32 outputs (where its per-row loop beats the dense tiles) or
     /// fewer than 6 rows (single rows: about half the dense kernel's time on a narrow output).
     /// Both kernels give the same values (up to the sign of zeros), so the choice never shows

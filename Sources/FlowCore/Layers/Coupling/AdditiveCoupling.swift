@@ -86,9 +86,8 @@ public final class AdditiveCoupling<Scalar: FlowScalar>: FlowLayer, TapedBackwar
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
                         tape: UnsafeMutableRawPointer, arena: inout Arena) {
-        let (shift, netTape) = net.couplingTapeParts(tape, rows: count)
         let (input, ld) = split.conditioningInput(UnsafePointer(x), rows: count, arena: &arena)
-        net.forwardRecording(input, ldx: ld, rows: count, into: shift, tape: netTape)
+        let shift = net.forwardRecording(input, ldx: ld, rows: count, couplingTape: tape)
         couple(x, shift: shift, count: count, sign: 1)
     }
 
@@ -123,14 +122,7 @@ extension AdditiveCoupling {
                   logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
         let d = split.dimension, nb = split.transformed.count
         let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
-        let dt: UnsafeMutablePointer<Scalar>, tape: UnsafeMutablePointer<Scalar>
-        if let recorded {
-            (dt, tape) = net.couplingTapeParts(recorded, rows: count)
-        } else {
-            dt = arena.take(Scalar.self, count * nb)
-            tape = arena.take(Scalar.self, net.tapeCount(rows: count))
-            net.forwardRecording(input, ldx: ld, rows: count, into: dt, tape: tape)
-        }
+        let (dt, tape) = net.couplingTape(recorded, input: input, ldx: ld, rows: count, arena: &arena)
         split.transformed.withUnsafeBufferPointer { idx in
             for r in 0..<count {
                 for j in 0..<nb { dt[r * nb + j] = g[r * d + idx[j]] }

@@ -106,9 +106,8 @@ public final class AffineCoupling<Scalar: FlowScalar>: FlowLayer, TapedBackward 
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
                         tape: UnsafeMutableRawPointer, arena: inout Arena) {
-        let (st, netTape) = net.couplingTapeParts(tape, rows: count)
         let (input, ld) = split.conditioningInput(UnsafePointer(x), rows: count, arena: &arena)
-        net.forwardRecording(input, ldx: ld, rows: count, into: st, tape: netTape)
+        let st = net.forwardRecording(input, ldx: ld, rows: count, couplingTape: tape)
         couple(x, st: st, count: count, logDet: logDet, inverse: false)
     }
 
@@ -152,14 +151,7 @@ extension AffineCoupling {
                   logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
         let d = split.dimension, nb = split.transformed.count
         let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
-        let h: UnsafeMutablePointer<Scalar>, tape: UnsafeMutablePointer<Scalar>
-        if let recorded {
-            (h, tape) = net.couplingTapeParts(recorded, rows: count)
-        } else {
-            h = arena.take(Scalar.self, count * 2 * nb)
-            tape = arena.take(Scalar.self, net.tapeCount(rows: count))
-            net.forwardRecording(input, ldx: ld, rows: count, into: h, tape: tape)
-        }
+        let (h, tape) = net.couplingTape(recorded, input: input, ldx: ld, rows: count, arena: &arena)
         split.transformed.withUnsafeBufferPointer { idx in
             for r in 0..<count {
                 let xr = x + r * d, gr = g + r * d, hr = h + r * 2 * nb

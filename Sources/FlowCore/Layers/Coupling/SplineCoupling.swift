@@ -152,9 +152,8 @@ public final class SplineCoupling<Scalar: FlowScalar>: FlowLayer, TapedBackward 
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
                         tape: UnsafeMutableRawPointer, arena: inout Arena) {
-        let (raw, netTape) = net.couplingTapeParts(tape, rows: count)
         let (input, ld) = split.conditioningInput(UnsafePointer(x), rows: count, arena: &arena)
-        net.forwardRecording(input, ldx: ld, rows: count, into: raw, tape: netTape)
+        let raw = net.forwardRecording(input, ldx: ld, rows: count, couplingTape: tape)
         couple(x, raw: raw, count: count, logDet: logDet, arena: &arena, inverse: false)
     }
 
@@ -201,14 +200,7 @@ extension SplineCoupling {
                   logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
         let d = split.dimension, nb = split.transformed.count, m = spline.rawCount
         let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
-        let h: UnsafeMutablePointer<Scalar>, tape: UnsafeMutablePointer<Scalar>
-        if let recorded {
-            (h, tape) = net.couplingTapeParts(recorded, rows: count)
-        } else {
-            h = arena.take(Scalar.self, count * nb * m)
-            tape = arena.take(Scalar.self, net.tapeCount(rows: count))
-            net.forwardRecording(input, ldx: ld, rows: count, into: h, tape: tape)
-        }
+        let (h, tape) = net.couplingTape(recorded, input: input, ldx: ld, rows: count, arena: &arena)
         let knots = spline.knots(in: arena.take(Scalar.self, spline.scratchCount))
         split.transformed.withUnsafeBufferPointer { idx in
             for r in 0..<count {

@@ -127,6 +127,78 @@ FK_AVX2 void fk_linear_f32_avx2(const float *x, size_t ldx, size_t rows, size_t 
 #undef FK_AT
 }
 
+/* ---- Dense layer with few outputs ------------------------------------------------------- */
+
+/* ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) of v's lanes. */
+FK_AVX2 static inline float sum_lanes(__m256 v) {
+    const __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); /* l_i + l_{i+4} */
+    const __m128 b = _mm_add_ps(a, _mm_movehl_ps(a, a));                                /* a0 + a2, a1 + a3 */
+    return _mm_cvtss_f32(_mm_add_ss(b, _mm_movehdup_ps(b)));
+}
+
+/* MR rows × NO outputs: each dot product in eight lanes (input k in lane k mod 8), the weight
+ * rows loaded once per eight inputs for all MR rows. */
+#define FK_NARROW_TILE(MR, NO)                                                                         \
+    FK_AVX2 static inline __attribute__((always_inline)) void ntile##MR##x##NO(                        \
+        const float *x, size_t ldx, size_t in, const float *w, const float *bias, float *y, size_t ldy, \
+        int relu) {                                                                                    \
+        __m256 acc[MR][NO];                                                                            \
+        for (int m = 0; m < MR; m++)                                                                   \
+            for (int j = 0; j < NO; j++) acc[m][j] = _mm256_setzero_ps();                              \
+        size_t k = 0;                                                                                  \
+        for (; k + 8 <= in; k += 8) {                                                                  \
+            __m256 wv[NO];                                                                             \
+            for (int j = 0; j < NO; j++) wv[j] = _mm256_loadu_ps(w + (size_t)j * in + k);              \
+            for (int m = 0; m < MR; m++) {                                                             \
+                const __m256 xv = _mm256_loadu_ps(x + (size_t)m * ldx + k);                            \
+                for (int j = 0; j < NO; j++) acc[m][j] = _mm256_fmadd_ps(xv, wv[j], acc[m][j]);        \
+            }                                                                                          \
+        }                                                                                              \
+        if (k < in) { /* masked lanes add 0·0 to a sum that started at +0: no change */               \
+            const __m256i tail = lane_mask(in - k);                                                    \
+            __m256 wv[NO];                                                                             \
+            for (int j = 0; j < NO; j++) wv[j] = _mm256_maskload_ps(w + (size_t)j * in + k, tail);     \
+            for (int m = 0; m < MR; m++) {                                                             \
+                const __m256 xv = _mm256_maskload_ps(x + (size_t)m * ldx + k, tail);                   \
+                for (int j = 0; j < NO; j++) acc[m][j] = _mm256_fmadd_ps(xv, wv[j], acc[m][j]);        \
+            }                                                                                          \
+        }                                                                                              \
+        for (int m = 0; m < MR; m++)                                                                   \
+            for (int j = 0; j < NO; j++) {                                                             \
+                const float v = (bias ? bias[j] : 0.0f) + sum_lanes(acc[m][j]);                        \
+                y[(size_t)m * ldy + j] = relu && v < 0.0f ? 0.0f : v; /* NaN passes */                 \
+            }                                                                                          \
+    }
+
+/* All rows for NO outputs: tiles of MR rows, then single rows. */
+#define FK_NARROW(NO, MR)                                                                              \
+    FK_NARROW_TILE(MR, NO)                                                                             \
+    FK_NARROW_TILE(1, NO)                                                                              \
+    FK_AVX2 static void narrow##NO(const float *x, size_t ldx, size_t rows, size_t in, const float *w,  \
+                                   const float *bias, float *y, size_t ldy, int relu) {                \
+        size_t r = 0;                                                                                  \
+        for (; r + MR <= rows; r += MR) ntile##MR##x##NO(x + r * ldx, ldx, in, w, bias, y + r * ldy, ldy, relu); \
+        for (; r < rows; r++) ntile1x##NO(x + r * ldx, ldx, in, w, bias, y + r * ldy, ldy, relu);       \
+    }
+
+FK_NARROW(1, 4)
+FK_NARROW(2, 4)
+FK_NARROW(3, 2)
+FK_NARROW(4, 2)
+
+FK_AVX2 void fk_linear_narrow_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *w,
+                                       const float *bias, size_t out, float *y, size_t ldy, int relu) {
+    for (size_t j = 0; j < out; j += 4) {
+        const float *wj = w + j * in, *bj = bias ? bias + j : 0;
+        switch (out - j < 4 ? out - j : 4) {
+        case 1: narrow1(x, ldx, rows, in, wj, bj, y + j, ldy, relu); break;
+        case 2: narrow2(x, ldx, rows, in, wj, bj, y + j, ldy, relu); break;
+        case 3: narrow3(x, ldx, rows, in, wj, bj, y + j, ldy, relu); break;
+        default: narrow4(x, ldx, rows, in, wj, bj, y + j, ldy, relu); break;
+        }
+    }
+}
+
 /* ---- Dense layer over sparse (ReLU) inputs ---------------------------------------------- */
 
 /* compact_table[m] lists the set bits of m in increasing order, padded with zeros: the lane
@@ -244,29 +316,39 @@ FK_AVX2 static void linear_row_wide(const float *xr, size_t in, const float *wt,
     listed_row(xr, idx, in, wt, bias, out, yr, relu);
 }
 
+/* Lists the inputs of row xr that are not +0 or −0 (NaN included), in increasing order, into idx
+ * (room for in + 8 entries); returns their count. */
+FK_AVX2 static inline size_t list_nonzeros(const float *xr, size_t in, int32_t *idx) {
+    const __m256 zero = _mm256_setzero_ps();
+    size_t n = 0, k = 0;
+    for (; k + 8 <= in; k += 8) {
+        const int m = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(xr + k), zero, _CMP_NEQ_UQ));
+        const __m256i lanes = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)compact_table[m]));
+        _mm256_storeu_si256((__m256i *)(idx + n), _mm256_add_epi32(lanes, _mm256_set1_epi32((int)k)));
+        n += (size_t)__builtin_popcount((unsigned)m);
+    }
+    for (; k < in; k++) {
+        idx[n] = (int32_t)k;
+        n += xr[k] != 0.0f; /* true for NaN */
+    }
+    return n;
+}
+
 FK_AVX2 void fk_linear_sparse_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
                                        const float *bias, size_t out, float *y, size_t ldy, int relu) {
     if (in > FK_SPARSE_MAX_IN) {
         fk_linear_f32_avx2(x, ldx, rows, in, wt, bias, out, y, ldy, 0, relu);
         return;
     }
-    int32_t idx[FK_SPARSE_MAX_IN + 8];
-    const __m256 zero = _mm256_setzero_ps();
+    if (rows == 0) return;
+    /* Row r + 1's list is built before row r's products run: its loads and table lookups
+     * overlap the products instead of stalling between rows. */
+    int32_t idx[2][FK_SPARSE_MAX_IN + 8];
+    size_t n = list_nonzeros(x, in, idx[0]);
     for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * ldx;
-        /* The inputs that are not +0 or −0 (NaN included), in increasing order. */
-        size_t n = 0, k = 0;
-        for (; k + 8 <= in; k += 8) {
-            const int m = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(xr + k), zero, _CMP_NEQ_UQ));
-            const __m256i lanes = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)compact_table[m]));
-            _mm256_storeu_si256((__m256i *)(idx + n), _mm256_add_epi32(lanes, _mm256_set1_epi32((int)k)));
-            n += (size_t)__builtin_popcount((unsigned)m);
-        }
-        for (; k < in; k++) {
-            idx[n] = (int32_t)k;
-            n += xr[k] != 0.0f; /* true for NaN */
-        }
-        listed_row(xr, idx, n, wt, bias, out, y + r * ldy, relu);
+        const size_t next = r + 1 < rows ? list_nonzeros(x + (r + 1) * ldx, in, idx[(r + 1) & 1]) : 0;
+        listed_row(x + r * ldx, idx[r & 1], n, wt, bias, out, y + r * ldy, relu);
+        n = next;
     }
 }
 
@@ -386,22 +468,31 @@ FK_AVX2 static inline __m256 exp256(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(n));
 }
 
-/* tanh(x): Cephes' odd polynomial for |x| < 0.625, else sign(x)·(1 − 2/(exp(2|x|) + 1)). */
+/* tanh(x): Cephes' odd polynomial for |x| < 0.625, else sign(x)·(1 − 2/(exp(2|x|) + 1)). Each
+ * branch is computed only when some lane needs it (the conditioners' log-scales mostly lie in the
+ * polynomial's range, where the exp and the division are skipped); lanes get the same bits either
+ * way. */
 FK_AVX2 static inline __m256 tanh256(__m256 x) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256 ax = _mm256_andnot_ps(sign, x);
-    const __m256 z = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
-    const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+    const __m256 below = _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ); /* false for NaN */
+    const int lanes = _mm256_movemask_ps(below);
+    __m256 small = x;
+    if (lanes != 0) {
+        const __m256 z = _mm256_mul_ps(x, x);
+        __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
+        p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
+        p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
+        p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
+        p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
+        small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+        if (lanes == 0xFF) return small;
+    }
     const __m256 e = exp256(_mm256_add_ps(ax, ax));
     __m256 large = _mm256_sub_ps(_mm256_set1_ps(1.0f),
                                  _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
     large = _mm256_or_ps(large, _mm256_and_ps(sign, x));
-    return _mm256_blendv_ps(large, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+    return lanes == 0 ? large : _mm256_blendv_ps(large, small, below);
 }
 
 FK_AVX2 void fk_relu_mask_f32_avx2(float *g, const float *x, size_t n) {
@@ -434,12 +525,15 @@ FK_AVX2 void fk_tanh_f32_avx2(float *v, size_t n) {
 
 /* ---- Affine coupling step ---------------------------------------------------------------- */
 
+/* s = clamp·tanh(raw / clamp), or raw without a clamp. */
+FK_AVX2 static inline __m256 soft_clamp8(__m256 raw, float clamp) {
+    if (clamp <= 0.0f) return raw;
+    const __m256 c = _mm256_set1_ps(clamp);
+    return _mm256_mul_ps(c, tanh256(_mm256_div_ps(raw, c)));
+}
+
 FK_AVX2 static inline __m256 affine8(__m256 xv, __m256 t, __m256 raw, float clamp, int inverse, __m256 *s_out) {
-    __m256 s = raw;
-    if (clamp > 0.0f) {
-        const __m256 c = _mm256_set1_ps(clamp);
-        s = _mm256_mul_ps(c, tanh256(_mm256_div_ps(raw, c)));
-    }
+    const __m256 s = soft_clamp8(raw, clamp);
     *s_out = s;
     if (inverse) return _mm256_mul_ps(_mm256_sub_ps(xv, t), exp256(_mm256_sub_ps(_mm256_setzero_ps(), s)));
     return _mm256_fmadd_ps(xv, exp256(s), t);
@@ -449,6 +543,28 @@ FK_AVX2 double fk_affine_step_f32_avx2(float *x, const float *shift, const float
                                        int inverse) {
     __m256 sum = _mm256_setzero_ps(), s;
     size_t j = 0;
+    /* Two vectors at a time: both exponentials in one basic block, so their dependency chains
+     * (about twenty operations each) interleave; the same operations and sum order as below. */
+    for (; j + 16 <= n; j += 16) {
+        const __m256 s0 = soft_clamp8(_mm256_loadu_ps(raw + j), clamp);
+        const __m256 s1 = soft_clamp8(_mm256_loadu_ps(raw + j + 8), clamp);
+        const __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
+        const __m256 t0 = _mm256_loadu_ps(shift + j), t1 = _mm256_loadu_ps(shift + j + 8);
+        __m256 o0, o1;
+        if (inverse) {
+            const __m256 e0 = exp256(_mm256_sub_ps(_mm256_setzero_ps(), s0));
+            const __m256 e1 = exp256(_mm256_sub_ps(_mm256_setzero_ps(), s1));
+            o0 = _mm256_mul_ps(_mm256_sub_ps(x0, t0), e0);
+            o1 = _mm256_mul_ps(_mm256_sub_ps(x1, t1), e1);
+        } else {
+            const __m256 e0 = exp256(s0), e1 = exp256(s1);
+            o0 = _mm256_fmadd_ps(x0, e0, t0);
+            o1 = _mm256_fmadd_ps(x1, e1, t1);
+        }
+        _mm256_storeu_ps(x + j, o0);
+        _mm256_storeu_ps(x + j + 8, o1);
+        sum = _mm256_add_ps(_mm256_add_ps(sum, s0), s1);
+    }
     for (; j + 8 <= n; j += 8) {
         const __m256 out = affine8(_mm256_loadu_ps(x + j), _mm256_loadu_ps(shift + j), _mm256_loadu_ps(raw + j),
                                    clamp, inverse, &s);
@@ -472,17 +588,11 @@ FK_AVX2 double fk_affine_step_f32_avx2(float *x, const float *shift, const float
 /* Rows with fewer than eight transformed features: the features of several rows are packed into
  * full vectors (a block of up to 64 values), so each exp/tanh lane does useful work. Per value
  * the arithmetic is affine8's, and each row's Σ s runs over j in increasing order in float, so
- * results equal fk_affine_step_f32 row by row. */
-FK_AVX2 void fk_affine_rows_f32_avx2(float *x, size_t ldx, const float *st, size_t ldst, size_t rows, size_t n,
-                                     float clamp, int inverse, double *logdet) {
-    if (n == 0) return;
-    if (n >= 8 || rows == 1) {
-        for (size_t r = 0; r < rows; r++) {
-            const double sum = fk_affine_step_f32_avx2(x + r * ldx, st + r * ldst, st + r * ldst + n, n, clamp, inverse);
-            logdet[r] += inverse ? -sum : sum;
-        }
-        return;
-    }
+ * results equal fk_affine_step_f32 row by row. Always inlined with a constant n (1 … 7), so the
+ * packing loops become a few moves per row. */
+FK_AVX2 static inline __attribute__((always_inline)) void affine_rows_packed(
+    float *x, size_t ldx, const float *st, size_t ldst, size_t rows, const size_t n, float clamp, int inverse,
+    double *logdet) {
     const size_t per = 64 / n; /* rows per block */
     float xs[64], ts[64], rs[64], ss[64];
     for (size_t r0 = 0; r0 < rows; r0 += per) {
@@ -512,6 +622,23 @@ FK_AVX2 void fk_affine_rows_f32_avx2(float *x, size_t ldx, const float *st, size
             }
             logdet[r0 + r] += inverse ? -(double)total : (double)total;
         }
+    }
+}
+
+FK_AVX2 void fk_affine_rows_f32_avx2(float *x, size_t ldx, const float *st, size_t ldst, size_t rows, size_t n,
+                                     float clamp, int inverse, double *logdet) {
+    if (n == 0) return;
+    if (n >= 8 || rows == 1) {
+        for (size_t r = 0; r < rows; r++) {
+            const double sum = fk_affine_step_f32_avx2(x + r * ldx, st + r * ldst, st + r * ldst + n, n, clamp, inverse);
+            logdet[r] += inverse ? -sum : sum;
+        }
+        return;
+    }
+    switch (n) {
+#define FK_PACKED(N) case N: affine_rows_packed(x, ldx, st, ldst, rows, N, clamp, inverse, logdet); break;
+    FK_PACKED(1) FK_PACKED(2) FK_PACKED(3) FK_PACKED(4) FK_PACKED(5) FK_PACKED(6) FK_PACKED(7)
+#undef FK_PACKED
     }
 }
 

@@ -35,6 +35,20 @@ void fk_linear_sparse_f32_portable(const float *x, size_t ldx, size_t rows, size
     linear_rows(x, ldx, rows, in, wt, bias, out, y, ldy, 0, relu, 1);
 }
 
+void fk_linear_narrow_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *w,
+                                   const float *bias, size_t out, float *y, size_t ldy, int relu) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx;
+        for (size_t j = 0; j < out; j++) {
+            const float *wj = w + j * in;
+            float l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (size_t k = 0; k < in; k++) l[k % 8] = fmaf(xr[k], wj[k], l[k % 8]);
+            const float v = (bias ? bias[j] : 0.0f) + (((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])));
+            y[r * ldy + j] = relu && v < 0.0f ? 0.0f : v; /* NaN passes */
+        }
+    }
+}
+
 void fk_linear_wgrad_f32_portable(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx,
                                   size_t in, float *dw, float *db) {
     for (size_t j = 0; j < out; j++) {

@@ -115,6 +115,59 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The narrow-output kernel against a Double reference and against its documented
+    /// summation order (eight lanes, k mod 8, added ((0+4)+(2+6))+((1+5)+(3+7)), then the bias),
+    /// bit for bit in both variants, for every output count up to and past one group of four,
+    /// input tails of every length mod 8, and ragged row tiles; each row alone gives the bits it
+    /// gives inside the batch; NaN inputs reach the output through ReLU; nothing outside the
+    /// rows' outputs is written.
+    func testNarrowOutputKernelFollowsItsSummationOrder() {
+        for (name, portable) in variants {
+            fk_force_portable(portable)
+            for rows in [1, 2, 3, 4, 5, 9] {
+                for inF in [1, 7, 8, 9, 16, 23, 64] {
+                    for outF in [1, 2, 3, 4, 5, 6, 9] {
+                        let ldx = inF + 2, ldy = outF + 1
+                        var x = values(rows * ldx, seed: 41)
+                        if rows > 2 { x[2 * ldx + inF / 2] = .nan }
+                        let w = values(outF * inF, seed: 42), b = values(outF, seed: 43)
+                        for (relu, bias) in [(false, true), (true, true), (true, false)] {
+                            var y = [Float](repeating: .nan, count: rows * ldy)
+                            fk_linear_narrow_f32(x, ldx, rows, inF, w, bias ? b : nil, outF, &y, ldy, relu ? 1 : 0)
+                            for r in 0..<rows {
+                                for j in 0..<outF {
+                                    var lane = [Float](repeating: 0, count: 8)
+                                    var ref = bias ? Double(b[j]) : 0
+                                    for k in 0..<inF {
+                                        lane[k % 8] = lane[k % 8].addingProduct(x[r * ldx + k], w[j * inF + k])
+                                        ref += Double(x[r * ldx + k]) * Double(w[j * inF + k])
+                                    }
+                                    var v = (bias ? b[j] : 0) + (((lane[0] + lane[4]) + (lane[2] + lane[6]))
+                                                                 + ((lane[1] + lane[5]) + (lane[3] + lane[7])))
+                                    if relu, v < 0 { v = 0 }
+                                    if relu { ref = max(ref, 0) }
+                                    let got = y[r * ldy + j], at = "\(name) rows \(rows) in \(inF) out \(outF) relu \(relu) [\(r), \(j)]"
+                                    XCTAssertEqual(got.bitPattern, v.bitPattern, "\(at): \(got) vs documented order \(v)")
+                                    if ref.isNaN {
+                                        XCTAssertTrue(got.isNaN, "\(at): NaN lost")
+                                    } else {
+                                        XCTAssertEqual(Double(got), ref, accuracy: 1e-5 * (1 + Double(inF)), at)
+                                    }
+                                }
+                                XCTAssertTrue(y[r * ldy + outF].isNaN, "\(name): wrote past the row")
+                                var alone = [Float](repeating: .nan, count: ldy)
+                                fk_linear_narrow_f32(Array(x[(r * ldx)...]), ldx, 1, inF, w, bias ? b : nil, outF, &alone,
+                                                     ldy, relu ? 1 : 0)
+                                XCTAssertEqual(alone[..<outF].map(\.bitPattern), y[(r * ldy)..<(r * ldy + outF)].map(\.bitPattern),
+                                               "\(name) rows \(rows) in \(inF) out \(outF): row \(r) alone differs")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The multi-row affine step equals row-by-row fk_affine_step_f32 calls bit for bit (outputs
     /// and log-determinants), for feature counts below, at and above eight, ragged row blocks,
     /// both directions, with and without clamp; it touches nothing outside the rows' features.
@@ -219,6 +272,16 @@ final class KernelTests: XCTestCase {
             var big: [Float] = [-1000, 1000, .infinity]
             fk_tanh_f32(&big, 3)
             XCTAssertEqual(big, [-1, 1, 1], name)
+            // A NaN among polynomial-range lanes takes the vector through both branches: it
+            // stays NaN and the other lanes keep their values.
+            let small: [Float] = [0.1, -0.2, 0.3, 0.5, -0.6, 0.01, 0.2, 0.4]
+            var mixed = small
+            mixed[3] = .nan
+            var alone = small
+            fk_tanh_f32(&mixed, 8)
+            fk_tanh_f32(&alone, 8)
+            XCTAssertTrue(mixed[3].isNaN, "\(name): tanh(NaN)")
+            for i in 0..<8 where i != 3 { XCTAssertEqual(mixed[i].bitPattern, alone[i].bitPattern, "\(name) lane \(i)") }
         }
     }
 

@@ -49,6 +49,18 @@ void fk_linear_f32(const float *x, size_t ldx, size_t rows, size_t in, const flo
 void fk_linear_sparse_f32(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
                           size_t out, float *y, size_t ldy, int relu);
 
+/* Dense layer with few outputs (a 2-D flow's conditioner output: 64 → 2), as dot products:
+ *   y[r*ldy + j] = act(bias[j] + Σ_k x[r*ldx + k] · w[j*in + k])   for r < rows, j < out
+ * with `w` in PyTorch's `[out, in]` layout (untransposed). Each sum runs in eight partial sums
+ * (input k goes to lane k mod 8, in increasing k, fused multiply-adds), added as
+ * ((0+4) + (2+6)) + ((1+5) + (3+7)), then added to the bias; both variants agree bitwise, and a
+ * row's result does not depend on the other rows. Where fk_linear_f32 uses one or two of eight
+ * lanes per multiply-add on such layers, this uses all eight. Any out works; meant for out ≤ 4
+ * (outputs go four at a time). relu as in fk_linear_f32. Complexity: 2·rows·in·out flops; no
+ * allocation. */
+void fk_linear_narrow_f32(const float *x, size_t ldx, size_t rows, size_t in, const float *w, const float *bias,
+                          size_t out, float *y, size_t ldy, int relu);
+
 /* Weight and bias gradients of a dense layer y = x·Wᵀ + b, accumulated:
  *   dw[j*in + k] += Σ_r dy[r*lddy + j] · x[r*ldx + k]        for j < out, k < in
  *   db[j]        += Σ_r dy[r*lddy + j]                       (when db is not NULL)

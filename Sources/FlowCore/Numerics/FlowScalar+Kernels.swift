@@ -9,13 +9,26 @@ extension FlowScalar {
     /// given, at the same offsets as `y`) zeroing the values where `gate > 0` does not hold.
     /// `sparseInput` (Float, without gate) runs `fk_linear_sparse_f32`, which skips each row's
     /// zero inputs: for ReLU activations; the same values up to the sign of zeros.
+    /// `weight`, the untransposed weight (`outFeatures × inFeatures`), lets a Float layer without
+    /// gate on a narrow output (``usesNarrowKernel(inFeatures:outFeatures:)``) run
+    /// `fk_linear_narrow_f32`: dot products in eight lanes, summed pairwise (a different
+    /// rounding from the sequential sum, the same for every row count).
     /// - Complexity: 2·rows·in·out flops (sparse: 2·rows·nonzeros·out), no allocation.
     @inline(__always)
     static func denseLayer(_ x: UnsafePointer<Self>, ldx: Int, rows: Int, inFeatures: Int,
                            packedWeight wt: UnsafePointer<Self>, bias: UnsafePointer<Self>?, outFeatures: Int,
                            into y: UnsafeMutablePointer<Self>, ldy: Int, relu: Bool,
-                           gate: UnsafePointer<Self>? = nil, sparseInput: Bool = false) {
+                           gate: UnsafePointer<Self>? = nil, sparseInput: Bool = false,
+                           weight: UnsafePointer<Self>? = nil) {
         guard rows > 0, outFeatures > 0 else { return }
+        if Self.self == Float.self, let weight, gate == nil,
+           usesNarrowKernel(inFeatures: inFeatures, outFeatures: outFeatures) {
+            fk_linear_narrow_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), ldx, rows, inFeatures,
+                                 UnsafeRawPointer(weight).assumingMemoryBound(to: Float.self),
+                                 bias.map { UnsafeRawPointer($0).assumingMemoryBound(to: Float.self) }, outFeatures,
+                                 UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), ldy, relu ? 1 : 0)
+            return
+        }
         if Self.self == Float.self, sparseInput, gate == nil {
             fk_linear_sparse_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), ldx, rows, inFeatures,
                                  UnsafeRawPointer(wt).assumingMemoryBound(to: Float.self),
@@ -41,6 +54,15 @@ extension FlowScalar {
             if relu { for j in 0..<outFeatures { yr[j] = Swift.max(yr[j], 0) } }
             if let g = gate.map({ $0 + r * ldy }) { for j in 0..<outFeatures where !(g[j] > 0) { yr[j] = 0 } }
         }
+    }
+
+    /// Whether a Float dense layer given its untransposed weight runs the narrow-output kernel:
+    /// at most 4 outputs from at least 8 inputs, where the dense kernel's tiles would use one
+    /// or two of eight lanes per multiply-add (a 2-D flow's conditioner output, 64 → 2: about 4×
+    /// fewer instructions). The choice depends on the shape only, never on the row count.
+    @inline(__always)
+    static func usesNarrowKernel(inFeatures: Int, outFeatures: Int) -> Bool {
+        outFeatures <= 4 && inFeatures >= 8
     }
 
     /// Accumulates a dense layer's parameter gradients: `dw[j, k] += Σ_r dy[r, j] · x[r, k]`

@@ -63,7 +63,7 @@ extension MLP {
             let out = last ? y : cursor
             T.denseLayer(input, ldx: ld, rows: rows, inFeatures: widths[l], packedWeight: packedWeight(l),
                          bias: biases[l].pointer, outFeatures: width, into: out, ldy: width, relu: !last && relu,
-                         sparseInput: sparseInput(l, rows: rows))
+                         sparseInput: sparseInput(l, rows: rows), weight: weights[l].pointer)
             if !last {
                 var post = cursor
                 if !relu {

@@ -111,7 +111,7 @@ final class MLP<T: FlowScalar> {
             let out = last ? y : buffers!.0
             T.denseLayer(input, ldx: ld, rows: rows, inFeatures: widths[l], packedWeight: packed[l],
                          bias: biases[l].pointer, outFeatures: width, into: out, ldy: width, relu: !last && fusedReLU,
-                         sparseInput: sparseInput(l, rows: rows))
+                         sparseInput: sparseInput(l, rows: rows), weight: weights[l].pointer)
             if !last {
                 if !fusedReLU { activation.apply(out, count: rows * width) }
                 input = UnsafePointer(out)

@@ -243,7 +243,7 @@ static const uint8_t compact_table[256][8] = {
 #define FK_SPARSE_BLOCK(NV)                                                                            \
     FK_AVX2 static inline __attribute__((always_inline)) void sblock##NV(                              \
         const float *xr, const int32_t *idx, size_t n, const float *wt, size_t out, const float *bias,  \
-        float *yr, int relu, const int masked, __m256i ml) {                                           \
+        float *yr, const float *gr, int relu, const int masked, __m256i ml) {                          \
         const __m256i all = lane_mask(8);                                                              \
         const __m256 zero = _mm256_setzero_ps();                                                       \
         __m256 acc[NV];                                                                                \
@@ -263,6 +263,10 @@ static const uint8_t compact_table[256][8] = {
         }                                                                                              \
         for (int v = 0; v < NV; v++) {                                                                 \
             __m256 r = relu ? _mm256_max_ps(zero, acc[v]) : acc[v];                                    \
+            if (gr) {                                                                                  \
+                const __m256i mv = masked && v == NV - 1 ? ml : all;                                   \
+                r = _mm256_and_ps(r, _mm256_cmp_ps(_mm256_maskload_ps(gr + 8 * v, mv), zero, _CMP_GT_OQ)); \
+            }                                                                                          \
             if (masked && v == NV - 1)                                                                 \
                 _mm256_maskstore_ps(yr + 8 * v, ml, r);                                                \
             else                                                                                       \
@@ -280,30 +284,31 @@ FK_SPARSE_BLOCK(7)
 FK_SPARSE_BLOCK(8)
 
 FK_AVX2 static void sparse_block(size_t nv, const float *xr, const int32_t *idx, size_t n, const float *wt, size_t out,
-                                 const float *bias, float *yr, int relu, int masked, __m256i ml) {
+                                 const float *bias, float *yr, const float *gr, int relu, int masked, __m256i ml) {
     switch (nv) {
-    case 1: sblock1(xr, idx, n, wt, out, bias, yr, relu, masked, ml); break;
-    case 2: sblock2(xr, idx, n, wt, out, bias, yr, relu, masked, ml); break;
-    case 3: sblock3(xr, idx, n, wt, out, bias, yr, relu, masked, ml); break;
-    case 4: sblock4(xr, idx, n, wt, out, bias, yr, relu, masked, ml); break;
-    case 5: sblock5(xr, idx, n, wt, out, bias, yr, relu, masked, ml); break;
-    case 6: sblock6(xr, idx, n, wt, out, bias, yr, relu, masked, ml); break;
-    case 7: sblock7(xr, idx, n, wt, out, bias, yr, relu, masked, ml); break;
-    default: sblock8(xr, idx, n, wt, out, bias, yr, relu, masked, ml); break;
+    case 1: sblock1(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 2: sblock2(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 3: sblock3(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 4: sblock4(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 5: sblock5(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 6: sblock6(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 7: sblock7(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
+    default: sblock8(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
     }
 }
 
-/* y = act(bias + Σ_t x[idx[t]] · wt[idx[t]·out + ·]) for one row, all `out` columns, 64 at a time
- * (eight independent accumulator chains; the last block masked). */
+/* y = gate(act(bias + Σ_t x[idx[t]] · wt[idx[t]·out + ·])) for one row, all `out` columns, 64 at
+ * a time (eight independent accumulator chains; the last block masked); gr: the row's gate or NULL. */
 FK_AVX2 static void listed_row(const float *xr, const int32_t *idx, size_t n, const float *wt, const float *bias,
-                               size_t out, float *yr, int relu) {
+                               size_t out, float *yr, const float *gr, int relu) {
     size_t j = 0;
     for (; j + 64 <= out; j += 64)
-        sparse_block(8, xr, idx, n, wt + j, out, bias ? bias + j : 0, yr + j, relu, 0, lane_mask(8));
+        sparse_block(8, xr, idx, n, wt + j, out, bias ? bias + j : 0, yr + j, gr ? gr + j : 0, relu, 0, lane_mask(8));
     const size_t rest = out - j;
     if (rest > 0) {
         const size_t nv = (rest + 7) / 8, tail = rest - 8 * (nv - 1);
-        sparse_block(nv, xr, idx, n, wt + j, out, bias ? bias + j : 0, yr + j, relu, tail < 8, lane_mask(tail));
+        sparse_block(nv, xr, idx, n, wt + j, out, bias ? bias + j : 0, yr + j, gr ? gr + j : 0, relu, tail < 8,
+                     lane_mask(tail));
     }
 }
 
@@ -313,7 +318,7 @@ FK_AVX2 static void linear_row_wide(const float *xr, size_t in, const float *wt,
                                     float *yr, int relu) {
     int32_t idx[FK_SPARSE_MAX_IN];
     for (size_t k = 0; k < in; k++) idx[k] = (int32_t)k;
-    listed_row(xr, idx, in, wt, bias, out, yr, relu);
+    listed_row(xr, idx, in, wt, bias, out, yr, 0, relu);
 }
 
 /* Lists the inputs of row xr that are not +0 or −0 (NaN included), in increasing order, into idx
@@ -335,9 +340,10 @@ FK_AVX2 static inline size_t list_nonzeros(const float *xr, size_t in, int32_t *
 }
 
 FK_AVX2 void fk_linear_sparse_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
-                                       const float *bias, size_t out, float *y, size_t ldy, int relu) {
+                                       const float *bias, size_t out, float *y, size_t ldy, const float *gate,
+                                       int relu) {
     if (in > FK_SPARSE_MAX_IN) {
-        fk_linear_f32_avx2(x, ldx, rows, in, wt, bias, out, y, ldy, 0, relu);
+        fk_linear_f32_avx2(x, ldx, rows, in, wt, bias, out, y, ldy, gate, relu);
         return;
     }
     if (rows == 0) return;
@@ -347,7 +353,7 @@ FK_AVX2 void fk_linear_sparse_f32_avx2(const float *x, size_t ldx, size_t rows, 
     size_t n = list_nonzeros(x, in, idx[0]);
     for (size_t r = 0; r < rows; r++) {
         const size_t next = r + 1 < rows ? list_nonzeros(x + (r + 1) * ldx, in, idx[(r + 1) & 1]) : 0;
-        listed_row(x + r * ldx, idx[r & 1], n, wt, bias, out, y + r * ldy, relu);
+        listed_row(x + r * ldx, idx[r & 1], n, wt, bias, out, y + r * ldy, gate ? gate + r * ldy : 0, relu);
         n = next;
     }
 }
@@ -447,10 +453,11 @@ FK_AVX2 void fk_linear_wgrad_f32_avx2(const float *dy, size_t lddy, size_t rows,
 /* ---- exp and tanh ------------------------------------------------------------------------ */
 
 /* exp(x) for x clamped to [−87.3365, 88]: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two
- * parts), exp(r) by Cephes' degree-5 polynomial, 2ⁿ through the exponent bits. */
+ * parts), exp(r) by Cephes' degree-5 polynomial, 2ⁿ through the exponent bits. NaN stays NaN
+ * (min/max return their second operand when either is NaN). */
 FK_AVX2 static inline __m256 exp256(__m256 x) {
-    x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3365447504019f));
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), x);
+    x = _mm256_max_ps(_mm256_set1_ps(-87.3365447504019f), x);
     __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
     fx = _mm256_floor_ps(fx);
     __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);

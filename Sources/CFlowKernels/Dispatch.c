@@ -36,14 +36,14 @@ void fk_linear_f32(const float *x, size_t ldx, size_t rows, size_t in, const flo
 }
 
 void fk_linear_sparse_f32(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
-                          size_t out, float *y, size_t ldy, int relu) {
+                          size_t out, float *y, size_t ldy, const float *gate, int relu) {
 #if FK_HAVE_X86
     if (fk_simd_level() == 1) {
-        fk_linear_sparse_f32_avx2(x, ldx, rows, in, wt, bias, out, y, ldy, relu);
+        fk_linear_sparse_f32_avx2(x, ldx, rows, in, wt, bias, out, y, ldy, gate, relu);
         return;
     }
 #endif
-    fk_linear_sparse_f32_portable(x, ldx, rows, in, wt, bias, out, y, ldy, relu);
+    fk_linear_sparse_f32_portable(x, ldx, rows, in, wt, bias, out, y, ldy, gate, relu);
 }
 
 void fk_linear_narrow_f32(const float *x, size_t ldx, size_t rows, size_t in, const float *w, const float *bias,

@@ -17,7 +17,7 @@ void fk_linear_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, 
 void fk_affine_rows_f32_portable(float *x, size_t ldx, const float *st, size_t ldst, size_t rows, size_t n,
                                  float clamp, int inverse, double *logdet);
 void fk_linear_sparse_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
-                                   const float *bias, size_t out, float *y, size_t ldy, int relu);
+                                   const float *bias, size_t out, float *y, size_t ldy, const float *gate, int relu);
 void fk_linear_narrow_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *w,
                                    const float *bias, size_t out, float *y, size_t ldy, int relu);
 void fk_linear_wgrad_f32_portable(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx,
@@ -42,7 +42,7 @@ void fk_conv_wgrad_f32_portable(const float *dy, size_t dystride, size_t out, co
 void fk_affine_rows_f32_avx2(float *x, size_t ldx, const float *st, size_t ldst, size_t rows, size_t n, float clamp,
                              int inverse, double *logdet);
 void fk_linear_sparse_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
-                               const float *bias, size_t out, float *y, size_t ldy, int relu);
+                               const float *bias, size_t out, float *y, size_t ldy, const float *gate, int relu);
 void fk_linear_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
                         size_t out, float *y, size_t ldy, const float *gate, int relu);
 void fk_linear_narrow_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *w,

@@ -31,8 +31,8 @@ void fk_linear_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, 
 }
 
 void fk_linear_sparse_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
-                                   const float *bias, size_t out, float *y, size_t ldy, int relu) {
-    linear_rows(x, ldx, rows, in, wt, bias, out, y, ldy, 0, relu, 1);
+                                   const float *bias, size_t out, float *y, size_t ldy, const float *gate, int relu) {
+    linear_rows(x, ldx, rows, in, wt, bias, out, y, ldy, gate, relu, 1);
 }
 
 void fk_linear_narrow_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *w,

@@ -82,7 +82,7 @@ final class KernelTests: XCTestCase {
 
     /// The sparse-input kernel equals the dense one (up to the sign of zeros) on inputs with
     /// +0, −0 and nonzero entries in every pattern of a block of eight, for every column tail,
-    /// with and without bias and ReLU; a NaN input still reaches the output.
+    /// with and without bias, ReLU and gate; a NaN input still reaches the output.
     func testSparseInputKernelMatchesDenseKernel() {
         for (name, portable) in variants {
             fk_force_portable(portable)
@@ -93,14 +93,18 @@ final class KernelTests: XCTestCase {
                     for i in x.indices where i % 3 != 0 { x[i] = i % 2 == 0 ? 0 : -0.0 }   // ⅔ zeros, both signs
                     if rows > 1 { for k in 0..<inF { x[ldx + k] = 0 } }                       // an all-zero row
                     let wt = values(inF * outF, seed: 22), b = values(outF, seed: 23)
-                    for (relu, bias) in [(false, false), (true, true), (false, true)] {
+                    var gateValues = values(rows * ldy, seed: 24)
+                    for i in stride(from: 0, to: gateValues.count, by: 4) { gateValues[i] = [0, -0.0, .nan][(i / 4) % 3] }
+                    for (relu, bias, gated) in [(false, false, false), (true, true, false), (false, true, false),
+                                                (false, true, true), (true, false, true)] {
+                        let gate: [Float]? = gated ? gateValues : nil
                         var dense = [Float](repeating: .nan, count: rows * ldy), sparse = dense
-                        fk_linear_f32(x, ldx, rows, inF, wt, bias ? b : nil, outF, &dense, ldy, nil, relu ? 1 : 0)
-                        fk_linear_sparse_f32(x, ldx, rows, inF, wt, bias ? b : nil, outF, &sparse, ldy, relu ? 1 : 0)
+                        fk_linear_f32(x, ldx, rows, inF, wt, bias ? b : nil, outF, &dense, ldy, gate, relu ? 1 : 0)
+                        fk_linear_sparse_f32(x, ldx, rows, inF, wt, bias ? b : nil, outF, &sparse, ldy, gate, relu ? 1 : 0)
                         for r in 0..<rows {
                             for j in 0..<outF {
                                 let a = dense[r * ldy + j], c = sparse[r * ldy + j]
-                                XCTAssertTrue(a == c, "\(name) rows \(rows) in \(inF) out \(outF) relu \(relu) [\(r), \(j)]: \(a) vs \(c)")
+                                XCTAssertTrue(a == c, "\(name) rows \(rows) in \(inF) out \(outF) relu \(relu) gate \(gated) [\(r), \(j)]: \(a) vs \(c)")
                             }
                             XCTAssertTrue(sparse[r * ldy + outF].isNaN, "\(name): wrote past the row")
                         }
@@ -108,7 +112,7 @@ final class KernelTests: XCTestCase {
                     var withNaN = x
                     withNaN[inF - 1] = .nan
                     var y = [Float](repeating: 0, count: rows * ldy)
-                    fk_linear_sparse_f32(withNaN, ldx, rows, inF, wt, b, outF, &y, ldy, 1)
+                    fk_linear_sparse_f32(withNaN, ldx, rows, inF, wt, b, outF, &y, ldy, nil, 1)
                     XCTAssertTrue((0..<outF).allSatisfy { y[$0].isNaN }, "\(name) in \(inF): NaN input lost")
                 }
             }
@@ -281,6 +285,12 @@ final class KernelTests: XCTestCase {
             fk_tanh_f32(&mixed, 8)
             fk_tanh_f32(&alone, 8)
             XCTAssertTrue(mixed[3].isNaN, "\(name): tanh(NaN)")
+            var nans: [Float] = [.nan, 1, .nan, -1, 100, .nan, 0, 2]
+            fk_exp_f32(&nans, 8)
+            XCTAssertTrue(nans[0].isNaN && nans[2].isNaN && nans[5].isNaN, "\(name): exp(NaN)")
+            nans = [.nan, .nan, .nan, .nan, .nan, .nan, .nan, .nan]
+            fk_tanh_f32(&nans, 8)
+            XCTAssertTrue(nans.allSatisfy(\.isNaN), "\(name): tanh of an all-NaN vector")
             for i in 0..<8 where i != 3 { XCTAssertEqual(mixed[i].bitPattern, alone[i].bitPattern, "\(name) lane \(i)") }
         }
     }

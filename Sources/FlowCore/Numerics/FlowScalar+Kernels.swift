@@ -7,8 +7,8 @@ extension FlowScalar {
     /// `y[r, j] = gate(act(bias[j] + Σ_k x[r, k] · wt[k, j]))` with `wt` the transposed weight
     /// (`inFeatures × outFeatures`, row-major), `act` ReLU or the identity, and `gate` (when
     /// given, at the same offsets as `y`) zeroing the values where `gate > 0` does not hold.
-    /// `sparseInput` (Float, without gate) runs `fk_linear_sparse_f32`, which skips each row's
-    /// zero inputs: for ReLU activations; the same values up to the sign of zeros.
+    /// `sparseInput` (Float) runs `fk_linear_sparse_f32`, which skips each row's zero inputs: for
+    /// inputs from a ReLU (or a gradient gated by one); the same values up to the sign of zeros.
     /// `weight`, the untransposed weight (`outFeatures × inFeatures`), lets a Float layer without
     /// gate on a narrow output (``usesNarrowKernel(inFeatures:outFeatures:)``) run
     /// `fk_linear_narrow_f32`: dot products in eight lanes, summed pairwise (a different
@@ -29,11 +29,12 @@ extension FlowScalar {
                                  UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), ldy, relu ? 1 : 0)
             return
         }
-        if Self.self == Float.self, sparseInput, gate == nil {
+        if Self.self == Float.self, sparseInput {
             fk_linear_sparse_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), ldx, rows, inFeatures,
                                  UnsafeRawPointer(wt).assumingMemoryBound(to: Float.self),
                                  bias.map { UnsafeRawPointer($0).assumingMemoryBound(to: Float.self) }, outFeatures,
-                                 UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), ldy, relu ? 1 : 0)
+                                 UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), ldy,
+                                 gate.map { UnsafeRawPointer($0).assumingMemoryBound(to: Float.self) }, relu ? 1 : 0)
             return
         }
         if Self.self == Float.self {

@@ -5,7 +5,10 @@ extension MatrixProducts {
     /// (`[out, in]`) and the column sums of `dy` to `biasGradient`, and when `dx` is given writes
     /// `∂L/∂x = dy·W` into it (`rows × in`, contiguous, overwritten). `gate` (`rows × in`,
     /// contiguous; needs `dx`) zeroes `∂L/∂x` where `gate > 0` does not hold: a ReLU's
-    /// derivative read off its activation, fused into the product.
+    /// derivative read off its activation, fused into the product. `sparseOutputGradient` says
+    /// `dy` is mostly exact zeros (the gradient of a ReLU layer's pre-activation, gated), so the
+    /// `dx` product skips them (Float: `fk_linear_sparse_f32`; the same values up to the sign of
+    /// zeros).
     ///
     /// Both products run the dense kernels
     /// (``FlowScalar/denseWeightGradient(_:lddy:rows:outFeatures:input:ldx:inFeatures:weightGradient:biasGradient:)``,
@@ -20,7 +23,7 @@ extension MatrixProducts {
         _ x: UnsafePointer<T>, ldx: Int, rows: Int, inFeatures: Int,
         weight: UnsafePointer<T>, outFeatures: Int, outputGradient dy: UnsafePointer<T>,
         weightGradient: UnsafeMutablePointer<T>, biasGradient: UnsafeMutablePointer<T>?,
-        inputGradient dx: UnsafeMutablePointer<T>?, gate: UnsafePointer<T>? = nil
+        inputGradient dx: UnsafeMutablePointer<T>?, gate: UnsafePointer<T>? = nil, sparseOutputGradient: Bool = false
     ) {
         guard rows > 0, outFeatures > 0 else {
             if let dx { dx.update(repeating: 0, count: rows * inFeatures) }
@@ -30,7 +33,8 @@ extension MatrixProducts {
                               inFeatures: inFeatures, weightGradient: weightGradient, biasGradient: biasGradient)
         if let dx, inFeatures > 0 {
             T.denseLayer(dy, ldx: outFeatures, rows: rows, inFeatures: outFeatures, packedWeight: weight, bias: nil,
-                         outFeatures: inFeatures, into: dx, ldy: inFeatures, relu: false, gate: gate)
+                         outFeatures: inFeatures, into: dx, ldy: inFeatures, relu: false, gate: gate,
+                         sparseInput: sparseOutputGradient)
         }
     }
 }

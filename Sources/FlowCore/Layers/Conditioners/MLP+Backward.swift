@@ -98,7 +98,8 @@ extension MLP {
                                           weight: weights[l].pointer, outFeatures: widths[l + 1],
                                           outputGradient: delta, weightGradient: weights[l].gradient.baseAddress!,
                                           biasGradient: biases[l].gradient.baseAddress!, inputGradient: target,
-                                          gate: l > 0 && fused ? input : nil)
+                                          gate: l > 0 && fused ? input : nil,
+                                          sparseOutputGradient: fused && sparseGradient(l))
             if l > 0, let target {
                 if !fused {
                     activation.multiplyByDerivative(target, at: input - rows * widths[l], count: rows * widths[l])

@@ -68,6 +68,14 @@ final class MLP<T: FlowScalar> {
         l > 0 && activation == .relu && widths[l] >= 16 && (widths[l + 1] >= 32 || rows < 6)
     }
 
+    /// Whether the backward product `∂x = δ·W` of dense layer `l` runs the sparse-input kernel:
+    /// `δ`, the gradient of hidden layer `l + 1`'s pre-activation, is an exact zero wherever
+    /// its ReLU was off (the fused ReLU′ gate of the product above made it so), with ≥ 16 of
+    /// them feeding ≥ 32 outputs. Same values as the dense kernel up to the sign of zeros.
+    @inline(__always) func sparseGradient(_ l: Int) -> Bool {
+        l < weights.count - 1 && activation == .relu && widths[l + 1] >= 16 && widths[l] >= 32
+    }
+
     /// Builds a conditioner after checking its size against ``Limits`` (before allocating).
     static func checked(widths: [Int], activation: Activation, seed: UInt64, context: String) throws -> MLP {
         var total = 0

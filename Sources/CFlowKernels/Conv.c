@@ -223,3 +223,78 @@ void fk_conv_wgrad_f32(const float *dy, size_t dystride, size_t out, const float
     (void)scratch;
     fk_conv_wgrad_f32_portable(dy, dystride, out, x, xstride, cin, off, ntaps, t0, n, dw);
 }
+
+/* ---- im2col and col2im (the BLAS convolution path) ----------------------------------------- */
+
+/* The rows [i0, i1) of an axis of `length` whose source i + shift lies inside 0 ..< length. */
+static inline void inside(ptrdiff_t shift, ptrdiff_t length, ptrdiff_t *i0, ptrdiff_t *i1) {
+    const ptrdiff_t lower = shift < 0 ? -shift : 0, upper = shift > 0 ? length - shift : length;
+    *i0 = lower < length ? lower : length;
+    *i1 = upper > *i0 ? upper : *i0;
+}
+
+/* A shift by (di, dj) moves a row-major plane by di·w + dj elements, so each unfolded row is one
+ * contiguous copy (entries t in [t0, t1) read t + offset), after which the |dj| columns per image
+ * row that wrapped around from the neighbouring row are zeroed. */
+void fk_unfold_f32(const float *x, size_t channels, size_t h, size_t w, size_t k, float *dst, size_t ld) {
+    const size_t kk = k * k;
+    const ptrdiff_t pad = (ptrdiff_t)(k / 2), H = (ptrdiff_t)h, W = (ptrdiff_t)w, hw = H * W;
+    for (size_t c = 0; c < channels; c++) {
+        const float *plane = x + (ptrdiff_t)c * hw;
+        for (size_t p = 0; p < k; p++) {
+            const ptrdiff_t di = (ptrdiff_t)p - pad;
+            ptrdiff_t i0, i1;
+            inside(di, H, &i0, &i1);
+            for (size_t q = 0; q < k; q++) {
+                const ptrdiff_t dj = (ptrdiff_t)q - pad, offset = di * W + dj;
+                ptrdiff_t j0, j1;
+                inside(dj, W, &j0, &j1);
+                float *restrict row = dst + (c * kk + p * k + q) * ld;
+                ptrdiff_t t0 = i0 * W > -offset ? i0 * W : -offset, t1 = i1 * W < hw - offset ? i1 * W : hw - offset;
+                if (t0 > hw) t0 = hw;
+                if (t1 < t0) t1 = t0;
+                memset(row, 0, (size_t)t0 * sizeof(float));
+                memcpy(row + t0, plane + t0 + offset, (size_t)(t1 - t0) * sizeof(float));
+                memset(row + t1, 0, (size_t)(hw - t1) * sizeof(float));
+                if (j0 > 0 || j1 < W)
+                    for (ptrdiff_t i = i0; i < i1; i++) {
+                        float *restrict d = row + i * W;
+                        for (ptrdiff_t j = 0; j < j0; j++) d[j] = 0.0f;
+                        for (ptrdiff_t j = j1; j < W; j++) d[j] = 0.0f;
+                    }
+            }
+        }
+    }
+}
+
+/* Each tap is one contiguous add of its row (entries whose target would wrap around to the
+ * neighbouring image row zeroed first, which is why src is clobbered). */
+void fk_fold_f32(float *src, size_t ld, size_t channels, size_t h, size_t w, size_t k, float *dst) {
+    const size_t kk = k * k, centre = (k / 2) * k + k / 2;
+    const ptrdiff_t pad = (ptrdiff_t)(k / 2), H = (ptrdiff_t)h, W = (ptrdiff_t)w, hw = H * W;
+    for (size_t c = 0; c < channels; c++) {
+        float *restrict plane = dst + (ptrdiff_t)c * hw;
+        memcpy(plane, src + (c * kk + centre) * ld, (size_t)hw * sizeof(float));
+        for (size_t p = 0; p < k; p++) {
+            const ptrdiff_t di = (ptrdiff_t)p - pad;
+            ptrdiff_t i0, i1;
+            inside(di, H, &i0, &i1);
+            for (size_t q = 0; q < k; q++) {
+                if (p * k + q == centre) continue;
+                const ptrdiff_t dj = (ptrdiff_t)q - pad, offset = di * W + dj;
+                ptrdiff_t j0, j1;
+                inside(dj, W, &j0, &j1);
+                float *restrict row = src + (c * kk + p * k + q) * ld;
+                if (j0 > 0 || j1 < W)
+                    for (ptrdiff_t i = i0; i < i1; i++) {
+                        float *restrict s = row + i * W;
+                        for (ptrdiff_t j = 0; j < j0; j++) s[j] = 0.0f;
+                        for (ptrdiff_t j = j1; j < W; j++) s[j] = 0.0f;
+                    }
+                const ptrdiff_t t0 = i0 * W > -offset ? i0 * W : -offset;
+                const ptrdiff_t t1 = i1 * W < hw - offset ? i1 * W : hw - offset;
+                for (ptrdiff_t t = t0; t < t1; t++) plane[t + offset] += row[t];
+            }
+        }
+    }
+}

@@ -293,6 +293,46 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// im2col and col2im: Float runs the C kernels (`fk_unfold_f32`, `fk_fold_f32`), Double the
+    /// Swift loops. The unfolding is copies and zeros, so both agree exactly; the folding sums the
+    /// same taps in the same order (Float within 1e-6 of Double); the two are adjoint
+    /// (⟨unfold x, u⟩ = ⟨x, fold u⟩ in Double). Planes from 1×1 to 8×8, thin ones included, and
+    /// kernels 3 and 5 (shifts larger than the plane); rows padded past h·w are left alone.
+    func testUnfoldAndFoldAgreeAcrossScalarTypesAndAreAdjoint() {
+        for (h, w) in [(1, 1), (1, 5), (5, 1), (2, 2), (4, 4), (3, 7), (8, 8)] {
+            for k in [3, 5] {
+                let channels = 3, conv = Convolution(inChannels: channels, outChannels: 2, kernel: k, height: h, width: w)
+                let hw = h * w, ld = hw + 3, rowsCount = channels * k * k
+                let x = normals(channels * hw, seed: 61), u = normals(rowsCount * ld, seed: 62)
+                func unfolded<T: FlowScalar>(_: T.Type) -> [T] {
+                    var dst = [T](repeating: 7, count: rowsCount * ld)
+                    x.map { T($0) }.withUnsafeBufferPointer { conv.unfold($0.baseAddress!, channels: channels, into: &dst, ld: ld) }
+                    return dst
+                }
+                func folded<T: FlowScalar>(_: T.Type) -> [T] {
+                    var src = u.map { T($0) }, dst = [T](repeating: .nan, count: channels * hw)
+                    src.withUnsafeMutableBufferPointer { conv.fold($0.baseAddress!, channels: channels, ld: ld, into: &dst) }
+                    return dst
+                }
+                let uD = unfolded(Double.self), uF = unfolded(Float.self)
+                for i in 0..<uD.count {
+                    if i % ld >= hw {
+                        XCTAssertEqual(uF[i], 7, "unfold (Float) wrote past a row: \(h)×\(w) k \(k) [\(i)]")
+                        XCTAssertEqual(uD[i], 7, "unfold (Double) wrote past a row: \(h)×\(w) k \(k) [\(i)]")
+                    } else {
+                        XCTAssertEqual(Double(uF[i]), Double(Float(uD[i])), "unfold \(h)×\(w) k \(k) [\(i)]")
+                    }
+                }
+                let fD = folded(Double.self), fF = folded(Float.self)
+                XCTAssertLessThan(BijectionChecker.maxRelativeError(fF.map { Double($0) }, fD), 1e-6, "fold \(h)×\(w) k \(k)")
+                var left = 0.0, right = 0.0
+                for r in 0..<rowsCount { for t in 0..<hw { left += uD[r * ld + t] * u[r * ld + t] } }
+                for i in 0..<x.count { right += x[i] * fD[i] }
+                XCTAssertEqual(left, right, accuracy: 1e-10 * max(1, abs(left)), "adjoint \(h)×\(w) k \(k)")
+            }
+        }
+    }
+
     // MARK: - ConvNet
 
     private func run<T: FlowScalar>(_ net: ConvNet<T>, _ x: [T], ldx: Int, rows: Int) -> [T] {

@@ -127,6 +127,21 @@ void fk_conv_f32(const float *x, size_t xstride, size_t cin, const ptrdiff_t *of
 void fk_conv_wgrad_f32(const float *dy, size_t dystride, size_t out, const float *x, size_t xstride, size_t cin,
                        const ptrdiff_t *off, size_t ntaps, size_t t0, size_t n, float *dw, float *scratch);
 
+/* im2col of one sample for a k×k convolution with zero padding k/2 (k odd) on channels planes of
+ * h×w (x + c·h·w): row c·k² + p·k + q of dst (row stride ld, h·w entries written) is plane c
+ * shifted by (p − k/2, q − k/2), zero where that leaves the plane:
+ *   dst[(c·k² + p·k + q)·ld + i·w + j] = x[c·h·w + (i + p − k/2)·w + j + q − k/2]  or 0.
+ * Plain copies (one variant). Complexity: O(channels·k²·h·w); no allocation. */
+void fk_unfold_f32(const float *x, size_t channels, size_t h, size_t w, size_t k, float *dst, size_t ld);
+
+/* col2im, the adjoint of fk_unfold_f32: plane c of dst (channels planes of h×w, overwritten)
+ * becomes the sum over taps p·k + q of row c·k² + p·k + q of src (row stride ld) shifted by
+ * (p − k/2, q − k/2), over the positions whose source and target both lie inside the plane:
+ * the centre tap is copied, the others are added in increasing p·k + q (each tap one contiguous
+ * add, so src is clobbered: its entries that would wrap around an image row are zeroed first).
+ * Complexity: O(channels·k²·h·w); no allocation. */
+void fk_fold_f32(float *src, size_t ld, size_t channels, size_t h, size_t w, size_t k, float *dst);
+
 /* `count` standard normal values of sample row `row`: Philox4x32-10 with key = seed (low, high
  * 32 bits) and counter (block, row low, row high, stream); block b gives values 4b … 4b+3 by
  * Box–Muller on word pairs (w0, w1) and (w2, w3): u = (⌊w_r/2⁸⌋ + ½)/2²⁴, radius √(−2 ln u),

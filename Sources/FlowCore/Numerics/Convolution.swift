@@ -1,3 +1,5 @@
+import CFlowKernels
+
 /// A stride-1 2-D convolution with "same" zero padding over NCHW batches: the building block of
 /// the image coupling conditioner (``ConvNet``).
 ///
@@ -322,12 +324,18 @@ struct Convolution: Equatable, Sendable {
     /// A shift by `(di, dj)` moves a whole row-major plane by `di·W + dj` elements, so each row
     /// of `dst` is one contiguous copy, after which the `|dj|` columns that wrapped around from
     /// the neighbouring image row are zeroed (and the `|di|` image rows shifted in from outside
-    /// the plane). - Complexity: O(channels·k²·H·W) at memcpy speed.
+    /// the plane). Float runs the same copies in C (`fk_unfold_f32`, row by row of the image).
+    /// - Complexity: O(channels·k²·H·W) at memcpy speed.
     @inline(__always)
     func unfold<T: FlowScalar>(_ x: UnsafePointer<T>, channels: Int, into dst: UnsafeMutablePointer<T>, ld: Int) {
         let h = height, w = width, hw = plane, k = kernel, pad = padding
         if k == 1 {
             Convolution.copyPlanes(x, stride: hw, into: dst, stride: ld, planes: channels, count: hw)
+            return
+        }
+        if T.self == Float.self {
+            fk_unfold_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), channels, h, w, k,
+                          UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self), ld)
             return
         }
         for c in 0..<channels {
@@ -341,7 +349,8 @@ struct Convolution: Equatable, Sendable {
                     let (j0, j1) = Convolution.inside(shift: dj, length: w)
                     // Entries t ∈ [i0·W, i1·W) read source entry t + offset, clamped to the plane.
                     let offset = di * w + dj
-                    let t0 = Swift.max(i0 * w, -offset), t1 = Swift.max(t0, Swift.min(i1 * w, hw - offset))
+                    let t0 = Swift.min(Swift.max(i0 * w, -offset), hw)
+                    let t1 = Swift.max(t0, Swift.min(i1 * w, hw - offset))
                     if t0 > 0 { row.update(repeating: 0, count: t0) }
                     if t1 > t0 { (row + t0).update(from: src + (t0 + offset), count: t1 - t0) }
                     if t1 < hw { (row + t1).update(repeating: 0, count: hw - t1) }
@@ -365,11 +374,16 @@ struct Convolution: Equatable, Sendable {
     ///
     /// Like the unfolding, each row is one contiguous add: the entries of `src` whose target
     /// leaves the plane (the columns that would wrap around) are zeroed first, so `src` is
-    /// clobbered. The centre tap (no shift) initialises the plane. - Complexity:
-    /// O(channels·k²·H·W).
+    /// clobbered. The centre tap (no shift) initialises the plane. Float runs the same steps in
+    /// C (`fk_fold_f32`). - Complexity: O(channels·k²·H·W).
     @inline(__always)
     func fold<T: FlowScalar>(_ src: UnsafeMutablePointer<T>, channels: Int, ld: Int, into dst: UnsafeMutablePointer<T>) {
         let h = height, w = width, hw = plane, k = kernel, kk = k * k, pad = padding, centre = pad * k + pad
+        if T.self == Float.self {
+            fk_fold_f32(UnsafeMutableRawPointer(src).assumingMemoryBound(to: Float.self), ld, channels, h, w, k,
+                        UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self))
+            return
+        }
         for c in 0..<channels {
             let channel = dst + c * hw
             channel.update(from: src + (c * kk + centre) * ld, count: hw)

@@ -1,6 +1,7 @@
 import CBLAS
 import Dispatch
 import Glibc
+import Synchronization
 
 /// Process-wide execution settings.
 ///
@@ -35,7 +36,10 @@ public enum FlowRuntime {
         set { lock.withLock { _threadCount = min(max(newValue, 1), 256) } }
     }
 
-    /// Runs `body(chunk)` for chunks `0..<chunks`, over up to ``threadCount`` threads.
+    /// Runs `body(chunk)` for chunks `0..<chunks`, over up to ``threadCount`` threads. Each
+    /// worker takes the next unclaimed chunk (one atomic counter), so a thread slowed by other
+    /// load on its core does fewer chunks instead of holding up the call; what a chunk computes
+    /// never depends on which thread runs it.
     static func forEachChunk(_ chunks: Int, _ body: (Int) -> Void) {
         _ = blasConfigured
         let workers = min(threadCount, chunks)
@@ -43,9 +47,13 @@ public enum FlowRuntime {
             for c in 0..<chunks { body(c) }
             return
         }
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            var c = w
-            while c < chunks { body(c); c += workers }
+        let next = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while true {
+                let c = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard c < chunks else { return }
+                body(c)
+            }
         }
     }
 }

@@ -63,7 +63,9 @@ final class MLP<T: FlowScalar> {
     /// ≥ 16 inputs, and either ≥ 32 outputs (where its per-row loop beats the dense tiles) or
     /// fewer than 6 rows (single rows: about half the dense kernel's time on a narrow output).
     /// Both kernels give the same values (up to the sign of zeros), so the choice never shows
-    /// in results; it does not depend on the thread count.
+    /// in results; it does not depend on the thread count. Layers with at most 4 outputs run the
+    /// narrow-output kernel instead, for any row count
+    /// (``FlowScalar/usesNarrowKernel(inFeatures:outFeatures:)``).
     @inline(__always) func sparseInput(_ l: Int, rows: Int) -> Bool {
         l > 0 && activation == .relu && widths[l] >= 16 && (widths[l + 1] >= 32 || rows < 6)
     }

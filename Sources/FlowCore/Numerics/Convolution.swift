@@ -324,7 +324,7 @@ struct Convolution: Equatable, Sendable {
     /// A shift by `(di, dj)` moves a whole row-major plane by `di·W + dj` elements, so each row
     /// of `dst` is one contiguous copy, after which the `|dj|` columns that wrapped around from
     /// the neighbouring image row are zeroed (and the `|di|` image rows shifted in from outside
-    /// the plane). Float runs the same copies in C (`fk_unfold_f32`, row by row of the image).
+    /// the plane). Float runs the same steps in C (`fk_unfold_f32`).
     /// - Complexity: O(channels·k²·H·W) at memcpy speed.
     @inline(__always)
     func unfold<T: FlowScalar>(_ x: UnsafePointer<T>, channels: Int, into dst: UnsafeMutablePointer<T>, ld: Int) {

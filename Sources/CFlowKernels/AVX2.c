@@ -539,35 +539,30 @@ FK_AVX2 static inline __m256 soft_clamp8(__m256 raw, float clamp) {
     return _mm256_mul_ps(c, tanh256(_mm256_div_ps(raw, c)));
 }
 
+/* forward: x·exp(s) + t; inverse: (x − t)·exp(−s). */
+FK_AVX2 static inline __m256 scale_shift8(__m256 xv, __m256 t, __m256 s, int inverse) {
+    if (inverse) return _mm256_mul_ps(_mm256_sub_ps(xv, t), exp256(_mm256_sub_ps(_mm256_setzero_ps(), s)));
+    return _mm256_fmadd_ps(xv, exp256(s), t);
+}
+
 FK_AVX2 static inline __m256 affine8(__m256 xv, __m256 t, __m256 raw, float clamp, int inverse, __m256 *s_out) {
     const __m256 s = soft_clamp8(raw, clamp);
     *s_out = s;
-    if (inverse) return _mm256_mul_ps(_mm256_sub_ps(xv, t), exp256(_mm256_sub_ps(_mm256_setzero_ps(), s)));
-    return _mm256_fmadd_ps(xv, exp256(s), t);
+    return scale_shift8(xv, t, s, inverse);
 }
 
 FK_AVX2 double fk_affine_step_f32_avx2(float *x, const float *shift, const float *raw, size_t n, float clamp,
                                        int inverse) {
     __m256 sum = _mm256_setzero_ps(), s;
     size_t j = 0;
-    /* Two vectors at a time: both exponentials in one basic block, so their dependency chains
-     * (about twenty operations each) interleave; the same operations and sum order as below. */
+    /* Two vectors at a time: both soft clamps (which branch) first, then both exponentials
+     * together, so their dependency chains (about twenty operations each) interleave; the same
+     * operations and sum order as the loop below. */
     for (; j + 16 <= n; j += 16) {
         const __m256 s0 = soft_clamp8(_mm256_loadu_ps(raw + j), clamp);
         const __m256 s1 = soft_clamp8(_mm256_loadu_ps(raw + j + 8), clamp);
-        const __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
-        const __m256 t0 = _mm256_loadu_ps(shift + j), t1 = _mm256_loadu_ps(shift + j + 8);
-        __m256 o0, o1;
-        if (inverse) {
-            const __m256 e0 = exp256(_mm256_sub_ps(_mm256_setzero_ps(), s0));
-            const __m256 e1 = exp256(_mm256_sub_ps(_mm256_setzero_ps(), s1));
-            o0 = _mm256_mul_ps(_mm256_sub_ps(x0, t0), e0);
-            o1 = _mm256_mul_ps(_mm256_sub_ps(x1, t1), e1);
-        } else {
-            const __m256 e0 = exp256(s0), e1 = exp256(s1);
-            o0 = _mm256_fmadd_ps(x0, e0, t0);
-            o1 = _mm256_fmadd_ps(x1, e1, t1);
-        }
+        const __m256 o0 = scale_shift8(_mm256_loadu_ps(x + j), _mm256_loadu_ps(shift + j), s0, inverse);
+        const __m256 o1 = scale_shift8(_mm256_loadu_ps(x + j + 8), _mm256_loadu_ps(shift + j + 8), s1, inverse);
         _mm256_storeu_ps(x + j, o0);
         _mm256_storeu_ps(x + j + 8, o1);
         sum = _mm256_add_ps(_mm256_add_ps(sum, s0), s1);

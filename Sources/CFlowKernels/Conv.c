@@ -236,7 +236,7 @@ static inline void inside(ptrdiff_t shift, ptrdiff_t length, ptrdiff_t *i0, ptrd
 /* A shift by (di, dj) moves a row-major plane by di·w + dj elements, so each unfolded row is one
  * contiguous copy (entries t in [t0, t1) read t + offset), after which the |dj| columns per image
  * row that wrapped around from the neighbouring row are zeroed. */
-void fk_unfold_f32(const float *x, size_t channels, size_t h, size_t w, size_t k, float *dst, size_t ld) {
+void fk_unfold_f32_portable(const float *x, size_t channels, size_t h, size_t w, size_t k, float *dst, size_t ld) {
     const size_t kk = k * k;
     const ptrdiff_t pad = (ptrdiff_t)(k / 2), H = (ptrdiff_t)h, W = (ptrdiff_t)w, hw = H * W;
     for (size_t c = 0; c < channels; c++) {
@@ -267,34 +267,146 @@ void fk_unfold_f32(const float *x, size_t channels, size_t h, size_t w, size_t k
     }
 }
 
-/* Each tap is one contiguous add of its row (entries whose target would wrap around to the
- * neighbouring image row zeroed first, which is why src is clobbered). */
-void fk_fold_f32(float *src, size_t ld, size_t channels, size_t h, size_t w, size_t k, float *dst) {
+/* Gather form: every output position sums its taps in the documented order, a tap whose source
+ * leaves the plane adding +0 (exactly what the AVX2 variant's masked loads add). */
+void fk_fold_f32_portable(const float *src, size_t ld, size_t channels, size_t h, size_t w, size_t k, float *dst) {
     const size_t kk = k * k, centre = (k / 2) * k + k / 2;
-    const ptrdiff_t pad = (ptrdiff_t)(k / 2), H = (ptrdiff_t)h, W = (ptrdiff_t)w, hw = H * W;
+    const ptrdiff_t pad = (ptrdiff_t)(k / 2), H = (ptrdiff_t)h, W = (ptrdiff_t)w;
     for (size_t c = 0; c < channels; c++) {
-        float *restrict plane = dst + (ptrdiff_t)c * hw;
-        memcpy(plane, src + (c * kk + centre) * ld, (size_t)hw * sizeof(float));
-        for (size_t p = 0; p < k; p++) {
-            const ptrdiff_t di = (ptrdiff_t)p - pad;
-            ptrdiff_t i0, i1;
-            inside(di, H, &i0, &i1);
-            for (size_t q = 0; q < k; q++) {
-                if (p * k + q == centre) continue;
-                const ptrdiff_t dj = (ptrdiff_t)q - pad, offset = di * W + dj;
-                ptrdiff_t j0, j1;
-                inside(dj, W, &j0, &j1);
-                float *restrict row = src + (c * kk + p * k + q) * ld;
-                if (j0 > 0 || j1 < W)
-                    for (ptrdiff_t i = i0; i < i1; i++) {
-                        float *restrict s = row + i * W;
-                        for (ptrdiff_t j = 0; j < j0; j++) s[j] = 0.0f;
-                        for (ptrdiff_t j = j1; j < W; j++) s[j] = 0.0f;
-                    }
-                const ptrdiff_t t0 = i0 * W > -offset ? i0 * W : -offset;
-                const ptrdiff_t t1 = i1 * W < hw - offset ? i1 * W : hw - offset;
-                for (ptrdiff_t t = t0; t < t1; t++) plane[t + offset] += row[t];
+        const float *rows = src + c * kk * ld;
+        float *plane = dst + (ptrdiff_t)c * H * W;
+        for (ptrdiff_t i = 0; i < H; i++)
+            for (ptrdiff_t j = 0; j < W; j++) {
+                float acc = rows[centre * ld + (size_t)(i * W + j)];
+                for (size_t tap = 0; tap < kk; tap++) {
+                    if (tap == centre) continue;
+                    /* Tap (p, q) moves source (i − di, j − dj) onto (i, j). */
+                    const ptrdiff_t si = i - ((ptrdiff_t)(tap / k) - pad), sj = j - ((ptrdiff_t)(tap % k) - pad);
+                    const int valid = si >= 0 && si < H && sj >= 0 && sj < W;
+                    acc += valid ? rows[tap * ld + (size_t)(si * W + sj)] : 0.0f;
+                }
+                plane[i * W + j] = acc;
             }
+    }
+}
+
+#if FK_HAVE_X86
+/* Tap masks of the eight positions t … t + 7 of an h×w plane: lane l of mask[p·k + q] is on when
+ * position t + l shifted by sign·(p − k/2, q − k/2) lies inside the plane (and t + l < h·w);
+ * live: the lanes below h·w. */
+FK_AVX2 static void tap_masks(size_t t, ptrdiff_t h, ptrdiff_t w, size_t k, ptrdiff_t sign, __m256i *mask,
+                              __m256i *live) {
+    int32_t row[8], col[8];
+    for (int l = 0; l < 8; l++) {
+        const ptrdiff_t u = (ptrdiff_t)t + l;
+        row[l] = u < h * w ? (int32_t)(u / w) : INT32_MIN / 2; /* past the plane: never inside */
+        col[l] = u < h * w ? (int32_t)(u % w) : 0;
+    }
+    const __m256i r = _mm256_loadu_si256((const __m256i *)row), c = _mm256_loadu_si256((const __m256i *)col);
+    const __m256i minus1 = _mm256_set1_epi32(-1), hv = _mm256_set1_epi32((int32_t)h), wv = _mm256_set1_epi32((int32_t)w);
+    __m256i rm[FK_IM2COL_MAX_KERNEL], cm[FK_IM2COL_MAX_KERNEL];
+    const ptrdiff_t pad = (ptrdiff_t)(k / 2);
+    for (size_t p = 0; p < k; p++) {
+        const __m256i d = _mm256_set1_epi32((int32_t)(sign * ((ptrdiff_t)p - pad)));
+        const __m256i rs = _mm256_add_epi32(r, d), cs = _mm256_add_epi32(c, d);
+        rm[p] = _mm256_and_si256(_mm256_cmpgt_epi32(rs, minus1), _mm256_cmpgt_epi32(hv, rs));
+        cm[p] = _mm256_and_si256(_mm256_cmpgt_epi32(cs, minus1), _mm256_cmpgt_epi32(wv, cs));
+    }
+    for (size_t p = 0; p < k; p++)
+        for (size_t q = 0; q < k; q++) mask[p * k + q] = _mm256_and_si256(rm[p], cm[q]);
+    *live = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)(h * w - (ptrdiff_t)t)),
+                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Stores v at d: all eight lanes, or the live ones of the plane's last, partial vector. */
+FK_AVX2 static inline void store_live(float *d, __m256 v, int full, __m256i live) {
+    if (full) _mm256_storeu_ps(d, v);
+    else _mm256_maskstore_ps(d, live, v);
+}
+
+/* Eight positions at a time: each unfolded row's vector is one masked load of the shifted plane
+ * (lanes whose source leaves the plane load 0 and touch no memory) and one store. */
+FK_AVX2 void fk_unfold_f32_avx2(const float *x, size_t channels, size_t h, size_t w, size_t k, float *dst, size_t ld) {
+    if (k > FK_IM2COL_MAX_KERNEL) {
+        fk_unfold_f32_portable(x, channels, h, w, k, dst, ld);
+        return;
+    }
+    const size_t kk = k * k, hw = h * w;
+    const ptrdiff_t pad = (ptrdiff_t)(k / 2);
+    ptrdiff_t offset[FK_IM2COL_MAX_KERNEL * FK_IM2COL_MAX_KERNEL];
+    __m256i mask[FK_IM2COL_MAX_KERNEL * FK_IM2COL_MAX_KERNEL], live;
+    for (size_t j = 0; j < kk; j++) offset[j] = ((ptrdiff_t)(j / k) - pad) * (ptrdiff_t)w + (ptrdiff_t)(j % k) - pad;
+    for (size_t t = 0; t < hw; t += 8) {
+        tap_masks(t, (ptrdiff_t)h, (ptrdiff_t)w, k, 1, mask, &live);
+        const int full = t + 8 <= hw;
+        for (size_t c = 0; c < channels; c++) {
+            const float *plane = x + c * hw + t;
+            float *d = dst + c * kk * ld + t;
+            for (size_t j = 0; j < kk; j++)
+                store_live(d + j * ld, _mm256_maskload_ps(plane + offset[j], mask[j]), full, live);
         }
     }
+}
+
+/* CB channels' vectors of eight output positions, each summed in a register in the documented
+ * order: the centre row's vector, then each other tap's masked load of its row shifted back
+ * (masked lanes add +0). The CB sums are independent chains, so the adds' latency overlaps. */
+FK_AVX2 static inline __attribute__((always_inline)) void fold_channels(const float *rows, size_t rowStride,
+                                                                         const ptrdiff_t *offset, const __m256i *mask,
+                                                                         size_t kk, size_t centre, size_t ld, __m256i live,
+                                                                         float *d, size_t dStride, int full, const int CB) {
+    __m256 acc[4];
+    for (int b = 0; b < CB; b++) acc[b] = _mm256_maskload_ps(rows + b * rowStride + centre * ld, live);
+    for (size_t j = 0; j < kk; j++) {
+        if (j == centre) continue;
+        for (int b = 0; b < CB; b++)
+            acc[b] = _mm256_add_ps(acc[b], _mm256_maskload_ps(rows + b * rowStride + offset[j], mask[j]));
+    }
+    for (int b = 0; b < CB; b++) store_live(d + b * dStride, acc[b], full, live);
+}
+
+/* Eight output positions at a time, four channels at a time, one store per vector. */
+FK_AVX2 void fk_fold_f32_avx2(const float *src, size_t ld, size_t channels, size_t h, size_t w, size_t k, float *dst) {
+    if (k > FK_IM2COL_MAX_KERNEL) {
+        fk_fold_f32_portable(src, ld, channels, h, w, k, dst);
+        return;
+    }
+    const size_t kk = k * k, hw = h * w, centre = (k / 2) * k + k / 2, rowStride = kk * ld;
+    const ptrdiff_t pad = (ptrdiff_t)(k / 2);
+    ptrdiff_t offset[FK_IM2COL_MAX_KERNEL * FK_IM2COL_MAX_KERNEL];
+    __m256i mask[FK_IM2COL_MAX_KERNEL * FK_IM2COL_MAX_KERNEL], live;
+    for (size_t j = 0; j < kk; j++)
+        offset[j] = (ptrdiff_t)(j * ld) - (((ptrdiff_t)(j / k) - pad) * (ptrdiff_t)w + (ptrdiff_t)(j % k) - pad);
+    for (size_t t = 0; t < hw; t += 8) {
+        tap_masks(t, (ptrdiff_t)h, (ptrdiff_t)w, k, -1, mask, &live);
+        const int full = t + 8 <= hw;
+        size_t c = 0;
+        for (; c + 4 <= channels; c += 4)
+            fold_channels(src + c * rowStride + t, rowStride, offset, mask, kk, centre, ld, live, dst + c * hw + t, hw,
+                          full, 4);
+        for (; c < channels; c++)
+            fold_channels(src + c * rowStride + t, rowStride, offset, mask, kk, centre, ld, live, dst + c * hw + t, hw,
+                          full, 1);
+    }
+}
+#endif
+
+void fk_unfold_f32(const float *x, size_t channels, size_t h, size_t w, size_t k, float *dst, size_t ld) {
+#if FK_HAVE_X86
+    if (fk_simd_level() == 1) {
+        fk_unfold_f32_avx2(x, channels, h, w, k, dst, ld);
+        return;
+    }
+#endif
+    fk_unfold_f32_portable(x, channels, h, w, k, dst, ld);
+}
+
+void fk_fold_f32(const float *src, size_t ld, size_t channels, size_t h, size_t w, size_t k, float *dst) {
+#if FK_HAVE_X86
+    if (fk_simd_level() == 1) {
+        fk_fold_f32_avx2(src, ld, channels, h, w, k, dst);
+        return;
+    }
+#endif
+    fk_fold_f32_portable(src, ld, channels, h, w, k, dst);
 }

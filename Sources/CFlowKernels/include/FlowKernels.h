@@ -131,16 +131,20 @@ void fk_conv_wgrad_f32(const float *dy, size_t dystride, size_t out, const float
  * h×w (x + c·h·w): row c·k² + p·k + q of dst (row stride ld, h·w entries written) is plane c
  * shifted by (p − k/2, q − k/2), zero where that leaves the plane:
  *   dst[(c·k² + p·k + q)·ld + i·w + j] = x[c·h·w + (i + p − k/2)·w + j + q − k/2]  or 0.
- * Plain copies (one variant). Complexity: O(channels·k²·h·w); no allocation. */
+ * Copies only, so both variants give the same bits: the portable one copies each row as one
+ * shifted run and zeroes the wrapped columns; the AVX2 one (k ≤ 15) writes eight positions per
+ * masked load (lanes whose source leaves the plane are masked out, not read) and store.
+ * Complexity: O(channels·k²·h·w); no allocation. */
 void fk_unfold_f32(const float *x, size_t channels, size_t h, size_t w, size_t k, float *dst, size_t ld);
 
 /* col2im, the adjoint of fk_unfold_f32: plane c of dst (channels planes of h×w, overwritten)
  * becomes the sum over taps p·k + q of row c·k² + p·k + q of src (row stride ld) shifted by
  * (p − k/2, q − k/2), over the positions whose source and target both lie inside the plane:
- * the centre tap is copied, the others are added in increasing p·k + q (each tap one contiguous
- * add, so src is clobbered: its entries that would wrap around an image row are zeroed first).
- * Complexity: O(channels·k²·h·w); no allocation. */
-void fk_fold_f32(float *src, size_t ld, size_t channels, size_t h, size_t w, size_t k, float *dst);
+ * every output position starts from the centre tap and adds the other taps in increasing
+ * p·k + q, a tap whose source leaves the plane adding +0 (so the variants agree bitwise). The
+ * AVX2 variant (k ≤ 15) sums eight positions in registers, one masked load per tap, and stores
+ * once; src is not modified. Complexity: O(channels·k²·h·w); no allocation. */
+void fk_fold_f32(const float *src, size_t ld, size_t channels, size_t h, size_t w, size_t k, float *dst);
 
 /* `count` standard normal values of sample row `row`: Philox4x32-10 with key = seed (low, high
  * 32 bits) and counter (block, row low, row high, stream); block b gives values 4b … 4b+3 by

@@ -324,8 +324,8 @@ struct Convolution: Equatable, Sendable {
     /// A shift by `(di, dj)` moves a whole row-major plane by `di·W + dj` elements, so each row
     /// of `dst` is one contiguous copy, after which the `|dj|` columns that wrapped around from
     /// the neighbouring image row are zeroed (and the `|di|` image rows shifted in from outside
-    /// the plane). Float runs the same steps in C (`fk_unfold_f32`).
-    /// - Complexity: O(channels·k²·H·W) at memcpy speed.
+    /// the plane). Float runs in C (`fk_unfold_f32`: the same copies, or eight positions per
+    /// masked load and store). - Complexity: O(channels·k²·H·W) at memcpy speed.
     @inline(__always)
     func unfold<T: FlowScalar>(_ x: UnsafePointer<T>, channels: Int, into dst: UnsafeMutablePointer<T>, ld: Int) {
         let h = height, w = width, hw = plane, k = kernel, pad = padding
@@ -372,40 +372,28 @@ struct Convolution: Equatable, Sendable {
     /// `dst[c][(i + p − k/2)·W + j + q − k/2] += src[c·k² + p·k + q][i·W + j]` for both positions
     /// inside the plane.
     ///
-    /// Like the unfolding, each row is one contiguous add: the entries of `src` whose target
-    /// leaves the plane (the columns that would wrap around) are zeroed first, so `src` is
-    /// clobbered. The centre tap (no shift) initialises the plane. Float runs the same steps in
-    /// C (`fk_fold_f32`). - Complexity: O(channels·k²·H·W).
+    /// Gather form: every output position starts from the centre tap and adds the other taps in
+    /// increasing `p·k + q` (a tap whose source leaves the plane adds +0), so each output is written
+    /// once and `src` is left as it is. Float runs the same sums in C (`fk_fold_f32`, eight
+    /// positions per vector). - Complexity: O(channels·k²·H·W).
     @inline(__always)
-    func fold<T: FlowScalar>(_ src: UnsafeMutablePointer<T>, channels: Int, ld: Int, into dst: UnsafeMutablePointer<T>) {
+    func fold<T: FlowScalar>(_ src: UnsafePointer<T>, channels: Int, ld: Int, into dst: UnsafeMutablePointer<T>) {
         let h = height, w = width, hw = plane, k = kernel, kk = k * k, pad = padding, centre = pad * k + pad
         if T.self == Float.self {
-            fk_fold_f32(UnsafeMutableRawPointer(src).assumingMemoryBound(to: Float.self), ld, channels, h, w, k,
+            fk_fold_f32(UnsafeRawPointer(src).assumingMemoryBound(to: Float.self), ld, channels, h, w, k,
                         UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self))
             return
         }
         for c in 0..<channels {
-            let channel = dst + c * hw
-            channel.update(from: src + (c * kk + centre) * ld, count: hw)
-            for p in 0..<k {
-                let di = p - pad
-                let (i0, i1) = Convolution.inside(shift: di, length: h)
-                for q in 0..<k where p * k + q != centre {
-                    let row = src + (c * kk + p * k + q) * ld
-                    let dj = q - pad
-                    let (j0, j1) = Convolution.inside(shift: dj, length: w)
-                    if j0 > 0 || j1 < w {
-                        for i in i0..<i1 {
-                            let s = row + i * w
-                            for j in 0..<j0 { s[j] = 0 }
-                            for j in j1..<w { s[j] = 0 }
-                        }
+            let rows = src + c * kk * ld, out = dst + c * hw
+            for i in 0..<h {
+                for j in 0..<w {
+                    var acc = rows[centre * ld + i * w + j]
+                    for tap in 0..<kk where tap != centre {
+                        let si = i - (tap / k - pad), sj = j - (tap % k - pad)
+                        acc += si >= 0 && si < h && sj >= 0 && sj < w ? rows[tap * ld + si * w + sj] : 0
                     }
-                    let offset = di * w + dj
-                    let t0 = Swift.max(i0 * w, -offset), t1 = Swift.min(i1 * w, hw - offset)
-                    guard t0 < t1 else { continue }
-                    let d = channel + (t0 + offset), r = row + t0
-                    for t in 0..<(t1 - t0) { d[t] += r[t] }
+                    out[i * w + j] = acc
                 }
             }
         }

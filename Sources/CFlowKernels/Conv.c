@@ -291,31 +291,58 @@ void fk_fold_f32_portable(const float *src, size_t ld, size_t channels, size_t h
 }
 
 #if FK_HAVE_X86
-/* Tap masks of the eight positions t … t + 7 of an h×w plane: lane l of mask[p·k + q] is on when
- * position t + l shifted by sign·(p − k/2, q − k/2) lies inside the plane (and t + l < h·w);
- * live: the lanes below h·w. */
-FK_AVX2 static void tap_masks(size_t t, ptrdiff_t h, ptrdiff_t w, size_t k, ptrdiff_t sign, __m256i *mask,
-                              __m256i *live) {
+/* Where each tap's vector comes from, for the eight positions t … t + 7 of an h×w plane (h·w ≥ 8).
+ * Position t + l reads entry t + l + shift of its source row, shift = sign·((p − k/2)·w + q − k/2)
+ * for tap p·k + q. The vector is one plain load of the row at start[j] (the window clamped into
+ * 0 ..< h·w, so it never reads outside the row), lanes moved by index[j] when the window had to
+ * be clamped (permute[j]), then ANDed with mask[j]: the lanes whose source (t + l moved by
+ * sign·(p − k/2, q − k/2) in row and column) lies inside the plane. VMASKMOVPS would do the
+ * same in one instruction but loads at a quarter of a plain load's rate on Zen 1 (8 cycles per
+ * load, measured), and this loop is load-bound. live: the lanes below h·w. */
+typedef struct {
+    __m256i mask[FK_IM2COL_MAX_KERNEL * FK_IM2COL_MAX_KERNEL], index[FK_IM2COL_MAX_KERNEL * FK_IM2COL_MAX_KERNEL];
+    ptrdiff_t start[FK_IM2COL_MAX_KERNEL * FK_IM2COL_MAX_KERNEL];
+    int permute[FK_IM2COL_MAX_KERNEL * FK_IM2COL_MAX_KERNEL];
+    __m256i live;
+} tap_windows;
+
+FK_AVX2 static void tap_windows_at(size_t t, ptrdiff_t h, ptrdiff_t w, size_t k, ptrdiff_t sign, tap_windows *tw) {
+    const ptrdiff_t hw = h * w, pad = (ptrdiff_t)(k / 2);
     int32_t row[8], col[8];
+    ptrdiff_t r = (ptrdiff_t)t / w, c = (ptrdiff_t)t % w;
     for (int l = 0; l < 8; l++) {
-        const ptrdiff_t u = (ptrdiff_t)t + l;
-        row[l] = u < h * w ? (int32_t)(u / w) : INT32_MIN / 2; /* past the plane: never inside */
-        col[l] = u < h * w ? (int32_t)(u % w) : 0;
+        const int past = (ptrdiff_t)t + l >= hw;
+        row[l] = past ? INT32_MIN / 2 : (int32_t)r; /* past the plane: never inside */
+        col[l] = (int32_t)c;
+        if (++c == w) c = 0, r++;
     }
-    const __m256i r = _mm256_loadu_si256((const __m256i *)row), c = _mm256_loadu_si256((const __m256i *)col);
+    const __m256i rv = _mm256_loadu_si256((const __m256i *)row), cv = _mm256_loadu_si256((const __m256i *)col);
     const __m256i minus1 = _mm256_set1_epi32(-1), hv = _mm256_set1_epi32((int32_t)h), wv = _mm256_set1_epi32((int32_t)w);
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), seven = _mm256_set1_epi32(7);
     __m256i rm[FK_IM2COL_MAX_KERNEL], cm[FK_IM2COL_MAX_KERNEL];
-    const ptrdiff_t pad = (ptrdiff_t)(k / 2);
     for (size_t p = 0; p < k; p++) {
         const __m256i d = _mm256_set1_epi32((int32_t)(sign * ((ptrdiff_t)p - pad)));
-        const __m256i rs = _mm256_add_epi32(r, d), cs = _mm256_add_epi32(c, d);
+        const __m256i rs = _mm256_add_epi32(rv, d), cs = _mm256_add_epi32(cv, d);
         rm[p] = _mm256_and_si256(_mm256_cmpgt_epi32(rs, minus1), _mm256_cmpgt_epi32(hv, rs));
         cm[p] = _mm256_and_si256(_mm256_cmpgt_epi32(cs, minus1), _mm256_cmpgt_epi32(wv, cs));
     }
-    for (size_t p = 0; p < k; p++)
-        for (size_t q = 0; q < k; q++) mask[p * k + q] = _mm256_and_si256(rm[p], cm[q]);
-    *live = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)(h * w - (ptrdiff_t)t)),
-                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (size_t j = 0; j < k * k; j++) {
+        const ptrdiff_t p = (ptrdiff_t)(j / k), q = (ptrdiff_t)(j % k);
+        const ptrdiff_t s = (ptrdiff_t)t + sign * ((p - pad) * w + q - pad);
+        const ptrdiff_t clamped = s < 0 ? 0 : s > hw - 8 ? hw - 8 : s;
+        tw->mask[j] = _mm256_and_si256(rm[p], cm[q]);
+        tw->start[j] = clamped;
+        tw->permute[j] = s != clamped;
+        tw->index[j] = _mm256_and_si256(_mm256_add_epi32(lanes, _mm256_set1_epi32((int32_t)(s - clamped))), seven);
+    }
+    tw->live = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)(hw - (ptrdiff_t)t)), lanes);
+}
+
+/* Tap j's vector of the row at `row` (see tap_windows). */
+FK_AVX2 static inline __m256 tap_vector(const float *row, const tap_windows *tw, size_t j) {
+    __m256 v = _mm256_loadu_ps(row + tw->start[j]);
+    if (tw->permute[j]) v = _mm256_permutevar8x32_ps(v, tw->index[j]);
+    return _mm256_and_ps(v, _mm256_castsi256_ps(tw->mask[j]));
 }
 
 /* Stores v at d: all eight lanes, or the live ones of the plane's last, partial vector. */
@@ -324,69 +351,59 @@ FK_AVX2 static inline void store_live(float *d, __m256 v, int full, __m256i live
     else _mm256_maskstore_ps(d, live, v);
 }
 
-/* Eight positions at a time: each unfolded row's vector is one masked load of the shifted plane
- * (lanes whose source leaves the plane load 0 and touch no memory) and one store. */
+/* Eight positions at a time: each unfolded row's vector is one tap_vector of its channel's plane
+ * and one store. Planes under eight positions run the portable variant. */
 FK_AVX2 void fk_unfold_f32_avx2(const float *x, size_t channels, size_t h, size_t w, size_t k, float *dst, size_t ld) {
-    if (k > FK_IM2COL_MAX_KERNEL) {
+    const size_t kk = k * k, hw = h * w;
+    if (k > FK_IM2COL_MAX_KERNEL || hw < 8) {
         fk_unfold_f32_portable(x, channels, h, w, k, dst, ld);
         return;
     }
-    const size_t kk = k * k, hw = h * w;
-    const ptrdiff_t pad = (ptrdiff_t)(k / 2);
-    ptrdiff_t offset[FK_IM2COL_MAX_KERNEL * FK_IM2COL_MAX_KERNEL];
-    __m256i mask[FK_IM2COL_MAX_KERNEL * FK_IM2COL_MAX_KERNEL], live;
-    for (size_t j = 0; j < kk; j++) offset[j] = ((ptrdiff_t)(j / k) - pad) * (ptrdiff_t)w + (ptrdiff_t)(j % k) - pad;
+    tap_windows tw;
     for (size_t t = 0; t < hw; t += 8) {
-        tap_masks(t, (ptrdiff_t)h, (ptrdiff_t)w, k, 1, mask, &live);
+        tap_windows_at(t, (ptrdiff_t)h, (ptrdiff_t)w, k, 1, &tw);
         const int full = t + 8 <= hw;
         for (size_t c = 0; c < channels; c++) {
-            const float *plane = x + c * hw + t;
+            const float *plane = x + c * hw;
             float *d = dst + c * kk * ld + t;
-            for (size_t j = 0; j < kk; j++)
-                store_live(d + j * ld, _mm256_maskload_ps(plane + offset[j], mask[j]), full, live);
+            for (size_t j = 0; j < kk; j++) store_live(d + j * ld, tap_vector(plane, &tw, j), full, tw.live);
         }
     }
 }
 
 /* CB channels' vectors of eight output positions, each summed in a register in the documented
- * order: the centre row's vector, then each other tap's masked load of its row shifted back
- * (masked lanes add +0). The CB sums are independent chains, so the adds' latency overlaps. */
+ * order: the centre row's vector, then each other tap's row shifted back (lanes whose source
+ * leaves the plane add +0). The CB sums are independent chains, so the adds' latency overlaps. */
 FK_AVX2 static inline __attribute__((always_inline)) void fold_channels(const float *rows, size_t rowStride,
-                                                                         const ptrdiff_t *offset, const __m256i *mask,
-                                                                         size_t kk, size_t centre, size_t ld, __m256i live,
-                                                                         float *d, size_t dStride, int full, const int CB) {
+                                                                         const tap_windows *tw, size_t kk,
+                                                                         size_t centre, size_t ld, float *d,
+                                                                         size_t dStride, int full, const int CB) {
     __m256 acc[4];
-    for (int b = 0; b < CB; b++) acc[b] = _mm256_maskload_ps(rows + b * rowStride + centre * ld, live);
+    for (int b = 0; b < CB; b++) acc[b] = tap_vector(rows + b * rowStride + centre * ld, tw, centre);
     for (size_t j = 0; j < kk; j++) {
         if (j == centre) continue;
-        for (int b = 0; b < CB; b++)
-            acc[b] = _mm256_add_ps(acc[b], _mm256_maskload_ps(rows + b * rowStride + offset[j], mask[j]));
+        for (int b = 0; b < CB; b++) acc[b] = _mm256_add_ps(acc[b], tap_vector(rows + b * rowStride + j * ld, tw, j));
     }
-    for (int b = 0; b < CB; b++) store_live(d + b * dStride, acc[b], full, live);
+    for (int b = 0; b < CB; b++) store_live(d + b * dStride, acc[b], full, tw->live);
 }
 
-/* Eight output positions at a time, four channels at a time, one store per vector. */
+/* Eight output positions at a time, four channels at a time, one store per vector. Planes under
+ * eight positions run the portable variant. */
 FK_AVX2 void fk_fold_f32_avx2(const float *src, size_t ld, size_t channels, size_t h, size_t w, size_t k, float *dst) {
-    if (k > FK_IM2COL_MAX_KERNEL) {
+    const size_t kk = k * k, hw = h * w, centre = (k / 2) * k + k / 2, rowStride = kk * ld;
+    if (k > FK_IM2COL_MAX_KERNEL || hw < 8) {
         fk_fold_f32_portable(src, ld, channels, h, w, k, dst);
         return;
     }
-    const size_t kk = k * k, hw = h * w, centre = (k / 2) * k + k / 2, rowStride = kk * ld;
-    const ptrdiff_t pad = (ptrdiff_t)(k / 2);
-    ptrdiff_t offset[FK_IM2COL_MAX_KERNEL * FK_IM2COL_MAX_KERNEL];
-    __m256i mask[FK_IM2COL_MAX_KERNEL * FK_IM2COL_MAX_KERNEL], live;
-    for (size_t j = 0; j < kk; j++)
-        offset[j] = (ptrdiff_t)(j * ld) - (((ptrdiff_t)(j / k) - pad) * (ptrdiff_t)w + (ptrdiff_t)(j % k) - pad);
+    tap_windows tw;
     for (size_t t = 0; t < hw; t += 8) {
-        tap_masks(t, (ptrdiff_t)h, (ptrdiff_t)w, k, -1, mask, &live);
+        tap_windows_at(t, (ptrdiff_t)h, (ptrdiff_t)w, k, -1, &tw);
         const int full = t + 8 <= hw;
         size_t c = 0;
         for (; c + 4 <= channels; c += 4)
-            fold_channels(src + c * rowStride + t, rowStride, offset, mask, kk, centre, ld, live, dst + c * hw + t, hw,
-                          full, 4);
+            fold_channels(src + c * rowStride, rowStride, &tw, kk, centre, ld, dst + c * hw + t, hw, full, 4);
         for (; c < channels; c++)
-            fold_channels(src + c * rowStride + t, rowStride, offset, mask, kk, centre, ld, live, dst + c * hw + t, hw,
-                          full, 1);
+            fold_channels(src + c * rowStride, rowStride, &tw, kk, centre, ld, dst + c * hw + t, hw, full, 1);
     }
 }
 #endif

@@ -236,11 +236,13 @@ static inline void inside(ptrdiff_t shift, ptrdiff_t length, ptrdiff_t *i0, ptrd
 /* A shift by (di, dj) moves a row-major plane by di·w + dj elements, so each unfolded row is one
  * contiguous copy (entries t in [t0, t1) read t + offset), after which the |dj| columns per image
  * row that wrapped around from the neighbouring row are zeroed. */
-void fk_unfold_f32_portable(const float *x, size_t channels, size_t h, size_t w, size_t k, float *dst, size_t ld) {
+void fk_unfold_f32_portable(const float *x, size_t ldx, size_t samples, size_t channels, size_t h, size_t w,
+                            size_t k, float *dst, size_t ld) {
     const size_t kk = k * k;
     const ptrdiff_t pad = (ptrdiff_t)(k / 2), H = (ptrdiff_t)h, W = (ptrdiff_t)w, hw = H * W;
-    for (size_t c = 0; c < channels; c++) {
-        const float *plane = x + (ptrdiff_t)c * hw;
+    for (size_t sc = 0; sc < samples * channels; sc++) {
+        const size_t sample = sc / channels, c = sc % channels;
+        const float *plane = x + sample * ldx + (ptrdiff_t)c * hw;
         for (size_t p = 0; p < k; p++) {
             const ptrdiff_t di = (ptrdiff_t)p - pad;
             ptrdiff_t i0, i1;
@@ -249,7 +251,7 @@ void fk_unfold_f32_portable(const float *x, size_t channels, size_t h, size_t w,
                 const ptrdiff_t dj = (ptrdiff_t)q - pad, offset = di * W + dj;
                 ptrdiff_t j0, j1;
                 inside(dj, W, &j0, &j1);
-                float *restrict row = dst + (c * kk + p * k + q) * ld;
+                float *restrict row = dst + (c * kk + p * k + q) * ld + sample * (size_t)hw;
                 ptrdiff_t t0 = i0 * W > -offset ? i0 * W : -offset, t1 = i1 * W < hw - offset ? i1 * W : hw - offset;
                 if (t0 > hw) t0 = hw;
                 if (t1 < t0) t1 = t0;
@@ -269,12 +271,14 @@ void fk_unfold_f32_portable(const float *x, size_t channels, size_t h, size_t w,
 
 /* Gather form: every output position sums its taps in the documented order, a tap whose source
  * leaves the plane adding +0 (exactly what the AVX2 variant's masked loads add). */
-void fk_fold_f32_portable(const float *src, size_t ld, size_t channels, size_t h, size_t w, size_t k, float *dst) {
+void fk_fold_f32_portable(const float *src, size_t ld, size_t samples, size_t channels, size_t h, size_t w,
+                          size_t k, float *dst, size_t lddst) {
     const size_t kk = k * k, centre = (k / 2) * k + k / 2;
     const ptrdiff_t pad = (ptrdiff_t)(k / 2), H = (ptrdiff_t)h, W = (ptrdiff_t)w;
-    for (size_t c = 0; c < channels; c++) {
-        const float *rows = src + c * kk * ld;
-        float *plane = dst + (ptrdiff_t)c * H * W;
+    for (size_t sc = 0; sc < samples * channels; sc++) {
+        const size_t sample = sc / channels, c = sc % channels;
+        const float *rows = src + c * kk * ld + sample * (size_t)(H * W);
+        float *plane = dst + sample * lddst + (ptrdiff_t)c * H * W;
         for (ptrdiff_t i = 0; i < H; i++)
             for (ptrdiff_t j = 0; j < W; j++) {
                 float acc = rows[centre * ld + (size_t)(i * W + j)];
@@ -353,21 +357,23 @@ FK_AVX2 static inline void store_live(float *d, __m256 v, int full, __m256i live
 
 /* Eight positions at a time: each unfolded row's vector is one tap_vector of its channel's plane
  * and one store. Planes under eight positions run the portable variant. */
-FK_AVX2 void fk_unfold_f32_avx2(const float *x, size_t channels, size_t h, size_t w, size_t k, float *dst, size_t ld) {
+FK_AVX2 void fk_unfold_f32_avx2(const float *x, size_t ldx, size_t samples, size_t channels, size_t h, size_t w,
+                                size_t k, float *dst, size_t ld) {
     const size_t kk = k * k, hw = h * w;
     if (k > FK_IM2COL_MAX_KERNEL || hw < 8) {
-        fk_unfold_f32_portable(x, channels, h, w, k, dst, ld);
+        fk_unfold_f32_portable(x, ldx, samples, channels, h, w, k, dst, ld);
         return;
     }
     tap_windows tw;
     for (size_t t = 0; t < hw; t += 8) {
         tap_windows_at(t, (ptrdiff_t)h, (ptrdiff_t)w, k, 1, &tw);
         const int full = t + 8 <= hw;
-        for (size_t c = 0; c < channels; c++) {
-            const float *plane = x + c * hw;
-            float *d = dst + c * kk * ld + t;
-            for (size_t j = 0; j < kk; j++) store_live(d + j * ld, tap_vector(plane, &tw, j), full, tw.live);
-        }
+        for (size_t sample = 0; sample < samples; sample++)
+            for (size_t c = 0; c < channels; c++) {
+                const float *plane = x + sample * ldx + c * hw;
+                float *d = dst + c * kk * ld + sample * hw + t;
+                for (size_t j = 0; j < kk; j++) store_live(d + j * ld, tap_vector(plane, &tw, j), full, tw.live);
+            }
     }
 }
 
@@ -389,41 +395,48 @@ FK_AVX2 static inline __attribute__((always_inline)) void fold_channels(const fl
 
 /* Eight output positions at a time, four channels at a time, one store per vector. Planes under
  * eight positions run the portable variant. */
-FK_AVX2 void fk_fold_f32_avx2(const float *src, size_t ld, size_t channels, size_t h, size_t w, size_t k, float *dst) {
+FK_AVX2 void fk_fold_f32_avx2(const float *src, size_t ld, size_t samples, size_t channels, size_t h, size_t w,
+                              size_t k, float *dst, size_t lddst) {
     const size_t kk = k * k, hw = h * w, centre = (k / 2) * k + k / 2, rowStride = kk * ld;
     if (k > FK_IM2COL_MAX_KERNEL || hw < 8) {
-        fk_fold_f32_portable(src, ld, channels, h, w, k, dst);
+        fk_fold_f32_portable(src, ld, samples, channels, h, w, k, dst, lddst);
         return;
     }
     tap_windows tw;
     for (size_t t = 0; t < hw; t += 8) {
         tap_windows_at(t, (ptrdiff_t)h, (ptrdiff_t)w, k, -1, &tw);
         const int full = t + 8 <= hw;
-        size_t c = 0;
-        for (; c + 4 <= channels; c += 4)
-            fold_channels(src + c * rowStride, rowStride, &tw, kk, centre, ld, dst + c * hw + t, hw, full, 4);
-        for (; c < channels; c++)
-            fold_channels(src + c * rowStride, rowStride, &tw, kk, centre, ld, dst + c * hw + t, hw, full, 1);
+        for (size_t sample = 0; sample < samples; sample++) {
+            const float *rows = src + sample * hw;
+            float *d = dst + sample * lddst + t;
+            size_t c = 0;
+            for (; c + 4 <= channels; c += 4)
+                fold_channels(rows + c * rowStride, rowStride, &tw, kk, centre, ld, d + c * hw, hw, full, 4);
+            for (; c < channels; c++)
+                fold_channels(rows + c * rowStride, rowStride, &tw, kk, centre, ld, d + c * hw, hw, full, 1);
+        }
     }
 }
 #endif
 
-void fk_unfold_f32(const float *x, size_t channels, size_t h, size_t w, size_t k, float *dst, size_t ld) {
+void fk_unfold_f32(const float *x, size_t ldx, size_t samples, size_t channels, size_t h, size_t w, size_t k,
+                   float *dst, size_t ld) {
 #if FK_HAVE_X86
     if (fk_simd_level() == 1) {
-        fk_unfold_f32_avx2(x, channels, h, w, k, dst, ld);
+        fk_unfold_f32_avx2(x, ldx, samples, channels, h, w, k, dst, ld);
         return;
     }
 #endif
-    fk_unfold_f32_portable(x, channels, h, w, k, dst, ld);
+    fk_unfold_f32_portable(x, ldx, samples, channels, h, w, k, dst, ld);
 }
 
-void fk_fold_f32(const float *src, size_t ld, size_t channels, size_t h, size_t w, size_t k, float *dst) {
+void fk_fold_f32(const float *src, size_t ld, size_t samples, size_t channels, size_t h, size_t w, size_t k,
+                 float *dst, size_t lddst) {
 #if FK_HAVE_X86
     if (fk_simd_level() == 1) {
-        fk_fold_f32_avx2(src, ld, channels, h, w, k, dst);
+        fk_fold_f32_avx2(src, ld, samples, channels, h, w, k, dst, lddst);
         return;
     }
 #endif
-    fk_fold_f32_portable(src, ld, channels, h, w, k, dst);
+    fk_fold_f32_portable(src, ld, samples, channels, h, w, k, dst, lddst);
 }

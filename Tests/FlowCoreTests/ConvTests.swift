@@ -293,42 +293,58 @@ final class ConvTests: XCTestCase {
         }
     }
 
-    /// im2col and col2im: Float runs the C kernels (`fk_unfold_f32`, `fk_fold_f32`), Double the
-    /// Swift loops. The unfolding is copies and zeros, so both agree exactly; the folding sums the
-    /// same taps in the same order (Float within 1e-6 of Double); the two are adjoint
-    /// (⟨unfold x, u⟩ = ⟨x, fold u⟩ in Double). Planes from 1×1 to 8×8, thin ones included, and
-    /// kernels 3 and 5 (shifts larger than the plane); rows padded past h·w are left alone.
+    /// im2col and col2im over blocks of samples: Float runs the C kernels (`fk_unfold_f32`,
+    /// `fk_fold_f32`), Double the Swift loops. The unfolding is copies and zeros, so both agree
+    /// exactly; the folding sums the same taps in the same order (Float within 1e-5 of Double, k²
+    /// float additions); the two are adjoint (⟨unfold x, u⟩ = ⟨x, fold u⟩ in Double). Planes from 1×1 to 8×8, thin ones
+    /// included, kernels 1, 3 and 5 (shifts larger than the plane), two samples with padded
+    /// strides; entries past the samples' columns and between the samples' planes are left alone.
     func testUnfoldAndFoldAgreeAcrossScalarTypesAndAreAdjoint() {
         for (h, w) in [(1, 1), (1, 5), (5, 1), (2, 2), (4, 4), (3, 7), (8, 8)] {
-            for k in [3, 5] {
-                let channels = 3, conv = Convolution(inChannels: channels, outChannels: 2, kernel: k, height: h, width: w)
-                let hw = h * w, ld = hw + 3, rowsCount = channels * k * k
-                let x = normals(channels * hw, seed: 61), u = normals(rowsCount * ld, seed: 62)
+            for k in [1, 3, 5] {
+                let channels = 3, samples = 2, conv = Convolution(inChannels: channels, outChannels: 2, kernel: k,
+                                                                  height: h, width: w)
+                let hw = h * w, ld = samples * hw + 3, rowsCount = channels * k * k
+                let ldx = channels * hw + 2, lddst = channels * hw + 1
+                let x = normals(samples * ldx, seed: 61), u = normals(rowsCount * ld, seed: 62)
                 func unfolded<T: FlowScalar>(_: T.Type) -> [T] {
                     var dst = [T](repeating: 7, count: rowsCount * ld)
-                    x.map { T($0) }.withUnsafeBufferPointer { conv.unfold($0.baseAddress!, channels: channels, into: &dst, ld: ld) }
+                    x.map { T($0) }.withUnsafeBufferPointer {
+                        conv.unfold($0.baseAddress!, ldx: ldx, samples: samples, channels: channels, into: &dst, ld: ld)
+                    }
                     return dst
                 }
                 func folded<T: FlowScalar>(_: T.Type) -> [T] {
-                    var src = u.map { T($0) }, dst = [T](repeating: .nan, count: channels * hw)
-                    src.withUnsafeMutableBufferPointer { conv.fold($0.baseAddress!, channels: channels, ld: ld, into: &dst) }
+                    let src = u.map { T($0) }
+                    var dst = [T](repeating: 7, count: samples * lddst)
+                    src.withUnsafeBufferPointer {
+                        conv.fold($0.baseAddress!, ld: ld, samples: samples, channels: channels, into: &dst, lddst: lddst)
+                    }
                     return dst
                 }
+                let label = "\(h)×\(w) k \(k)"
                 let uD = unfolded(Double.self), uF = unfolded(Float.self)
                 for i in 0..<uD.count {
-                    if i % ld >= hw {
-                        XCTAssertEqual(uF[i], 7, "unfold (Float) wrote past a row: \(h)×\(w) k \(k) [\(i)]")
-                        XCTAssertEqual(uD[i], 7, "unfold (Double) wrote past a row: \(h)×\(w) k \(k) [\(i)]")
+                    if i % ld >= samples * hw {
+                        XCTAssertEqual(uF[i], 7, "unfold (Float) wrote past a row: \(label) [\(i)]")
+                        XCTAssertEqual(uD[i], 7, "unfold (Double) wrote past a row: \(label) [\(i)]")
                     } else {
-                        XCTAssertEqual(Double(uF[i]), Double(Float(uD[i])), "unfold \(h)×\(w) k \(k) [\(i)]")
+                        XCTAssertEqual(Double(uF[i]), Double(Float(uD[i])), "unfold \(label) [\(i)]")
                     }
                 }
                 let fD = folded(Double.self), fF = folded(Float.self)
-                XCTAssertLessThan(BijectionChecker.maxRelativeError(fF.map { Double($0) }, fD), 1e-6, "fold \(h)×\(w) k \(k)")
+                for n in 0..<samples {
+                    XCTAssertEqual(fF[n * lddst + channels * hw], 7, "fold (Float) wrote between samples: \(label)")
+                    XCTAssertEqual(fD[n * lddst + channels * hw], 7, "fold (Double) wrote between samples: \(label)")
+                }
+                // k² float additions: a few ulps of the largest term.
+                XCTAssertLessThan(BijectionChecker.maxRelativeError(fF.map { Double($0) }, fD), 1e-5, "fold \(label)")
                 var left = 0.0, right = 0.0
-                for r in 0..<rowsCount { for t in 0..<hw { left += uD[r * ld + t] * u[r * ld + t] } }
-                for i in 0..<x.count { right += x[i] * fD[i] }
-                XCTAssertEqual(left, right, accuracy: 1e-10 * max(1, abs(left)), "adjoint \(h)×\(w) k \(k)")
+                for r in 0..<rowsCount { for t in 0..<(samples * hw) { left += uD[r * ld + t] * u[r * ld + t] } }
+                for n in 0..<samples {
+                    for i in 0..<(channels * hw) { right += x[n * ldx + i] * fD[n * lddst + i] }
+                }
+                XCTAssertEqual(left, right, accuracy: 1e-10 * max(1, abs(left)), "adjoint \(label)")
             }
         }
     }

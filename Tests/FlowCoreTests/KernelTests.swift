@@ -447,23 +447,25 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// fk_unfold_f32 and fk_fold_f32 against their index formulas (FlowKernels.h), for planes
-    /// whose size is and is not a multiple of 8, narrower and wider than a vector, and kernels
-    /// 1, 3, 5 and 17 (above the AVX2 variants' limit); the variants agree bitwise, write no
-    /// entry past a row's `h·w`, and fold leaves its source as it was.
+    /// fk_unfold_f32 and fk_fold_f32 against their index formulas (FlowKernels.h), over blocks of
+    /// two samples with padded strides, planes whose size is and is not a multiple of 8, narrower
+    /// and wider than a vector, and kernels 1, 3, 5 and 17 (above the AVX2 variants' limit); the
+    /// variants agree bitwise, write nothing past the samples' columns of a row or between the
+    /// samples' planes, and fold leaves its source as it was.
     func testIm2colAndCol2imFollowTheirFormulasAndAgreeAcrossVariants() {
         for (h, w) in [(1, 1), (2, 3), (4, 4), (3, 7), (8, 8), (5, 12), (7, 7), (16, 16)] {
             for k in [1, 3, 5, 17] {
-                let channels = 3, kk = k * k, hw = h * w, ld = hw + 5, pad = k / 2
-                let x = values(channels * hw, seed: UInt64(100 * h + w)), src = values(channels * kk * ld, seed: 11)
+                let channels = 3, samples = 2, kk = k * k, hw = h * w, pad = k / 2
+                let ld = samples * hw + 5, ldx = channels * hw + 3, lddst = channels * hw + 2
+                let x = values(samples * ldx, seed: UInt64(100 * h + w)), src = values(channels * kk * ld, seed: 11)
                 var unfolded: [[Float]] = [], folded: [[Float]] = []
                 for (_, portable) in variants {
                     fk_force_portable(portable)
                     var dst = [Float](repeating: .nan, count: channels * kk * ld)
-                    fk_unfold_f32(x, channels, h, w, k, &dst, ld)
+                    fk_unfold_f32(x, ldx, samples, channels, h, w, k, &dst, ld)
                     unfolded.append(dst)
-                    var source = src, planes = [Float](repeating: .nan, count: channels * hw)
-                    fk_fold_f32(&source, ld, channels, h, w, k, &planes)
+                    var source = src, planes = [Float](repeating: .nan, count: samples * lddst)
+                    fk_fold_f32(&source, ld, samples, channels, h, w, k, &planes, lddst)
                     XCTAssertEqual(source.map(\.bitPattern), src.map(\.bitPattern), "fold modified its source")
                     folded.append(planes)
                 }
@@ -477,24 +479,32 @@ final class KernelTests: XCTestCase {
                 for c in 0..<channels {
                     for tap in 0..<kk {
                         let di = tap / k - pad, dj = tap % k - pad, row = (c * kk + tap) * ld
-                        for t in 0..<ld {
-                            guard t < hw else {
-                                XCTAssertTrue(u[row + t].isNaN, "\(label): unfold wrote past row \(c * kk + tap)")
+                        for column in 0..<ld {
+                            guard column < samples * hw else {
+                                XCTAssertTrue(u[row + column].isNaN, "\(label): unfold wrote past row \(c * kk + tap)")
                                 continue
                             }
-                            let (i, j) = (t / w + di, t % w + dj)
-                            XCTAssertEqual(u[row + t], inside(i, j) ? x[c * hw + i * w + j] : 0, "\(label): unfold")
+                            let (n, t) = (column / hw, column % hw), (i, j) = (t / w + di, t % w + dj)
+                            XCTAssertEqual(u[row + column], inside(i, j) ? x[n * ldx + c * hw + i * w + j] : 0,
+                                           "\(label): unfold")
                         }
                     }
-                    for t in 0..<hw {
-                        // The documented order: the centre tap, then the others in increasing index.
-                        let centre = pad * k + pad
-                        var acc = src[(c * kk + centre) * ld + t]
-                        for tap in 0..<kk where tap != centre {
-                            let (i, j) = (t / w - (tap / k - pad), t % w - (tap % k - pad))
-                            acc += inside(i, j) ? src[(c * kk + tap) * ld + i * w + j] : 0
+                }
+                let centre = pad * k + pad
+                for n in 0..<samples {
+                    XCTAssertTrue(f[n * lddst + channels * hw].isNaN, "\(label): fold wrote between samples")
+                    for c in 0..<channels {
+                        let rows = c * kk * ld + n * hw
+                        for t in 0..<hw {
+                            // The documented order: the centre tap, then the others in increasing index.
+                            var acc = src[rows + centre * ld + t]
+                            for tap in 0..<kk where tap != centre {
+                                let (i, j) = (t / w - (tap / k - pad), t % w - (tap % k - pad))
+                                acc += inside(i, j) ? src[rows + tap * ld + i * w + j] : 0
+                            }
+                            XCTAssertEqual(f[n * lddst + c * hw + t].bitPattern, acc.bitPattern,
+                                           "\(label): fold [\(n), \(c), \(t)]")
                         }
-                        XCTAssertEqual(f[c * hw + t].bitPattern, acc.bitPattern, "\(label): fold [\(c), \(t)]")
                     }
                 }
             }

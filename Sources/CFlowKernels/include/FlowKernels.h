@@ -127,24 +127,29 @@ void fk_conv_f32(const float *x, size_t xstride, size_t cin, const ptrdiff_t *of
 void fk_conv_wgrad_f32(const float *dy, size_t dystride, size_t out, const float *x, size_t xstride, size_t cin,
                        const ptrdiff_t *off, size_t ntaps, size_t t0, size_t n, float *dw, float *scratch);
 
-/* im2col of one sample for a k×k convolution with zero padding k/2 (k odd) on channels planes of
- * h×w (x + c·h·w): row c·k² + p·k + q of dst (row stride ld, h·w entries written) is plane c
- * shifted by (p − k/2, q − k/2), zero where that leaves the plane:
- *   dst[(c·k² + p·k + q)·ld + i·w + j] = x[c·h·w + (i + p − k/2)·w + j + q − k/2]  or 0.
+/* im2col of `samples` samples for a k×k convolution with zero padding k/2 (k odd) on channels
+ * planes of h×w (sample n's plane c at x + n·ldx + c·h·w): row c·k² + p·k + q of dst (row stride
+ * ld ≥ samples·h·w) holds, in its columns n·h·w ..< (n + 1)·h·w, sample n's plane c shifted by
+ * (p − k/2, q − k/2), zero where that leaves the plane:
+ *   dst[(c·k² + p·k + q)·ld + n·h·w + i·w + j] = x[n·ldx + c·h·w + (i + p − k/2)·w + j + q − k/2]  or 0.
  * Copies only, so both variants give the same bits: the portable one copies each row as one
- * shifted run and zeroes the wrapped columns; the AVX2 one (k ≤ 15) writes eight positions per
- * masked load (lanes whose source leaves the plane are masked out, not read) and store.
- * Complexity: O(channels·k²·h·w); no allocation. */
-void fk_unfold_f32(const float *x, size_t channels, size_t h, size_t w, size_t k, float *dst, size_t ld);
+ * shifted run and zeroes the wrapped columns; the AVX2 one (k ≤ 15, h·w ≥ 8) writes eight
+ * positions per load and store, the load clamped into the plane and its lanes masked. Nothing
+ * outside the planes is read, nothing past a row's samples·h·w columns written.
+ * Complexity: O(samples·channels·k²·h·w); no allocation. */
+void fk_unfold_f32(const float *x, size_t ldx, size_t samples, size_t channels, size_t h, size_t w, size_t k,
+                   float *dst, size_t ld);
 
-/* col2im, the adjoint of fk_unfold_f32: plane c of dst (channels planes of h×w, overwritten)
- * becomes the sum over taps p·k + q of row c·k² + p·k + q of src (row stride ld) shifted by
- * (p − k/2, q − k/2), over the positions whose source and target both lie inside the plane:
- * every output position starts from the centre tap and adds the other taps in increasing
- * p·k + q, a tap whose source leaves the plane adding +0 (so the variants agree bitwise). The
- * AVX2 variant (k ≤ 15) sums eight positions in registers, one masked load per tap, and stores
- * once; src is not modified. Complexity: O(channels·k²·h·w); no allocation. */
-void fk_fold_f32(const float *src, size_t ld, size_t channels, size_t h, size_t w, size_t k, float *dst);
+/* col2im, the adjoint of fk_unfold_f32: sample n's plane c of dst (at dst + n·lddst + c·h·w,
+ * overwritten) becomes the sum over taps p·k + q of row c·k² + p·k + q of src (row stride ld;
+ * sample n in columns n·h·w ..< (n + 1)·h·w) shifted by (p − k/2, q − k/2), over the positions
+ * whose source and target both lie inside the plane: every output position starts from the
+ * centre tap and adds the other taps in increasing p·k + q, a tap whose source leaves the plane
+ * adding +0 (so the variants agree bitwise). The AVX2 variant (k ≤ 15, h·w ≥ 8) sums eight
+ * positions of four channels at a time in registers and stores each once; src is not modified.
+ * Complexity: O(samples·channels·k²·h·w); no allocation. */
+void fk_fold_f32(const float *src, size_t ld, size_t samples, size_t channels, size_t h, size_t w, size_t k,
+                 float *dst, size_t lddst);
 
 /* `count` standard normal values of sample row `row`: Philox4x32-10 with key = seed (low, high
  * 32 bits) and counter (block, row low, row high, stream); block b gives values 4b … 4b+3 by

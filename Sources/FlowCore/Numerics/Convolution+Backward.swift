@@ -106,9 +106,7 @@ extension Convolution {
             // B: the unfolded input as C·k² × count·H·W.
             let b: UnsafePointer<T>, ldb: Int
             if let unfolded {
-                for s in 0..<count {
-                    unfold(x + (first + s) * ldx, channels: inChannels, into: unfolded + s * hw, ld: columns)
-                }
+                unfold(x + first * ldx, ldx: ldx, samples: count, channels: inChannels, into: unfolded, ld: columns)
                 (b, ldb) = (UnsafePointer(unfolded), columns)
             } else {
                 (b, ldb) = (x + first * ldx, hw)
@@ -120,9 +118,8 @@ extension Convolution {
                     // The unfolded input is consumed: its memory takes Wᵀ·Ŷ.
                     T.blasGemm(transA: true, transB: false, m: patch, n: width, k: outChannels,
                                alpha: 1, a: weight, lda: patch, b: a, ldb: lda, beta: 0, c: unfolded, ldc: columns)
-                    for s in 0..<count {
-                        fold(unfolded + s * hw, channels: inChannels, ld: columns, into: dx + (first + s) * inputCount)
-                    }
+                    fold(unfolded, ld: columns, samples: count, channels: inChannels, into: dx + first * inputCount,
+                         lddst: inputCount)
                 } else {
                     T.blasGemm(transA: true, transB: false, m: inChannels, n: hw, k: outChannels,
                                alpha: 1, a: weight, lda: patch, b: a, ldb: lda, beta: 0,
@@ -151,9 +148,8 @@ extension Convolution {
         var first = 0
         while first < rows {
             let count = Swift.min(block, rows - first), width = count * hw
-            for s in 0..<count {
-                unfold(dy + (first + s) * outputCount, channels: outChannels, into: unfolded + s * hw, ld: columns)
-            }
+            unfold(dy + first * outputCount, ldx: outputCount, samples: count, channels: outChannels, into: unfolded,
+                   ld: columns)
             let (b, ldb) = inputBlock(x, ldx: ldx, first: first, count: count, scratch: planes, columns: columns)
             T.blasGemm(transA: false, transB: true, m: taps, n: inChannels, k: width,
                        alpha: 1, a: unfolded, lda: columns, b: b, ldb: ldb, beta: 1, c: tapGradient, ldc: inChannels)

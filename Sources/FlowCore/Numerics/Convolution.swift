@@ -178,9 +178,7 @@ struct Convolution: Equatable, Sendable {
             // B: the unfolded patches [C·k² × count·H·W], or the input sample itself.
             let b: UnsafePointer<T>, ldb: Int
             if let unfolded {
-                for s in 0..<count {
-                    unfold(x + (first + s) * ldx, channels: inChannels, into: unfolded + s * hw, ld: columns)
-                }
+                unfold(x + first * ldx, ldx: ldx, samples: count, channels: inChannels, into: unfolded, ld: columns)
                 (b, ldb) = (UnsafePointer(unfolded), columns)
             } else {
                 (b, ldb) = (x + first * ldx, hw)
@@ -223,10 +221,11 @@ struct Convolution: Equatable, Sendable {
             let (b, ldb) = inputBlock(x, ldx: ldx, first: first, count: count, scratch: gathered, columns: columns)
             T.blasGemm(transA: false, transB: false, m: taps, n: count * hw, k: inChannels,
                        alpha: 1, a: packed, lda: inChannels, b: b, ldb: ldb, beta: 0, c: product, ldc: columns)
-            for s in 0..<count {
-                let ys = y + (first + s) * outputCount
-                fold(product + s * hw, channels: outChannels, ld: columns, into: ys)
-                if bias != nil || relu {
+            fold(product, ld: columns, samples: count, channels: outChannels, into: y + first * outputCount,
+                 lddst: outputCount)
+            if bias != nil || relu {
+                for s in 0..<count {
+                    let ys = y + (first + s) * outputCount
                     for o in 0..<outChannels {
                         Convolution.finish(ys + o * hw, count: hw, bias: bias?[o] ?? 0, relu: relu)
                     }
@@ -316,49 +315,57 @@ struct Convolution: Equatable, Sendable {
         return (lower, Swift.max(lower, Swift.min(length, length - shift)))
     }
 
-    /// im2col of one sample of `channels` planes: row `c·k² + p·k + q` of `dst` (row stride
-    /// `ld`, `H·W` entries used) is plane `c` of `x` shifted by `(p − k/2, q − k/2)`:
-    /// `dst[c·k² + p·k + q][i·W + j] = x[c][(i + p − k/2)·W + j + q − k/2]`, zero where that
-    /// leaves the plane.
+    /// im2col of `samples` samples of `channels` planes (sample `n` at `x + n·ldx`): row
+    /// `c·k² + p·k + q` of `dst` (row stride `ld ≥ samples·H·W`) holds in columns
+    /// `n·H·W ..< (n + 1)·H·W` sample `n`'s plane `c` shifted by `(p − k/2, q − k/2)`:
+    /// `dst[c·k² + p·k + q][n·H·W + i·W + j] = x[n][c][(i + p − k/2)·W + j + q − k/2]`, zero where
+    /// that leaves the plane.
     ///
     /// A shift by `(di, dj)` moves a whole row-major plane by `di·W + dj` elements, so each row
     /// of `dst` is one contiguous copy, after which the `|dj|` columns that wrapped around from
     /// the neighbouring image row are zeroed (and the `|di|` image rows shifted in from outside
     /// the plane). Float runs in C (`fk_unfold_f32`: the same copies, or eight positions per
-    /// masked load and store). - Complexity: O(channels·k²·H·W) at memcpy speed.
+    /// load and store, with the tap masks computed once for the whole block).
+    /// - Complexity: O(samples·channels·k²·H·W) at memcpy speed.
     @inline(__always)
-    func unfold<T: FlowScalar>(_ x: UnsafePointer<T>, channels: Int, into dst: UnsafeMutablePointer<T>, ld: Int) {
+    func unfold<T: FlowScalar>(_ x: UnsafePointer<T>, ldx: Int, samples: Int, channels: Int,
+                               into dst: UnsafeMutablePointer<T>, ld: Int) {
         let h = height, w = width, hw = plane, k = kernel, pad = padding
         if k == 1 {
-            Convolution.copyPlanes(x, stride: hw, into: dst, stride: ld, planes: channels, count: hw)
+            for n in 0..<samples {
+                Convolution.copyPlanes(x + n * ldx, stride: hw, into: dst + n * hw, stride: ld, planes: channels,
+                                       count: hw)
+            }
             return
         }
         if T.self == Float.self {
-            fk_unfold_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), channels, h, w, k,
+            fk_unfold_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), ldx, samples, channels, h, w, k,
                           UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self), ld)
             return
         }
-        for c in 0..<channels {
-            let src = x + c * hw
-            for p in 0..<k {
-                let di = p - pad
-                let (i0, i1) = Convolution.inside(shift: di, length: h)
-                for q in 0..<k {
-                    let row = dst + (c * k * k + p * k + q) * ld
-                    let dj = q - pad
-                    let (j0, j1) = Convolution.inside(shift: dj, length: w)
-                    // Entries t ∈ [i0·W, i1·W) read source entry t + offset, clamped to the plane.
-                    let offset = di * w + dj
-                    let t0 = Swift.min(Swift.max(i0 * w, -offset), hw)
-                    let t1 = Swift.max(t0, Swift.min(i1 * w, hw - offset))
-                    if t0 > 0 { row.update(repeating: 0, count: t0) }
-                    if t1 > t0 { (row + t0).update(from: src + (t0 + offset), count: t1 - t0) }
-                    if t1 < hw { (row + t1).update(repeating: 0, count: hw - t1) }
-                    if j0 > 0 || j1 < w {
-                        for i in i0..<i1 {
-                            let d = row + i * w
-                            for j in 0..<j0 { d[j] = 0 }
-                            for j in j1..<w { d[j] = 0 }
+        for n in 0..<samples {
+            for c in 0..<channels {
+                let src = x + n * ldx + c * hw
+                for p in 0..<k {
+                    let di = p - pad
+                    let (i0, i1) = Convolution.inside(shift: di, length: h)
+                    for q in 0..<k {
+                        let row = dst + (c * k * k + p * k + q) * ld + n * hw
+                        let dj = q - pad
+                        let (j0, j1) = Convolution.inside(shift: dj, length: w)
+                        // Entries t ∈ [i0·W, i1·W) read source entry t + offset, clamped to the plane.
+                        let offset = di * w + dj
+                        let t0 = Swift.min(Swift.max(i0 * w, -offset), hw)
+                        let t1 = Swift.max(t0, Swift.min(i1 * w, hw - offset))
+                        if t0 > 0 { row.update(repeating: 0, count: t0) }
+                        if t1 > t0 { (row + t0).update(from: src + (t0 + offset), count: t1 - t0) }
+                        if t1 < hw { (row + t1).update(repeating: 0, count: hw - t1) }
+                        if j0 > 0 || j1 < w {
+                            for i in i0..<i1 {
+                                let d = row + i * w
+                                for j in 0..<j0 { d[j] = 0 }
+                                for j in j1..<w { d[j] = 0 }
+                            }
                         }
                     }
                 }
@@ -366,34 +373,38 @@ struct Convolution: Equatable, Sendable {
         }
     }
 
-    /// col2im of one sample, the adjoint of ``unfold(_:channels:into:ld:)``: `dst`
-    /// (`channels × H × W`, overwritten) receives, for every row `c·k² + p·k + q` of `src` (row
-    /// stride `ld`), that row shifted by `(p − k/2, q − k/2)` and added into plane `c`:
-    /// `dst[c][(i + p − k/2)·W + j + q − k/2] += src[c·k² + p·k + q][i·W + j]` for both positions
-    /// inside the plane.
+    /// col2im, the adjoint of ``unfold(_:ldx:samples:channels:into:ld:)``: sample `n`'s planes
+    /// at `dst + n·lddst` (`channels × H × W`, overwritten) receive, for every row
+    /// `c·k² + p·k + q` of `src` (row stride `ld`; sample `n` in columns `n·H·W ..< (n + 1)·H·W`),
+    /// that row shifted by `(p − k/2, q − k/2)` and added into plane `c`:
+    /// `dst[n][c][(i + p − k/2)·W + j + q − k/2] += src[c·k² + p·k + q][n·H·W + i·W + j]` for both
+    /// positions inside the plane.
     ///
     /// Gather form: every output position starts from the centre tap and adds the other taps in
     /// increasing `p·k + q` (a tap whose source leaves the plane adds +0), so each output is written
     /// once and `src` is left as it is. Float runs the same sums in C (`fk_fold_f32`, eight
-    /// positions per vector). - Complexity: O(channels·k²·H·W).
+    /// positions of four channels at a time). - Complexity: O(samples·channels·k²·H·W).
     @inline(__always)
-    func fold<T: FlowScalar>(_ src: UnsafePointer<T>, channels: Int, ld: Int, into dst: UnsafeMutablePointer<T>) {
+    func fold<T: FlowScalar>(_ src: UnsafePointer<T>, ld: Int, samples: Int, channels: Int,
+                             into dst: UnsafeMutablePointer<T>, lddst: Int) {
         let h = height, w = width, hw = plane, k = kernel, kk = k * k, pad = padding, centre = pad * k + pad
         if T.self == Float.self {
-            fk_fold_f32(UnsafeRawPointer(src).assumingMemoryBound(to: Float.self), ld, channels, h, w, k,
-                        UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self))
+            fk_fold_f32(UnsafeRawPointer(src).assumingMemoryBound(to: Float.self), ld, samples, channels, h, w, k,
+                        UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self), lddst)
             return
         }
-        for c in 0..<channels {
-            let rows = src + c * kk * ld, out = dst + c * hw
-            for i in 0..<h {
-                for j in 0..<w {
-                    var acc = rows[centre * ld + i * w + j]
-                    for tap in 0..<kk where tap != centre {
-                        let si = i - (tap / k - pad), sj = j - (tap % k - pad)
-                        acc += si >= 0 && si < h && sj >= 0 && sj < w ? rows[tap * ld + si * w + sj] : 0
+        for n in 0..<samples {
+            for c in 0..<channels {
+                let rows = src + c * kk * ld + n * hw, out = dst + n * lddst + c * hw
+                for i in 0..<h {
+                    for j in 0..<w {
+                        var acc = rows[centre * ld + i * w + j]
+                        for tap in 0..<kk where tap != centre {
+                            let si = i - (tap / k - pad), sj = j - (tap % k - pad)
+                            acc += si >= 0 && si < h && sj >= 0 && sj < w ? rows[tap * ld + si * w + sj] : 0
+                        }
+                        out[i * w + j] = acc
                     }
-                    out[i * w + j] = acc
                 }
             }
         }

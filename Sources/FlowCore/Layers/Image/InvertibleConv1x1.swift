@@ -1,3 +1,5 @@
+import CFlowKernels
+
 /// Glow's invertible 1×1 convolution (Kingma & Dhariwal 2018): the same invertible `C×C` matrix
 /// mixes the channels at every pixel, `z[:, p] = W · x[:, p]`.
 ///
@@ -88,7 +90,11 @@ public final class InvertibleConv1x1<Scalar: FlowScalar>: FlowLayer {
     /// log|det J| per sample.
     var logDetPerSample: Double { Double(spatial) * logAbsDet }
 
-    public func workspaceBytes(count: Int) -> Int { Arena.bytes(Scalar.self, channels * spatial) }
+    /// Scratch of ``mix(_:count:by:transpose:arena:)``: one sample's copy and, for float32, the
+    /// mixing matrix laid out for the kernel.
+    public func workspaceBytes(count: Int) -> Int {
+        Arena.bytes(Scalar.self, channels * spatial) + Arena.bytes(Scalar.self, channels * channels)
+    }
 
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int,
@@ -107,11 +113,20 @@ public final class InvertibleConv1x1<Scalar: FlowScalar>: FlowLayer {
     }
 
     /// In place, per sample: `X ← M·X` (or `Mᵀ·X`) with `X` the `C × S` channel-major block.
+    ///
+    /// Float32 runs the direct convolution kernel with one tap (`fk_conv_f32`: four output
+    /// channels × sixteen positions in registers per pass over the inputs) on the positions in
+    /// multiples of 8, the rest in scalar loops; wide matrices (`C ≥ 32`) use BLAS.
+    /// - Complexity: `2·count·C²·S` flops; scratch ``workspaceBytes(count:)``.
     @inline(__always)
     func mix(_ x: UnsafeMutablePointer<Scalar>, count: Int, by m: UnsafePointer<Scalar>, transpose: Bool,
              arena: inout Arena) {
         let c = channels, s = spatial
         let tmp = arena.take(Scalar.self, c * s)
+        // The kernel's weight: coefficient of input j for output i at [j·C + i], i.e. Mᵀ for M·X.
+        let kernelWeight = arena.take(Scalar.self, c * c)
+        for i in 0..<c { for j in 0..<c { kernelWeight[j * c + i] = transpose ? m[j * c + i] : m[i * c + j] } }
+        let vectorized = Scalar.self == Float.self && c < 32 ? s & ~7 : 0
         for r in 0..<count {
             let block = x + r * c * s
             tmp.update(from: block, count: c * s)
@@ -120,13 +135,20 @@ public final class InvertibleConv1x1<Scalar: FlowScalar>: FlowLayer {
                                 b: tmp, ldb: s, beta: 0, c: block, ldc: s)
                 continue
             }
+            if vectorized > 0 {
+                var offset = 0
+                fk_conv_f32(UnsafeRawPointer(tmp).assumingMemoryBound(to: Float.self), s, c, &offset, 1,
+                            UnsafeRawPointer(kernelWeight).assumingMemoryBound(to: Float.self), nil, c,
+                            UnsafeMutableRawPointer(block).assumingMemoryBound(to: Float.self), s, 0, vectorized,
+                            nil, 0, 0)
+            }
             for i in 0..<c {
                 let out = block + i * s
-                out.update(repeating: 0, count: s)
+                for p in vectorized..<s { out[p] = 0 }
                 for j in 0..<c {
-                    let mij = transpose ? m[j * c + i] : m[i * c + j]
+                    let mij = kernelWeight[j * c + i]
                     let src = tmp + j * s
-                    for p in 0..<s { out[p] += mij * src[p] }
+                    for p in vectorized..<s { out[p] += mij * src[p] }
                 }
             }
         }
@@ -135,8 +157,13 @@ public final class InvertibleConv1x1<Scalar: FlowScalar>: FlowLayer {
 
 extension InvertibleConv1x1 {
     public func backwardWorkspaceBytes(count: Int) -> Int {
-        Arena.bytes(Scalar.self, channels * spatial) + Arena.bytes(Scalar.self, channels * channels)
+        workspaceBytes(count: count) + Arena.bytes(Scalar.self, channels * channels)
+            + (usesWeightGradientKernel ? Arena.bytes(Float.self, channels * channels * 8) : 0)
     }
+
+    /// Whether float32 weight gradients run the direct kernel (`fk_conv_wgrad_f32` with one tap,
+    /// `C < 32`, `S` a multiple of 8) instead of one small BLAS GEMM per sample.
+    var usesWeightGradientKernel: Bool { Scalar.self == Float.self && channels < 32 && spatial % 8 == 0 }
 
     /// `Z = W X` per sample: `∂L/∂X = Wᵀ G`, `∂L/∂W = Σ_n G_n X_nᵀ`, and the log-det term
     /// `S·Σ wᵢ · ∂log|det W|/∂θ`: `S·Σw·W⁻ᵀ` for the plain weight, through ``LUWeight`` otherwise.
@@ -146,11 +173,22 @@ extension InvertibleConv1x1 {
         let c = channels, s = spatial
         let dW = arena.take(Scalar.self, c * c)
         dW.update(repeating: 0, count: c * c)
-        for r in 0..<count {
-            let xr = x + r * c * s, gr = UnsafePointer(g + r * c * s)
-            // dW[i, j] += Σ_p G[i, p] X[j, p]
-            Scalar.blasGemm(transA: false, transB: true, m: c, n: c, k: s, alpha: 1, a: gr, lda: s,
-                            b: xr, ldb: s, beta: 1, c: dW, ldc: c)
+        if usesWeightGradientKernel {
+            // dW[i·C + j] += Σ_p G[i, p] X[j, p]: the kernel's [out][cin][taps] layout with one tap.
+            let scratch = arena.take(Float.self, c * c * 8), dWf = UnsafeMutableRawPointer(dW).assumingMemoryBound(to: Float.self)
+            var offset = 0
+            for r in 0..<count {
+                fk_conv_wgrad_f32(UnsafeRawPointer(g + r * c * s).assumingMemoryBound(to: Float.self), s, c,
+                                  UnsafeRawPointer(x + r * c * s).assumingMemoryBound(to: Float.self), s, c,
+                                  &offset, 1, 0, s, dWf, scratch)
+            }
+        } else {
+            for r in 0..<count {
+                let xr = x + r * c * s, gr = UnsafePointer(g + r * c * s)
+                // dW[i, j] += Σ_p G[i, p] X[j, p]
+                Scalar.blasGemm(transA: false, transB: true, m: c, n: c, k: s, alpha: 1, a: gr, lda: s,
+                                b: xr, ldb: s, beta: 1, c: dW, ldc: c)
+            }
         }
         weight.withUnsafeBufferPointer { mix(g, count: count, by: $0.baseAddress!, transpose: true, arena: &arena) }
         var wSum = 0.0

@@ -22,8 +22,28 @@ public enum FlowRuntime {
 
     private static let blasConfigured: Bool = {
         openblas_set_num_threads(1)
+        warmUpBLAS()
         return true
     }()
+
+    /// Runs one 64 × 64 × 1024 single-precision product (8 MFLOP, well under a millisecond),
+    /// once per process, before any flow computes.
+    ///
+    /// OpenBLAS 0.3.21 (Debian bookworm, Zen kernels) runs small products with a transposed
+    /// operand, such as the weight and input gradients of the image conditioners' convolutions
+    /// (e.g. `m = 108, n = 64, k = 256` with `Bᵀ`), about three times slower in a process that has
+    /// not yet run a product whose packed panels exceed 256 in `k` or `n`; the state that
+    /// changes is inside OpenBLAS and process-wide (one such product fixes every thread). Measured
+    /// (`swiftflows-bench --filter glow-3x16x16/train --threads 1`, each row in its own process):
+    /// the 3×16×16 Glow's training step at batch 64 took 142–149 ms without this product and
+    /// 102–103 ms with it (74 → 63 ms on two threads).
+    private static func warmUpBLAS() {
+        let m = 64, n = 64, k = 1024
+        let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: k * n)
+        var c = [Float](repeating: 0, count: m * n)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(m), blasint(n), blasint(k), 1, a, blasint(k), b,
+                    blasint(n), 0, &c, blasint(n))
+    }
 
     /// Switches OpenBLAS's threading off (once per process). Every flow calls it when built, so
     /// every matrix product (inference, training, initialisation) runs under the same setting

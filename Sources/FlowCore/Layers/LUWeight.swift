@@ -70,17 +70,19 @@ struct LUWeight<Scalar: FlowScalar> {
     /// `Σ log_scale` = log|det W|.
     var logAbsDeterminant: Double { logScale.values.reduce(0.0) { $0 + Double($1) } }
 
-    /// `W` assembled in Double.
+    /// `W` assembled in Double. - Complexity: O(D³).
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     func assembled() -> [Double] {
-        let d = dimension
+        let d = dimension, lo = lower.values, up = upper.values, ls = logScale.values
+        let diagonal = (0..<d).map { Double(sign[$0]) * Double.exp(Double(ls[$0])) }
         // M = L (U + diag s), then W[i, :] = M[permutation[i], :].
         var m = [Double](repeating: 0, count: d * d)
         for i in 0..<d {
             for j in 0..<d {
                 var acc = 0.0
                 for k in 0...min(i, j) {
-                    let l = k == i ? 1.0 : Double(lower.values[i * d + k])
-                    let u = k == j ? Double(sign[j]) * Double.exp(Double(logScale.values[j])) : Double(upper.values[k * d + j])
+                    let l = k == i ? 1.0 : Double(lo[i * d + k])
+                    let u = k == j ? diagonal[j] : Double(up[k * d + j])
                     acc += l * u
                 }
                 m[i * d + j] = acc
@@ -96,6 +98,7 @@ struct LUWeight<Scalar: FlowScalar> {
     /// `∂L/∂M = Pᵀ ∂L/∂W`, `∂L/∂L = ∂L/∂M·U'ᵀ` (strictly lower part), `∂L/∂U' = Lᵀ·∂L/∂M`
     /// (strictly upper part to `upper`, the diagonal times `sign·e^ls` to `log_scale`). In Double.
     /// - Complexity: O(D³).
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     func accumulateGradient(weightGradient dW: UnsafePointer<Scalar>, logDetWeight: Double) {
         let d = dimension
         var dM = [Double](repeating: 0, count: d * d)

@@ -77,6 +77,7 @@ public final class Parameter<Scalar: FlowScalar> {
     /// The values as an array (a copy).
     public var array: [Scalar] { Array(values) }
 
-    /// Sets the gradient to zero.
+    /// Sets the gradient to zero (specialised: called on every parameter at every training step).
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func zeroGradient() { ownGradient.update(repeating: 0) }
 }

@@ -69,6 +69,7 @@ public final class InvertibleConv1x1<Scalar: FlowScalar>: FlowLayer {
 
     public var parameters: [Parameter<Scalar>] { lu?.parameters ?? [plainWeight!] }
 
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func parametersDidChange() {
         let c = channels
         let w: [Double]

@@ -116,13 +116,15 @@ extension Convolution {
             if let dx {
                 if let unfolded {
                     // The unfolded input is consumed: its memory takes Wᵀ·Ŷ.
+                    Convolution.zero(unfolded, rows: patch, count: width, ld: columns)
                     T.blasGemm(transA: true, transB: false, m: patch, n: width, k: outChannels,
-                               alpha: 1, a: weight, lda: patch, b: a, ldb: lda, beta: 0, c: unfolded, ldc: columns)
+                               alpha: 1, a: weight, lda: patch, b: a, ldb: lda, beta: 1, c: unfolded, ldc: columns)
                     fold(unfolded, ld: columns, samples: count, channels: inChannels, into: dx + first * inputCount,
                          lddst: inputCount)
                 } else {
+                    Convolution.zero(dx + first * inputCount, rows: inChannels, count: hw, ld: hw)
                     T.blasGemm(transA: true, transB: false, m: inChannels, n: hw, k: outChannels,
-                               alpha: 1, a: weight, lda: patch, b: a, ldb: lda, beta: 0,
+                               alpha: 1, a: weight, lda: patch, b: a, ldb: lda, beta: 1,
                                c: dx + first * inputCount, ldc: hw)
                 }
             }
@@ -156,16 +158,18 @@ extension Convolution {
             if let dx, let packed {
                 if let planes {
                     // The input block is consumed: its memory takes Pᵀ·Û.
+                    Convolution.zero(planes, rows: inChannels, count: width, ld: columns)
                     T.blasGemm(transA: true, transB: false, m: inChannels, n: width, k: taps,
-                               alpha: 1, a: packed, lda: inChannels, b: unfolded, ldb: columns, beta: 0,
+                               alpha: 1, a: packed, lda: inChannels, b: unfolded, ldb: columns, beta: 1,
                                c: planes, ldc: columns)
                     for s in 0..<count {
                         Convolution.copyPlanes(planes + s * hw, stride: columns, into: dx + (first + s) * inputCount,
                                                stride: hw, planes: inChannels, count: hw)
                     }
                 } else {
+                    Convolution.zero(dx + first * inputCount, rows: inChannels, count: hw, ld: hw)
                     T.blasGemm(transA: true, transB: false, m: inChannels, n: hw, k: taps,
-                               alpha: 1, a: packed, lda: inChannels, b: unfolded, ldb: columns, beta: 0,
+                               alpha: 1, a: packed, lda: inChannels, b: unfolded, ldb: columns, beta: 1,
                                c: dx + first * inputCount, ldc: hw)
                 }
             }

@@ -164,7 +164,7 @@ struct Convolution: Equatable, Sendable {
         }
     }
 
-    /// ``Method/unfoldInput``: per block, `product = W·X̂` then bias/ReLU into `y`.
+    /// ``Method/unfoldInput``: per block, `product = bias + W·X̂` then ReLU into `y`.
     @_specialize(where T == Float) @_specialize(where T == Double)
     private func forwardUnfoldingInput<T: FlowScalar>(_ x: UnsafePointer<T>, ldx: Int, rows: Int,
                                                       weight: UnsafePointer<T>, bias: UnsafePointer<T>?,
@@ -183,25 +183,26 @@ struct Convolution: Equatable, Sendable {
             } else {
                 (b, ldb) = (x + first * ldx, hw)
             }
+            // The GEMM adds onto C already holding the bias (β = 1): no zeroing pass (``zero``)
+            // and no bias pass over the result.
             if let product {
+                for o in 0..<outChannels {
+                    (product + o * columns).update(repeating: bias?[o] ?? 0, count: count * hw)
+                }
                 T.blasGemm(transA: false, transB: false, m: outChannels, n: count * hw, k: patch,
-                           alpha: 1, a: weight, lda: patch, b: b, ldb: ldb, beta: 0, c: product, ldc: columns)
+                           alpha: 1, a: weight, lda: patch, b: b, ldb: ldb, beta: 1, c: product, ldc: columns)
                 for s in 0..<count {
                     let ys = y + (first + s) * outputCount
                     for o in 0..<outChannels {
-                        Convolution.finish(product + o * columns + s * hw, into: ys + o * hw, count: hw,
-                                           bias: bias?[o] ?? 0, relu: relu)
+                        Convolution.activate(product + o * columns + s * hw, into: ys + o * hw, count: hw, relu: relu)
                     }
                 }
             } else {
                 let ys = y + first * outputCount
+                for o in 0..<outChannels { (ys + o * hw).update(repeating: bias?[o] ?? 0, count: hw) }
                 T.blasGemm(transA: false, transB: false, m: outChannels, n: hw, k: patch,
-                           alpha: 1, a: weight, lda: patch, b: b, ldb: ldb, beta: 0, c: ys, ldc: hw)
-                if bias != nil || relu {
-                    for o in 0..<outChannels {
-                        Convolution.finish(ys + o * hw, count: hw, bias: bias?[o] ?? 0, relu: relu)
-                    }
-                }
+                           alpha: 1, a: weight, lda: patch, b: b, ldb: ldb, beta: 1, c: ys, ldc: hw)
+                if relu { Convolution.finish(ys, count: outputCount, bias: 0, relu: true) }
             }
             first += count
         }
@@ -219,8 +220,9 @@ struct Convolution: Equatable, Sendable {
         while first < rows {
             let count = Swift.min(block, rows - first)
             let (b, ldb) = inputBlock(x, ldx: ldx, first: first, count: count, scratch: gathered, columns: columns)
+            Convolution.zero(product, rows: taps, count: count * hw, ld: columns)
             T.blasGemm(transA: false, transB: false, m: taps, n: count * hw, k: inChannels,
-                       alpha: 1, a: packed, lda: inChannels, b: b, ldb: ldb, beta: 0, c: product, ldc: columns)
+                       alpha: 1, a: packed, lda: inChannels, b: b, ldb: ldb, beta: 1, c: product, ldc: columns)
             fold(product, ld: columns, samples: count, channels: outChannels, into: y + first * outputCount,
                  lddst: outputCount)
             if bias != nil || relu {
@@ -271,6 +273,26 @@ struct Convolution: Equatable, Sendable {
             for i in 0..<count { dst[i] = Swift.max(src[i] + bias, 0) }
         } else {
             for i in 0..<count { dst[i] = src[i] + bias }
+        }
+    }
+
+    /// Zeroes `rows` runs of `count` elements, `ld` apart: the C operand of a product then run
+    /// with β = 1. On this machine OpenBLAS's own pass for β = 0 (`sgemm_beta`) zeroed at about a
+    /// third of memset's speed (5 % of a Glow `log_prob` profile: `perf record` of
+    /// `swiftflows-bench --only glow-3x16x16/log_prob/b256 --threads 1`).
+    @inline(__always)
+    static func zero<T: FlowScalar>(_ c: UnsafeMutablePointer<T>, rows: Int, count: Int, ld: Int) {
+        for r in 0..<rows { (c + r * ld).update(repeating: 0, count: count) }
+    }
+
+    /// `dst[i] = act(src[i])` (`act` ReLU or identity); `dst` must not overlap `src`.
+    @inline(__always)
+    static func activate<T: FlowScalar>(_ src: UnsafePointer<T>, into dst: UnsafeMutablePointer<T>, count: Int,
+                                        relu: Bool) {
+        if relu {
+            for i in 0..<count { dst[i] = Swift.max(src[i], 0) }
+        } else {
+            dst.update(from: src, count: count)
         }
     }
 

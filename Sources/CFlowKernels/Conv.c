@@ -301,8 +301,8 @@ void fk_fold_f32_portable(const float *src, size_t ld, size_t samples, size_t ch
  * 0 ..< h·w, so it never reads outside the row), lanes moved by index[j] when the window had to
  * be clamped (permute[j]), then ANDed with mask[j]: the lanes whose source (t + l moved by
  * sign·(p − k/2, q − k/2) in row and column) lies inside the plane. VMASKMOVPS would do the
- * same in one instruction but loads at a quarter of a plain load's rate on Zen 1 (8 cycles per
- * load, measured), and this loop is load-bound. live: the lanes below h·w. */
+ * same in one instruction but issues several times slower than a plain load on Zen 1, and these
+ * loops are load-bound. live: the lanes below h·w. */
 typedef struct {
     __m256i mask[FK_IM2COL_MAX_KERNEL * FK_IM2COL_MAX_KERNEL], index[FK_IM2COL_MAX_KERNEL * FK_IM2COL_MAX_KERNEL];
     ptrdiff_t start[FK_IM2COL_MAX_KERNEL * FK_IM2COL_MAX_KERNEL];

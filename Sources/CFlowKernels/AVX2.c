@@ -13,6 +13,14 @@ FK_AVX2 static inline __m256i lane_mask(size_t t) {
     return _mm256_loadu_si256((const __m256i *)(mask_table + 8 - t));
 }
 
+/* Weight rows (of `in`, `out` floats each, the last one ending the matrix) through which a load of
+ * a column block whose last vector reaches `over` floats past column `out` stays inside the
+ * matrix: the rows before the last ⌈over / out⌉. */
+static inline size_t plain_rows(size_t in, size_t out, size_t over) {
+    const size_t tail = (over + out - 1) / out;
+    return in > tail ? in - tail : 0;
+}
+
 /* ---- Dense layer ------------------------------------------------------------------------- */
 
 /* One tile: MR rows × (8 or 16) output columns. `two` selects 16 columns; `masked` loads and
@@ -32,9 +40,13 @@ FK_AVX2 static inline __m256i lane_mask(size_t t) {
     }                                                                                                  \
     for (size_t k = 0; k < in; k++) {                                                                  \
         const float *wk = w + k * out;                                                                 \
-        const __m256 w0 = masked ? _mm256_maskload_ps(wk, m0) : _mm256_loadu_ps(wk);                   \
+        /* Masked columns: a plain load reads past `out` into the next weight rows (lanes never     \
+         * stored); rows from `plain` on, whose load would leave wt, take VMASKMOVPS, which issues \
+         * several times slower. */                                                                 \
+        const int edge = masked && k >= plain;                                                         \
+        const __m256 w0 = edge ? _mm256_maskload_ps(wk, m0) : _mm256_loadu_ps(wk);                     \
         __m256 w1 = zero;                                                                              \
-        if (two) w1 = masked ? _mm256_maskload_ps(wk + 8, m1) : _mm256_loadu_ps(wk + 8);               \
+        if (two) w1 = edge ? _mm256_maskload_ps(wk + 8, m1) : _mm256_loadu_ps(wk + 8);                 \
         for (int m = 0; m < MR; m++) {                                                                 \
             const __m256 xb = _mm256_broadcast_ss(x + (size_t)m * ldx + k);                            \
             acc0[m] = _mm256_fmadd_ps(xb, w0, acc0[m]);                                                \
@@ -70,7 +82,7 @@ FK_AVX2 static inline __m256i lane_mask(size_t t) {
     FK_AVX2 static inline __attribute__((always_inline)) void tile##MR(                                \
         const float *x, size_t ldx, size_t in, const float *w, size_t out, const float *bias, float *y, \
         size_t ldy, const float *gate, int relu, const int two, const int masked, __m256i m0,           \
-        __m256i m1) {                                                                                  \
+        __m256i m1, size_t plain) {                                                                    \
         FK_TILE_BODY(MR)                                                                               \
     }
 
@@ -87,15 +99,18 @@ FK_TILE(1)
         size_t j = 0;                                                                                  \
         for (; j + 16 <= out; j += 16)                                                                 \
             tile##MR(x, ldx, in, wt + j, out, bias ? bias + j : 0, y + j, ldy, gate ? gate + j : 0,     \
-                     relu, 1, 0, all, all);                                                            \
+                     relu, 1, 0, all, all, in);                                                        \
         const size_t rest = out - j;                                                                   \
         const float *bj = bias ? bias + j : 0, *gj = gate ? gate + j : 0;                              \
+        const size_t plain = plain_rows(in, out, (rest > 8 ? 16 : 8) - rest);                          \
         if (rest > 8)                                                                                  \
-            tile##MR(x, ldx, in, wt + j, out, bj, y + j, ldy, gj, relu, 1, 1, all, lane_mask(rest - 8)); \
+            tile##MR(x, ldx, in, wt + j, out, bj, y + j, ldy, gj, relu, 1, 1, all, lane_mask(rest - 8), \
+                     plain);                                                                           \
         else if (rest == 8)                                                                            \
-            tile##MR(x, ldx, in, wt + j, out, bj, y + j, ldy, gj, relu, 0, 0, all, all);                \
+            tile##MR(x, ldx, in, wt + j, out, bj, y + j, ldy, gj, relu, 0, 0, all, all, in);            \
         else if (rest > 0)                                                                             \
-            tile##MR(x, ldx, in, wt + j, out, bj, y + j, ldy, gj, relu, 0, 1, lane_mask(rest), all);    \
+            tile##MR(x, ldx, in, wt + j, out, bj, y + j, ldy, gj, relu, 0, 1, lane_mask(rest), all,     \
+                     plain);                                                                           \
     }
 
 FK_ROWS(6)
@@ -242,8 +257,8 @@ static const uint8_t compact_table[256][8] = {
  * y = act(bias + Σ_t x[idx[t]] · wt[idx[t]·out + ·]) over the n listed inputs, increasing k. */
 #define FK_SPARSE_BLOCK(NV)                                                                            \
     FK_AVX2 static inline __attribute__((always_inline)) void sblock##NV(                              \
-        const float *xr, const int32_t *idx, size_t n, const float *wt, size_t out, const float *bias,  \
-        float *yr, const float *gr, int relu, const int masked, __m256i ml) {                          \
+        const float *xr, const int32_t *idx, size_t n, size_t plain, const float *wt, size_t out,       \
+        const float *bias, float *yr, const float *gr, int relu, const int masked, __m256i ml) {        \
         const __m256i all = lane_mask(8);                                                              \
         const __m256 zero = _mm256_setzero_ps();                                                       \
         __m256 acc[NV];                                                                                \
@@ -255,9 +270,11 @@ static const uint8_t compact_table[256][8] = {
             const size_t k = (size_t)idx[t];                                                           \
             const __m256 xb = _mm256_broadcast_ss(xr + k);                                             \
             const float *wk = wt + k * out;                                                            \
+            /* As in the dense tiles: plain loads except in the rows from `plain` on. */             \
+            const int edge = masked && k >= plain;                                                     \
             for (int v = 0; v < NV; v++) {                                                             \
-                const __m256 w = masked && v == NV - 1 ? _mm256_maskload_ps(wk + 8 * v, ml)            \
-                                                       : _mm256_loadu_ps(wk + 8 * v);                  \
+                const __m256 w = edge && v == NV - 1 ? _mm256_maskload_ps(wk + 8 * v, ml)              \
+                                                     : _mm256_loadu_ps(wk + 8 * v);                    \
                 acc[v] = _mm256_fmadd_ps(xb, w, acc[v]);                                               \
             }                                                                                          \
         }                                                                                              \
@@ -283,32 +300,33 @@ FK_SPARSE_BLOCK(6)
 FK_SPARSE_BLOCK(7)
 FK_SPARSE_BLOCK(8)
 
-FK_AVX2 static void sparse_block(size_t nv, const float *xr, const int32_t *idx, size_t n, const float *wt, size_t out,
-                                 const float *bias, float *yr, const float *gr, int relu, int masked, __m256i ml) {
+FK_AVX2 static void sparse_block(size_t nv, const float *xr, const int32_t *idx, size_t n, size_t plain, const float *wt,
+                                 size_t out, const float *bias, float *yr, const float *gr, int relu, int masked,
+                                 __m256i ml) {
     switch (nv) {
-    case 1: sblock1(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
-    case 2: sblock2(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
-    case 3: sblock3(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
-    case 4: sblock4(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
-    case 5: sblock5(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
-    case 6: sblock6(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
-    case 7: sblock7(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
-    default: sblock8(xr, idx, n, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 1: sblock1(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 2: sblock2(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 3: sblock3(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 4: sblock4(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 5: sblock5(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 6: sblock6(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 7: sblock7(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
+    default: sblock8(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
     }
 }
 
 /* y = gate(act(bias + Σ_t x[idx[t]] · wt[idx[t]·out + ·])) for one row, all `out` columns, 64 at
  * a time (eight independent accumulator chains; the last block masked); gr: the row's gate or NULL. */
-FK_AVX2 static void listed_row(const float *xr, const int32_t *idx, size_t n, const float *wt, const float *bias,
-                               size_t out, float *yr, const float *gr, int relu) {
+FK_AVX2 static void listed_row(const float *xr, const int32_t *idx, size_t n, size_t in, const float *wt,
+                               const float *bias, size_t out, float *yr, const float *gr, int relu) {
     size_t j = 0;
     for (; j + 64 <= out; j += 64)
-        sparse_block(8, xr, idx, n, wt + j, out, bias ? bias + j : 0, yr + j, gr ? gr + j : 0, relu, 0, lane_mask(8));
+        sparse_block(8, xr, idx, n, in, wt + j, out, bias ? bias + j : 0, yr + j, gr ? gr + j : 0, relu, 0, lane_mask(8));
     const size_t rest = out - j;
     if (rest > 0) {
         const size_t nv = (rest + 7) / 8, tail = rest - 8 * (nv - 1);
-        sparse_block(nv, xr, idx, n, wt + j, out, bias ? bias + j : 0, yr + j, gr ? gr + j : 0, relu, tail < 8,
-                     lane_mask(tail));
+        sparse_block(nv, xr, idx, n, plain_rows(in, out, 8 - tail), wt + j, out, bias ? bias + j : 0, yr + j,
+                     gr ? gr + j : 0, relu, tail < 8, lane_mask(tail));
     }
 }
 
@@ -318,7 +336,7 @@ FK_AVX2 static void linear_row_wide(const float *xr, size_t in, const float *wt,
                                     float *yr, int relu) {
     int32_t idx[FK_SPARSE_MAX_IN];
     for (size_t k = 0; k < in; k++) idx[k] = (int32_t)k;
-    listed_row(xr, idx, in, wt, bias, out, yr, 0, relu);
+    listed_row(xr, idx, in, in, wt, bias, out, yr, 0, relu);
 }
 
 /* Lists the inputs of row xr that are not +0 or −0 (NaN included), in increasing order, into idx
@@ -353,7 +371,7 @@ FK_AVX2 void fk_linear_sparse_f32_avx2(const float *x, size_t ldx, size_t rows, 
     size_t n = list_nonzeros(x, in, idx[0]);
     for (size_t r = 0; r < rows; r++) {
         const size_t next = r + 1 < rows ? list_nonzeros(x + (r + 1) * ldx, in, idx[(r + 1) & 1]) : 0;
-        listed_row(x + r * ldx, idx[r & 1], n, wt, bias, out, y + r * ldy, gate ? gate + r * ldy : 0, relu);
+        listed_row(x + r * ldx, idx[r & 1], n, in, wt, bias, out, y + r * ldy, gate ? gate + r * ldy : 0, relu);
         n = next;
     }
 }

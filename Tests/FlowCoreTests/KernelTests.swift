@@ -1,6 +1,9 @@
 import CFlowKernels
 @testable import FlowCore
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The C kernels against Double references, in both variants (AVX2+FMA where available, and
 /// the portable one), over shapes that hit every tile and tail case.
@@ -46,6 +49,36 @@ final class KernelTests: XCTestCase {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The dense and sparse kernels read the weight matrix only inside its `in·out` floats: with
+    /// the matrix ending right at an inaccessible page (any read past it would crash the test),
+    /// every column tail, narrow outputs (1–7, whose masked vectors reach past more than one
+    /// row) and a single input row give the results of an ordinary copy of the matrix, bit for
+    /// bit. (Masked columns load plainly into the following weight rows and mask only near the
+    /// matrix's end; VMASKMOVPS issues several times slower than a plain load on Zen 1.)
+    func testKernelsReadNoWeightPastTheMatrix() {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        for (name, portable) in variants {
+            fk_force_portable(portable)
+            for (inF, outF) in [(1, 1), (1, 3), (2, 2), (3, 5), (4, 6), (7, 7), (9, 9), (5, 12), (3, 17), (2, 23), (70, 3)] {
+                let count = inF * outF, bytes = (count * 4 + page - 1) / page * page
+                guard let region = mmap(nil, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+                      region != MAP_FAILED else { return XCTFail("mmap failed") }
+                defer { munmap(region, bytes + page) }
+                XCTAssertEqual(mprotect(region + bytes, page, PROT_NONE), 0)
+                let wt = values(count, seed: 31), guarded = (region + bytes - count * 4).bindMemory(to: Float.self, capacity: count)
+                guarded.update(from: wt, count: count)
+                let rows = 5, ldx = inF, x = values(rows * inF, seed: 32), b = values(outF, seed: 33)
+                var want = [Float](repeating: .nan, count: rows * outF), got = want, wantSparse = want, gotSparse = want
+                fk_linear_f32(x, ldx, rows, inF, wt, b, outF, &want, outF, nil, 1)
+                fk_linear_f32(x, ldx, rows, inF, guarded, b, outF, &got, outF, nil, 1)
+                fk_linear_sparse_f32(x, ldx, rows, inF, wt, b, outF, &wantSparse, outF, nil, 0)
+                fk_linear_sparse_f32(x, ldx, rows, inF, guarded, b, outF, &gotSparse, outF, nil, 0)
+                XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern), "\(name) dense in \(inF) out \(outF)")
+                XCTAssertEqual(gotSparse.map(\.bitPattern), wantSparse.map(\.bitPattern), "\(name) sparse in \(inF) out \(outF)")
             }
         }
     }

@@ -13,12 +13,14 @@ FK_AVX2 static inline __m256i lane_mask(size_t t) {
     return _mm256_loadu_si256((const __m256i *)(mask_table + 8 - t));
 }
 
-/* Weight rows (of `in`, `out` floats each, the last one ending the matrix) through which a load of
- * a column block whose last vector reaches `over` floats past column `out` stays inside the
- * matrix: the rows before the last ⌈over / out⌉. */
-static inline size_t plain_rows(size_t in, size_t out, size_t over) {
-    const size_t tail = (over + out - 1) / out;
-    return in > tail ? in - tail : 0;
+/* Of `rows` rows `stride` floats apart, whose buffer may end right after the last row's used
+ * columns: the leading rows in which a load reaching `over` floats past the used columns stays
+ * inside the buffer (all but the last ⌈over / stride⌉). The kernels load those rows plainly and
+ * mask the extra lanes' results; VMASKMOVPS, which issues several times slower than a plain load
+ * on Zen 1, only in the rows after. */
+static inline size_t plain_rows(size_t rows, size_t stride, size_t over) {
+    const size_t tail = (over + stride - 1) / stride;
+    return rows > tail ? rows - tail : 0;
 }
 
 /* ---- Dense layer ------------------------------------------------------------------------- */
@@ -384,7 +386,7 @@ FK_AVX2 void fk_linear_sparse_f32_avx2(const float *x, size_t ldx, size_t rows, 
 #define FK_WGRAD_TILE(MJ)                                                                              \
     FK_AVX2 static inline __attribute__((always_inline)) void wtile##MJ(                               \
         const float *dy, size_t lddy, size_t rows, const float *x, size_t ldx, float *dw, size_t ldw,   \
-        const int two, const int masked, __m256i m0, __m256i m1) {                                     \
+        const int two, const int masked, __m256i m0, __m256i m1, size_t plain) {                       \
         __m256 acc0[MJ], acc1[MJ];                                                                     \
         const __m256 zero = _mm256_setzero_ps();                                                       \
         for (int m = 0; m < MJ; m++) {                                                                 \
@@ -393,9 +395,12 @@ FK_AVX2 void fk_linear_sparse_f32_avx2(const float *x, size_t ldx, size_t rows, 
         }                                                                                              \
         for (size_t r = 0; r < rows; r++) {                                                            \
             const float *xr = x + r * ldx, *gr = dy + r * lddy;                                        \
-            const __m256 x0 = masked ? _mm256_maskload_ps(xr, m0) : _mm256_loadu_ps(xr);               \
+            /* Masked features load plainly past `in` (lanes never stored) except in the rows from \
+             * `plain` on, whose load would leave x (as in the dense tiles). */                     \
+            const int edge = masked && r >= plain;                                                     \
+            const __m256 x0 = edge ? _mm256_maskload_ps(xr, m0) : _mm256_loadu_ps(xr);                 \
             __m256 x1 = zero;                                                                          \
-            if (two) x1 = masked ? _mm256_maskload_ps(xr + 8, m1) : _mm256_loadu_ps(xr + 8);           \
+            if (two) x1 = edge ? _mm256_maskload_ps(xr + 8, m1) : _mm256_loadu_ps(xr + 8);             \
             for (int m = 0; m < MJ; m++) {                                                             \
                 const __m256 gb = _mm256_broadcast_ss(gr + m);                                         \
                 acc0[m] = _mm256_fmadd_ps(gb, x0, acc0[m]);                                            \
@@ -426,14 +431,15 @@ FK_WGRAD_TILE(1)
                                   size_t in, float *dw) {                                              \
         const __m256i all = lane_mask(8);                                                              \
         size_t k = 0;                                                                                  \
-        for (; k + 16 <= in; k += 16) wtile##MJ(dy, lddy, rows, x + k, ldx, dw + k, in, 1, 0, all, all); \
-        const size_t rest = in - k;                                                                    \
+        for (; k + 16 <= in; k += 16)                                                                  \
+            wtile##MJ(dy, lddy, rows, x + k, ldx, dw + k, in, 1, 0, all, all, rows);                   \
+        const size_t rest = in - k, plain = plain_rows(rows, ldx, (rest > 8 ? 16 : 8) - rest);         \
         if (rest > 8)                                                                                  \
-            wtile##MJ(dy, lddy, rows, x + k, ldx, dw + k, in, 1, 1, all, lane_mask(rest - 8));          \
+            wtile##MJ(dy, lddy, rows, x + k, ldx, dw + k, in, 1, 1, all, lane_mask(rest - 8), plain);   \
         else if (rest == 8)                                                                            \
-            wtile##MJ(dy, lddy, rows, x + k, ldx, dw + k, in, 0, 0, all, all);                          \
+            wtile##MJ(dy, lddy, rows, x + k, ldx, dw + k, in, 0, 0, all, all, rows);                    \
         else if (rest > 0)                                                                             \
-            wtile##MJ(dy, lddy, rows, x + k, ldx, dw + k, in, 0, 1, lane_mask(rest), all);              \
+            wtile##MJ(dy, lddy, rows, x + k, ldx, dw + k, in, 0, 1, lane_mask(rest), all, plain);       \
     }
 
 FK_WGRAD_ROWS(6)
@@ -444,13 +450,17 @@ FK_WGRAD_ROWS(1)
 FK_AVX2 void fk_linear_wgrad_f32_avx2(const float *dy, size_t lddy, size_t rows, size_t out, const float *x,
                                       size_t ldx, size_t in, float *dw, float *db) {
     if (db) {
-        /* Column sums of dy, eight columns at a time, rows in increasing order from zero. */
+        /* Column sums of dy, eight columns at a time, rows in increasing order from zero. Plain
+         * loads (a partial last block reads past `out`, lanes never stored) except in the rows
+         * where that would leave dy. */
         size_t j = 0;
         for (; j < out; j += 8) {
-            const size_t w = out - j < 8 ? out - j : 8;
+            const size_t w = out - j < 8 ? out - j : 8, plain = w == 8 ? rows : plain_rows(rows, lddy, 8 - w);
             const __m256i m = lane_mask(w);
             __m256 acc = _mm256_setzero_ps();
-            for (size_t r = 0; r < rows; r++) acc = _mm256_add_ps(acc, _mm256_maskload_ps(dy + r * lddy + j, m));
+            size_t r = 0;
+            for (; r < plain; r++) acc = _mm256_add_ps(acc, _mm256_loadu_ps(dy + r * lddy + j));
+            for (; r < rows; r++) acc = _mm256_add_ps(acc, _mm256_maskload_ps(dy + r * lddy + j, m));
             _mm256_maskstore_ps(db + j, m, _mm256_add_ps(_mm256_maskload_ps(db + j, m), acc));
         }
     }

@@ -53,32 +53,53 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// The dense and sparse kernels read the weight matrix only inside its `in·out` floats: with
-    /// the matrix ending right at an inaccessible page (any read past it would crash the test),
-    /// every column tail, narrow outputs (1–7, whose masked vectors reach past more than one
-    /// row) and a single input row give the results of an ordinary copy of the matrix, bit for
-    /// bit. (Masked columns load plainly into the following weight rows and mask only near the
-    /// matrix's end; VMASKMOVPS issues several times slower than a plain load on Zen 1.)
-    func testKernelsReadNoWeightPastTheMatrix() {
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    /// Copies `values` to the end of a region followed by an inaccessible page (any read past
+    /// the copy crashes the test) and runs `body` on it.
+    private func withGuardedCopy(_ values: [Float], _ body: (UnsafePointer<Float>) -> Void) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE))), count = values.count
+        let bytes = (count * 4 + page - 1) / page * page
+        guard let region = mmap(nil, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              region != MAP_FAILED else { return XCTFail("mmap failed") }
+        defer { munmap(region, bytes + page) }
+        XCTAssertEqual(mprotect(region + bytes, page, PROT_NONE), 0)
+        let copy = (region + bytes - count * 4).bindMemory(to: Float.self, capacity: count)
+        copy.update(from: values, count: count)
+        body(copy)
+    }
+
+    /// The dense, sparse and weight-gradient kernels read their matrices only inside the used
+    /// floats: with the weights, the inputs and the output gradients each ending right at an
+    /// inaccessible page, every column tail, narrow outputs and inputs (1–7, whose vectors reach
+    /// past more than one row) and single rows give the results of ordinary copies, bit for bit.
+    /// (Masked columns load plainly into the following rows and mask only near a buffer's end:
+    /// VMASKMOVPS issues several times slower than a plain load on Zen 1.)
+    func testKernelsReadNothingPastTheirMatrices() {
         for (name, portable) in variants {
             fk_force_portable(portable)
             for (inF, outF) in [(1, 1), (1, 3), (2, 2), (3, 5), (4, 6), (7, 7), (9, 9), (5, 12), (3, 17), (2, 23), (70, 3)] {
-                let count = inF * outF, bytes = (count * 4 + page - 1) / page * page
-                guard let region = mmap(nil, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-                      region != MAP_FAILED else { return XCTFail("mmap failed") }
-                defer { munmap(region, bytes + page) }
-                XCTAssertEqual(mprotect(region + bytes, page, PROT_NONE), 0)
-                let wt = values(count, seed: 31), guarded = (region + bytes - count * 4).bindMemory(to: Float.self, capacity: count)
-                guarded.update(from: wt, count: count)
-                let rows = 5, ldx = inF, x = values(rows * inF, seed: 32), b = values(outF, seed: 33)
-                var want = [Float](repeating: .nan, count: rows * outF), got = want, wantSparse = want, gotSparse = want
-                fk_linear_f32(x, ldx, rows, inF, wt, b, outF, &want, outF, nil, 1)
-                fk_linear_f32(x, ldx, rows, inF, guarded, b, outF, &got, outF, nil, 1)
-                fk_linear_sparse_f32(x, ldx, rows, inF, wt, b, outF, &wantSparse, outF, nil, 0)
-                fk_linear_sparse_f32(x, ldx, rows, inF, guarded, b, outF, &gotSparse, outF, nil, 0)
-                XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern), "\(name) dense in \(inF) out \(outF)")
-                XCTAssertEqual(gotSparse.map(\.bitPattern), wantSparse.map(\.bitPattern), "\(name) sparse in \(inF) out \(outF)")
+                let rows = 5, wt = values(inF * outF, seed: 31), x = values(rows * inF, seed: 32), b = values(outF, seed: 33)
+                let label = "\(name) in \(inF) out \(outF)"
+                var want = [Float](repeating: .nan, count: rows * outF), wantSparse = want
+                fk_linear_f32(x, inF, rows, inF, wt, b, outF, &want, outF, nil, 1)
+                fk_linear_sparse_f32(x, inF, rows, inF, wt, b, outF, &wantSparse, outF, nil, 0)
+                withGuardedCopy(wt) { guarded in
+                    var got = [Float](repeating: .nan, count: rows * outF), gotSparse = got
+                    fk_linear_f32(x, inF, rows, inF, guarded, b, outF, &got, outF, nil, 1)
+                    fk_linear_sparse_f32(x, inF, rows, inF, guarded, b, outF, &gotSparse, outF, nil, 0)
+                    XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern), label + " dense")
+                    XCTAssertEqual(gotSparse.map(\.bitPattern), wantSparse.map(\.bitPattern), label + " sparse")
+                }
+                let dy = values(rows * outF, seed: 34), dw0 = values(outF * inF, seed: 35), db0 = values(outF, seed: 36)
+                var dwWant = dw0, dbWant = db0
+                fk_linear_wgrad_f32(dy, outF, rows, outF, x, inF, inF, &dwWant, &dbWant)
+                withGuardedCopy(x) { gx in
+                    withGuardedCopy(dy) { gdy in
+                        var dw = dw0, db = db0
+                        fk_linear_wgrad_f32(gdy, outF, rows, outF, gx, inF, inF, &dw, &db)
+                        XCTAssertEqual(dw.map(\.bitPattern), dwWant.map(\.bitPattern), label + " weight gradient")
+                        XCTAssertEqual(db.map(\.bitPattern), dbWant.map(\.bitPattern), label + " bias gradient")
+                    }
+                }
             }
         }
     }

@@ -722,6 +722,65 @@ FK_AVX2 void fk_affine_step_backward_f32_avx2(const float *x, const float *shift
     }
 }
 
+/* fk_affine_step_backward_f32_avx2 on rows with fewer than eight features, several rows packed
+ * into each vector as in affine_rows_packed (each lane's w is its row's): the same arithmetic per
+ * value, so the same bits as the row-by-row calls. Always inlined with a constant n (1 … 7). */
+FK_AVX2 static inline __attribute__((always_inline)) void affine_rows_backward_packed(
+    const float *x, size_t ldx, float *st, size_t ldst, float *g, size_t ldg, size_t rows, const size_t n, float clamp,
+    const float *w, int inverse) {
+    const size_t per = 64 / n;
+    float xs[64], hs[64], rs[64], gs[64], ws[64], ds[64];
+    for (size_t r0 = 0; r0 < rows; r0 += per) {
+        const size_t nr = rows - r0 < per ? rows - r0 : per, count = nr * n;
+        for (size_t r = 0; r < nr; r++) {
+            const float *xr = x + (r0 + r) * ldx, *sr = st + (r0 + r) * ldst, *gr = g + (r0 + r) * ldg;
+            for (size_t j = 0; j < n; j++) {
+                xs[r * n + j] = xr[j];
+                hs[r * n + j] = sr[j];
+                rs[r * n + j] = sr[n + j];
+                gs[r * n + j] = gr[j];
+                ws[r * n + j] = w[r0 + r];
+            }
+        }
+        for (size_t i = count; i < (count + 7) / 8 * 8; i++) xs[i] = hs[i] = rs[i] = gs[i] = ws[i] = 0.0f;
+        for (size_t i = 0; i < count; i += 8) {
+            __m256 gv = _mm256_loadu_ps(gs + i), dsv, drv;
+            const __m256 sh = inverse ? _mm256_loadu_ps(hs + i) : _mm256_setzero_ps();
+            affine_backward8(_mm256_loadu_ps(xs + i), sh, _mm256_loadu_ps(rs + i), &gv, &dsv, &drv, clamp,
+                             _mm256_loadu_ps(ws + i), inverse);
+            _mm256_storeu_ps(gs + i, gv);
+            _mm256_storeu_ps(ds + i, dsv);
+            _mm256_storeu_ps(rs + i, drv);
+        }
+        for (size_t r = 0; r < nr; r++) {
+            float *sr = st + (r0 + r) * ldst, *gr = g + (r0 + r) * ldg;
+            for (size_t j = 0; j < n; j++) {
+                gr[j] = gs[r * n + j];
+                sr[j] = ds[r * n + j];
+                sr[n + j] = rs[r * n + j];
+            }
+        }
+    }
+}
+
+FK_AVX2 void fk_affine_rows_backward_f32_avx2(const float *x, size_t ldx, float *st, size_t ldst, float *g,
+                                              size_t ldg, size_t rows, size_t n, float clamp, const float *w,
+                                              int inverse) {
+    if (n == 0) return;
+    if (n >= 8 || rows == 1) {
+        for (size_t r = 0; r < rows; r++) {
+            float *sr = st + r * ldst;
+            fk_affine_step_backward_f32_avx2(x + r * ldx, sr, sr + n, g + r * ldg, sr, sr + n, n, clamp, w[r], inverse);
+        }
+        return;
+    }
+    switch (n) {
+#define FK_PACKED(N) case N: affine_rows_backward_packed(x, ldx, st, ldst, g, ldg, rows, N, clamp, w, inverse); break;
+    FK_PACKED(1) FK_PACKED(2) FK_PACKED(3) FK_PACKED(4) FK_PACKED(5) FK_PACKED(6) FK_PACKED(7)
+#undef FK_PACKED
+    }
+}
+
 /* ---- Standard normals (see Normal.c and fk_philox_normal_f32) ---------------------------- */
 
 FK_AVX2 static inline __m256i mulhi_u32(__m256i a, __m256i b) {

@@ -97,6 +97,17 @@ void fk_affine_step_backward_f32(const float *x, const float *shift, const float
     fk_affine_step_backward_f32_portable(x, shift, raw, g, dshift, draw, n, clamp, w, inverse);
 }
 
+void fk_affine_rows_backward_f32(const float *x, size_t ldx, float *st, size_t ldst, float *g, size_t ldg, size_t rows,
+                                 size_t n, float clamp, const float *w, int inverse) {
+#if FK_HAVE_X86
+    if (fk_simd_level() == 1) {
+        fk_affine_rows_backward_f32_avx2(x, ldx, st, ldst, g, ldg, rows, n, clamp, w, inverse);
+        return;
+    }
+#endif
+    fk_affine_rows_backward_f32_portable(x, ldx, st, ldst, g, ldg, rows, n, clamp, w, inverse);
+}
+
 void fk_relu_mask_f32(float *g, const float *x, size_t n) {
 #if FK_HAVE_X86
     if (fk_simd_level() == 1) {

@@ -23,6 +23,8 @@ void fk_linear_narrow_f32_portable(const float *x, size_t ldx, size_t rows, size
 void fk_linear_wgrad_f32_portable(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx,
                                   size_t in, float *dw, float *db);
 double fk_affine_step_f32_portable(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse);
+void fk_affine_rows_backward_f32_portable(const float *x, size_t ldx, float *st, size_t ldst, float *g, size_t ldg,
+                                          size_t rows, size_t n, float clamp, const float *w, int inverse);
 void fk_affine_step_backward_f32_portable(const float *x, const float *shift, const float *raw, float *g, float *dshift,
                                           float *draw, size_t n, float clamp, float w, int inverse);
 void fk_relu_mask_f32_portable(float *g, const float *x, size_t n);
@@ -54,6 +56,8 @@ void fk_linear_narrow_f32_avx2(const float *x, size_t ldx, size_t rows, size_t i
 void fk_linear_wgrad_f32_avx2(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx,
                               size_t in, float *dw, float *db);
 double fk_affine_step_f32_avx2(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse);
+void fk_affine_rows_backward_f32_avx2(const float *x, size_t ldx, float *st, size_t ldst, float *g, size_t ldg,
+                                      size_t rows, size_t n, float clamp, const float *w, int inverse);
 void fk_affine_step_backward_f32_avx2(const float *x, const float *shift, const float *raw, float *g, float *dshift,
                                       float *draw, size_t n, float clamp, float w, int inverse);
 void fk_relu_mask_f32_avx2(float *g, const float *x, size_t n);

@@ -83,6 +83,14 @@ void fk_affine_rows_f32_portable(float *x, size_t ldx, const float *st, size_t l
     }
 }
 
+void fk_affine_rows_backward_f32_portable(const float *x, size_t ldx, float *st, size_t ldst, float *g, size_t ldg,
+                                          size_t rows, size_t n, float clamp, const float *w, int inverse) {
+    for (size_t r = 0; r < rows; r++) {
+        float *sr = st + r * ldst;
+        fk_affine_step_backward_f32_portable(x + r * ldx, sr, sr + n, g + r * ldg, sr, sr + n, n, clamp, w[r], inverse);
+    }
+}
+
 void fk_affine_step_backward_f32_portable(const float *x, const float *shift, const float *raw, float *g, float *dshift,
                                           float *draw, size_t n, float clamp, float w, int inverse) {
     for (size_t j = 0; j < n; j++) {
@@ -91,9 +99,9 @@ void fk_affine_step_backward_f32_portable(const float *x, const float *shift, co
         const float slope = clamp > 0.0f ? 1.0f - th * th : 1.0f;
         const float gj = g[j];
         if (inverse) {
-            const float e = expf(-s);
+            const float e = expf(-s), centred = x[j] - shift[j]; /* read before dshift (may alias shift) */
             dshift[j] = -gj * e;
-            draw[j] = -(gj * (x[j] - shift[j]) * e + w) * slope;
+            draw[j] = -(gj * centred * e + w) * slope;
             g[j] = gj * e;
         } else {
             const float e = expf(s);

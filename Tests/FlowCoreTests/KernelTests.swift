@@ -402,6 +402,49 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// fk_affine_rows_backward_f32, in place on [shift, raw] rows, equals row-by-row
+    /// fk_affine_step_backward_f32 calls into separate buffers bit for bit in each variant (the
+    /// AVX2 one packs rows with fewer than eight features into shared vectors, each lane with its
+    /// row's w; every value is read before its gradient overwrites it), for every feature
+    /// count below, at and above one vector, ragged row counts, both forms, with and without a
+    /// clamp; padding between rows is left alone.
+    func testAffineRowsBackwardEqualsRowByRowCalls() {
+        for (name, portable) in variants {
+            fk_force_portable(portable)
+            for n in [1, 2, 3, 4, 7, 8, 9] {
+                for rows in [1, 2, 7, 17, 40] {
+                    for (clamp, inverse) in [(Float(0), false), (2, false), (2, true)] {
+                        let ldx = n + 1, ldst = 2 * n + 2, ldg = n + 3
+                        let x = values(rows * ldx, seed: 41), st0 = values(rows * ldst, seed: 42, scale: 2)
+                        let g0 = values(rows * ldg, seed: 43), w = values(rows, seed: 44)
+                        var st = st0, g = g0
+                        fk_affine_rows_backward_f32(x, ldx, &st, ldst, &g, ldg, rows, n, clamp, w, inverse ? 1 : 0)
+                        // Reference: one call per row with separate output buffers (no aliasing).
+                        var stRef = st0, gRef = g0
+                        for r in 0..<rows {
+                            let shift = Array(st0[(r * ldst)..<(r * ldst + n)]), raw = Array(st0[(r * ldst + n)..<(r * ldst + 2 * n)])
+                            var gr = Array(g0[(r * ldg)..<(r * ldg + n)]), ds = [Float](repeating: .nan, count: n), dr = ds
+                            fk_affine_step_backward_f32(Array(x[(r * ldx)...]), shift, raw, &gr, &ds, &dr, n, clamp, w[r],
+                                                        inverse ? 1 : 0)
+                            for j in 0..<n {
+                                stRef[r * ldst + j] = ds[j]
+                                stRef[r * ldst + n + j] = dr[j]
+                                gRef[r * ldg + j] = gr[j]
+                            }
+                        }
+                        let label = "\(name) n \(n) rows \(rows) clamp \(clamp) inverse \(inverse)"
+                        XCTAssertEqual(st.map(\.bitPattern), stRef.map(\.bitPattern), label + ": [∂shift, ∂raw]")
+                        XCTAssertEqual(g.map(\.bitPattern), gRef.map(\.bitPattern), label + ": ∂x")
+                        for r in 0..<rows {
+                            for j in (2 * n)..<ldst { XCTAssertEqual(st[r * ldst + j].bitPattern, st0[r * ldst + j].bitPattern, label) }
+                            for j in n..<ldg { XCTAssertEqual(g[r * ldg + j].bitPattern, g0[r * ldg + j].bitPattern, label) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The documented sampling contract, recomputed in Double from Swift's Philox words.
     func testPhiloxNormalsFollowTheDocumentedBoxMuller() {
         let seed: UInt64 = 0x1234_5678_9ABC_DEF0, row: UInt64 = 77, count = 37

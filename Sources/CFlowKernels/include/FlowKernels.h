@@ -94,9 +94,18 @@ void fk_affine_rows_f32(float *x, size_t ldx, const float *st, size_t ldst, size
  *   inverse form (inverse = 1; output (x − shift)·e^{−s}, log-det −Σs):
  *     dshift_j = −g_j·e^{−s_j},  draw_j = −(g_j·(x_j − shift_j)·e^{−s_j} + w)·s'(raw_j),  g_j ← g_j·e^{−s_j}
  * with s'(raw) = 1 − tanh²(raw/clamp) (1 without a clamp). x and shift are the forward inputs;
- * shift is read only in the inverse form (may be NULL otherwise). */
+ * shift is read only in the inverse form (may be NULL otherwise). dshift may alias shift and draw
+ * may alias raw: each value is read before its gradient is written. */
 void fk_affine_step_backward_f32(const float *x, const float *shift, const float *raw, float *g, float *dshift,
                                  float *draw, size_t n, float clamp, float w, int inverse);
+
+/* fk_affine_step_backward_f32 on `rows` rows of a coupling's conditioner output, in place: row r
+ * has x + r·ldx, gradient g + r·ldg and st + r·ldst = [shift (n), raw (n)], which become
+ * [∂L/∂shift, ∂L/∂raw] (each value read before it is written); w[r] is the row's ∂L/∂log-det.
+ * Same results as the row-by-row calls; with n < 8 the AVX2 variant packs several rows into each
+ * vector (as fk_affine_rows_f32 does). No allocation. */
+void fk_affine_rows_backward_f32(const float *x, size_t ldx, float *st, size_t ldst, float *g, size_t ldg, size_t rows,
+                                 size_t n, float clamp, const float *w, int inverse);
 
 /* ReLU's backward mask: g_j = x_j > 0 ? g_j : 0 (x: pre- or post-activation values). */
 void fk_relu_mask_f32(float *g, const float *x, size_t n);

@@ -138,9 +138,34 @@ extension FlowScalar {
         }
     }
 
+    /// ``affineStepBackward(_:shift:raw:gradient:shiftGradient:rawGradient:count:clamp:logDetGradient:inverse:)``
+    /// on `rows` rows of a coupling's conditioner output, in place: row `r` has `x + r·ldx`,
+    /// gradient `g + r·ldg` and `st + r·ldst = [shift, raw]` (`count` each), which become
+    /// `[∂L/∂shift, ∂L/∂raw]`; `w[r]` is the row's ∂L/∂log-det. Float packs several rows into each
+    /// vector when `count` < 8 (`fk_affine_rows_backward_f32`); the results are the row-by-row ones.
+    @inline(__always)
+    static func affineRowsBackward(_ x: UnsafePointer<Self>, ldx: Int, st: UnsafeMutablePointer<Self>, ldst: Int,
+                                   gradient g: UnsafeMutablePointer<Self>, ldg: Int, rows: Int, count: Int, clamp: Self,
+                                   logDetGradient w: UnsafePointer<Self>, inverse: Bool) {
+        if Self.self == Float.self {
+            fk_affine_rows_backward_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), ldx,
+                                        UnsafeMutableRawPointer(st).assumingMemoryBound(to: Float.self), ldst,
+                                        UnsafeMutableRawPointer(g).assumingMemoryBound(to: Float.self), ldg, rows, count,
+                                        Float(clamp), UnsafeRawPointer(w).assumingMemoryBound(to: Float.self),
+                                        inverse ? 1 : 0)
+            return
+        }
+        for r in 0..<rows {
+            let sr = st + r * ldst
+            affineStepBackward(x + r * ldx, shift: sr, raw: sr + count, gradient: g + r * ldg, shiftGradient: sr,
+                               rawGradient: sr + count, count: count, clamp: clamp, logDetGradient: w[r], inverse: inverse)
+        }
+    }
+
     /// Backward pass of ``affineStep(_:shift:raw:count:clamp:inverse:)`` on one row (see
     /// `fk_affine_step_backward_f32`): from `g` (∂L/∂output, replaced by ∂L/∂x) and `w`
-    /// (∂L/∂log-det) writes ∂L/∂shift and ∂L/∂raw. `x` and `shift` are the forward inputs.
+    /// (∂L/∂log-det) writes ∂L/∂shift and ∂L/∂raw. `x` and `shift` are the forward inputs;
+    /// `dShift` may alias `shift` and `dRaw` may alias `raw` (each value is read first).
     @inline(__always)
     static func affineStepBackward(_ x: UnsafePointer<Self>, shift: UnsafePointer<Self>?, raw: UnsafePointer<Self>,
                                    gradient g: UnsafeMutablePointer<Self>, shiftGradient dShift: UnsafeMutablePointer<Self>,
@@ -162,9 +187,9 @@ extension FlowScalar {
             let slope: Self = clamp > 0 ? 1 - th * th : 1
             let gj = g[j]
             if inverse {
-                let e = Self.exp(-s)
+                let e = Self.exp(-s), centred = x[j] - shift![j]  // read before dShift (may alias shift)
                 dShift[j] = -gj * e
-                dRaw[j] = -(gj * (x[j] - shift![j]) * e + w) * slope
+                dRaw[j] = -(gj * centred * e + w) * slope
                 g[j] = gj * e
             } else {
                 let e = Self.exp(s)

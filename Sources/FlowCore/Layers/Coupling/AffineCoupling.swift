@@ -152,16 +152,28 @@ extension AffineCoupling {
         let d = split.dimension, nb = split.transformed.count
         let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
         let (h, tape) = net.couplingTape(recorded, input: input, ldx: ld, rows: count, arena: &arena)
+        if let start = split.transformedRangeStart {
+            // h = [t, ŝ] is overwritten by [∂L/∂t, ∂L/∂ŝ]; ŝ is read before it is written.
+            Scalar.affineRowsBackward(x + start, ldx: d, st: h, ldst: 2 * nb, gradient: g + start, ldg: d, rows: count,
+                                      count: nb, clamp: clamp, logDetGradient: w, inverse: false)
+        } else {
+            backwardGathered(x, count: count, gradient: g, h: h, logDetGradient: w)
+        }
+        let dxa = arena.take(Scalar.self, count * split.identity.count)
+        net.backward(input, ldx: ld, rows: count, tape: tape, outputGradient: h, inputGradient: dxa, arena: &arena)
+        split.addToConditioning(dxa, rows: count, gradient: g)
+    }
+
+    /// The affine step's backward pass for transformed features that are not one contiguous
+    /// range: per row and feature through the split's index list; `h = [t, ŝ]` becomes
+    /// `[∂L/∂t, ∂L/∂ŝ]`.
+    @inline(__always)
+    private func backwardGathered(_ x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                                  h: UnsafeMutablePointer<Scalar>, logDetGradient w: UnsafePointer<Scalar>) {
+        let d = split.dimension, nb = split.transformed.count
         split.transformed.withUnsafeBufferPointer { idx in
             for r in 0..<count {
                 let xr = x + r * d, gr = g + r * d, hr = h + r * 2 * nb
-                if let start = split.transformedRangeStart {
-                    // h = [t, ŝ] is overwritten by [∂L/∂t, ∂L/∂ŝ]; ŝ is read before it is written.
-                    Scalar.affineStepBackward(xr + start, shift: nil, raw: hr + nb, gradient: gr + start, shiftGradient: hr,
-                                              rawGradient: hr + nb, count: nb, clamp: clamp, logDetGradient: w[r],
-                                              inverse: false)
-                    continue
-                }
                 for j in 0..<nb {
                     let i = idx[j]
                     let raw = hr[nb + j]
@@ -176,9 +188,6 @@ extension AffineCoupling {
                 }
             }
         }
-        let dxa = arena.take(Scalar.self, count * split.identity.count)
-        net.backward(input, ldx: ld, rows: count, tape: tape, outputGradient: h, inputGradient: dxa, arena: &arena)
-        split.addToConditioning(dxa, rows: count, gradient: g)
     }
 }
 

@@ -1,5 +1,6 @@
-/* Direct convolutions on padded channel planes (fk_conv_f32, fk_conv_wgrad_f32 in FlowKernels.h):
- * portable and AVX2+FMA variants and their dispatch. */
+/* Direct convolutions on padded channel planes (fk_conv_f32, fk_conv_wgrad_f32) and the im2col /
+ * col2im of the BLAS convolution path (fk_unfold_f32, fk_fold_f32; FlowKernels.h): portable and
+ * AVX2+FMA variants and their dispatch. */
 #include <math.h>
 #include <string.h>
 
@@ -270,7 +271,7 @@ void fk_unfold_f32_portable(const float *x, size_t ldx, size_t samples, size_t c
 }
 
 /* Gather form: every output position sums its taps in the documented order, a tap whose source
- * leaves the plane adding +0 (exactly what the AVX2 variant's masked loads add). */
+ * leaves the plane adding +0 (exactly what the AVX2 variant's masked-off lanes add). */
 void fk_fold_f32_portable(const float *src, size_t ld, size_t samples, size_t channels, size_t h, size_t w,
                           size_t k, float *dst, size_t lddst) {
     const size_t kk = k * k, centre = (k / 2) * k + k / 2;

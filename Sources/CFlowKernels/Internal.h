@@ -67,7 +67,7 @@ void fk_tanh_f32_avx2(float *v, size_t n);
 void fk_conv_f32_avx2(const float *x, size_t xstride, size_t cin, const ptrdiff_t *off, size_t ntaps,
                       const float *w, const float *bias, size_t out, float *y, size_t ystride, size_t t0, size_t n,
                       const float *gate, size_t gstride, int relu);
-/* Largest kernel side the AVX2 im2col / col2im handle (their tap masks live on the stack);
+/* Largest kernel side the AVX2 im2col / col2im handle (their per-tap windows live on the stack);
  * larger kernels run the portable variants. */
 #define FK_IM2COL_MAX_KERNEL 15
 void fk_unfold_f32_avx2(const float *x, size_t ldx, size_t samples, size_t channels, size_t h, size_t w, size_t k,

@@ -263,29 +263,18 @@ struct Convolution: Equatable, Sendable {
         return UnsafePointer(packed)
     }
 
-    /// `dst[i] = act(src[i] + bias)` (`act` ReLU or identity); `dst` must not overlap `src`
-    /// (in place, use ``finish(_:count:bias:relu:)``: an aliased pair fails the vectoriser's
-    /// overlap check and runs scalar).
-    @inline(__always)
-    static func finish<T: FlowScalar>(_ src: UnsafePointer<T>, into dst: UnsafeMutablePointer<T>, count: Int,
-                                      bias: T, relu: Bool) {
-        if relu {
-            for i in 0..<count { dst[i] = Swift.max(src[i] + bias, 0) }
-        } else {
-            for i in 0..<count { dst[i] = src[i] + bias }
-        }
-    }
-
     /// Zeroes `rows` runs of `count` elements, `ld` apart: the C operand of a product then run
-    /// with β = 1. On this machine OpenBLAS's own pass for β = 0 (`sgemm_beta`) zeroed at about a
-    /// third of memset's speed (5 % of a Glow `log_prob` profile: `perf record` of
-    /// `swiftflows-bench --only glow-3x16x16/log_prob/b256 --threads 1`).
+    /// with β = 1. OpenBLAS's own pass for β = 0 (`sgemm_beta`) took 5 % of a Glow `log_prob`
+    /// profile (`perf record` of `swiftflows-bench --only glow-3x16x16/log_prob/b256 --threads 1`);
+    /// zeroing or filling with the bias here and running β = 1 made that row 4–6 % faster.
     @inline(__always)
     static func zero<T: FlowScalar>(_ c: UnsafeMutablePointer<T>, rows: Int, count: Int, ld: Int) {
         for r in 0..<rows { (c + r * ld).update(repeating: 0, count: count) }
     }
 
-    /// `dst[i] = act(src[i])` (`act` ReLU or identity); `dst` must not overlap `src`.
+    /// `dst[i] = act(src[i])` (`act` ReLU or identity); `dst` must not overlap `src` (in place,
+    /// use ``finish(_:count:bias:relu:)``: an aliased pair fails the vectoriser's overlap check
+    /// and runs scalar).
     @inline(__always)
     static func activate<T: FlowScalar>(_ src: UnsafePointer<T>, into dst: UnsafeMutablePointer<T>, count: Int,
                                         relu: Bool) {

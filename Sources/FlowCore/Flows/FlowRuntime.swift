@@ -14,35 +14,35 @@ public enum FlowRuntime {
     private static let lock = PosixMutex()
     nonisolated(unsafe) private static var _threadCount: Int = {
         _ = blasConfigured
+        return defaultThreadCount
+    }()
+
+    /// `SWIFTFLOWS_NUM_THREADS` if set (1...256), else the number of active processors.
+    private static var defaultThreadCount: Int {
         if let p = getenv("SWIFTFLOWS_NUM_THREADS"), let n = Int(String(cString: p)), n > 0 {
             return min(n, 256)
         }
         return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-    }()
+    }
+
+    /// OpenBLAS work buffers warmed so far (``warmUpBLAS(threads:)``); guarded by `warmLock`.
+    nonisolated(unsafe) private static var warmedThreads = 0
+    private static let warmLock = PosixMutex()
 
     private static let blasConfigured: Bool = {
         openblas_set_num_threads(1)
-        warmUpBLAS()
+        warmUp(upTo: defaultThreadCount)
         return true
     }()
 
-    /// Runs one 64 × 64 × 1024 single-precision product (8 MFLOP, well under a millisecond),
-    /// once per process, before any flow computes.
-    ///
-    /// OpenBLAS 0.3.21 (Debian bookworm, Zen kernels) runs small products with a transposed
-    /// operand, such as the weight and input gradients of the image conditioners' convolutions
-    /// (e.g. `m = 108, n = 64, k = 256` with `Bᵀ`), about three times slower in a process that has
-    /// not yet run a product whose packed panels exceed 256 in `k` or `n`; the state that
-    /// changes is inside OpenBLAS and process-wide (one such product fixes every thread). Measured
-    /// (`swiftflows-bench --filter glow-3x16x16/train --threads 1`, each row in its own process):
-    /// the 3×16×16 Glow's training step at batch 64 took 142–149 ms without this product and
-    /// 102–103 ms with it (74 → 63 ms on two threads).
-    private static func warmUpBLAS() {
-        let m = 64, n = 64, k = 1024
-        let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: k * n)
-        var c = [Float](repeating: 0, count: m * n)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(m), blasint(n), blasint(k), 1, a, blasint(k), b,
-                    blasint(n), 0, &c, blasint(n))
+    /// Warms OpenBLAS's buffers for `threads` concurrent workers unless that many are warm.
+    private static func warmUp(upTo threads: Int) {
+        warmLock.withLock {
+            let wanted = min(threads, warmUpSlotLimit)
+            guard wanted > warmedThreads else { return }
+            warmUpBLAS(threads: wanted)
+            warmedThreads = wanted
+        }
     }
 
     /// Switches OpenBLAS's threading off (once per process). Every flow calls it when built, so
@@ -53,7 +53,12 @@ public enum FlowRuntime {
     /// Worker threads for batch computations (1...256).
     public static var threadCount: Int {
         get { lock.withLock { _threadCount } }
-        set { lock.withLock { _threadCount = min(max(newValue, 1), 256) } }
+        set {
+            let count = min(max(newValue, 1), 256)
+            _ = blasConfigured
+            warmUp(upTo: count)
+            lock.withLock { _threadCount = count }
+        }
     }
 
     /// Runs `body(chunk)` for chunks `0..<chunks`, over up to ``threadCount`` threads. Each

@@ -254,5 +254,5 @@ check-sanitize: lib cli ## ASan+UBSan+LSan C tests, valgrind memcheck of the C e
 	valgrind --quiet --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite --error-exitcode=3 \
 	  $(BINDIR)/score_csv $(SAN_DIR)/model.h5 < $(SAN_DIR)/points.csv > /dev/null
 	swift test --sanitize=thread --scratch-path .build-tsan \
-	  --filter 'TrainingTests/testGradientsAndTrainingAreBitIdentical|TrainingTests/testOptimizerStepsAreIdentical|CAPITests|SamplingTests'
+	  --filter 'TrainingTests/testGradientsAndTrainingAreBitIdentical|TrainingTests/testOptimizerStepsAreIdentical|CAPITests|SamplingTests|RuntimeTests'
 	@echo "sanitizers and memcheck: clean"

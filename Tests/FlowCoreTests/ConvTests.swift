@@ -506,6 +506,41 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// The block-by-block inference pass gives the layer-by-layer pass's bits (same GEMM
+    /// operands and shapes), for both scalar types, strided inputs, ragged last blocks, planes of
+    /// 64, 16, 35 and 18 pixels; and it is the one taken where it applies.
+    func testBlockForwardEqualsLayerByLayerForward() {
+        func check<T: FlowScalar>(_: T.Type, _ c: Int, _ hid: Int, _ o: Int, _ hgt: Int, _ wid: Int, _ rows: Int) {
+            let net = ConvNet<T>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 5)
+            BijectionChecker.perturb(net.parameters, scale: 0.5, seed: 6)
+            net.repack()
+            XCTAssertTrue(net.usesBlockForward(rows: rows), "\(c)→\(hid)→\(o) \(hgt)×\(wid) rows \(rows)")
+            XCTAssertFalse(net.usesBlockForward(rows: 1))
+            let ldx = net.inFeatures + 5
+            let x = normals(rows * ldx, seed: 7).map { T($0) }
+            var layered = [T](repeating: .nan, count: rows * net.outFeatures), blocked = layered
+            withExactArena(net.workspaceBytes(rows: rows)) { arena in
+                x.withUnsafeBufferPointer { xp in
+                    var scratch = arena
+                    net.layerForward(xp.baseAddress!, ldx: ldx, rows: rows, into: &layered, arena: &scratch)
+                    scratch = arena
+                    net.blockForward(xp.baseAddress!, ldx: ldx, rows: rows, into: &blocked, arena: &scratch)
+                }
+            }
+            func differing(_ a: [T], _ b: [T]) -> Int {
+                zip(a, b).filter { Double($0).bitPattern != Double($1).bitPattern }.count
+            }
+            XCTAssertEqual(differing(blocked, layered), 0, "\(T.self) \(c)→\(hid)→\(o) \(hgt)×\(wid) rows \(rows)")
+            XCTAssertEqual(differing(run(net, x, ldx: ldx, rows: rows), blocked), 0, "callAsFunction")
+            XCTAssertTrue(blocked.contains { $0 != 0 }, "a network that outputs zeros tests nothing")
+        }
+        for (c, hid, o, hgt, wid, rows) in [(6, 16, 12, 8, 8, 7), (12, 20, 8, 4, 4, 21), (3, 8, 4, 5, 7, 9),
+                                            (4, 6, 2, 6, 3, 3)] {
+            check(Float.self, c, hid, o, hgt, wid, rows)
+            check(Double.self, c, hid, o, hgt, wid, rows)
+        }
+    }
+
     func testFloatNetworkAgreesWithDouble() {
         let rows = 4
         let double = ConvNet<Double>(channels: 6, hidden: 32, outChannels: 12, height: 8, width: 8, seed: 8)

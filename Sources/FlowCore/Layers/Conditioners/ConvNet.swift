@@ -182,16 +182,20 @@ final class ConvNet<T: FlowScalar> {
     }
 
     /// Scratch for ``callAsFunction(_:ldx:rows:into:arena:)`` over `rows` samples: two hidden
-    /// activations (`rows·hidden·H·W` each) and the largest convolution's scratch.
+    /// activations (`rows·hidden·H·W` each) and the largest convolution's scratch, or the block
+    /// pass's blocks (``blockForwardBytes(rows:)``) if larger.
     func workspaceBytes(rows: Int) -> Int {
         if usesPlanes { return planeWorkspaceBytes(rows: rows) }
-        return 2 * Arena.bytes(T.self, rows * hiddenFeatures) + convolutionBytes(rows: rows, backward: false)
+        let layered = 2 * Arena.bytes(T.self, rows * hiddenFeatures) + convolutionBytes(rows: rows, backward: false)
+        return blockForwardApplies ? Swift.max(layered, blockForwardBytes(rows: rows)) : layered
     }
 
     /// `y = net(x)` for `rows` samples; `x` holds sample `n` (`in × H × W`) at `x + n·ldx`
     /// (`ldx ≥ in·H·W`, so a coupling can condition on a channel slice in place); `y` is
     /// `rows × out × H × W`, contiguous, and must not overlap `x`. Bias and ReLU are fused into
-    /// each convolution's output pass.
+    /// each convolution's output pass. Small planes run block by block
+    /// (``blockForward(_:ldx:rows:into:arena:)``), larger ones layer by layer
+    /// (``layerForward(_:ldx:rows:into:arena:)``); both give the same bits.
     @_specialize(where T == Float) @_specialize(where T == Double)
     func callAsFunction(_ x: UnsafePointer<T>, ldx: Int, rows: Int,
                         into y: UnsafeMutablePointer<T>, arena: inout Arena) {
@@ -202,6 +206,18 @@ final class ConvNet<T: FlowScalar> {
             planeForward(x, ldx: ldx, rows: rows, into: y, h0: h0, h1: h1, arena: &arena)
             return
         }
+        if usesBlockForward(rows: rows) {
+            blockForward(x, ldx: ldx, rows: rows, into: y, arena: &arena)
+            return
+        }
+        layerForward(x, ldx: ldx, rows: rows, into: y, arena: &arena)
+    }
+
+    /// ``callAsFunction(_:ldx:rows:into:arena:)`` one convolution at a time over all `rows`
+    /// samples (BLAS layout), each reading and writing `rows × C × H × W` activations.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    func layerForward(_ x: UnsafePointer<T>, ldx: Int, rows: Int, into y: UnsafeMutablePointer<T>,
+                      arena: inout Arena) {
         let a = arena.take(T.self, rows * hiddenFeatures), b = arena.take(T.self, rows * hiddenFeatures)
         // Each convolution's scratch is dead once it returns: all three reuse the same region.
         var scratch = arena

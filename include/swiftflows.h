@@ -94,7 +94,10 @@ const char *sf_status_string(int status);
  * stays valid until the next failing sf_ call on the same thread; copy it to keep it. */
 const char *sf_last_error(void);
 
-/* Threads used for batch work (1..256); process-wide. Results do not depend on it. */
+/* Threads used for batch work (1..256); process-wide. Results do not depend on it. Raising it
+ * above the largest count used so far (initially SWIFTFLOWS_NUM_THREADS, else the number of
+ * processors) first warms OpenBLAS's work buffers for the new threads: one 512^3 product per
+ * thread, up to 16 threads, a few milliseconds each (see FlowRuntime+BLASWarmUp.swift). */
 int sf_set_num_threads(int num_threads);
 int sf_get_num_threads(void);
 

@@ -9,7 +9,8 @@ import Synchronization
 /// variable, else the number of active processors). Large batches are cut into fixed chunks of
 /// ``NormalizingFlow/chunkRows`` rows, independent of the thread count, and chunks are spread
 /// over threads; so results are bit-identical for any thread count. OpenBLAS's own threading is
-/// switched off (its threads would multiply with ours).
+/// switched off (its threads would multiply with ours), and its work buffers are warmed for as
+/// many threads as ours (``warmUpBLAS(threads:)``, FlowRuntime+BLASWarmUp.swift).
 public enum FlowRuntime {
     private static let lock = PosixMutex()
     nonisolated(unsafe) private static var _threadCount: Int = {

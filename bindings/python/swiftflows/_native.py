@@ -233,7 +233,12 @@ def _c_int(value, what):
 
 
 def set_num_threads(num_threads):
-    """Sets the number of threads the library uses for batch work (process-wide)."""
+    """Sets the number of threads the library uses for batch work (process-wide).
+
+    Results do not depend on it. Raising it above the largest count used so far first warms
+    OpenBLAS's work buffers for the new threads (``sf_set_num_threads``: a few milliseconds per
+    thread, once).
+    """
     lib.sf_set_num_threads(_c_int(num_threads, "num_threads"))
 
 

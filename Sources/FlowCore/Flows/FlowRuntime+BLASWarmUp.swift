@@ -8,20 +8,20 @@ import Synchronization
 /// of work buffers, the first one free when the call starts, into which it packs panels of the
 /// operands. A buffer is a lazily mapped region: its pages are faulted in only when packing
 /// first writes them. The Haswell/Zen SGEMM kernel prefetches (`prefetcht1`) a little past the
-/// panel it is working on; where that lands on a page nothing has written yet, the prefetch
-/// cannot complete and the processor walks the page tables again on every iteration (`perf
-/// annotate`: most of the kernel's samples sit right after that instruction). Small products
-/// with a long inner dimension, such as the weight and input gradients of the image
+/// panel it is working on; where that lands on a page nothing has written yet, each prefetch
+/// costs a page-table walk that finds no page (and caches no translation), every iteration
+/// (`perf annotate`: most of the kernel's samples sit right after that instruction). Small
+/// products with a long inner dimension, such as the weight and input gradients of the image
 /// conditioners' convolutions (`m = 64, n = 256, k = 216` with `Aᵀ`; `m = 108, n = 64, k = 256`
-/// with `Bᵀ`), then run about three times slower, until some larger product has written those
+/// with `Bᵀ`), then run two to three times slower, until some larger product has written those
 /// pages of the buffer *that call happens to get*.
 ///
 /// So the library runs one 512 × 512 × 512 product on as many threads at once as it will
 /// compute on (``FlowRuntime/threadCount``), which makes each of the first `threadCount`
 /// buffers fault its pages in: those are the buffers its workers get (unless other code in
 /// the process runs OpenBLAS products at the same time). A single smaller product on the
-/// calling thread warms only the first buffer, and only part of it. Measured with `swiftflows-bench --filter glow-3x16x16 --threads N` (bench/README.md,
-/// "Fourth round").
+/// calling thread warms only the first buffer, and only part of it. Measured with
+/// `swiftflows-bench --filter glow-3x16x16 --threads N` (bench/README.md, "Fourth round").
 extension FlowRuntime {
     /// Side of the square warm-up product (512³: 268 MFLOP, about 8 ms on one core here).
     static var warmUpSize: Int { 512 }

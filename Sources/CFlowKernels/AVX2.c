@@ -859,35 +859,77 @@ FK_AVX2 static inline void box_muller256(__m256i wr, __m256i wa, __m256 *n0, __m
     *n1 = _mm256_mul_ps(r, sn);
 }
 
-FK_AVX2 void fk_philox_normal_f32_avx2(uint64_t seed, uint64_t row, uint32_t stream, float *out, size_t count) {
+/* Ten Philox4x32 rounds on eight counters (x0..x3, one lane per block) under key (k0, k1), then
+ * Box–Muller: the four normals of each lane's block in n[0..3]. */
+FK_AVX2 static inline void philox_normals256(__m256i x0, __m256i x1, __m256i x2, __m256i x3, uint64_t seed,
+                                             __m256 n[4]) {
     const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u), m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int round = 0; round < 10; round++) {
+        const __m256i hi0 = mulhi_u32(x0, m0), lo0 = _mm256_mullo_epi32(x0, m0);
+        const __m256i hi1 = mulhi_u32(x2, m1), lo1 = _mm256_mullo_epi32(x2, m1);
+        x0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32((int)k0));
+        x1 = lo1;
+        x2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32((int)k1));
+        x3 = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    box_muller256(x0, x1, &n[0], &n[1]);
+    box_muller256(x2, x3, &n[2], &n[3]);
+}
+
+FK_AVX2 void fk_philox_normal_f32_avx2(uint64_t seed, uint64_t row, uint32_t stream, float *out, size_t count) {
     const size_t blocks = (count + 3) / 4;
     float v[4][8];
     for (size_t b0 = 0; b0 < blocks; b0 += 8) {
-        __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        __m256i x1 = _mm256_set1_epi32((int)(uint32_t)row), x2 = _mm256_set1_epi32((int)(uint32_t)(row >> 32));
-        __m256i x3 = _mm256_set1_epi32((int)stream);
-        uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-        for (int round = 0; round < 10; round++) {
-            const __m256i hi0 = mulhi_u32(x0, m0), lo0 = _mm256_mullo_epi32(x0, m0);
-            const __m256i hi1 = mulhi_u32(x2, m1), lo1 = _mm256_mullo_epi32(x2, m1);
-            x0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32((int)k0));
-            x1 = lo1;
-            x2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32((int)k1));
-            x3 = lo0;
-            k0 += 0x9E3779B9u;
-            k1 += 0xBB67AE85u;
-        }
-        __m256 n0, n1, n2, n3;
-        box_muller256(x0, x1, &n0, &n1);
-        box_muller256(x2, x3, &n2, &n3);
-        _mm256_storeu_ps(v[0], n0);
-        _mm256_storeu_ps(v[1], n1);
-        _mm256_storeu_ps(v[2], n2);
-        _mm256_storeu_ps(v[3], n3);
+        __m256 n[4];
+        philox_normals256(_mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+                          _mm256_set1_epi32((int)(uint32_t)row), _mm256_set1_epi32((int)(uint32_t)(row >> 32)),
+                          _mm256_set1_epi32((int)stream), seed, n);
+        for (int j = 0; j < 4; j++) _mm256_storeu_ps(v[j], n[j]);
         for (size_t l = 0; l < 8 && b0 + l < blocks; l++) {
             const size_t base = 4 * (b0 + l);
             for (size_t j = 0; j < 4 && base + j < count; j++) out[base + j] = v[j][l];
+        }
+    }
+}
+
+/* Eight (row, block) counters per vector, taken in row-major order over rows × ⌈count/4⌉
+ * blocks: rows of few blocks fill the lanes that the one-row kernel leaves idle (rows of eight
+ * blocks or more run one row at a time, their vectors being full already). Each lane
+ * computes what fk_philox_normal_f32_avx2 computes for its row and block, so the same bits. */
+FK_AVX2 void fk_philox_normal_rows_f32_avx2(uint64_t seed, uint64_t first_row, size_t rows, uint32_t stream,
+                                            size_t count, float *out, size_t ldo) {
+    const size_t blocks = (count + 3) / 4, total = rows * blocks;
+    if (total == 0) return;
+    if (blocks >= 8) { /* full vectors within each row already: no packing overhead */
+        for (size_t r = 0; r < rows; r++) fk_philox_normal_f32_avx2(seed, first_row + r, stream, out + r * ldo, count);
+        return;
+    }
+    uint32_t c0[8], c1[8], c2[8];
+    size_t lane_row[8], lane_block[8];
+    float v[4][8];
+    size_t r = 0, b = 0;
+    for (size_t done = 0; done < total; done += 8) {
+        const size_t lanes = total - done < 8 ? total - done : 8;
+        for (size_t l = 0; l < 8; l++) {
+            const uint64_t row = first_row + r;
+            c0[l] = (uint32_t)b;
+            c1[l] = (uint32_t)row;
+            c2[l] = (uint32_t)(row >> 32);
+            lane_row[l] = r;
+            lane_block[l] = b;
+            if (l < lanes && ++b == blocks) { b = 0; r++; }
+        }
+        __m256 n[4];
+        philox_normals256(_mm256_loadu_si256((const __m256i *)c0), _mm256_loadu_si256((const __m256i *)c1),
+                          _mm256_loadu_si256((const __m256i *)c2), _mm256_set1_epi32((int)stream), seed, n);
+        for (int j = 0; j < 4; j++) _mm256_storeu_ps(v[j], n[j]);
+        for (size_t l = 0; l < lanes; l++) {
+            float *dst = out + lane_row[l] * ldo;
+            const size_t base = 4 * lane_block[l];
+            for (size_t j = 0; j < 4 && base + j < count; j++) dst[base + j] = v[j][l];
         }
     }
 }

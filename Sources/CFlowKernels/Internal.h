@@ -30,6 +30,8 @@ void fk_affine_step_backward_f32_portable(const float *x, const float *shift, co
 void fk_relu_mask_f32_portable(float *g, const float *x, size_t n);
 void fk_exp_f32_portable(float *v, size_t n);
 void fk_philox_normal_f32_portable(uint64_t seed, uint64_t row, uint32_t stream, float *out, size_t count);
+void fk_philox_normal_rows_f32_portable(uint64_t seed, uint64_t first_row, size_t rows, uint32_t stream, size_t count,
+                                        float *out, size_t ldo);
 void fk_tanh_f32_portable(float *v, size_t n);
 void fk_conv_f32_portable(const float *x, size_t xstride, size_t cin, const ptrdiff_t *off, size_t ntaps,
                           const float *w, const float *bias, size_t out, float *y, size_t ystride, size_t t0,
@@ -63,6 +65,8 @@ void fk_affine_step_backward_f32_avx2(const float *x, const float *shift, const 
 void fk_relu_mask_f32_avx2(float *g, const float *x, size_t n);
 void fk_exp_f32_avx2(float *v, size_t n);
 void fk_philox_normal_f32_avx2(uint64_t seed, uint64_t row, uint32_t stream, float *out, size_t count);
+void fk_philox_normal_rows_f32_avx2(uint64_t seed, uint64_t first_row, size_t rows, uint32_t stream, size_t count,
+                                    float *out, size_t ldo);
 void fk_tanh_f32_avx2(float *v, size_t n);
 void fk_conv_f32_avx2(const float *x, size_t xstride, size_t cin, const ptrdiff_t *off, size_t ntaps,
                       const float *w, const float *bias, size_t out, float *y, size_t ystride, size_t t0, size_t n,

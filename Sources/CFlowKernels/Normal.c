@@ -84,3 +84,19 @@ void fk_philox_normal_f32(uint64_t seed, uint64_t row, uint32_t stream, float *o
 #endif
     fk_philox_normal_f32_portable(seed, row, stream, out, count);
 }
+
+void fk_philox_normal_rows_f32_portable(uint64_t seed, uint64_t first_row, size_t rows, uint32_t stream, size_t count,
+                                        float *out, size_t ldo) {
+    for (size_t r = 0; r < rows; r++) fk_philox_normal_f32_portable(seed, first_row + r, stream, out + r * ldo, count);
+}
+
+void fk_philox_normal_rows_f32(uint64_t seed, uint64_t first_row, size_t rows, uint32_t stream, size_t count,
+                               float *out, size_t ldo) {
+#if FK_HAVE_X86
+    if (fk_simd_level() == 1) {
+        fk_philox_normal_rows_f32_avx2(seed, first_row, rows, stream, count, out, ldo);
+        return;
+    }
+#endif
+    fk_philox_normal_rows_f32_portable(seed, first_row, rows, stream, count, out, ldo);
+}

@@ -481,6 +481,36 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(m4 / n, 3, accuracy: 30 / n.squareRoot())
     }
 
+    /// The many-row normal kernel writes, in each variant, the bits of one fk_philox_normal_f32
+    /// call per row, row r at out + r·ldo and nothing between rows; rows cross a 2³² boundary
+    /// (the counter's high word), and counts cover partial blocks and partial vectors of blocks.
+    func testPhiloxNormalRowsEqualOneCallPerRow() {
+        let seed: UInt64 = 0xFEED_0000_0000_BEEF, firstRow: UInt64 = (1 << 32) - 3
+        for (name, portable) in variants {
+            fk_force_portable(portable)
+            for count in [1, 2, 3, 4, 5, 7, 8, 9, 16, 33] {
+                for rows in [1, 3, 17] {
+                    let ldo = count + 2
+                    var many = [Float](repeating: .nan, count: rows * ldo)
+                    fk_philox_normal_rows_f32(seed, firstRow, rows, 5, count, &many, ldo)
+                    var mismatches = 0, touched = 0
+                    for r in 0..<rows {
+                        var one = [Float](repeating: .nan, count: count)
+                        fk_philox_normal_f32(seed, firstRow + UInt64(r), 5, &one, count)
+                        for j in 0..<count where many[r * ldo + j].bitPattern != one[j].bitPattern { mismatches += 1 }
+                        for j in count..<ldo where !many[r * ldo + j].isNaN { touched += 1 }
+                    }
+                    XCTAssertEqual(mismatches, 0, "\(name) count \(count) rows \(rows)")
+                    XCTAssertEqual(touched, 0, "\(name) count \(count) rows \(rows): wrote between rows")
+                }
+            }
+            // Rows differ (the row is part of the counter).
+            var two = [Float](repeating: 0, count: 8)
+            fk_philox_normal_rows_f32(seed, firstRow, 2, 5, 4, &two, 4)
+            XCTAssertNotEqual(Array(two[0..<4]), Array(two[4..<8]), name)
+        }
+    }
+
     /// fk_conv_f32 and fk_conv_wgrad_f32 against Double references, over output-channel
     /// blocks 4/2/1, position groups of 16 and 8, 1 and 9 taps, with bias, ReLU and both gate
     /// forms; the AVX2 and portable variants agree bitwise (documented).

@@ -168,6 +168,13 @@ void fk_fold_f32(const float *src, size_t ld, size_t samples, size_t channels, s
  * same integer words (float results may differ from the portable variant by an ulp). */
 void fk_philox_normal_f32(uint64_t seed, uint64_t row, uint32_t stream, float *out, size_t count);
 
+/* fk_philox_normal_f32 for `rows` consecutive rows: row first_row + r's `count` values go to
+ * out + r·ldo (ldo ≥ count; nothing between rows is written). The same bits as one call per
+ * row in the same variant; the AVX2 variant packs several rows' blocks into each vector when rows
+ * have fewer than 29 values (eight blocks), so short rows no longer leave lanes idle. */
+void fk_philox_normal_rows_f32(uint64_t seed, uint64_t first_row, size_t rows, uint32_t stream, size_t count,
+                               float *out, size_t ldo);
+
 /* out_j = exp(v_j) in place, same accuracy as above (inputs clamped to [−87.3, 88.7]). */
 void fk_exp_f32(float *v, size_t n);
 

@@ -35,11 +35,11 @@ public final class DiagonalNormal<Scalar: FlowScalar>: BaseDistribution {
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func sample(into out: UnsafeMutablePointer<Scalar>, count: Int, seed: UInt64, firstRow: UInt64,
                        temperature: Scalar) {
-        let philox = Philox4x32(seed: seed)
         let d = eventSize, m = loc.pointer, ls = logScale.pointer
+        Philox4x32(seed: seed).fillNormalRows(out, rows: count, count: d, firstRow: firstRow,
+                                              stream: RandomStream.baseSamples)
         for r in 0..<count {
             let row = out + r * d
-            philox.fillNormal(row, count: d, row: firstRow &+ UInt64(r), stream: RandomStream.baseSamples)
             for j in 0..<d { row[j] = m[j] + Scalar.exp(ls[j]) * temperature * row[j] }
         }
     }

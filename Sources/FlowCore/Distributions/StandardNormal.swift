@@ -21,13 +21,10 @@ public final class StandardNormal<Scalar: FlowScalar>: BaseDistribution {
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func sample(into out: UnsafeMutablePointer<Scalar>, count: Int, seed: UInt64, firstRow: UInt64,
                        temperature: Scalar) {
-        let philox = Philox4x32(seed: seed)
         let d = eventSize
-        for r in 0..<count {
-            let row = out + r * d
-            philox.fillNormal(row, count: d, row: firstRow &+ UInt64(r), stream: RandomStream.baseSamples)
-            if temperature != 1 { for j in 0..<d { row[j] *= temperature } }
-        }
+        Philox4x32(seed: seed).fillNormalRows(out, rows: count, count: d, firstRow: firstRow,
+                                              stream: RandomStream.baseSamples)
+        if temperature != 1 { for i in 0..<count * d { out[i] *= temperature } }
     }
 
     /// `∂/∂z log N(z; 0, I) = −z`.

@@ -63,6 +63,23 @@ public struct Philox4x32: Sendable {
         }
     }
 
+    /// ``fillNormal(_:count:row:stream:)`` for `rows` consecutive rows from `firstRow`: row
+    /// `firstRow + r` goes to `out + r·count`. The same values as one call per row;
+    /// `fk_philox_normal_rows_f32` packs several short rows into each vector.
+    @_specialize(where T == Float) @_specialize(where T == Double)
+    public func fillNormalRows<T: FlowScalar>(
+        _ out: UnsafeMutablePointer<T>, rows: Int, count: Int, firstRow: UInt64, stream: UInt32
+    ) {
+        guard rows > 0, count > 0 else { return }
+        guard T.self == Float.self else {
+            for r in 0..<rows { fillNormal(out + r * count, count: count, row: firstRow &+ UInt64(r), stream: stream) }
+            return
+        }
+        let seed = UInt64(key.1) << 32 | UInt64(key.0)
+        fk_philox_normal_rows_f32(seed, firstRow, rows, stream, count,
+                                  UnsafeMutableRawPointer(out).assumingMemoryBound(to: Float.self), count)
+    }
+
     /// Fills `count` uniforms in (0, 1) for row `row` of stream `stream` (53-bit resolution).
     public func fillUniform(_ out: UnsafeMutablePointer<Double>, count: Int, row: UInt64, stream: UInt32) {
         let r0 = UInt32(truncatingIfNeeded: row), r1 = UInt32(truncatingIfNeeded: row >> 32)

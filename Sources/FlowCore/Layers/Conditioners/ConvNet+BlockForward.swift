@@ -58,11 +58,11 @@ extension ConvNet {
             for o in 0..<hidden { (h0 + o * columns).update(repeating: b0[o], count: n) }
             T.blasGemm(transA: false, transB: false, m: hidden, n: n, k: first.patch, alpha: 1,
                        a: weights[0].pointer, lda: first.patch, b: unfolded, ldb: columns, beta: 1, c: h0, ldc: columns)
-            ConvNet.relu(h0, rows: hidden, count: n, ld: columns)
+            for o in 0..<hidden { Convolution.finish(h0 + o * columns, count: n, bias: 0, relu: true) }
             for o in 0..<hidden { (h1 + o * columns).update(repeating: b1[o], count: n) }
             T.blasGemm(transA: false, transB: false, m: hidden, n: n, k: middle.patch, alpha: 1,
                        a: weights[1].pointer, lda: middle.patch, b: h0, ldb: columns, beta: 1, c: h1, ldc: columns)
-            ConvNet.relu(h1, rows: hidden, count: n, ld: columns)
+            for o in 0..<hidden { Convolution.finish(h1 + o * columns, count: n, bias: 0, relu: true) }
             // Per-tap products of the last layer, folded onto the output planes, then its bias.
             Convolution.zero(product, rows: last.taps, count: n, ld: columns)
             T.blasGemm(transA: false, transB: false, m: last.taps, n: n, k: hidden, alpha: 1,
@@ -76,16 +76,6 @@ extension ConvNet {
                 }
             }
             start += count
-        }
-    }
-
-    /// `v = max(v, 0)` in place over `rows` runs of `count` elements, `ld` apart (NaN stays NaN,
-    /// as in ``Convolution/activate(_:into:count:relu:)``).
-    @inline(__always)
-    static func relu(_ v: UnsafeMutablePointer<T>, rows: Int, count: Int, ld: Int) {
-        for r in 0..<rows {
-            let row = v + r * ld
-            for i in 0..<count { row[i] = Swift.max(row[i], 0) }
         }
     }
 }

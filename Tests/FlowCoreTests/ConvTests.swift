@@ -541,6 +541,48 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// A float32 network runs its last convolution by Winograd (``ConvNet/usesWinograd``) unless
+    /// told not to, on the BLAS path only; its output matches the im2col network with the same
+    /// weights and the Double network to rounding, in a batch and one sample at a time, on even
+    /// and odd planes; the recorded pass of training gives inference's bits (with OpenBLAS on
+    /// one thread, as the library runs it: its threaded products can round differently).
+    func testWinogradLastLayerAgreesWithIm2col() {
+        FlowRuntime.configureBLAS()
+        XCTAssertFalse(ConvNet<Double>(channels: 2, hidden: 8, outChannels: 4, height: 4, width: 4, seed: 1).usesWinograd)
+        XCTAssertFalse(ConvNet<Float>(channels: 2, hidden: 8, outChannels: 4, height: 4, width: 4, seed: 1,
+                                      planeMode: .direct).usesWinograd)
+        for (c, hid, o, hgt, wid, rows) in [(6, 64, 12, 8, 8, 7), (12, 64, 24, 4, 4, 9), (3, 16, 6, 5, 7, 3),
+                                            (2, 8, 4, 1, 3, 2)] {
+            let reference = ConvNet<Double>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 5)
+            BijectionChecker.perturb(reference.parameters, scale: 0.5, seed: 6)
+            reference.repack()
+            let nets = [true, false].map { winograd in
+                let net = ConvNet<Float>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 5,
+                                         planeMode: .off, winograd: winograd)
+                for (pd, pf) in zip(reference.parameters, net.parameters) { pf.assign(pd.array.map { Float($0) }) }
+                net.repack()
+                return net
+            }
+            XCTAssertTrue(nets[0].usesWinograd)
+            XCTAssertFalse(nets[1].usesWinograd)
+            let label = "\(c)→\(hid)→\(o) \(hgt)×\(wid)"
+            let x = normals(rows * reference.inFeatures, seed: 7)
+            let yD = run(reference, x, ldx: reference.inFeatures, rows: rows)
+            let xF = x.map { Float($0) }
+            let winograd = run(nets[0], xF, ldx: nets[0].inFeatures, rows: rows)
+            let im2col = run(nets[1], xF, ldx: nets[1].inFeatures, rows: rows)
+            XCTAssertLessThan(BijectionChecker.maxRelativeError(winograd.map { Double($0) }, yD), 1e-4, label)
+            XCTAssertLessThan(BijectionChecker.maxRelativeError(im2col.map { Double($0) }, yD), 1e-4, label)
+            // One sample (the layer-by-layer path; its GEMMs are narrower, so not the same bits).
+            let one = run(nets[0], Array(xF[0..<nets[0].inFeatures]), ldx: nets[0].inFeatures, rows: 1)
+            XCTAssertLessThan(BijectionChecker.maxRelativeError(one.map { Double($0) }, Array(yD[0..<reference.outFeatures])),
+                              1e-4, "\(label): one sample")
+            let r = [Float](repeating: 1, count: rows * nets[0].outFeatures)
+            let (recorded, _) = recordAndBackward(nets[0], xF, ldx: nets[0].inFeatures, rows: rows, outputGradient: r)
+            XCTAssertEqual(recorded.map(\.bitPattern), winograd.map(\.bitPattern), "\(label): recorded pass")
+        }
+    }
+
     func testFloatNetworkAgreesWithDouble() {
         let rows = 4
         let double = ConvNet<Double>(channels: 6, hidden: 32, outChannels: 12, height: 8, width: 8, seed: 8)

@@ -638,6 +638,90 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// fk_winograd3x3_f32 against a Double direct convolution (FlowKernels.h's formula), over
+    /// planes from 1×1 to 9×7 (odd sizes leave half tiles), input channels below, at and past a
+    /// vector of 8, output widths that take every product block (4 … 24 and their sums), sample
+    /// counts that cross the kernel's chunks of 32 tiles, channel-contiguous and planar (NCHW)
+    /// inputs with padded strides, and no bias. The variants agree bitwise; a sample's output is
+    /// the same bits when it is computed alone; nothing between the samples' outputs is written.
+    func testWinogradMatchesTheDirectConvolution() {
+        let cases: [(h: Int, w: Int, cin: Int, out: Int, samples: Int)] = [
+            (1, 1, 1, 1, 1), (1, 3, 3, 5, 2), (2, 2, 8, 4, 3), (3, 5, 9, 12, 3), (4, 4, 12, 24, 11),
+            (8, 8, 17, 13, 3), (7, 9, 5, 20, 2), (5, 3, 64, 44, 2), (8, 8, 64, 12, 5), (6, 2, 16, 30, 4),
+            (4, 4, 64, 8, 9), (2, 5, 7, 16, 6),
+        ]
+        for (h, w, cin, out, samples) in cases {
+            let hw = h * w
+            let weight = values(out * cin * 9, seed: UInt64(7 * cin + out)), bias = values(out, seed: 3)
+            var u = [Float](repeating: .nan, count: fk_winograd3x3_packed_count(out, cin))
+            fk_winograd3x3_pack_f32(weight, out, cin, &u)
+            // (lds, ldp, ldc): pixel-major with padding; planar (NCHW) with padding; planar with the
+            // samples side by side in each channel's row (ConvNet's block layout).
+            let ldpPixel = cin + 3, ldcPlanar = hw + 2, ldcBlock = samples * hw + 3
+            for (lds, ldp, ldc) in [(hw * ldpPixel + 5, ldpPixel, 1), (cin * ldcPlanar + 7, 1, ldcPlanar),
+                                    (hw, 1, ldcBlock)] {
+                let x = values(max(samples * lds, cin * ldc), seed: UInt64(100 * h + w + ldc))
+                func input(_ n: Int, _ c: Int, _ r: Int, _ q: Int) -> Double {
+                    r < 0 || r >= h || q < 0 || q >= w ? 0 : Double(x[n * lds + (r * w + q) * ldp + c * ldc])
+                }
+                let ldy = out * hw + 3
+                for withBias in [true, false] {
+                    var results: [[Float]] = []
+                    for (_, portable) in variants {
+                        fk_force_portable(portable)
+                        var y = [Float](repeating: .nan, count: samples * ldy)
+                        var scratch = [Float](repeating: .nan, count: fk_winograd3x3_scratch_count(cin, out, h, w))
+                        bias.withUnsafeBufferPointer { b in
+                            fk_winograd3x3_f32(x, lds, ldp, ldc, samples, cin, h, w, u, withBias ? b.baseAddress! : nil,
+                                               out, &y, ldy, &scratch)
+                        }
+                        results.append(y)
+                    }
+                    fk_force_portable(0)
+                    let label = "\(h)×\(w) cin \(cin) out \(out) samples \(samples) ldc \(ldc) bias \(withBias)"
+                    if results.count == 2 {
+                        XCTAssertEqual(results[0].map(\.bitPattern), results[1].map(\.bitPattern), "\(label): variants")
+                    }
+                    let y = results[0]
+                    var worst = 0.0
+                    for n in 0..<samples {
+                        for o in 0..<out {
+                            for i in 0..<h {
+                                for j in 0..<w {
+                                    var ref = withBias ? Double(bias[o]) : 0, magnitude = abs(ref)
+                                    for c in 0..<cin {
+                                        for p in 0..<3 {
+                                            for q in 0..<3 {
+                                                let term = Double(weight[((o * cin + c) * 3 + p) * 3 + q]) * input(n, c, i + p - 1, j + q - 1)
+                                                ref += term
+                                                magnitude += abs(term)
+                                            }
+                                        }
+                                    }
+                                    worst = max(worst, abs(Double(y[n * ldy + o * hw + i * w + j]) - ref) / (magnitude + 1))
+                                }
+                            }
+                        }
+                        XCTAssertTrue(y[(n * ldy + out * hw)..<((n + 1) * ldy)].allSatisfy(\.isNaN), "\(label): wrote between samples")
+                    }
+                    XCTAssertLessThan(worst, 4e-6, label)
+                    // The last sample alone: the same bits.
+                    var alone = [Float](repeating: .nan, count: ldy)
+                    var scratch = [Float](repeating: .nan, count: fk_winograd3x3_scratch_count(cin, out, h, w))
+                    x.withUnsafeBufferPointer { xp in
+                        bias.withUnsafeBufferPointer { b in
+                            fk_winograd3x3_f32(xp.baseAddress! + (samples - 1) * lds, lds, ldp, ldc, 1, cin, h, w, u,
+                                               withBias ? b.baseAddress! : nil, out, &alone, ldy, &scratch)
+                        }
+                    }
+                    XCTAssertEqual(alone[0..<(out * hw)].map(\.bitPattern),
+                                   y[((samples - 1) * ldy)..<((samples - 1) * ldy + out * hw)].map(\.bitPattern),
+                                   "\(label): sample alone")
+                }
+            }
+        }
+    }
+
     func testFlowResultsDoNotDependOnTheKernelVariantBeyondRounding() throws {
         guard fk_simd_level() == 1 else { throw XCTSkip("no AVX2 on this machine") }
         let flow = try NormalizingFlow<Float>.realNVP(dim: 8, layers: 4, hidden: [32, 32], seed: 1)

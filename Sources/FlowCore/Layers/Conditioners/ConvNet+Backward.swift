@@ -14,7 +14,7 @@ extension ConvNet {
     /// and the backward pass that follows it.
     func backwardWorkspaceBytes(rows: Int) -> Int {
         if usesPlanes { return planeBackwardWorkspaceBytes(rows: rows) }
-        let forward = layers.map { $0.workspaceBytes(T.self, rows: rows) }.max() ?? 0
+        let forward = Swift.max(layers.map { $0.workspaceBytes(T.self, rows: rows) }.max() ?? 0, winogradScratchBytes)
         let backward = 2 * Arena.bytes(T.self, rows * hiddenFeatures)
             + (layers.map { $0.backwardWorkspaceBytes(T.self, rows: rows) }.max() ?? 0)
         return Swift.max(forward, backward)
@@ -47,9 +47,7 @@ extension ConvNet {
                           packedWeight: packedWeight(1), bias: biases[1].pointer, into: h1, relu: true,
                           arena: &scratch)
         scratch = arena
-        layers[2].forward(h1, ldx: hiddenFeatures, rows: rows, weight: weights[2].pointer,
-                          packedWeight: packedWeight(2), bias: biases[2].pointer, into: y, relu: false,
-                          arena: &scratch)
+        lastLayerForward(h1, rows: rows, into: y, arena: &scratch)
     }
 
     /// ``forwardRecording(_:ldx:rows:into:tape:arena:)`` for `rows` contiguous samples.

@@ -1,3 +1,5 @@
+import CFlowKernels
+
 /// Glow's coupling network for image flows:
 /// `conv3×3(in → hidden) → ReLU → conv1×1(hidden → hidden) → ReLU → conv3×3(hidden → out)`,
 /// stride 1 with "same" zero padding, so every tensor keeps the `height × width` plane.
@@ -46,6 +48,10 @@ final class ConvNet<T: FlowScalar> {
     /// How this network runs its convolutions (``PlaneMode``; always ``PlaneMode/off`` for
     /// Float64).
     let planeMode: PlaneMode
+    /// The last convolution's weight transformed for Winograd F(2×2, 3×3)
+    /// (``fk_winograd3x3_pack_f32``) when its forward pass runs that way (``usesWinograd``), else
+    /// nil; refreshed by ``repack()``.
+    let winogradPack: UnsafeMutablePointer<Float>?
 
     /// - Parameters:
     ///   - channels: input channels (`in`).
@@ -58,8 +64,10 @@ final class ConvNet<T: FlowScalar> {
     ///   ``checked(channels:hidden:outChannels:height:width:seed:context:)``.
     /// - `planeMode`: how float32 networks run (ignored for Float64, which always takes the
     ///   im2col path); tests pass each mode.
+    /// - `winograd`: whether a float32 network on the BLAS path runs its last convolution's
+    ///   forward pass by Winograd F(2×2, 3×3) (``usesWinograd``); tests pass both.
     init(channels: Int, hidden: Int, outChannels: Int, height: Int, width: Int, seed: UInt64,
-         planeMode: PlaneMode = planeModeFromEnvironment) {
+         planeMode: PlaneMode = planeModeFromEnvironment, winograd: Bool = winogradFromEnvironment) {
         inChannels = channels
         self.hidden = hidden
         self.outChannels = outChannels
@@ -101,12 +109,20 @@ final class ConvNet<T: FlowScalar> {
         } else {
             planePacks = []
         }
+        if winograd && mode == .off && T.self == Float.self && layers[2].kernel == 3 {
+            let count = fk_winograd3x3_packed_count(outChannels, hidden)
+            winogradPack = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Float>.stride, alignment: 64)
+                .bindMemory(to: Float.self, capacity: count)
+        } else {
+            winogradPack = nil
+        }
         repack()
     }
 
     deinit {
         for p in packed { p.map { UnsafeMutableRawPointer($0).deallocate() } }
         for p in planePacks { UnsafeMutableRawPointer(p).deallocate() }
+        winogradPack.map { UnsafeMutableRawPointer($0).deallocate() }
     }
 
     /// Layer `l`'s weight packed for the plane path (forward, then transposed).
@@ -173,6 +189,10 @@ final class ConvNet<T: FlowScalar> {
                                   into: planePacks[l])
             }
         }
+        if let u = winogradPack {
+            fk_winograd3x3_pack_f32(UnsafeRawPointer(weights[2].pointer).assumingMemoryBound(to: Float.self),
+                                    outChannels, hidden, u)
+        }
     }
 
     /// Scratch of the convolution that needs the most, over `rows` samples.
@@ -186,7 +206,8 @@ final class ConvNet<T: FlowScalar> {
     /// pass's blocks (``blockForwardBytes(rows:)``) if larger.
     func workspaceBytes(rows: Int) -> Int {
         if usesPlanes { return planeWorkspaceBytes(rows: rows) }
-        let layered = 2 * Arena.bytes(T.self, rows * hiddenFeatures) + convolutionBytes(rows: rows, backward: false)
+        let layered = 2 * Arena.bytes(T.self, rows * hiddenFeatures)
+            + Swift.max(convolutionBytes(rows: rows, backward: false), winogradScratchBytes)
         return blockForwardApplies ? Swift.max(layered, blockForwardBytes(rows: rows)) : layered
     }
 
@@ -229,9 +250,7 @@ final class ConvNet<T: FlowScalar> {
                           packedWeight: packedWeight(1), bias: biases[1].pointer, into: b, relu: true,
                           arena: &scratch)
         scratch = arena
-        layers[2].forward(b, ldx: hiddenFeatures, rows: rows, weight: weights[2].pointer,
-                          packedWeight: packedWeight(2), bias: biases[2].pointer, into: y, relu: false,
-                          arena: &scratch)
+        lastLayerForward(b, rows: rows, into: y, arena: &scratch)
     }
 
     /// `y = net(x)` for `rows` contiguous samples (`x` is `rows × in × H × W`).

@@ -13,6 +13,14 @@ import XCTest
 final class ConvTests: XCTestCase {
     // MARK: - Helpers
 
+    /// max |a − b| over the scale of b (max |b|, at least 1): the measure for float32 outputs
+    /// whose rounding error follows the size of the sums rather than of each result (Winograd
+    /// convolutions, ``ConvNet/usesWinograd``).
+    private func scaledError(_ a: [Float], _ b: [Double]) -> Double {
+        let scale = max(1, b.map { abs($0) }.max() ?? 0)
+        return zip(a, b).map { abs(Double($0) - $1) }.max().map { $0 / scale } ?? 0
+    }
+
     private func normals(_ n: Int, seed: UInt64, scale: Double = 1) -> [Double] {
         var s = PhiloxStream(seed: seed, row: 3, stream: 11)
         return (0..<n).map { _ in scale * s.nextNormal() }
@@ -542,10 +550,12 @@ final class ConvTests: XCTestCase {
     }
 
     /// A float32 network runs its last convolution by Winograd (``ConvNet/usesWinograd``) unless
-    /// told not to, on the BLAS path only; its output matches the im2col network with the same
-    /// weights and the Double network to rounding, in a batch and one sample at a time, on even
-    /// and odd planes; the recorded pass of training gives inference's bits (with OpenBLAS on
-    /// one thread, as the library runs it: its threaded products can round differently).
+    /// told not to, on the BLAS path only; its output matches the Double network with the same
+    /// weights to within 2e-5 of the output's scale (F(4×4, 3×3) on the 8×8, 4×4 and 5×7 planes,
+    /// whose transforms scale by up to 8: measured 4–6e-6; the im2col network stays within
+    /// 2e-6), in a batch and one sample at a time; the recorded pass of training gives
+    /// inference's bits (with OpenBLAS on one thread, as the library runs it: its threaded
+    /// products can round differently).
     func testWinogradLastLayerAgreesWithIm2col() {
         FlowRuntime.configureBLAS()
         XCTAssertFalse(ConvNet<Double>(channels: 2, hidden: 8, outChannels: 4, height: 4, width: 4, seed: 1).usesWinograd)
@@ -571,12 +581,11 @@ final class ConvTests: XCTestCase {
             let xF = x.map { Float($0) }
             let winograd = run(nets[0], xF, ldx: nets[0].inFeatures, rows: rows)
             let im2col = run(nets[1], xF, ldx: nets[1].inFeatures, rows: rows)
-            XCTAssertLessThan(BijectionChecker.maxRelativeError(winograd.map { Double($0) }, yD), 1e-4, label)
-            XCTAssertLessThan(BijectionChecker.maxRelativeError(im2col.map { Double($0) }, yD), 1e-4, label)
+            XCTAssertLessThan(scaledError(winograd, yD), 2e-5, label)
+            XCTAssertLessThan(scaledError(im2col, yD), 2e-6, label)
             // One sample (the layer-by-layer path; its GEMMs are narrower, so not the same bits).
             let one = run(nets[0], Array(xF[0..<nets[0].inFeatures]), ldx: nets[0].inFeatures, rows: 1)
-            XCTAssertLessThan(BijectionChecker.maxRelativeError(one.map { Double($0) }, Array(yD[0..<reference.outFeatures])),
-                              1e-4, "\(label): one sample")
+            XCTAssertLessThan(scaledError(one, Array(yD[0..<reference.outFeatures])), 2e-5, "\(label): one sample")
             let r = [Float](repeating: 1, count: rows * nets[0].outFeatures)
             let (recorded, _) = recordAndBackward(nets[0], xF, ldx: nets[0].inFeatures, rows: rows, outputGradient: r)
             XCTAssertEqual(recorded.map(\.bitPattern), winograd.map(\.bitPattern), "\(label): recorded pass")
@@ -636,7 +645,11 @@ final class ConvTests: XCTestCase {
                 let y = run(single, xf, ldx: ldx, rows: t.rows)
                 let (yF, dxF) = recordAndBackward(single, xf, ldx: ldx, rows: t.rows, outputGradient: r.map { Float($0) })
                 XCTAssertEqual(y, yF, "\(label): forwardRecording differs from callAsFunction")
-                XCTAssertLessThan(BijectionChecker.maxRelativeError(yF.map { Double($0) }, yD), 1e-4, "\(label): output")
+                if single.usesWinograd { // F(4×4, 3×3) in the last layer: its error follows the sums (see below)
+                    XCTAssertLessThan(scaledError(yF, yD), 2e-5, "\(label): output")
+                } else {
+                    XCTAssertLessThan(BijectionChecker.maxRelativeError(yF.map { Double($0) }, yD), 1e-4, "\(label): output")
+                }
                 XCTAssertLessThan(BijectionChecker.maxRelativeError(dxF.map { Double($0) }, dxD), 1e-3, "\(label): ∂x")
                 for (pd, pf) in zip(double.parameters, single.parameters) {
                     XCTAssertLessThan(BijectionChecker.maxRelativeError(Array(pf.gradient).map { Double($0) },

@@ -639,7 +639,8 @@ final class KernelTests: XCTestCase {
     }
 
     /// fk_winograd3x3_f32 against a Double direct convolution (FlowKernels.h's formula), over
-    /// planes from 1×1 to 9×7 (odd sizes leave half tiles), input channels below, at and past a
+    /// planes from 1×1 to 9×7 taking both tile sizes (F(2×2) on 1×1, 1×3, 2×2, 6×2, 2×5; F(4×4)
+    /// on the others; odd sizes leave partial tiles), input channels below, at and past a
     /// vector of 8, output widths that take every product block (4 … 24 and their sums), sample
     /// counts that cross the kernel's chunks of 32 tiles, channel-contiguous and planar (NCHW)
     /// inputs with padded strides, and no bias. The variants agree bitwise; a sample's output is
@@ -653,8 +654,8 @@ final class KernelTests: XCTestCase {
         for (h, w, cin, out, samples) in cases {
             let hw = h * w
             let weight = values(out * cin * 9, seed: UInt64(7 * cin + out)), bias = values(out, seed: 3)
-            var u = [Float](repeating: .nan, count: fk_winograd3x3_packed_count(out, cin))
-            fk_winograd3x3_pack_f32(weight, out, cin, &u)
+            var u = [Float](repeating: .nan, count: fk_winograd3x3_packed_count(out, cin, h, w))
+            fk_winograd3x3_pack_f32(weight, out, cin, h, w, &u)
             // (lds, ldp, ldc): pixel-major with padding; planar (NCHW) with padding; planar with the
             // samples side by side in each channel's row (ConvNet's block layout).
             let ldpPixel = cin + 3, ldcPlanar = hw + 2, ldcBlock = samples * hw + 3
@@ -704,7 +705,9 @@ final class KernelTests: XCTestCase {
                         }
                         XCTAssertTrue(y[(n * ldy + out * hw)..<((n + 1) * ldy)].allSatisfy(\.isNaN), "\(label): wrote between samples")
                     }
-                    XCTAssertLessThan(worst, 4e-6, label)
+                    // F(2×2) adds and subtracts: ~1e-7 of Σ|w·x|; F(4×4) scales by up to 8 (measured ≤ 5e-6).
+                    let fourByFour = 36 * ((h + 3) / 4) * ((w + 3) / 4) < 16 * ((h + 1) / 2) * ((w + 1) / 2)
+                    XCTAssertLessThan(worst, fourByFour ? 1e-5 : 5e-7, label)
                     // The last sample alone: the same bits.
                     var alone = [Float](repeating: .nan, count: ldy)
                     var scratch = [Float](repeating: .nan, count: fk_winograd3x3_scratch_count(cin, out, h, w))

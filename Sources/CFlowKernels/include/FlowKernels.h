@@ -160,29 +160,32 @@ void fk_unfold_f32(const float *x, size_t ldx, size_t samples, size_t channels, 
 void fk_fold_f32(const float *src, size_t ld, size_t samples, size_t channels, size_t h, size_t w, size_t k,
                  float *dst, size_t lddst);
 
-/* 3×3 "same" convolution (stride 1, zero padding 1) by Winograd F(2×2, 3×3) (Lavin & Gray 2016):
- * each 2×2 output tile costs 16·cin·out multiply-adds instead of 36·cin·out. The result equals
- * the direct convolution's up to rounding (the transforms add and subtract inputs and products;
- * the weight transform is computed in double and rounded once).
+/* 3×3 "same" convolution (stride 1, zero padding 1) by Winograd F(m×m, 3×3) (Lavin & Gray 2016),
+ * m = 2 or 4, whichever needs fewer multiply-adds for the h × w plane (4 from 4×4 planes on): an
+ * m×m output tile costs (m + 2)²·cin·out multiply-adds instead of 9m²·cin·out (2.25× fewer with
+ * m = 2, 4× with m = 4). The result equals the direct convolution's up to rounding: the
+ * transforms add, subtract and scale by small integers (m = 4: up to 8), so the error grows
+ * with m; it stays within a few 1e-6 of Σ|w·x| (KernelTests.testWinogradMatchesTheDirectConvolution).
  *
- * fk_winograd3x3_pack_f32 transforms a weight [out][cin][3][3] (PyTorch's OIHW) into u
- * (fk_winograd3x3_packed_count(out, cin) floats; call again after every weight change).
+ * fk_winograd3x3_pack_f32 transforms a weight [out][cin][3][3] (PyTorch's OIHW) for planes of
+ * h × w into u (fk_winograd3x3_packed_count(out, cin, h, w) floats; computed in double, rounded
+ * once; call again after every weight change).
  *
  * fk_winograd3x3_f32 writes `samples` outputs: sample n's channel o, pixel (i, j) at
  *   y[n·ldy + o·h·w + i·w + j] = bias[o] + Σ_c Σ_{p,q < 3} w[o][c][p][q] · x(n, c, i + p − 1, j + q − 1)
  * with x(n, c, r, s) = x[n·lds + (r·w + s)·ldp + c·ldc] inside the plane, 0 outside: any layout
  * (NCHW: ldp = 1, ldc = h·w; samples side by side in each channel's row: lds = h·w, ldp = 1;
  * NHWC: ldc = 1). A few samples at a time are copied into scratch with channels contiguous and a
- * zero border (planar inputs by 8 × 8 transposes), then transformed in chunks of 8 tiles that
- * stay in L1. bias may be NULL (zero).
+ * zero border (planar inputs by 8 × 8 transposes), then transformed in chunks of 4 or 8 tiles
+ * that stay in L1. u must have been packed for the same h, w. bias may be NULL (zero).
  * scratch: fk_winograd3x3_scratch_count(cin, out, h, w) floats. Both variants do the same
  * operations in the same order (each product one chain of fused multiply-adds over c), so they
  * agree bitwise, and a sample's output does not depend on the other samples of the call.
- * Complexity: per sample ⌈h/2⌉·⌈w/2⌉ tiles of 32·cin·out flops plus O((cin + out)·h·w) for the
- * transforms; no allocation. */
-size_t fk_winograd3x3_packed_count(size_t out, size_t cin);
+ * Complexity: per sample ⌈h/m⌉·⌈w/m⌉ tiles of 2(m + 2)²·cin·out flops plus O((cin + out)·h·w)
+ * for the transforms; no allocation. */
+size_t fk_winograd3x3_packed_count(size_t out, size_t cin, size_t h, size_t w);
 size_t fk_winograd3x3_scratch_count(size_t cin, size_t out, size_t h, size_t w);
-void fk_winograd3x3_pack_f32(const float *w, size_t out, size_t cin, float *u);
+void fk_winograd3x3_pack_f32(const float *weight, size_t out, size_t cin, size_t h, size_t w, float *u);
 void fk_winograd3x3_f32(const float *x, size_t lds, size_t ldp, size_t ldc, size_t samples, size_t cin, size_t h,
                         size_t w, const float *u, const float *bias, size_t out, float *y, size_t ldy,
                         float *scratch);

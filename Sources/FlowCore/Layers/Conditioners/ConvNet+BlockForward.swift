@@ -39,7 +39,7 @@ extension ConvNet {
     /// ``callAsFunction(_:ldx:rows:into:arena:)``.
     /// - Precondition: ``blockForwardApplies``.
     /// - Complexity: the three products (``Convolution/flops(rows:)`` each; the last by Winograd,
-    ///   2.25× fewer multiplications, when ``usesWinograd``), one unfold of the input and one fold
+    ///   2.25–4× fewer multiplications, when ``usesWinograd``), one unfold of the input and one fold
     ///   of the output; no allocation.
     @_specialize(where T == Float) @_specialize(where T == Double)
     func blockForward(_ x: UnsafePointer<T>, ldx: Int, rows: Int, into y: UnsafeMutablePointer<T>,

@@ -4,23 +4,27 @@ import Glibc
 #endif
 
 /// Whether float32 conditioners run their last 3×3 convolution's forward pass by Winograd
-/// F(2×2, 3×3) (``ConvNet/usesWinograd``): yes unless the environment variable
+/// F(m×m, 3×3) (``ConvNet/usesWinograd``): yes unless the environment variable
 /// `SWIFTFLOWS_WINOGRAD` is `0` (read once per process; for benchmarks that compare the two).
 let winogradFromEnvironment: Bool = {
     getenv("SWIFTFLOWS_WINOGRAD").map { String(cString: $0) } != "0"
 }()
 
-/// The last convolution (`hidden → out`, 3×3) of a float32 network by Winograd F(2×2, 3×3)
+/// The last convolution (`hidden → out`, 3×3) of a float32 network by Winograd F(m×m, 3×3)
 /// (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016;
-/// ``fk_winograd3x3_f32``): each 2×2 output tile costs `16·hidden·out` multiply-adds instead of
-/// `36·hidden·out`, a 2.25× cut of the network's largest product (in the Glow presets, half of
-/// a conditioner's forward flops).
+/// ``fk_winograd3x3_f32``): an m×m output tile costs `(m + 2)²·hidden·out` multiply-adds
+/// instead of `9m²·hidden·out` — m = 4 (4× fewer) on planes from 4×4 on, m = 2 (2.25×) on
+/// smaller ones. In the Glow presets this convolution is half of a conditioner's forward flops.
 ///
 /// Every forward pass of such a network takes it — inference block by block or layer by layer
 /// and the recorded pass of training (which keeps giving inference's bits). The result differs
-/// from the im2col product by rounding only (`KernelTests.testWinogradMatchesTheDirectConvolution`,
-/// `ConvTests.testWinogradLastLayerAgreesWithIm2col`); the backward pass stays the direct
-/// convolution's exact adjoint (its error against the Winograd forward is that rounding).
+/// from the im2col product by rounding: F(2×2) only adds, within ~1e-7 of the sum of |terms|;
+/// F(4×4)'s transforms scale by up to 8, within ~5e-6 of it (`KernelTests.testWinogradMatchesTheDirectConvolution`,
+/// `ConvTests.testWinogradLastLayerAgreesWithIm2col`). On the Glow benchmark model that moved
+/// the largest log-density difference from PyTorch's float32 model from 5.7e-4 to 7.6e-4 nats on
+/// values up to 4521 (`bench/compare_torch.py`). `SWIFTFLOWS_WINOGRAD=0` turns it off. The backward
+/// pass stays the direct convolution's exact adjoint (its error against the Winograd forward
+/// is that rounding).
 extension ConvNet {
     /// Whether the last convolution's forward pass runs by Winograd: float32, the BLAS path
     /// (``PlaneMode/off``), a 3×3 last layer, and not switched off (``winogradFromEnvironment``).

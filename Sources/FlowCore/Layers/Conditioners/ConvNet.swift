@@ -48,7 +48,7 @@ final class ConvNet<T: FlowScalar> {
     /// How this network runs its convolutions (``PlaneMode``; always ``PlaneMode/off`` for
     /// Float64).
     let planeMode: PlaneMode
-    /// The last convolution's weight transformed for Winograd F(2×2, 3×3)
+    /// The last convolution's weight transformed for Winograd F(m×m, 3×3)
     /// (``fk_winograd3x3_pack_f32``) when its forward pass runs that way (``usesWinograd``), else
     /// nil; refreshed by ``repack()``.
     let winogradPack: UnsafeMutablePointer<Float>?
@@ -65,7 +65,7 @@ final class ConvNet<T: FlowScalar> {
     /// - `planeMode`: how float32 networks run (ignored for Float64, which always takes the
     ///   im2col path); tests pass each mode.
     /// - `winograd`: whether a float32 network on the BLAS path runs its last convolution's
-    ///   forward pass by Winograd F(2×2, 3×3) (``usesWinograd``); tests pass both.
+    ///   forward pass by Winograd F(m×m, 3×3) (``usesWinograd``); tests pass both.
     init(channels: Int, hidden: Int, outChannels: Int, height: Int, width: Int, seed: UInt64,
          planeMode: PlaneMode = planeModeFromEnvironment, winograd: Bool = winogradFromEnvironment) {
         inChannels = channels
@@ -110,7 +110,7 @@ final class ConvNet<T: FlowScalar> {
             planePacks = []
         }
         if winograd && mode == .off && T.self == Float.self && layers[2].kernel == 3 {
-            let count = fk_winograd3x3_packed_count(outChannels, hidden)
+            let count = fk_winograd3x3_packed_count(outChannels, hidden, height, width)
             winogradPack = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Float>.stride, alignment: 64)
                 .bindMemory(to: Float.self, capacity: count)
         } else {
@@ -191,7 +191,7 @@ final class ConvNet<T: FlowScalar> {
         }
         if let u = winogradPack {
             fk_winograd3x3_pack_f32(UnsafeRawPointer(weights[2].pointer).assumingMemoryBound(to: Float.self),
-                                    outChannels, hidden, u)
+                                    outChannels, hidden, height, width, u)
         }
     }
 

@@ -243,12 +243,16 @@ SAN_DIR := $(BUILD)/sanitize
 
 .PHONY: check-sanitize
 
-check-sanitize: lib cli ## ASan+UBSan+LSan C tests, valgrind memcheck of the C example, TSan on the parallel Swift tests
+check-sanitize: lib cli ## ASan+UBSan+LSan C tests (C API; the Winograd kernel), valgrind memcheck of the C example, TSan on the parallel Swift tests
 	@command -v valgrind >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq valgrind >/dev/null; }
 	@mkdir -p $(SAN_DIR)
 	$(CC) -std=c99 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
 	  -Iinclude -pthread -o $(SAN_DIR)/test_capi tests/c/test_capi.c $(LDFLAGS_LIB) -Wl,-rpath,$(CURDIR)/$(LIBDIR)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 $(SAN_DIR)/test_capi
+	$(CC) -std=gnu11 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+	  -ISources/CFlowKernels/include -ISources/CFlowKernels -o $(SAN_DIR)/test_kernels \
+	  tests/c/test_kernels_sanitize.c Sources/CFlowKernels/*.c -lm
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 $(SAN_DIR)/test_kernels
 	$(BINDIR)/swiftflows toy moons -n 500 -o $(SAN_DIR)/points.csv
 	$(BINDIR)/swiftflows train --data toy:moons:2000:1 --epochs 1 --layers 2 --hidden 16 --progress none --output $(SAN_DIR)/model.h5
 	valgrind --quiet --leak-check=full --show-possibly-lost=no --errors-for-leak-kinds=definite --error-exitcode=3 \

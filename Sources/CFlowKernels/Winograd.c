@@ -109,6 +109,13 @@ size_t fk_winograd3x3_scratch_count(size_t cin, size_t out, size_t h, size_t w) 
     return s.group * s.hp * s.wp * s.cin8 + s.a2 * (s.vstride + s.chunk * s.op);
 }
 
+/* The AVX2 products' register blocks: −1 by processor (wg_split_simd), 0 8-lane, 1 4-lane. */
+static int forced_blocks = -1;
+
+void fk_winograd3x3_force_blocks(int mode) {
+    __atomic_store_n(&forced_blocks, mode < 0 ? -1 : mode ? 1 : 0, __ATOMIC_RELAXED);
+}
+
 /* Output tile of a chunk: the sample's output (channel o at y + o·hw) and the tile's top-left pixel. */
 typedef struct {
     float *y;
@@ -436,9 +443,11 @@ WG_BLOCK(wg_block4q, wg_micro4, 1, 4)
 /* Whether the processor executes 8-lane operations as two 4-lane halves (AMD Zen 1: family 17h,
  * models below 30h). There a 4-lane FMA costs half an 8-lane one, so 4-lane blocks lose nothing,
  * and their broadcast of V is a plain load, where the 8-lane broadcast costs an extra operation:
- * blocks of 12 channels as three 4-lane vectors ran the two Glow conditioners' products 7–13 %
- * faster there than 8-lane blocks. */
+ * blocks of 12 channels as three 4-lane vectors ran the Glow conditioners' products faster there
+ * than 8-lane blocks. fk_winograd3x3_force_blocks overrides the choice (tests run both). */
 static int wg_split_simd(void) {
+    const int forced = __atomic_load_n(&forced_blocks, __ATOMIC_RELAXED);
+    if (forced >= 0) return forced;
     static int split = -1;
     int value = __atomic_load_n(&split, __ATOMIC_RELAXED);
     if (value < 0) {

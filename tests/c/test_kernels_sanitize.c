@@ -2,7 +2,8 @@
  * and UndefinedBehaviorSanitizer (`make check-sanitize`): every buffer is allocated at exactly the
  * size FlowKernels.h documents, so a read or write past one stops the run. Over planes 1×1 … 16×11
  * (both tile sizes, partial tiles), 1 … 64 input and 1 … 44 output channels, planar, block and
- * channel-contiguous inputs and both variants (AVX2 where available, portable), each output is
+ * channel-contiguous inputs and every variant (AVX2 with 4-lane and 8-lane product blocks where
+ * available, portable), each output is
  * checked against a double-precision direct convolution, the variants against each other (bitwise)
  * and the output rows' padding for writes.
  *
@@ -45,10 +46,12 @@ static void check(size_t h, size_t w, size_t cin, size_t out, int layout) {
     float *weight = values(out * cin * 9, (unsigned)(out + 3 * cin)), *bias = values(out, 5);
     float *u = values(fk_winograd3x3_packed_count(out, cin, h, w), 1);
     fk_winograd3x3_pack_f32(weight, out, cin, h, w, u);
-    float *y[2];
-    int variants = fk_simd_level() == 1 ? 2 : 1;
+    /* AVX2 with 4-lane and with 8-lane product blocks, then portable; or portable only. */
+    float *y[3];
+    const int variants = fk_simd_level() == 1 ? 3 : 1;
     for (int v = 0; v < variants; v++) {
-        fk_force_portable(v == 1 || variants == 1);
+        fk_force_portable(v == variants - 1);
+        fk_winograd3x3_force_blocks(v == 0 ? 1 : v == 1 ? 0 : -1);
         float *scratch = values(fk_winograd3x3_scratch_count(cin, out, h, w), 2);
         y[v] = malloc(samples * ldy * sizeof(float));
         for (size_t i = 0; i < samples * ldy; i++) y[v][i] = -7.0f;
@@ -56,6 +59,7 @@ static void check(size_t h, size_t w, size_t cin, size_t out, int layout) {
         free(scratch);
     }
     fk_force_portable(0);
+    fk_winograd3x3_force_blocks(-1);
     const int four = 36 * ((h + 3) / 4) * ((w + 3) / 4) < 16 * ((h + 1) / 2) * ((w + 1) / 2);
     double worst = 0;
     for (size_t n = 0; n < samples; n++) {
@@ -86,10 +90,11 @@ static void check(size_t h, size_t w, size_t cin, size_t out, int layout) {
                worst);
         failures++;
     }
-    if (variants == 2 && memcmp(y[0], y[1], samples * ldy * sizeof(float)) != 0) {
-        printf("FAIL %zux%zu cin %zu out %zu layout %d: the variants differ\n", h, w, cin, out, layout);
-        failures++;
-    }
+    for (int v = 1; v < variants; v++)
+        if (memcmp(y[0], y[v], samples * ldy * sizeof(float)) != 0) {
+            printf("FAIL %zux%zu cin %zu out %zu layout %d: variant %d differs\n", h, w, cin, out, layout, v);
+            failures++;
+        }
     for (int v = 0; v < variants; v++) free(y[v]);
     free(x);
     free(weight);

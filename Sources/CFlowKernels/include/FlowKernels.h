@@ -190,6 +190,11 @@ void fk_winograd3x3_f32(const float *x, size_t lds, size_t ldp, size_t ldc, size
                         size_t w, const float *u, const float *bias, size_t out, float *y, size_t ldy,
                         float *scratch);
 
+/* The AVX2 variant's register blocks for the products: 8-lane (0), 4-lane (1; the default on AMD
+ * Zen 1, which splits 8-lane operations) or by processor (−1, the default). Same bits either way;
+ * for tests and benchmarks. */
+void fk_winograd3x3_force_blocks(int mode);
+
 /* `count` standard normal values of sample row `row`: Philox4x32-10 with key = seed (low, high
  * 32 bits) and counter (block, row low, row high, stream); block b gives values 4b … 4b+3 by
  * Box–Muller on word pairs (w0, w1) and (w2, w3): u = (⌊w_r/2⁸⌋ + ½)/2²⁴, radius √(−2 ln u),

@@ -143,7 +143,8 @@ struct BenchModel {
     /// `H×W` plane) and step, ActNorm `2·C·HW`, the 1×1 convolution `2·C²·HW`, the coupling
     /// network `2·HW·(9·⌊C/2⌋·F + F² + 9·F·2⌈C/2⌉)` plus `7·⌈C/2⌉·HW` for the affine step; each
     /// split's prior network `2·HW·(9·C₁·F + F² + 9·F·2C₂)` plus `7·C₂·HW`. Biases and ReLUs
-    /// (`≈ HW·(2F + out)`) are included per network.
+    /// (`≈ HW·(2F + out)`) are included per network. Nominal: every convolution counted as a
+    /// direct one, although the last of each network runs as Winograd (`ConvNet+Winograd.swift`).
     static func glowFlops(shape: [Int], levels: Int, steps: Int, width f: Int) -> Double {
         var c = shape[0], h = shape[1], w = shape[2]
         var total = 0.0

@@ -172,7 +172,7 @@ void fk_fold_f32(const float *src, size_t ld, size_t samples, size_t channels, s
  * once; call again after every weight change).
  *
  * fk_winograd3x3_f32 writes `samples` outputs: sample n's channel o, pixel (i, j) at
- *   y[n·ldy + o·h·w + i·w + j] = bias[o] + Σ_c Σ_{p,q < 3} w[o][c][p][q] · x(n, c, i + p − 1, j + q − 1)
+ *   y[n·ldy + o·h·w + i·w + j] = bias[o] + Σ_c Σ_{p,q < 3} weight[o][c][p][q] · x(n, c, i + p − 1, j + q − 1)
  * with x(n, c, r, s) = x[n·lds + (r·w + s)·ldp + c·ldc] inside the plane, 0 outside: any layout
  * (NCHW: ldp = 1, ldc = h·w; samples side by side in each channel's row: lds = h·w, ldp = 1;
  * NHWC: ldc = 1). A few samples at a time are copied into scratch with channels contiguous and a

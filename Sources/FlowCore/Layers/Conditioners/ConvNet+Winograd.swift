@@ -39,9 +39,11 @@ extension ConvNet {
 
     /// `y = conv₂(h) + b₂` for `rows` samples of the last layer's input `h`: sample `n`,
     /// channel `c`, pixel `p` at `h[n·lds + p·ldp + c·ldc]`; `y` is `rows × out × H × W`,
-    /// contiguous. Winograd when ``usesWinograd`` (channel-contiguous `h`, `ldc = 1`, is read in
-    /// place), else the im2col convolution (which needs NCHW samples: `ldp = 1`, `ldc = H·W`).
-    /// Scratch from `arena`: ``winogradScratchBytes``, or the convolution's own.
+    /// contiguous. Winograd when ``usesWinograd`` (any layout: the kernel copies a few samples
+    /// at a time into its scratch), else the im2col convolution (which needs NCHW samples:
+    /// `ldp = 1`, `ldc = H·W`). Scratch from `arena`: ``winogradScratchBytes``, or the
+    /// convolution's own. The transformed weight adds `(m + 2)²·hidden·⌈out/4⌉·4` floats per
+    /// network (110 KiB for the Glow benchmark's 8 × 8 conditioners).
     @_specialize(where T == Float) @_specialize(where T == Double)
     func lastLayerForward(_ h: UnsafePointer<T>, lds: Int, ldp: Int, ldc: Int, rows: Int,
                           into y: UnsafeMutablePointer<T>, arena: inout Arena) {

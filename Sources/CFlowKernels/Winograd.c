@@ -262,6 +262,7 @@ static void wg_output_portable(const float *m, const wg_out *dst, size_t nt, con
 #define Q_SUB(a, b) _mm_sub_ps((a), (b))
 #define Q_FMA(a, b, c) _mm_fmadd_ps((a), (b), (c))
 #define Q_K(v) _mm_set1_ps(v)
+
 /* wg_stage_portable: the border by vector stores, planar samples (ldp = 1) by 8 × 8 transposes (eight
  * channels' vectors of eight pixels become eight pixels' vectors of eight channels, each stored at
  * its pixel's place), the remaining pixels and channels one by one. */
@@ -300,7 +301,8 @@ FK_AVX2 static void wg_stage_avx2(const float *x, size_t lds, size_t ldp, size_t
                     u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
                     u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
                 }
-                /* u[j] holds pixels p + j (low half) and p + j + 4 (high half) of the eight channels. */
+                /* u[j] holds channels 0–3 and u[j + 4] channels 4–7 of pixel p + j (low halves) and of
+                 * pixel p + j + 4 (high halves). */
                 size_t at[8];
                 for (int j = 0; j < 8; j++) {
                     at[j] = (r * wp + q) * cin8 + c;
@@ -424,7 +426,8 @@ FK_AVX2 static inline __attribute__((always_inline)) void wg_micro4(const float 
 
 /* All nt tiles of one block of output channels: TN at a time, the rest one by one (each product
  * element is the same chain of FMAs whichever way its tile is grouped). At least ten independent
- * accumulators per channel step hide the FMA latency (Zen 1: 5 cycles, two 4-lane FMAs a cycle). */
+ * accumulators per channel step hide the FMA latency (Zen 1: 5 cycles, two 4-lane FMAs a cycle);
+ * only the 4-channel remainder block, for outputs that are not a multiple of 8, has fewer. */
 #define WG_BLOCK(NAME, MICRO, N, TN)                                                                      \
     FK_AVX2 static void NAME(const float *v, size_t cin8, const float *u, size_t op, size_t cin, float *m, \
                              size_t nt) {                                                                 \

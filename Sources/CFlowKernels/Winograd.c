@@ -96,8 +96,9 @@ static wg_shape wg_shape_of(size_t cin, size_t out, size_t h, size_t w) {
     s.cin8 = round_up(cin, 8);
     s.out = out;
     s.op = round_up(out, 4);
-    /* A chunk's V (a²·chunk·cin8 floats, 32–36 KiB at cin = 64) stays in L1 from its transform to
-     * its products; one cache line between frequencies keeps their stores from landing 4 KiB apart. */
+    /* A chunk's V (a²·chunk·cin8 floats, 32–36 KiB at cin = 64: about L1's size) is mostly still
+     * in L1 when its products read it; one cache line between frequencies keeps the transform's
+     * stores from landing 4 KiB apart. */
     s.chunk = s.m == 2 ? 8 : 4;
     s.vstride = s.chunk * s.cin8 + 16;
     s.group = s.tiles >= s.chunk ? 1 : s.chunk / s.tiles;

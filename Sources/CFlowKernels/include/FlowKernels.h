@@ -177,7 +177,8 @@ void fk_fold_f32(const float *src, size_t ld, size_t samples, size_t channels, s
  * (NCHW: ldp = 1, ldc = h·w; samples side by side in each channel's row: lds = h·w, ldp = 1;
  * NHWC: ldc = 1). A few samples at a time are copied into scratch with channels contiguous and a
  * zero border (planar inputs by 8 × 8 transposes), then transformed in chunks of 4 or 8 tiles
- * that stay in L1. u must have been packed for the same h, w. bias may be NULL (zero).
+ * (their transformed input about L1's size). u must have been packed for the same h, w. bias may
+ * be NULL (zero).
  * scratch: fk_winograd3x3_scratch_count(cin, out, h, w) floats. Both variants do the same
  * operations in the same order (each product one chain of fused multiply-adds over c), so they
  * agree bitwise, and a sample's output does not depend on the other samples of the call.

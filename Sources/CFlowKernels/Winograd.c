@@ -385,45 +385,32 @@ FK_AVX2 static void wg_input_avx2(const float *const *patch, size_t nt, const wg
         }
 }
 
-/* TN tiles × NY vectors of 8 output channels of one frequency: TN·NY accumulators (at most 12),
- * NY weight vectors and one broadcast of V per tile and channel. */
-FK_AVX2 static inline __attribute__((always_inline)) void wg_micro8(const float *v, size_t cin8, const float *u,
-                                                                     size_t op, size_t cin, float *m, const int NY,
-                                                                     const int TN) {
-    __m256 acc[6][3];
-    for (int t = 0; t < TN; t++)
-        for (int y = 0; y < NY; y++) acc[t][y] = _mm256_setzero_ps();
-    for (size_t c = 0; c < cin; c++) {
-        __m256 uy[3];
-        for (int y = 0; y < NY; y++) uy[y] = _mm256_loadu_ps(u + c * op + 8 * y);
-        for (int t = 0; t < TN; t++) {
-            const __m256 b = _mm256_broadcast_ss(v + (size_t)t * cin8 + c);
-            for (int y = 0; y < NY; y++) acc[t][y] = _mm256_fmadd_ps(b, uy[y], acc[t][y]);
-        }
-    }
-    for (int t = 0; t < TN; t++)
-        for (int y = 0; y < NY; y++) _mm256_storeu_ps(m + (size_t)t * op + 8 * y, acc[t][y]);
-}
-
-/* The same with NQ vectors of 4 channels (the last 4 of a block, and every block on processors
+/* TN tiles × N vectors of LANES output channels of one frequency: TN·N accumulators (at most
+ * 12), N weight vectors and one broadcast of V per tile and channel. wg_micro8 runs 8-lane
+ * vectors; wg_micro4 4-lane ones (the last 4 channels of a block, and every block on processors
  * that split 8-lane operations, wg_split_simd). */
-FK_AVX2 static inline __attribute__((always_inline)) void wg_micro4(const float *v, size_t cin8, const float *u,
-                                                                     size_t op, size_t cin, float *m, const int NQ,
-                                                                     const int TN) {
-    __m128 acc[6][3];
-    for (int t = 0; t < TN; t++)
-        for (int q = 0; q < NQ; q++) acc[t][q] = _mm_setzero_ps();
-    for (size_t c = 0; c < cin; c++) {
-        __m128 uq[3];
-        for (int q = 0; q < NQ; q++) uq[q] = _mm_loadu_ps(u + c * op + 4 * q);
-        for (int t = 0; t < TN; t++) {
-            const __m128 b = _mm_broadcast_ss(v + (size_t)t * cin8 + c);
-            for (int q = 0; q < NQ; q++) acc[t][q] = _mm_fmadd_ps(b, uq[q], acc[t][q]);
-        }
+#define WG_MICRO(NAME, VEC, LANES, ZERO, LOAD, BROADCAST, FMA, STORE)                                      \
+    FK_AVX2 static inline __attribute__((always_inline)) void NAME(const float *v, size_t cin8, const float *u, \
+                                                                   size_t op, size_t cin, float *m, const int N, \
+                                                                   const int TN) {                          \
+        VEC acc[6][3];                                                                                     \
+        for (int t = 0; t < TN; t++)                                                                       \
+            for (int y = 0; y < N; y++) acc[t][y] = ZERO();                                                \
+        for (size_t c = 0; c < cin; c++) {                                                                 \
+            VEC uc[3];                                                                                     \
+            for (int y = 0; y < N; y++) uc[y] = LOAD(u + c * op + LANES * y);                              \
+            for (int t = 0; t < TN; t++) {                                                                 \
+                const VEC b = BROADCAST(v + (size_t)t * cin8 + c);                                         \
+                for (int y = 0; y < N; y++) acc[t][y] = FMA(b, uc[y], acc[t][y]);                          \
+            }                                                                                              \
+        }                                                                                                  \
+        for (int t = 0; t < TN; t++)                                                                       \
+            for (int y = 0; y < N; y++) STORE(m + (size_t)t * op + LANES * y, acc[t][y]);                  \
     }
-    for (int t = 0; t < TN; t++)
-        for (int q = 0; q < NQ; q++) _mm_storeu_ps(m + (size_t)t * op + 4 * q, acc[t][q]);
-}
+
+WG_MICRO(wg_micro8, __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_broadcast_ss, _mm256_fmadd_ps,
+         _mm256_storeu_ps)
+WG_MICRO(wg_micro4, __m128, 4, _mm_setzero_ps, _mm_loadu_ps, _mm_broadcast_ss, _mm_fmadd_ps, _mm_storeu_ps)
 
 /* All nt tiles of one block of output channels: TN at a time, the rest one by one (each product
  * element is the same chain of FMAs whichever way its tile is grouped). At least ten independent

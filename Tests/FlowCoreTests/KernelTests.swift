@@ -232,7 +232,9 @@ final class KernelTests: XCTestCase {
     func testAffineRowsMatchRowByRowSteps() {
         for (name, portable) in variants {
             fk_force_portable(portable)
-            for n in [1, 2, 3, 4, 5, 7, 8, 9, 13] {
+            // n from 1 (packed rows) to 520 (one row in two segments of the AVX2 variant's
+            // two-pass loop, the second with a partial vector); 70 rows cross its row blocks.
+            for n in [1, 2, 3, 4, 5, 7, 8, 9, 13, 32, 67, 520] {
                 for rows in [1, 5, 8, 21, 70] {
                     let ldx = n + 3, ldst = 2 * n + 1
                     let x0 = values(rows * ldx, seed: 31, scale: 2), st = values(rows * ldst, seed: 32, scale: 3)

@@ -218,82 +218,48 @@ FK_AVX2 void fk_linear_narrow_f32_avx2(const float *x, size_t ldx, size_t rows, 
 
 /* ---- Dense layer over sparse (ReLU) inputs ---------------------------------------------- */
 
-/* compact_table[m] lists the set bits of m in increasing order, padded with zeros: the lane
- * indices a movemask selects (generated: row m = [b for b in range(8) if m >> b & 1]). */
-static const uint8_t compact_table[256][8] = {
-    {0,0,0,0,0,0,0,0}, {0,0,0,0,0,0,0,0}, {1,0,0,0,0,0,0,0}, {0,1,0,0,0,0,0,0}, {2,0,0,0,0,0,0,0}, {0,2,0,0,0,0,0,0}, {1,2,0,0,0,0,0,0}, {0,1,2,0,0,0,0,0},
-    {3,0,0,0,0,0,0,0}, {0,3,0,0,0,0,0,0}, {1,3,0,0,0,0,0,0}, {0,1,3,0,0,0,0,0}, {2,3,0,0,0,0,0,0}, {0,2,3,0,0,0,0,0}, {1,2,3,0,0,0,0,0}, {0,1,2,3,0,0,0,0},
-    {4,0,0,0,0,0,0,0}, {0,4,0,0,0,0,0,0}, {1,4,0,0,0,0,0,0}, {0,1,4,0,0,0,0,0}, {2,4,0,0,0,0,0,0}, {0,2,4,0,0,0,0,0}, {1,2,4,0,0,0,0,0}, {0,1,2,4,0,0,0,0},
-    {3,4,0,0,0,0,0,0}, {0,3,4,0,0,0,0,0}, {1,3,4,0,0,0,0,0}, {0,1,3,4,0,0,0,0}, {2,3,4,0,0,0,0,0}, {0,2,3,4,0,0,0,0}, {1,2,3,4,0,0,0,0}, {0,1,2,3,4,0,0,0},
-    {5,0,0,0,0,0,0,0}, {0,5,0,0,0,0,0,0}, {1,5,0,0,0,0,0,0}, {0,1,5,0,0,0,0,0}, {2,5,0,0,0,0,0,0}, {0,2,5,0,0,0,0,0}, {1,2,5,0,0,0,0,0}, {0,1,2,5,0,0,0,0},
-    {3,5,0,0,0,0,0,0}, {0,3,5,0,0,0,0,0}, {1,3,5,0,0,0,0,0}, {0,1,3,5,0,0,0,0}, {2,3,5,0,0,0,0,0}, {0,2,3,5,0,0,0,0}, {1,2,3,5,0,0,0,0}, {0,1,2,3,5,0,0,0},
-    {4,5,0,0,0,0,0,0}, {0,4,5,0,0,0,0,0}, {1,4,5,0,0,0,0,0}, {0,1,4,5,0,0,0,0}, {2,4,5,0,0,0,0,0}, {0,2,4,5,0,0,0,0}, {1,2,4,5,0,0,0,0}, {0,1,2,4,5,0,0,0},
-    {3,4,5,0,0,0,0,0}, {0,3,4,5,0,0,0,0}, {1,3,4,5,0,0,0,0}, {0,1,3,4,5,0,0,0}, {2,3,4,5,0,0,0,0}, {0,2,3,4,5,0,0,0}, {1,2,3,4,5,0,0,0}, {0,1,2,3,4,5,0,0},
-    {6,0,0,0,0,0,0,0}, {0,6,0,0,0,0,0,0}, {1,6,0,0,0,0,0,0}, {0,1,6,0,0,0,0,0}, {2,6,0,0,0,0,0,0}, {0,2,6,0,0,0,0,0}, {1,2,6,0,0,0,0,0}, {0,1,2,6,0,0,0,0},
-    {3,6,0,0,0,0,0,0}, {0,3,6,0,0,0,0,0}, {1,3,6,0,0,0,0,0}, {0,1,3,6,0,0,0,0}, {2,3,6,0,0,0,0,0}, {0,2,3,6,0,0,0,0}, {1,2,3,6,0,0,0,0}, {0,1,2,3,6,0,0,0},
-    {4,6,0,0,0,0,0,0}, {0,4,6,0,0,0,0,0}, {1,4,6,0,0,0,0,0}, {0,1,4,6,0,0,0,0}, {2,4,6,0,0,0,0,0}, {0,2,4,6,0,0,0,0}, {1,2,4,6,0,0,0,0}, {0,1,2,4,6,0,0,0},
-    {3,4,6,0,0,0,0,0}, {0,3,4,6,0,0,0,0}, {1,3,4,6,0,0,0,0}, {0,1,3,4,6,0,0,0}, {2,3,4,6,0,0,0,0}, {0,2,3,4,6,0,0,0}, {1,2,3,4,6,0,0,0}, {0,1,2,3,4,6,0,0},
-    {5,6,0,0,0,0,0,0}, {0,5,6,0,0,0,0,0}, {1,5,6,0,0,0,0,0}, {0,1,5,6,0,0,0,0}, {2,5,6,0,0,0,0,0}, {0,2,5,6,0,0,0,0}, {1,2,5,6,0,0,0,0}, {0,1,2,5,6,0,0,0},
-    {3,5,6,0,0,0,0,0}, {0,3,5,6,0,0,0,0}, {1,3,5,6,0,0,0,0}, {0,1,3,5,6,0,0,0}, {2,3,5,6,0,0,0,0}, {0,2,3,5,6,0,0,0}, {1,2,3,5,6,0,0,0}, {0,1,2,3,5,6,0,0},
-    {4,5,6,0,0,0,0,0}, {0,4,5,6,0,0,0,0}, {1,4,5,6,0,0,0,0}, {0,1,4,5,6,0,0,0}, {2,4,5,6,0,0,0,0}, {0,2,4,5,6,0,0,0}, {1,2,4,5,6,0,0,0}, {0,1,2,4,5,6,0,0},
-    {3,4,5,6,0,0,0,0}, {0,3,4,5,6,0,0,0}, {1,3,4,5,6,0,0,0}, {0,1,3,4,5,6,0,0}, {2,3,4,5,6,0,0,0}, {0,2,3,4,5,6,0,0}, {1,2,3,4,5,6,0,0}, {0,1,2,3,4,5,6,0},
-    {7,0,0,0,0,0,0,0}, {0,7,0,0,0,0,0,0}, {1,7,0,0,0,0,0,0}, {0,1,7,0,0,0,0,0}, {2,7,0,0,0,0,0,0}, {0,2,7,0,0,0,0,0}, {1,2,7,0,0,0,0,0}, {0,1,2,7,0,0,0,0},
-    {3,7,0,0,0,0,0,0}, {0,3,7,0,0,0,0,0}, {1,3,7,0,0,0,0,0}, {0,1,3,7,0,0,0,0}, {2,3,7,0,0,0,0,0}, {0,2,3,7,0,0,0,0}, {1,2,3,7,0,0,0,0}, {0,1,2,3,7,0,0,0},
-    {4,7,0,0,0,0,0,0}, {0,4,7,0,0,0,0,0}, {1,4,7,0,0,0,0,0}, {0,1,4,7,0,0,0,0}, {2,4,7,0,0,0,0,0}, {0,2,4,7,0,0,0,0}, {1,2,4,7,0,0,0,0}, {0,1,2,4,7,0,0,0},
-    {3,4,7,0,0,0,0,0}, {0,3,4,7,0,0,0,0}, {1,3,4,7,0,0,0,0}, {0,1,3,4,7,0,0,0}, {2,3,4,7,0,0,0,0}, {0,2,3,4,7,0,0,0}, {1,2,3,4,7,0,0,0}, {0,1,2,3,4,7,0,0},
-    {5,7,0,0,0,0,0,0}, {0,5,7,0,0,0,0,0}, {1,5,7,0,0,0,0,0}, {0,1,5,7,0,0,0,0}, {2,5,7,0,0,0,0,0}, {0,2,5,7,0,0,0,0}, {1,2,5,7,0,0,0,0}, {0,1,2,5,7,0,0,0},
-    {3,5,7,0,0,0,0,0}, {0,3,5,7,0,0,0,0}, {1,3,5,7,0,0,0,0}, {0,1,3,5,7,0,0,0}, {2,3,5,7,0,0,0,0}, {0,2,3,5,7,0,0,0}, {1,2,3,5,7,0,0,0}, {0,1,2,3,5,7,0,0},
-    {4,5,7,0,0,0,0,0}, {0,4,5,7,0,0,0,0}, {1,4,5,7,0,0,0,0}, {0,1,4,5,7,0,0,0}, {2,4,5,7,0,0,0,0}, {0,2,4,5,7,0,0,0}, {1,2,4,5,7,0,0,0}, {0,1,2,4,5,7,0,0},
-    {3,4,5,7,0,0,0,0}, {0,3,4,5,7,0,0,0}, {1,3,4,5,7,0,0,0}, {0,1,3,4,5,7,0,0}, {2,3,4,5,7,0,0,0}, {0,2,3,4,5,7,0,0}, {1,2,3,4,5,7,0,0}, {0,1,2,3,4,5,7,0},
-    {6,7,0,0,0,0,0,0}, {0,6,7,0,0,0,0,0}, {1,6,7,0,0,0,0,0}, {0,1,6,7,0,0,0,0}, {2,6,7,0,0,0,0,0}, {0,2,6,7,0,0,0,0}, {1,2,6,7,0,0,0,0}, {0,1,2,6,7,0,0,0},
-    {3,6,7,0,0,0,0,0}, {0,3,6,7,0,0,0,0}, {1,3,6,7,0,0,0,0}, {0,1,3,6,7,0,0,0}, {2,3,6,7,0,0,0,0}, {0,2,3,6,7,0,0,0}, {1,2,3,6,7,0,0,0}, {0,1,2,3,6,7,0,0},
-    {4,6,7,0,0,0,0,0}, {0,4,6,7,0,0,0,0}, {1,4,6,7,0,0,0,0}, {0,1,4,6,7,0,0,0}, {2,4,6,7,0,0,0,0}, {0,2,4,6,7,0,0,0}, {1,2,4,6,7,0,0,0}, {0,1,2,4,6,7,0,0},
-    {3,4,6,7,0,0,0,0}, {0,3,4,6,7,0,0,0}, {1,3,4,6,7,0,0,0}, {0,1,3,4,6,7,0,0}, {2,3,4,6,7,0,0,0}, {0,2,3,4,6,7,0,0}, {1,2,3,4,6,7,0,0}, {0,1,2,3,4,6,7,0},
-    {5,6,7,0,0,0,0,0}, {0,5,6,7,0,0,0,0}, {1,5,6,7,0,0,0,0}, {0,1,5,6,7,0,0,0}, {2,5,6,7,0,0,0,0}, {0,2,5,6,7,0,0,0}, {1,2,5,6,7,0,0,0}, {0,1,2,5,6,7,0,0},
-    {3,5,6,7,0,0,0,0}, {0,3,5,6,7,0,0,0}, {1,3,5,6,7,0,0,0}, {0,1,3,5,6,7,0,0}, {2,3,5,6,7,0,0,0}, {0,2,3,5,6,7,0,0}, {1,2,3,5,6,7,0,0}, {0,1,2,3,5,6,7,0},
-    {4,5,6,7,0,0,0,0}, {0,4,5,6,7,0,0,0}, {1,4,5,6,7,0,0,0}, {0,1,4,5,6,7,0,0}, {2,4,5,6,7,0,0,0}, {0,2,4,5,6,7,0,0}, {1,2,4,5,6,7,0,0}, {0,1,2,4,5,6,7,0},
-    {3,4,5,6,7,0,0,0}, {0,3,4,5,6,7,0,0}, {1,3,4,5,6,7,0,0}, {0,1,3,4,5,6,7,0}, {2,3,4,5,6,7,0,0}, {0,2,3,4,5,6,7,0}, {1,2,3,4,5,6,7,0}, {0,1,2,3,4,5,6,7},
-};
+/* Rows' nonzero inputs as bitmasks: bit k % 64 of word k / 64 is set where input k is not ±0
+ * (NaN included). The products walk the set bits (count trailing zeros, clear the lowest), so
+ * the weight rows' addresses come from registers: Zen 1 dispatches a listed input's eight
+ * weight loads at once instead of waiting for an index loaded from memory (about 9 cycles per
+ * nonzero against 11.5 with an index list), and building the masks takes a compare and a
+ * movemask per eight inputs. */
+#define FK_SPARSE_WORDS ((FK_SPARSE_MAX_IN + 63) / 64)
 
 /* NV accumulators (8·NV output columns from wt + j), the last one masked by ml when `masked`:
- * y = act(bias + Σ_t x[idx[t]] · wt[idx[t]·out + ·]) over the n listed inputs, increasing k. */
+ * y = act(bias + Σ_k x[k] · wt[k·out + ·]) over the inputs k set in mask, increasing k. */
 #define FK_SPARSE_BLOCK(NV)                                                                            \
     FK_AVX2 static inline __attribute__((always_inline)) void sblock##NV(                              \
-        const float *xr, const int32_t *idx, size_t n, size_t plain, const float *wt, size_t out,       \
+        const float *xr, const uint64_t *mask, size_t words, size_t plain, const float *wt, size_t out, \
         const float *bias, float *yr, const float *gr, int relu, const int masked, __m256i ml) {        \
-        const __m256i all = lane_mask(8);                                                              \
         const __m256 zero = _mm256_setzero_ps();                                                       \
         __m256 acc[NV];                                                                                \
         for (int v = 0; v < NV; v++) {                                                                 \
-            const __m256i mv = masked && v == NV - 1 ? ml : all;                                       \
-            acc[v] = bias ? _mm256_maskload_ps(bias + 8 * v, mv) : zero;                               \
+            const int part = masked && v == NV - 1;                                                    \
+            acc[v] = !bias ? zero : part ? _mm256_maskload_ps(bias + 8 * v, ml) : _mm256_loadu_ps(bias + 8 * v); \
         }                                                                                              \
-        /* The next index is loaded an iteration ahead and kept in a register (the empty asm     \
-         * stops the compiler from folding it back into a load of idx[t]): with the weight       \
-         * rows' addresses known when their loads are dispatched, Zen 1 runs a nonzero in about  \
-         * 9 cycles instead of 11.5. idx[n] must be readable (the lists end with a spare entry). */ \
-        size_t k = (size_t)idx[0];                                                                     \
-        for (size_t t = 0; t < n; t++) {                                                               \
-            size_t next = (size_t)idx[t + 1];                                                          \
-            __asm__("" : "+r"(next));                                                                  \
-            const __m256 xb = _mm256_broadcast_ss(xr + k);                                             \
-            const float *wk = wt + k * out;                                                            \
-            /* As in the dense tiles: plain loads except in the rows from `plain` on. */             \
-            const int edge = masked && k >= plain;                                                     \
-            for (int v = 0; v < NV; v++) {                                                             \
-                const __m256 w = edge && v == NV - 1 ? _mm256_maskload_ps(wk + 8 * v, ml)              \
-                                                     : _mm256_loadu_ps(wk + 8 * v);                    \
-                acc[v] = _mm256_fmadd_ps(xb, w, acc[v]);                                               \
+        for (size_t wd = 0; wd < words; wd++) {                                                        \
+            for (uint64_t m = mask[wd]; m != 0; m &= m - 1) {                                          \
+                const size_t k = 64 * wd + (size_t)__builtin_ctzll(m);                                 \
+                const __m256 xb = _mm256_broadcast_ss(xr + k);                                         \
+                const float *wk = wt + k * out;                                                        \
+                /* As in the dense tiles: plain loads except in the rows from `plain` on. */         \
+                const int edge = masked && k >= plain;                                                 \
+                for (int v = 0; v < NV; v++) {                                                         \
+                    const __m256 w = edge && v == NV - 1 ? _mm256_maskload_ps(wk + 8 * v, ml)          \
+                                                         : _mm256_loadu_ps(wk + 8 * v);                \
+                    acc[v] = _mm256_fmadd_ps(xb, w, acc[v]);                                           \
+                }                                                                                      \
             }                                                                                          \
-            k = next;                                                                                  \
         }                                                                                              \
         for (int v = 0; v < NV; v++) {                                                                 \
             __m256 r = relu ? _mm256_max_ps(zero, acc[v]) : acc[v];                                    \
+            const int part = masked && v == NV - 1;                                                    \
             if (gr) {                                                                                  \
-                const __m256i mv = masked && v == NV - 1 ? ml : all;                                   \
-                r = _mm256_and_ps(r, _mm256_cmp_ps(_mm256_maskload_ps(gr + 8 * v, mv), zero, _CMP_GT_OQ)); \
+                const __m256 g = part ? _mm256_maskload_ps(gr + 8 * v, ml) : _mm256_loadu_ps(gr + 8 * v); \
+                r = _mm256_and_ps(r, _mm256_cmp_ps(g, zero, _CMP_GT_OQ));                              \
             }                                                                                          \
-            if (masked && v == NV - 1)                                                                 \
+            if (part)                                                                                  \
                 _mm256_maskstore_ps(yr + 8 * v, ml, r);                                                \
             else                                                                                       \
                 _mm256_storeu_ps(yr + 8 * v, r);                                                       \
@@ -309,63 +275,62 @@ FK_SPARSE_BLOCK(6)
 FK_SPARSE_BLOCK(7)
 FK_SPARSE_BLOCK(8)
 
-FK_AVX2 static void sparse_block(size_t nv, const float *xr, const int32_t *idx, size_t n, size_t plain, const float *wt,
-                                 size_t out, const float *bias, float *yr, const float *gr, int relu, int masked,
-                                 __m256i ml) {
+FK_AVX2 static void sparse_block(size_t nv, const float *xr, const uint64_t *mask, size_t words, size_t plain,
+                                 const float *wt, size_t out, const float *bias, float *yr, const float *gr, int relu,
+                                 int masked, __m256i ml) {
     switch (nv) {
-    case 1: sblock1(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
-    case 2: sblock2(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
-    case 3: sblock3(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
-    case 4: sblock4(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
-    case 5: sblock5(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
-    case 6: sblock6(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
-    case 7: sblock7(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
-    default: sblock8(xr, idx, n, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 1: sblock1(xr, mask, words, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 2: sblock2(xr, mask, words, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 3: sblock3(xr, mask, words, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 4: sblock4(xr, mask, words, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 5: sblock5(xr, mask, words, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 6: sblock6(xr, mask, words, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
+    case 7: sblock7(xr, mask, words, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
+    default: sblock8(xr, mask, words, plain, wt, out, bias, yr, gr, relu, masked, ml); break;
     }
 }
 
-/* y = gate(act(bias + Σ_t x[idx[t]] · wt[idx[t]·out + ·])) for one row, all `out` columns, 64 at
- * a time (eight independent accumulator chains; the last block masked); gr: the row's gate or NULL. */
-FK_AVX2 static void listed_row(const float *xr, const int32_t *idx, size_t n, size_t in, const float *wt,
-                               const float *bias, size_t out, float *yr, const float *gr, int relu) {
+/* y = gate(act(bias + Σ_k x[k] · wt[k·out + ·])) over the inputs set in mask (`in` inputs,
+ * ⌈in / 64⌉ words) for one row, all `out` columns, 64 at a time (eight independent accumulator
+ * chains; the last block masked); gr: the row's gate or NULL. */
+FK_AVX2 static void masked_row(const float *xr, const uint64_t *mask, size_t in, const float *wt, const float *bias,
+                               size_t out, float *yr, const float *gr, int relu) {
+    const size_t words = (in + 63) / 64;
     size_t j = 0;
     for (; j + 64 <= out; j += 64)
-        sparse_block(8, xr, idx, n, in, wt + j, out, bias ? bias + j : 0, yr + j, gr ? gr + j : 0, relu, 0, lane_mask(8));
+        sparse_block(8, xr, mask, words, in, wt + j, out, bias ? bias + j : 0, yr + j, gr ? gr + j : 0, relu, 0,
+                     lane_mask(8));
     const size_t rest = out - j;
     if (rest > 0) {
         const size_t nv = (rest + 7) / 8, tail = rest - 8 * (nv - 1);
-        sparse_block(nv, xr, idx, n, plain_rows(in, out, 8 - tail), wt + j, out, bias ? bias + j : 0, yr + j,
+        sparse_block(nv, xr, mask, words, plain_rows(in, out, 8 - tail), wt + j, out, bias ? bias + j : 0, yr + j,
                      gr ? gr + j : 0, relu, tail < 8, lane_mask(tail));
     }
 }
 
-/* One dense row with every input listed: eight accumulator chains where the 1-row tile has two,
+/* One dense row with every input set: eight accumulator chains where the 1-row tile has two,
  * the same terms in the same order as the tiles, so the same bits. */
 FK_AVX2 static void linear_row_wide(const float *xr, size_t in, const float *wt, const float *bias, size_t out,
                                     float *yr, int relu) {
-    int32_t idx[FK_SPARSE_MAX_IN + 1];
-    for (size_t k = 0; k <= in; k++) idx[k] = (int32_t)k; /* idx[in]: the spare entry */
-    listed_row(xr, idx, in, in, wt, bias, out, yr, 0, relu);
+    uint64_t mask[FK_SPARSE_WORDS];
+    for (size_t wd = 0; wd < (in + 63) / 64; wd++) mask[wd] = in - 64 * wd >= 64 ? ~0ull : (1ull << (in - 64 * wd)) - 1;
+    masked_row(xr, mask, in, wt, bias, out, yr, 0, relu);
 }
 
-/* Lists the inputs of row xr that are not +0 or −0 (NaN included), in increasing order, into idx
- * (room for in + 8 entries), then a spare 0 (read, never used, by the products' look-ahead);
- * returns their count. */
-FK_AVX2 static inline size_t list_nonzeros(const float *xr, size_t in, int32_t *idx) {
+/* The nonzero mask of row xr's `in` inputs (⌈in / 64⌉ words). */
+FK_AVX2 static inline void nonzero_mask(const float *xr, size_t in, uint64_t *mask) {
     const __m256 zero = _mm256_setzero_ps();
-    size_t n = 0, k = 0;
-    for (; k + 8 <= in; k += 8) {
-        const int m = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(xr + k), zero, _CMP_NEQ_UQ));
-        const __m256i lanes = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)compact_table[m]));
-        _mm256_storeu_si256((__m256i *)(idx + n), _mm256_add_epi32(lanes, _mm256_set1_epi32((int)k)));
-        n += (size_t)__builtin_popcount((unsigned)m);
+    for (size_t k0 = 0; k0 < in; k0 += 64) {
+        const size_t end = in - k0 < 64 ? in : k0 + 64;
+        uint64_t word = 0;
+        size_t k = k0;
+        for (; k + 8 <= end; k += 8) {
+            const unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(xr + k), zero, _CMP_NEQ_UQ));
+            word |= (uint64_t)m << (k - k0);
+        }
+        for (; k < end; k++) word |= (uint64_t)(xr[k] != 0.0f) << (k - k0); /* true for NaN */
+        mask[k0 / 64] = word;
     }
-    for (; k < in; k++) {
-        idx[n] = (int32_t)k;
-        n += xr[k] != 0.0f; /* true for NaN */
-    }
-    idx[n] = 0;
-    return n;
 }
 
 FK_AVX2 void fk_linear_sparse_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
@@ -376,14 +341,12 @@ FK_AVX2 void fk_linear_sparse_f32_avx2(const float *x, size_t ldx, size_t rows, 
         return;
     }
     if (rows == 0) return;
-    /* Row r + 1's list is built before row r's products run: its loads and table lookups
-     * overlap the products instead of stalling between rows. */
-    int32_t idx[2][FK_SPARSE_MAX_IN + 8];
-    size_t n = list_nonzeros(x, in, idx[0]);
+    /* Row r + 1's mask is built before row r's products run: its loads overlap the products. */
+    uint64_t mask[2][FK_SPARSE_WORDS];
+    nonzero_mask(x, in, mask[0]);
     for (size_t r = 0; r < rows; r++) {
-        const size_t next = r + 1 < rows ? list_nonzeros(x + (r + 1) * ldx, in, idx[(r + 1) & 1]) : 0;
-        listed_row(x + r * ldx, idx[r & 1], n, in, wt, bias, out, y + r * ldy, gate ? gate + r * ldy : 0, relu);
-        n = next;
+        if (r + 1 < rows) nonzero_mask(x + (r + 1) * ldx, in, mask[(r + 1) & 1]);
+        masked_row(x + r * ldx, mask[r & 1], in, wt, bias, out, y + r * ldy, gate ? gate + r * ldy : 0, relu);
     }
 }
 

@@ -23,7 +23,7 @@ final class KernelTests: XCTestCase {
         for (name, portable) in variants {
             fk_force_portable(portable)
             for rows in [1, 2, 3, 5, 6, 7, 13] {
-                for inF in [0, 1, 3, 8, 33] {
+                for inF in [0, 1, 3, 8, 33, 70] {
                     for outF in [1, 5, 8, 9, 16, 17, 24, 40] {
                         let ldx = inF + 2, ldy = outF + 3
                         let x = values(rows * ldx, seed: 1), wt = values(inF * outF, seed: 2), b = values(outF, seed: 3)
@@ -141,7 +141,7 @@ final class KernelTests: XCTestCase {
         for (name, portable) in variants {
             fk_force_portable(portable)
             for rows in [1, 3, 7] {
-                for (inF, outF) in [(8, 1), (13, 8), (16, 32), (64, 64), (67, 9), (40, 71), (300, 130)] {
+                for (inF, outF) in [(8, 1), (13, 8), (16, 32), (64, 64), (67, 9), (40, 71), (128, 16), (300, 130)] {
                     let ldx = inF + 3, ldy = outF + 1
                     var x = values(rows * ldx, seed: 21)
                     for i in x.indices where i % 3 != 0 { x[i] = i % 2 == 0 ? 0 : -0.0 }   // ⅔ zeros, both signs

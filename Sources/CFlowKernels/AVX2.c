@@ -293,7 +293,7 @@ FK_AVX2 static void sparse_block(size_t nv, const float *xr, const uint64_t *mas
 /* y = gate(act(bias + Σ_k x[k] · wt[k·out + ·])) over the inputs set in mask (`in` inputs,
  * ⌈in / 64⌉ words) for one row, all `out` columns, 64 at a time (eight independent accumulator
  * chains; the last block masked); gr: the row's gate or NULL. */
-FK_AVX2 static void masked_row(const float *xr, const uint64_t *mask, size_t in, const float *wt, const float *bias,
+FK_AVX2 static inline __attribute__((always_inline)) void masked_row(const float *xr, const uint64_t *mask, size_t in, const float *wt, const float *bias,
                                size_t out, float *yr, const float *gr, int relu) {
     const size_t words = (in + 63) / 64;
     size_t j = 0;
@@ -453,26 +453,28 @@ FK_AVX2 void fk_linear_wgrad_f32_avx2(const float *dy, size_t lddy, size_t rows,
 /* ---- exp and tanh ------------------------------------------------------------------------ */
 
 /* exp(x) for x clamped to [−87.3365, 88]: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two
- * parts), exp(r) by Cephes' degree-5 polynomial, 2ⁿ through the exponent bits. NaN stays NaN
- * (min/max return their second operand when either is NaN). */
+ * parts; n = x·log₂e rounded to nearest by adding 1.5·2²³, whose low mantissa bits are then n),
+ * exp(r) = 1 + r + r²·P(r) with Cephes' degree-5 P evaluated by Estrin's scheme (three
+ * independent pairs: a shorter dependency chain than Horner's, as many operations), 2ⁿ through
+ * the exponent bits. Within 2 ulp of exp (KernelTests). NaN stays NaN (min/max return their
+ * second operand when either is NaN). */
 FK_AVX2 static inline __m256 exp256(__m256 x) {
     x = _mm256_min_ps(_mm256_set1_ps(88.0f), x);
     x = _mm256_max_ps(_mm256_set1_ps(-87.3365447504019f), x);
-    __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
-    fx = _mm256_floor_ps(fx);
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
+    const __m256 fx = _mm256_sub_ps(t, magic);
     __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
     r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
     const __m256 r2 = _mm256_mul_ps(r, r);
-    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i n = _mm256_cvttps_epi32(fx);
-    n = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(n));
+    const __m256 p01 = _mm256_fmadd_ps(_mm256_set1_ps(1.6666665459e-1f), r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 p23 = _mm256_fmadd_ps(_mm256_set1_ps(8.3334519073e-3f), r, _mm256_set1_ps(4.1665795894e-2f));
+    const __m256 p45 = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500e-4f), r, _mm256_set1_ps(1.3981999507e-3f));
+    const __m256 p = _mm256_fmadd_ps(_mm256_fmadd_ps(p45, r2, p23), r2, p01);
+    const __m256 e = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    /* t's bits are 0x4B400000 + n: shifted left by 23, n lands in the exponent field. */
+    const __m256i n = _mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(t), 23), _mm256_set1_epi32(127 << 23));
+    return _mm256_mul_ps(e, _mm256_castsi256_ps(n));
 }
 
 /* tanh(x): Cephes' odd polynomial for |x| < 0.625, else sign(x)·(1 − 2/(exp(2|x|) + 1)). Each
@@ -532,11 +534,11 @@ FK_AVX2 void fk_tanh_f32_avx2(float *v, size_t n) {
 
 /* ---- Affine coupling step ---------------------------------------------------------------- */
 
-/* s = clamp·tanh(raw / clamp), or raw without a clamp. */
+/* s = clamp·tanh(raw / clamp) (the division as a product with the rounded reciprocal: a
+ * division issues every few cycles at best on Zen 1), or raw without a clamp. */
 FK_AVX2 static inline __m256 soft_clamp8(__m256 raw, float clamp) {
     if (clamp <= 0.0f) return raw;
-    const __m256 c = _mm256_set1_ps(clamp);
-    return _mm256_mul_ps(c, tanh256(_mm256_div_ps(raw, c)));
+    return _mm256_mul_ps(_mm256_set1_ps(clamp), tanh256(_mm256_mul_ps(raw, _mm256_set1_ps(1.0f / clamp))));
 }
 
 /* forward: x·exp(s) + t; inverse: (x − t)·exp(−s). */
@@ -699,7 +701,7 @@ FK_AVX2 static inline void affine_backward8(__m256 xv, __m256 sh, __m256 raw, __
     __m256 s = raw, slope = one;
     if (clamp > 0.0f) {
         const __m256 c = _mm256_set1_ps(clamp);
-        const __m256 th = tanh256(_mm256_div_ps(raw, c));
+        const __m256 th = tanh256(_mm256_mul_ps(raw, _mm256_set1_ps(1.0f / clamp))); /* as soft_clamp8 */
         s = _mm256_mul_ps(c, th);
         slope = _mm256_fnmadd_ps(th, th, one);
     }
@@ -804,10 +806,14 @@ FK_AVX2 void fk_affine_rows_backward_f32_avx2(const float *x, size_t ldx, float 
 
 /* ---- Standard normals (see Normal.c and fk_philox_normal_f32) ---------------------------- */
 
-FK_AVX2 static inline __m256i mulhi_u32(__m256i a, __m256i b) {
+/* The high and low 32 bits of a·b per lane (b: the same value in every lane), from two 32 × 32
+ * → 64-bit products (even and odd lanes); VPMULLD would cost Zen 1's one vector multiplier
+ * twice as much as a VPMULUDQ. */
+FK_AVX2 static inline void mul_u32(__m256i a, __m256i b, __m256i *hi, __m256i *lo) {
     const __m256i even = _mm256_mul_epu32(a, b);
-    const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), b);
-    return _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+    const __m256i odd = _mm256_mul_epu32(_mm256_shuffle_epi32(a, 0xF5), b);
+    *hi = _mm256_blend_epi32(_mm256_shuffle_epi32(even, 0xF5), odd, 0xAA);
+    *lo = _mm256_blend_epi32(even, _mm256_shuffle_epi32(odd, 0xA0), 0xAA);
 }
 
 /* ln(x) for positive normal x: Cephes logf (mantissa in [√½, √2), degree-8 polynomial). */
@@ -880,34 +886,70 @@ FK_AVX2 static inline void box_muller256(__m256i wr, __m256i wa, __m256 *n0, __m
     *n1 = _mm256_mul_ps(r, sn);
 }
 
-/* Ten Philox4x32 rounds on eight counters (x0..x3, one lane per block) under key (k0, k1), then
- * Box–Muller: the four normals of each lane's block in n[0..3]. */
-FK_AVX2 static inline void philox_normals256(__m256i x0, __m256i x1, __m256i x2, __m256i x3, uint64_t seed,
-                                             __m256 n[4]) {
+/* Ten Philox4x32 rounds on G groups of eight counters (x[4g + i]: word i of group g, one lane
+ * per block) under key (k0, k1), then Box–Muller: the four normals of each lane's block in
+ * n[4g + 0..3]. The groups' rounds interleave: each round is a chain of multiply, shift and
+ * xor, and two independent chains keep Zen 1's units busy where one waits on latency. */
+FK_AVX2 static inline __attribute__((always_inline)) void philox_normals256(__m256i *x, const int G, uint64_t seed,
+                                                                           __m256 *n) {
     const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u), m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     for (int round = 0; round < 10; round++) {
-        const __m256i hi0 = mulhi_u32(x0, m0), lo0 = _mm256_mullo_epi32(x0, m0);
-        const __m256i hi1 = mulhi_u32(x2, m1), lo1 = _mm256_mullo_epi32(x2, m1);
-        x0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32((int)k0));
-        x1 = lo1;
-        x2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32((int)k1));
-        x3 = lo0;
+        const __m256i key0 = _mm256_set1_epi32((int)k0), key1 = _mm256_set1_epi32((int)k1);
+        for (int g = 0; g < G; g++) {
+            __m256i *w = x + 4 * g;
+            __m256i hi0, lo0, hi1, lo1;
+            mul_u32(w[0], m0, &hi0, &lo0);
+            mul_u32(w[2], m1, &hi1, &lo1);
+            w[0] = _mm256_xor_si256(_mm256_xor_si256(hi1, w[1]), key0);
+            w[1] = lo1;
+            w[2] = _mm256_xor_si256(_mm256_xor_si256(hi0, w[3]), key1);
+            w[3] = lo0;
+        }
         k0 += 0x9E3779B9u;
         k1 += 0xBB67AE85u;
     }
-    box_muller256(x0, x1, &n[0], &n[1]);
-    box_muller256(x2, x3, &n[2], &n[3]);
+    for (int g = 0; g < G; g++) {
+        box_muller256(x[4 * g], x[4 * g + 1], &n[4 * g], &n[4 * g + 1]);
+        box_muller256(x[4 * g + 2], x[4 * g + 3], &n[4 * g + 2], &n[4 * g + 3]);
+    }
+}
+
+/* out[4·l + j] = lane l of n[j] (l < 8, j < 4): a 4 × 8 transpose, four full stores. */
+FK_AVX2 static inline void store_blocks256(const __m256 *n, float *out) {
+    const __m256 t0 = _mm256_unpacklo_ps(n[0], n[1]), t1 = _mm256_unpackhi_ps(n[0], n[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(n[2], n[3]), t3 = _mm256_unpackhi_ps(n[2], n[3]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    _mm256_storeu_ps(out, _mm256_permute2f128_ps(u0, u1, 0x20));
+    _mm256_storeu_ps(out + 8, _mm256_permute2f128_ps(u2, u3, 0x20));
+    _mm256_storeu_ps(out + 16, _mm256_permute2f128_ps(u0, u1, 0x31));
+    _mm256_storeu_ps(out + 24, _mm256_permute2f128_ps(u2, u3, 0x31));
 }
 
 FK_AVX2 void fk_philox_normal_f32_avx2(uint64_t seed, uint64_t row, uint32_t stream, float *out, size_t count) {
     const size_t blocks = (count + 3) / 4;
-    float v[4][8];
-    for (size_t b0 = 0; b0 < blocks; b0 += 8) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i c1 = _mm256_set1_epi32((int)(uint32_t)row), c2 = _mm256_set1_epi32((int)(uint32_t)(row >> 32));
+    const __m256i c3 = _mm256_set1_epi32((int)stream);
+    size_t b0 = 0;
+    for (; 4 * b0 + 64 <= count; b0 += 16) { /* two full groups of eight blocks */
+        __m256i x[8] = {_mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b0), lanes), c1, c2, c3,
+                        _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)(b0 + 8)), lanes), c1, c2, c3};
+        __m256 n[8];
+        philox_normals256(x, 2, seed, n);
+        store_blocks256(n, out + 4 * b0);
+        store_blocks256(n + 4, out + 4 * b0 + 32);
+    }
+    for (; b0 < blocks; b0 += 8) {
+        __m256i x[4] = {_mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b0), lanes), c1, c2, c3};
         __m256 n[4];
-        philox_normals256(_mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
-                          _mm256_set1_epi32((int)(uint32_t)row), _mm256_set1_epi32((int)(uint32_t)(row >> 32)),
-                          _mm256_set1_epi32((int)stream), seed, n);
+        philox_normals256(x, 1, seed, n);
+        if (4 * b0 + 32 <= count) {
+            store_blocks256(n, out + 4 * b0);
+            continue;
+        }
+        float v[4][8];
         for (int j = 0; j < 4; j++) _mm256_storeu_ps(v[j], n[j]);
         for (size_t l = 0; l < 8 && b0 + l < blocks; l++) {
             const size_t base = 4 * (b0 + l);
@@ -944,8 +986,9 @@ FK_AVX2 void fk_philox_normal_rows_f32_avx2(uint64_t seed, uint64_t first_row, s
             if (l < lanes && ++b == blocks) { b = 0; r++; }
         }
         __m256 n[4];
-        philox_normals256(_mm256_loadu_si256((const __m256i *)c0), _mm256_loadu_si256((const __m256i *)c1),
-                          _mm256_loadu_si256((const __m256i *)c2), _mm256_set1_epi32((int)stream), seed, n);
+        __m256i x[4] = {_mm256_loadu_si256((const __m256i *)c0), _mm256_loadu_si256((const __m256i *)c1),
+                        _mm256_loadu_si256((const __m256i *)c2), _mm256_set1_epi32((int)stream)};
+        philox_normals256(x, 1, seed, n);
         for (int j = 0; j < 4; j++) _mm256_storeu_ps(v[j], n[j]);
         for (size_t l = 0; l < lanes; l++) {
             float *dst = out + lane_row[l] * ldo;

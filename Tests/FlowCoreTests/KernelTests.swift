@@ -449,26 +449,31 @@ final class KernelTests: XCTestCase {
 
     /// The documented sampling contract, recomputed in Double from Swift's Philox words.
     func testPhiloxNormalsFollowTheDocumentedBoxMuller() {
-        let seed: UInt64 = 0x1234_5678_9ABC_DEF0, row: UInt64 = 77, count = 37
-        let philox = Philox4x32(seed: seed)
-        var reference = [Double]()
-        for block in 0..<((count + 3) / 4) {
-            let w = philox.block(UInt32(block), UInt32(truncatingIfNeeded: row), UInt32(truncatingIfNeeded: row >> 32), 0)
-            for (wr, wa) in [(w.0, w.1), (w.2, w.3)] {
-                let u = (Double(wr >> 8) + 0.5) * 0x1p-24
-                let theta = 2 * Double.pi * (Double(wa >> 8) + 0.5) * 0x1p-24
-                let r = (-2 * Double.log(u)).squareRoot()
-                reference += [r * Double.cos(theta), r * Double.sin(theta)]
+        // 37: one group of eight blocks and a partial one; 150: the AVX2 variant's two-group
+        // steps (64 values each), a full group and a partial one.
+        for count in [37, 150] {
+            let seed: UInt64 = 0x1234_5678_9ABC_DEF0, row: UInt64 = 77
+            let philox = Philox4x32(seed: seed)
+            var reference = [Double]()
+            for block in 0..<((count + 3) / 4) {
+                let w = philox.block(UInt32(block), UInt32(truncatingIfNeeded: row), UInt32(truncatingIfNeeded: row >> 32), 0)
+                for (wr, wa) in [(w.0, w.1), (w.2, w.3)] {
+                    let u = (Double(wr >> 8) + 0.5) * 0x1p-24
+                    let theta = 2 * Double.pi * (Double(wa >> 8) + 0.5) * 0x1p-24
+                    let r = (-2 * Double.log(u)).squareRoot()
+                    reference += [r * Double.cos(theta), r * Double.sin(theta)]
+                }
             }
-        }
-        for (name, portable) in variants {
-            fk_force_portable(portable)
-            var out = [Float](repeating: .nan, count: count + 3)
-            fk_philox_normal_f32(seed, row, 0, &out, count)
-            for i in 0..<count {
-                XCTAssertEqual(Double(out[i]), reference[i], accuracy: 2e-6 * max(1, abs(reference[i])), "\(name) [\(i)]")
+            for (name, portable) in variants {
+                fk_force_portable(portable)
+                var out = [Float](repeating: .nan, count: count + 3)
+                fk_philox_normal_f32(seed, row, 0, &out, count)
+                for i in 0..<count {
+                    XCTAssertEqual(Double(out[i]), reference[i], accuracy: 2e-6 * max(1, abs(reference[i])),
+                                   "\(name) count \(count) [\(i)]")
+                }
+                XCTAssertTrue(out[count...].allSatisfy(\.isNaN), "\(name) wrote past count")
             }
-            XCTAssertTrue(out[count...].allSatisfy(\.isNaN), "\(name) wrote past count")
         }
     }
 

@@ -40,13 +40,14 @@ void fk_linear_f32(const float *x, size_t ldx, size_t rows, size_t in, const flo
 
 /* fk_linear_f32 for inputs that are mostly zeros, such as a ReLU layer's output or the gradient
  * of a ReLU layer's pre-activation (zero wherever the unit was off):
- * each row accumulates only the weight rows of its nonzero inputs, in increasing k (the rows'
- * nonzeros are listed with a movemask and a compaction table, then each is one broadcast and
- * ⌈out/8⌉ fused multiply-adds of a contiguous weight row). The skipped terms are x·w with x = ±0,
- * so results equal fk_linear_f32's except for the sign of a zero and where a skipped weight is
- * ±∞ or NaN. gate as in fk_linear_f32 (a backward pass's ReLU′ of the layer below). Faster than
- * fk_linear_f32 when about a third or more of the inputs are zero and out ≥ 32; the rows' lists
- * are built one row ahead of the products. `in` above 1024 falls back to the dense kernel.
+ * each row accumulates only the weight rows of its nonzero inputs, in increasing k (a row's
+ * nonzeros form a bitmask, a compare and a movemask per eight inputs, walked by count-trailing-
+ * zeros; each is one broadcast and ⌈out/8⌉ fused multiply-adds of a contiguous weight row). The
+ * skipped terms are x·w with x = ±0, so results equal fk_linear_f32's except for the sign of a
+ * zero and where a skipped weight is ±∞ or NaN. gate as in fk_linear_f32 (a backward pass's
+ * ReLU′ of the layer below). Faster than fk_linear_f32 when about a third or more of the inputs
+ * are zero and out ≥ 32; row r + 1's mask is built before row r's products. `in` above 1024
+ * falls back to the dense kernel.
  * Complexity: 2·rows·nnz·out flops; no allocation. */
 void fk_linear_sparse_f32(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
                           size_t out, float *y, size_t ldy, const float *gate, int relu);

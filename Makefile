@@ -243,7 +243,7 @@ SAN_DIR := $(BUILD)/sanitize
 
 .PHONY: check-sanitize
 
-check-sanitize: lib cli ## ASan+UBSan+LSan C tests (C API; the Winograd kernel), valgrind memcheck of the C example, TSan on the parallel Swift tests
+check-sanitize: lib cli ## ASan+UBSan+LSan C tests (C API; the C kernels), valgrind memcheck of the C example, TSan on the parallel Swift tests
 	@command -v valgrind >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get install -y -qq valgrind >/dev/null; }
 	@mkdir -p $(SAN_DIR)
 	$(CC) -std=c99 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \

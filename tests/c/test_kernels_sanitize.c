@@ -1,14 +1,22 @@
-/* The Winograd convolution kernel (Sources/CFlowKernels/Winograd.c) compiled with AddressSanitizer
- * and UndefinedBehaviorSanitizer (`make check-sanitize`): every buffer is allocated at exactly the
- * size FlowKernels.h documents, so a read or write past one stops the run. Over planes 1×1 … 16×11
+/* The C kernels (Sources/CFlowKernels) compiled with AddressSanitizer and UndefinedBehaviorSanitizer
+ * (`make check-sanitize`): every buffer is allocated at exactly the size FlowKernels.h documents,
+ * so a read or write past one stops the run.
+ *
+ * Winograd convolution: Over planes 1×1 … 16×11
  * (both tile sizes, partial tiles), 1 … 64 input and 1 … 44 output channels, planar, block and
  * channel-contiguous inputs and every variant (AVX2 with 4-lane and 8-lane product blocks where
  * available, portable), each output is
  * checked against a double-precision direct convolution, the variants against each other (bitwise)
  * and the output rows' padding for writes.
  *
- * The Swift KernelTests cover the same contract in more detail; this program adds the sanitizers,
- * which cannot see inside the library built by SwiftPM. */
+ * Dense and sparse-input layers (row strides with and without padding, every column tail, bias,
+ * ReLU, gate; inputs a third nonzero, in up to 300 so the sparse kernel's masks span several
+ * words), the affine coupling step over rows (packed and two-pass paths, a row longer than one
+ * pass), and the Philox normals (the two-group, one-group and partial paths), each against a
+ * double-precision reference in every variant.
+ *
+ * The Swift KernelTests cover the same contracts in more detail; this program adds the
+ * sanitizers, which cannot see inside the library built by SwiftPM. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +110,111 @@ static void check(size_t h, size_t w, size_t cin, size_t out, int layout) {
     free(u);
 }
 
+/* A row-major `rows × cols` matrix with row stride ld, allocated at exactly (rows − 1)·ld + cols
+ * floats; a third of the entries nonzero when `sparse`. */
+static float *matrix(size_t rows, size_t cols, size_t ld, unsigned seed, int sparse) {
+    const size_t n = rows ? (rows - 1) * ld + cols : 0;
+    float *p = values(n, seed);
+    if (sparse)
+        for (size_t i = 0; i < n; i++)
+            if (i % 3 != 0) p[i] = i % 2 ? 0.0f : -0.0f;
+    return p;
+}
+
+static void check_linear(size_t rows, size_t in, size_t out, size_t pad, int relu, int with_bias, int gated) {
+    const size_t ldx = in + pad, ldy = out + pad;
+    float *x = matrix(rows, in, ldx, (unsigned)(rows * 7 + in), 1), *wt = values(in * out, (unsigned)(in + out));
+    float *bias = with_bias ? values(out, 3) : NULL, *gate = gated ? matrix(rows, out, ldy, 4, 0) : NULL;
+    const size_t ny = rows ? (rows - 1) * ldy + out : 0;
+    const int variants = fk_simd_level() == 1 ? 2 : 1;
+    for (int v = 0; v < variants; v++) {
+        fk_force_portable(v == variants - 1);
+        float *dense = values(ny, 5), *sparse = values(ny, 5);
+        fk_linear_f32(x, ldx, rows, in, wt, bias, out, dense, ldy, gate, relu);
+        fk_linear_sparse_f32(x, ldx, rows, in, wt, bias, out, sparse, ldy, gate, relu);
+        for (size_t r = 0; r < rows; r++)
+            for (size_t j = 0; j < out; j++) {
+                double ref = bias ? bias[j] : 0, size = fabs(ref) + 1;
+                for (size_t k = 0; k < in; k++) {
+                    ref += (double)x[r * ldx + k] * wt[k * out + j];
+                    size += fabs((double)x[r * ldx + k] * wt[k * out + j]);
+                }
+                if (relu && ref < 0) ref = 0;
+                if (gate && !(gate[r * ldy + j] > 0)) ref = 0;
+                const float d = dense[r * ldy + j], s = sparse[r * ldy + j];
+                if (!(fabs(d - ref) <= 1e-6 * size) || d != s) {
+                    printf("FAIL linear rows %zu in %zu out %zu pad %zu relu %d bias %d gate %d variant %d [%zu, %zu]: "
+                           "dense %.9g sparse %.9g reference %.9g\n", rows, in, out, pad, relu, with_bias, gated, v, r,
+                           j, d, s, ref);
+                    failures++;
+                    r = rows;
+                    break;
+                }
+            }
+        free(dense);
+        free(sparse);
+    }
+    fk_force_portable(0);
+    free(x);
+    free(wt);
+    free(bias);
+    free(gate);
+}
+
+static void check_affine(size_t rows, size_t n, float clamp, int inverse) {
+    const size_t ldx = n + 1, ldst = 2 * n;
+    float *x = matrix(rows, n, ldx, (unsigned)(rows + 11 * n), 0), *st = matrix(rows, 2 * n, ldst, 9, 0);
+    const size_t nx = rows ? (rows - 1) * ldx + n : 0;
+    const int variants = fk_simd_level() == 1 ? 2 : 1;
+    for (int v = 0; v < variants; v++) {
+        fk_force_portable(v == variants - 1);
+        float *y = malloc((nx ? nx : 1) * sizeof(float));
+        memcpy(y, x, nx * sizeof(float));
+        double *logdet = calloc(rows ? rows : 1, sizeof(double));
+        fk_affine_rows_f32(y, ldx, st, ldst, rows, n, clamp, inverse, logdet);
+        for (size_t r = 0; r < rows; r++) {
+            double sum = 0;
+            int bad = 0;
+            for (size_t j = 0; j < n; j++) {
+                const double raw = st[r * ldst + n + j], t = st[r * ldst + j], xv = x[r * ldx + j];
+                const double sj = clamp > 0 ? clamp * tanh(raw / clamp) : raw;
+                const double ref = inverse ? (xv - t) * exp(-sj) : xv * exp(sj) + t;
+                sum += sj;
+                if (!(fabs(y[r * ldx + j] - ref) <= 2e-6 * (fabs(ref) + fabs(t) + 1))) bad = 1;
+            }
+            if (bad || !(fabs(logdet[r] - (inverse ? -sum : sum)) <= 1e-5 * ((double)n + 1))) {
+                printf("FAIL affine rows %zu n %zu clamp %g inverse %d variant %d: row %zu\n", rows, n, clamp, inverse,
+                       v, r);
+                failures++;
+                break;
+            }
+        }
+        free(y);
+        free(logdet);
+    }
+    fk_force_portable(0);
+    free(x);
+    free(st);
+}
+
+/* The AVX2 normals against the portable ones (the documented stream) on a buffer of exactly
+ * `count` floats, one row at a time and rows × count at once. */
+static void check_normals(size_t count, size_t rows) {
+    float *fast = values(rows * count, 6), *reference = values(rows * count, 7);
+    fk_force_portable(1);
+    for (size_t r = 0; r < rows; r++) fk_philox_normal_f32(99, 1000 + r, 2, reference + r * count, count);
+    fk_force_portable(0);
+    fk_philox_normal_rows_f32(99, 1000, rows, 2, count, fast, count);
+    for (size_t i = 0; i < rows * count; i++)
+        if (!(fabs((double)fast[i] - reference[i]) <= 2e-6 * (1 + fabs((double)reference[i])))) {
+            printf("FAIL normals count %zu rows %zu [%zu]: %.9g vs %.9g\n", count, rows, i, fast[i], reference[i]);
+            failures++;
+            break;
+        }
+    free(fast);
+    free(reference);
+}
+
 int main(void) {
     const size_t hs[] = {1, 2, 3, 4, 5, 8, 9, 16}, ws[] = {1, 3, 4, 6, 8, 11};
     const size_t cins[] = {1, 6, 9, 64}, outs[] = {1, 4, 12, 13, 24, 44};
@@ -116,5 +229,30 @@ int main(void) {
                         shapes++;
                     }
     printf("winograd kernel under the sanitizers: %zu shapes × layouts, %d failed\n", shapes, failures);
+
+    const size_t ins[] = {1, 8, 13, 64, 67, 128, 300}, louts[] = {1, 5, 8, 17, 32, 64, 71};
+    size_t cases = 0;
+    for (size_t rows = 1; rows <= 7; rows += 3)
+        for (size_t a = 0; a < sizeof ins / sizeof *ins; a++)
+            for (size_t b = 0; b < sizeof louts / sizeof *louts; b++)
+                for (int flags = 0; flags < 8; flags++) {
+                    check_linear(rows, ins[a], louts[b], (size_t)(flags & 1) * 3, (flags >> 1) & 1, 1, flags >> 2);
+                    cases++;
+                }
+    const size_t ns[] = {1, 3, 7, 8, 13, 32, 67, 520};
+    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+        for (size_t rows = 1; rows <= 70; rows += 23)
+            for (int flags = 0; flags < 4; flags++) {
+                check_affine(rows, ns[a], flags & 1 ? 5.0f : 0.0f, flags >> 1);
+                cases++;
+            }
+    const size_t counts[] = {1, 7, 31, 32, 33, 64, 150};
+    for (size_t a = 0; a < sizeof counts / sizeof *counts; a++)
+        for (size_t rows = 1; rows <= 9; rows += 4) {
+            check_normals(counts[a], rows);
+            cases++;
+        }
+    printf("dense, sparse, affine and normal kernels under the sanitizers: %zu cases, %d failed in all\n", cases,
+           failures);
     return failures ? 1 : 0;
 }

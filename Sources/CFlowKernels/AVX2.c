@@ -220,7 +220,7 @@ FK_AVX2 void fk_linear_narrow_f32_avx2(const float *x, size_t ldx, size_t rows, 
 
 /* Rows' nonzero inputs as bitmasks: bit k % 64 of word k / 64 is set where input k is not ±0
  * (NaN included). The products walk the set bits (count trailing zeros, clear the lowest), so
- * the weight rows' addresses come from registers: Zen 1 dispatches a listed input's eight
+ * the weight rows' addresses come from registers: Zen 1 dispatches a nonzero input's eight
  * weight loads at once instead of waiting for an index loaded from memory (about 9 cycles per
  * nonzero against 11.5 with an index list), and building the masks takes a compare and a
  * movemask per eight inputs. */
@@ -293,8 +293,9 @@ FK_AVX2 static void sparse_block(size_t nv, const float *xr, const uint64_t *mas
 /* y = gate(act(bias + Σ_k x[k] · wt[k·out + ·])) over the inputs set in mask (`in` inputs,
  * ⌈in / 64⌉ words) for one row, all `out` columns, 64 at a time (eight independent accumulator
  * chains; the last block masked); gr: the row's gate or NULL. */
-FK_AVX2 static inline __attribute__((always_inline)) void masked_row(const float *xr, const uint64_t *mask, size_t in, const float *wt, const float *bias,
-                               size_t out, float *yr, const float *gr, int relu) {
+FK_AVX2 static inline __attribute__((always_inline)) void masked_row(const float *xr, const uint64_t *mask, size_t in,
+                                                                    const float *wt, const float *bias, size_t out,
+                                                                    float *yr, const float *gr, int relu) {
     const size_t words = (in + 63) / 64;
     size_t j = 0;
     for (; j + 64 <= out; j += 64)
@@ -313,7 +314,8 @@ FK_AVX2 static inline __attribute__((always_inline)) void masked_row(const float
 FK_AVX2 static void linear_row_wide(const float *xr, size_t in, const float *wt, const float *bias, size_t out,
                                     float *yr, int relu) {
     uint64_t mask[FK_SPARSE_WORDS];
-    for (size_t wd = 0; wd < (in + 63) / 64; wd++) mask[wd] = in - 64 * wd >= 64 ? ~0ull : (1ull << (in - 64 * wd)) - 1;
+    for (size_t wd = 0; wd < (in + 63) / 64; wd++)
+        mask[wd] = in - 64 * wd >= 64 ? ~0ull : (1ull << (in - 64 * wd)) - 1;
     masked_row(xr, mask, in, wt, bias, out, yr, 0, relu);
 }
 
@@ -554,7 +556,7 @@ FK_AVX2 static inline __m256 affine8(__m256 xv, __m256 t, __m256 raw, float clam
 }
 
 /* The affine step in two passes over at most FK_AFFINE_VECTORS vectors (`rows` rows of n
- * features, `ld` floats apart in x and `ldst` in shift/raw): every soft clamp first (into sb),
+ * features, ldx floats apart in x and ldst in shift and raw): every soft clamp first (into sb),
  * then every scale and shift. Each vector's dependency chain is long (about twenty operations
  * for tanh, as many for exp) and Zen 1's reorder window holds only a few of them; in two flat
  * loops of independent vectors the window overlaps consecutive vectors instead of waiting at

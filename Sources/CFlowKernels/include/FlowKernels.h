@@ -76,9 +76,10 @@ void fk_linear_wgrad_f32(const float *dy, size_t lddy, size_t rows, size_t out, 
 /* The affine coupling step on n transformed features of one row, in place:
  *   s_j = clamp > 0 ? clamp·tanh(raw_j / clamp) : raw_j
  *   forward: x_j ← x_j·exp(s_j) + shift_j        inverse: x_j ← (x_j − shift_j)·exp(−s_j)
- * Returns Σ_j s_j (the row's log|det| for the forward direction), summed in float per lane then
- * in double. exp/tanh: Cephes-style polynomials, within 2 ulp of the correctly rounded result
- * over the clamped range (|s| ≤ 88). */
+ * Returns Σ_j s_j (the row's log|det| for the forward direction), summed in float (per lane,
+ * then across the lanes in order). exp/tanh: Cephes-style polynomials, within 2 ulp of the
+ * correctly rounded result over the clamped range (|s| ≤ 88); the AVX2 variant divides by clamp
+ * as a product with the rounded reciprocal. */
 double fk_affine_step_f32(float *x, const float *shift, const float *raw, size_t n, float clamp, int inverse);
 
 /* fk_affine_step_f32 on `rows` rows: row r transforms x + r·ldx with shift st + r·ldst and raw

@@ -890,7 +890,7 @@ FK_AVX2 static inline void box_muller256(__m256i wr, __m256i wa, __m256 *n0, __m
 
 /* Ten Philox4x32 rounds on G groups of eight counters (x[4g + i]: word i of group g, one lane
  * per block) under key (k0, k1), then Box–Muller: the four normals of each lane's block in
- * n[4g + 0..3]. The groups' rounds interleave: each round is a chain of multiply, shift and
+ * n[4g + 0..3]. The groups' rounds interleave: each round is a chain of multiply, shuffle and
  * xor, and two independent chains keep Zen 1's units busy where one waits on latency. */
 FK_AVX2 static inline __attribute__((always_inline)) void philox_normals256(__m256i *x, const int G, uint64_t seed,
                                                                            __m256 *n) {

@@ -144,7 +144,14 @@ VENV_BENCH        := .venv-bench
 # The PyTorch of bench-torch; e.g. TORCH_REQUIREMENT='torch --index-url https://download.pytorch.org/whl/cpu'
 TORCH_REQUIREMENT ?= torch==2.13.*
 
-.PHONY: bench bench-torch test-alloc
+KERNELS_BIN       := $(BINDIR)/bench_kernels
+KERNELS_ARGS      ?=
+# The kernels' own benchmark is compiled as SwiftPM compiles CFlowKernels: the Swift toolchain's
+# clang (the system compiler when there is none) with Package.swift's flags.
+SWIFT_CLANG       := $(shell d=$$(dirname "$$(command -v swift 2>/dev/null)" 2>/dev/null); [ -x "$$d/clang" ] && echo "$$d/clang")
+KERNELS_CC        := $(if $(SWIFT_CLANG),$(SWIFT_CLANG),$(CC))
+
+.PHONY: bench bench-torch bench-kernels test-alloc
 
 # The C latency program is rebuilt on every use (one file, under a second).
 define build-latency
@@ -152,12 +159,19 @@ define build-latency
 	$(CC) $(CFLAGS_C99) -o $(LATENCY) bench/c/latency.c $(LDFLAGS_LIB)
 endef
 
-bench: lib venv ## Benchmarks: swiftflows-bench table (BENCH_ARGS=...), C API and Python batch-1 latency
+bench: lib venv ## Benchmarks: swiftflows-bench table (BENCH_ARGS=...), C API and Python batch-1 latency, kernels
 	swift build -c release --product swiftflows-bench --scratch-path $(BENCH_SCRATCH)
 	$(BENCH_BIN) $(BENCH_ARGS)
 	$(build-latency)
 	$(LATENCY)
 	SWIFTFLOWS_LIBRARY=$(CURDIR)/$(LIB) $(PY) bench/python_latency.py
+	$(MAKE) --no-print-directory bench-kernels
+
+bench-kernels: ## One coupling's float32 kernels timed alone, AVX2+FMA against portable (bench/c/kernels.c)
+	@mkdir -p $(BINDIR)
+	$(KERNELS_CC) -std=gnu11 -O3 -fno-math-errno -Wall -Wextra -ISources/CFlowKernels/include -ISources/CFlowKernels \
+	  -o $(KERNELS_BIN) bench/c/kernels.c Sources/CFlowKernels/*.c -lm
+	$(KERNELS_BIN) $(KERNELS_ARGS)
 
 bench-torch: lib $(VENV_BENCH)/.ready ## Compare with the same flows in plain PyTorch (in .venv-bench)
 	SWIFTFLOWS_LIBRARY=$(CURDIR)/$(LIB) $(VENV_BENCH)/bin/python bench/compare_torch.py

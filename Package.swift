@@ -6,7 +6,18 @@
 // - `libswiftflows.so` (product "swiftflows"): the C API of `include/swiftflows.h`.
 //   Set SWIFTFLOWS_SHARED_RELEASE=1 (the Makefile does) to link the Swift runtime statically,
 //   export only `sf_*` symbols and set a SONAME. Those flags stay out of `swift test` links.
-// - FlowCore: the engine (pure Swift, BLAS for matrix products, HDF5 for model files).
+// Targets, from the bottom up:
+// - CFlowKernels: float32 kernels of the hot paths (AVX2+FMA and portable, chosen at run time).
+// - FlowCore: the engine: tensors, the bijection contract, layers, distributions, flows,
+//   training, ODE solvers, numerics, the JSON spec, toy data. BLAS for matrix products; no
+//   HDF5, no zlib, no file readers, no environment variables.
+// - FlowHDF5: Swift wrappers over the HDF5 C library (CHDF5) and atomic file writes.
+// - FlowModelFile: the model file of docs/model-format.md, training checkpoints, and the
+//   integrity walker every file passes before HDF5 parses it.
+// - FlowData: data readers and writers (CSV, NPY, IDX, HDF5 datasets, image data sets) for the
+//   command-line tool, the benchmarks and tests.
+// - FlowCAPI: the C API (`sf_*`), a thin shell over FlowCore and FlowModelFile.
+// - SwiftFlowsCLI, SwiftFlowsBench: the command-line tool and the benchmark harness.
 import PackageDescription
 import Foundation
 
@@ -33,6 +44,8 @@ let package = Package(
     products: [
         .library(name: "swiftflows", type: .dynamic, targets: ["FlowCAPI"]),
         .library(name: "FlowCore", targets: ["FlowCore"]),
+        .library(name: "FlowModelFile", targets: ["FlowModelFile"]),
+        .library(name: "FlowData", targets: ["FlowData"]),
         // The command-line tool; the Makefile installs it as `swiftflows`.
         .executable(name: "swiftflows-cli", targets: ["SwiftFlowsCLI"]),
         // The benchmark harness (bench/README.md); `make bench` builds and runs it.
@@ -66,41 +79,67 @@ let package = Package(
         .target(
             name: "FlowCore",
             dependencies: [
-                "CHDF5", "CBLAS", "CZlib", "CFlowKernels",
+                "CBLAS", "CFlowKernels",
                 .product(name: "RealModule", package: "swift-numerics"),
             ],
+            swiftSettings: optimized
+        ),
+        .target(
+            name: "FlowHDF5",
+            dependencies: ["CHDF5"],
+            swiftSettings: optimized
+        ),
+        .target(
+            name: "FlowModelFile",
+            dependencies: ["FlowCore", "FlowHDF5", "CZlib"],
+            swiftSettings: optimized
+        ),
+        .target(
+            name: "FlowData",
+            dependencies: ["FlowCore", "FlowHDF5", "CZlib"],
             swiftSettings: optimized
         ),
         .systemLibrary(name: "CSwiftFlowsABI"),
         .target(
             name: "FlowCAPI",
-            dependencies: ["FlowCore", "CSwiftFlowsABI"],
+            dependencies: ["FlowCore", "FlowModelFile", "CSwiftFlowsABI"],
             exclude: ["exports.map"],
             swiftSettings: optimized,
             linkerSettings: capiLinker
         ),
         .executableTarget(
             name: "SwiftFlowsCLI",
-            dependencies: ["FlowCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "FlowCore", "FlowModelFile", "FlowData",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: optimized
         ),
         .executableTarget(
             name: "SwiftFlowsBench",
-            dependencies: ["FlowCore", "CBLAS"],
+            dependencies: ["FlowCore", "FlowModelFile", "FlowData", "CBLAS"],
             swiftSettings: optimized
         ),
         .target(
             name: "FlowTestSupport",
-            dependencies: ["FlowCore"],
+            dependencies: ["FlowCore", "FlowModelFile"],
             path: "Tests/FlowTestSupport"
         ),
         .testTarget(
             name: "FlowCoreTests",
-            dependencies: ["FlowCore", "FlowTestSupport", "CFlowKernels"]
+            dependencies: ["FlowCore", "FlowModelFile", "FlowHDF5", "FlowTestSupport", "CFlowKernels"]
+        ),
+        .testTarget(
+            name: "FlowModelFileTests",
+            dependencies: ["FlowModelFile", "FlowHDF5", "FlowCore", "FlowTestSupport"]
+        ),
+        .testTarget(
+            name: "FlowDataTests",
+            dependencies: ["FlowData", "FlowHDF5", "FlowCore", "FlowTestSupport"]
         ),
         .testTarget(
             name: "FlowCAPITests",
-            dependencies: ["FlowCAPI", "FlowCore", "FlowTestSupport"]
+            dependencies: ["FlowCAPI", "FlowCore", "FlowModelFile", "FlowTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v5]

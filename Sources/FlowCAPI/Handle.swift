@@ -1,4 +1,5 @@
 import FlowCore
+import FlowModelFile
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,6 @@
 import CSwiftFlowsABI
 import FlowCore
+import FlowModelFile
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -179,7 +180,7 @@ public func sf_train(_ handle: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n: 
             let validation = try rowBuffer(xVal, nVal, flow.eventSize, "x_val")
             let trainer = try Trainer(flow: flow, data: data, rows: Int(n), validation: validation,
                                       validationRows: Int(nVal), options: o)
-            if let path = c.checkpoint_path { trainer.checkpointPath = try string(path, "checkpoint_path", limit: 4096) }
+            if let path = c.checkpoint_path { trainer.saveCheckpoints(to: try string(path, "checkpoint_path", limit: 4096)) }
             try runAndReport(trainer, c.progress, c.user_data, history, historyCapacity, outEpochs)
             return Status.ok.rawValue
         }
@@ -198,13 +199,13 @@ public func sf_train_resume(_ path: UnsafePointer<CChar>?, _ x: UnsafePointer<Fl
     return guarded {
         let checkpoint = try string(path, "checkpoint_path", limit: 4096)
         guard n > 0, let x else { throw FlowError.invalidArgument("x is NULL or n is 0: resume needs the training rows") }
-        // The event size is known only from the file: read it first to size the buffers.
-        let eventSize = try NormalizingFlow<Float>.load(path: checkpoint).eventSize
-        let data = try rowBuffer(x, n, eventSize, "x")!
-        let validation = try rowBuffer(xVal, nVal, eventSize, "x_val")
-        let trainer = try Trainer.resume(checkpoint: checkpoint, data: data, rows: Int(n), validation: validation,
-                                         validationRows: Int(nVal), epochs: epochs > 0 ? Int(epochs) : nil)
-        trainer.checkpointPath = checkpoint
+        // One read of the file: the flow sizes the row buffers, the state continues the run.
+        let (flow, state) = try CheckpointFile.read(path: checkpoint)
+        let data = try rowBuffer(x, n, flow.eventSize, "x")!
+        let validation = try rowBuffer(xVal, nVal, flow.eventSize, "x_val")
+        let trainer = try Trainer(flow: flow, data: data, rows: Int(n), validation: validation,
+                                  validationRows: Int(nVal), resuming: state, epochs: epochs > 0 ? Int(epochs) : nil)
+        trainer.saveCheckpoints(to: checkpoint)
         do {
             try runAndReport(trainer, progress, userData, history, historyCapacity, outEpochs)
         } catch {

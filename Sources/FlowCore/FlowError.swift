@@ -40,6 +40,8 @@ public enum FlowError: Error, Equatable, CustomStringConvertible {
 /// Hard limits checked before anything is allocated from untrusted sizes (spec JSON, model files,
 /// C callers). Generous for real models, small enough that a hostile file cannot exhaust memory.
 public enum Limits {
+    /// Most rows one toy data set generates: 2²⁴ ≈ 16.8 million (128 MiB of float32 pairs).
+    public static let maxToySamples = 1 << 24
     /// Largest event size (elements per sample).
     public static let maxEventSize = 1 << 24
     /// Largest rank of an event shape.

@@ -1,4 +1,6 @@
 import FlowCore
+import FlowModelFile
+import FlowData
 
 /// One benchmarked operation of a flow.
 enum Operation: String, CaseIterable {

@@ -1,4 +1,6 @@
 import FlowCore
+import FlowModelFile
+import FlowData
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,7 @@
 import CBLAS
 import FlowCore
+import FlowModelFile
+import FlowData
 #if canImport(Glibc)
 import Glibc
 #endif

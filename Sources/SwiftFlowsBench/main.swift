@@ -5,6 +5,8 @@
 // (or JSON with --json). Child mode (--only ROWID --child): builds and perturbs the row's model,
 // times the row and prints one result line for the parent (see ChildProtocol).
 import FlowCore
+import FlowModelFile
+import FlowData
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,7 @@
 import ArgumentParser
 import FlowCore
+import FlowModelFile
+import FlowData
 
 /// Mean NLL of a model on data, with its standard error and bits per dimension.
 struct Evaluation {
@@ -21,7 +23,7 @@ struct Evaluation {
         var values = data.scalars
         if Dequantization.applies(to: flow) {
             values.withUnsafeMutableBufferPointer {
-                Dequantization.addNoise($0.baseAddress!, count: $0.count, seed: seed, row: UInt64.max >> 18)
+                Dequantization.addEvaluationNoise($0.baseAddress!, count: $0.count, seed: seed)
             }
         }
         var lp = [Double](repeating: 0, count: n)

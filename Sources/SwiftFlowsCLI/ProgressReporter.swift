@@ -1,4 +1,6 @@
 import FlowCore
+import FlowModelFile
+import FlowData
 
 /// How `train` reports progress.
 enum ProgressStyle: String, CaseIterable, ExpressibleByArgument {

@@ -1,5 +1,7 @@
 import ArgumentParser
 import FlowCore
+import FlowModelFile
+import FlowData
 
 /// `swiftflows sample`.
 struct Sample: ParsableCommand {

@@ -1,5 +1,7 @@
 import ArgumentParser
 import FlowCore
+import FlowModelFile
+import FlowData
 
 /// `swiftflows`: train, evaluate, sample and inspect normalizing flows stored as HDF5 models.
 @main

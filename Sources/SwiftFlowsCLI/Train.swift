@@ -1,5 +1,7 @@
 import ArgumentParser
 import FlowCore
+import FlowModelFile
+import FlowData
 
 /// `swiftflows train`: maximum-likelihood training, saved as an HDF5 model.
 struct Train: ParsableCommand {
@@ -120,7 +122,7 @@ struct Train: ParsableCommand {
                                        validationRows: validationRows?.batchCount ?? 0, epochs: epochs)
                 }
             }
-            trainer.checkpointPath = checkpoint ?? resume
+            trainer.saveCheckpoints(to: checkpoint ?? resume)
             Terminal.error("resuming \(resume) after epoch \(trainer.history.count)\n")
         } else {
             let flow = try model.makeFlow(eventShape: rows.eventShape)
@@ -130,7 +132,7 @@ struct Train: ParsableCommand {
                                 validationRows: validationRows?.batchCount ?? 0, options: try options())
                 }
             }
-            trainer.checkpointPath = checkpoint
+            trainer.saveCheckpoints(to: checkpoint)
         }
         let flow = trainer.flow
         if progress != .json {

@@ -1,5 +1,6 @@
 @testable import FlowCAPI
 import FlowCore
+import FlowModelFile
 import XCTest
 
 /// The exported `sf_*` functions called from Swift: status codes, messages and buffer contracts.

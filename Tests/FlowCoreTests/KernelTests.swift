@@ -1,5 +1,6 @@
 import CFlowKernels
 @testable import FlowCore
+@testable import FlowModelFile
 import XCTest
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 @testable import FlowCore
+@testable import FlowModelFile
 import FlowTestSupport
 import XCTest
 

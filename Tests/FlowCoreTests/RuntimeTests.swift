@@ -1,4 +1,5 @@
 @testable import FlowCore
+@testable import FlowModelFile
 import XCTest
 
 /// Process-wide runtime settings: the OpenBLAS warm-up that runs when flows configure BLAS.

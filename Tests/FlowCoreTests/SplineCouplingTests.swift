@@ -1,4 +1,6 @@
 @testable import FlowCore
+@testable import FlowModelFile
+@testable import FlowHDF5
 import FlowTestSupport
 import Glibc
 import XCTest

@@ -1,4 +1,5 @@
 @testable import FlowCore
+@testable import FlowModelFile
 import FlowTestSupport
 import Glibc
 import XCTest
@@ -177,7 +178,7 @@ final class TrainingTests: XCTestCase {
         let path = dir + "/ckpt.h5"
         try data.withUnsafeBufferPointer { buffer in
             let t = try Trainer(flow: first, data: buffer, rows: 1500, options: o)
-            t.checkpointPath = path
+            t.saveCheckpoints(to: path)
             XCTAssertThrowsError(try t.run { event in
                 if case .epoch(let r) = event { return r.epoch < 2 }
                 return true

@@ -1,4 +1,5 @@
 @testable import FlowCore
+@testable import FlowModelFile
 import XCTest
 
 /// The one reusable checker every layer, preset and flow goes through.

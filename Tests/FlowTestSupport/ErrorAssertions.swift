@@ -1,4 +1,5 @@
 @testable import FlowCore
+@testable import FlowModelFile
 import XCTest
 
 /// Assertions on thrown ``FlowError``s shared by the test suites.

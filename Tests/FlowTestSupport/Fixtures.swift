@@ -1,4 +1,5 @@
 @testable import FlowCore
+@testable import FlowModelFile
 
 /// Spec fixtures shared by the test targets.
 public enum Fixtures {

@@ -1,4 +1,5 @@
 @testable import FlowCore
+@testable import FlowModelFile
 import XCTest
 
 /// Checks hand-derived gradients of the mean negative log-likelihood against central finite

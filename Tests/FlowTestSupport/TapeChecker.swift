@@ -1,4 +1,5 @@
 @testable import FlowCore
+@testable import FlowModelFile
 import XCTest
 
 /// Checks the training tapes of ``Bijection/tapeBytes(count:)``: a forward + backward pass that

@@ -30,7 +30,7 @@ public protocol BaseDistribution<Scalar>: AnyObject {
 let halfLogTwoPi = 0.918_938_533_204_672_7
 
 /// Builds a base distribution from its spec object.
-func makeBaseDistribution<T: FlowScalar>(_ config: [String: JSONValue], eventSize: Int) throws
+package func makeBaseDistribution<T: FlowScalar>(_ config: [String: JSONValue], eventSize: Int) throws
     -> any BaseDistribution<T>
 {
     let type = config["type"]?.stringValue ?? "standard_normal"

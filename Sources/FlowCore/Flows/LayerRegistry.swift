@@ -1,31 +1,25 @@
 /// The layer types SwiftFlows knows, by their spec/file `type` string.
+///
+/// ``types(_:)`` is the one list: the spec parser, the model-file reader and writer, and the
+/// documentation check (every type appears in docs/model-format.md) all go through it. Adding a
+/// layer type means its own file, one line here and its section in the format document.
 public enum LayerRegistry {
+    /// Every layer type at scalar type `T`, in documentation order.
+    public static func types<T: FlowScalar>(_: T.Type = T.self) -> [any FlowLayer<T>.Type] {
+        [
+            AffineCoupling<T>.self, AdditiveCoupling<T>.self, SplineCoupling<T>.self, Permutation<T>.self,
+            ActNorm<T>.self, LULinear<T>.self, Squeeze<T>.self, InvertibleConv1x1<T>.self,
+            ConvAffineCoupling<T>.self, Split<T>.self, Dequantize<T>.self, Logit<T>.self, AffineConstant<T>.self,
+            ContinuousFlow<T>.self,
+        ]
+    }
+
     /// All layer type names, in documentation order.
-    public static let typeNames: [String] = [
-        "affine_coupling", "additive_coupling", "spline_coupling", "permutation", "actnorm", "lu_linear",
-        "squeeze", "invertible_conv1x1", "conv_affine_coupling", "split", "dequantize", "logit", "scale",
-        "cnf",
-    ]
+    public static let typeNames: [String] = types(Float.self).map { $0.typeName }
 
     /// The layer class for `name` at scalar type `T`, or nil for an unknown name.
     public static func layerType<T: FlowScalar>(_ name: String, _: T.Type = T.self) -> (any FlowLayer<T>.Type)? {
-        switch name {
-        case "affine_coupling": return AffineCoupling<T>.self
-        case "additive_coupling": return AdditiveCoupling<T>.self
-        case "spline_coupling": return SplineCoupling<T>.self
-        case "permutation": return Permutation<T>.self
-        case "actnorm": return ActNorm<T>.self
-        case "lu_linear": return LULinear<T>.self
-        case "squeeze": return Squeeze<T>.self
-        case "invertible_conv1x1": return InvertibleConv1x1<T>.self
-        case "conv_affine_coupling": return ConvAffineCoupling<T>.self
-        case "split": return Split<T>.self
-        case "dequantize": return Dequantize<T>.self
-        case "logit": return Logit<T>.self
-        case "scale": return AffineConstant<T>.self
-        case "cnf": return ContinuousFlow<T>.self
-        default: return nil
-        }
+        types(T.self).first { $0.typeName == name }
     }
 
     /// Builds layer number `index` of a flow from its spec object.
@@ -50,7 +44,7 @@ public enum LayerRegistry {
     /// Builds a list of layers from spec objects, starting at events of `eventShape`; returns
     /// them with the last layer's output shape. `context` prefixes error messages
     /// (e.g. `"layer 3 (split): "`); `seed` seeds layer `i` with ``layerSeed(_:index:)``.
-    static func makeLayers<T: FlowScalar>(
+    package static func makeLayers<T: FlowScalar>(
         _ specs: [JSONValue], eventShape: [Int], seed: UInt64, context: String, _: T.Type = T.self
     ) throws -> (layers: [any FlowLayer<T>], outputShape: [Int]) {
         guard specs.count <= Limits.maxLayers else {
@@ -86,7 +80,7 @@ public enum LayerRegistry {
 
 extension FlowError {
     /// The same error with `prefix` before its message (context from an outer level).
-    func prefixed(_ prefix: String) -> FlowError {
+    package func prefixed(_ prefix: String) -> FlowError {
         if message.hasPrefix(prefix) { return self }
         switch self {
         case .invalidArgument(let m): return .invalidArgument(prefix + m)

@@ -74,9 +74,8 @@ extension NormalizingFlow {
     /// keeps between its forward and backward passes; beyond it, layers recompute in the
     /// backward pass what they need (e.g. an image coupling's network forward pass). 64 MiB:
     /// the Fashion-MNIST Glow (2 levels × 8 steps, width 64) needs about 28 MiB per chunk.
-    /// The environment variable `SWIFTFLOWS_TAPE_BUDGET` (bytes, read once; 0 turns tapes off)
-    /// overrides it, for benchmarks.
-    static var tapeBudget: Int { tapeBudgetFromEnvironment }
+    /// ``RuntimeConfiguration/tapeBudget`` (default 64 MiB).
+    static var tapeBudget: Int { FlowRuntime.configuration.tapeBudget }
 
     /// Tape bytes of one chunk's gradient pass: the layers' tapes if they fit ``tapeBudget``,
     /// else 0 (fixed per flow, like ``chunkRows``, so results never depend on the thread count).
@@ -124,10 +123,3 @@ extension NormalizingFlow {
         return -lp.reduce(0, +) / Double(count)
     }
 }
-
-let tapeBudgetFromEnvironment: Int = {
-    if let p = getenv("SWIFTFLOWS_TAPE_BUDGET"), let bytes = Int(String(cString: p)), bytes >= 0 {
-        return bytes
-    }
-    return 64 << 20
-}()

@@ -1,15 +1,19 @@
 extension NormalizingFlow {
-    /// The continuous (``ContinuousFlow``) layers of the flow, including those nested in splits,
-    /// data side first.
-    public var continuousLayers: [ContinuousFlow<Scalar>] {
-        func collect(_ layers: [any FlowLayer<Scalar>]) -> [ContinuousFlow<Scalar>] {
-            layers.flatMap { layer -> [ContinuousFlow<Scalar>] in
-                if let cnf = layer as? ContinuousFlow<Scalar> { return [cnf] }
-                if let split = layer as? Split<Scalar> { return collect(split.sublayers) }
-                return []
+    /// Every layer of the flow, depth first: each layer, then (for a ``LayerContainer``) its
+    /// sublayers, data side first.
+    public var allLayers: [any FlowLayer<Scalar>] {
+        func walk(_ layers: [any FlowLayer<Scalar>]) -> [any FlowLayer<Scalar>] {
+            layers.flatMap { layer -> [any FlowLayer<Scalar>] in
+                guard let container = layer as? any LayerContainer<Scalar> else { return [layer] }
+                return [layer] + walk(container.sublayers)
             }
         }
-        return collect(layers)
+        return walk(layers)
+    }
+
+    /// The continuous (``ContinuousFlow``) layers of the flow, nested ones included, data side first.
+    public var continuousLayers: [ContinuousFlow<Scalar>] {
+        allLayers.compactMap { $0 as? ContinuousFlow<Scalar> }
     }
 
     /// The summed ``SolverWork`` of every continuous layer since the last call with `reset`;

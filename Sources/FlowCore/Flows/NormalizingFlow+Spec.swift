@@ -28,27 +28,12 @@ extension NormalizingFlow {
         guard let layerSpecs = (object["layers"] ?? .array([])).arrayValue else {
             throw FlowError.invalidSpec("\"layers\" must be a list of layer objects")
         }
-        guard layerSpecs.count <= Limits.maxLayers else {
-            throw FlowError.limitExceeded("\(layerSpecs.count) layers; the limit is \(Limits.maxLayers)")
-        }
-        var layers: [any FlowLayer<Scalar>] = []
-        var current = shape
-        var total = 0
-        for (i, ls) in layerSpecs.enumerated() {
-            guard let config = ls.objectValue else { throw FlowError.invalidSpec("layer \(i) must be a JSON object") }
-            let layer: any FlowLayer<Scalar> = try LayerRegistry.makeLayer(config, eventShape: current, seed: seed, index: i)
-            total += layer.parameterCount
-            guard total <= Limits.maxParameters else {
-                throw FlowError.limitExceeded("the flow has more than \(Limits.maxParameters) parameters")
-            }
-            current = layer.outputShape
-            layers.append(layer)
-        }
+        let (layers, _) = try LayerRegistry.makeLayers(layerSpecs, eventShape: shape, seed: seed, context: "", Scalar.self)
         try self.init(eventShape: shape, layers: layers, base: base)
     }
 
     /// Checks an event shape against ``Limits`` and returns its element count.
-    static func validatedEventSize(_ shape: [Int]) throws -> Int {
+    package static func validatedEventSize(_ shape: [Int]) throws -> Int {
         guard !shape.isEmpty, shape.count <= Limits.maxEventRank, shape.allSatisfy({ $0 > 0 }) else {
             throw FlowError.invalidSpec("event_shape \(shape) must hold 1 to \(Limits.maxEventRank) positive extents")
         }

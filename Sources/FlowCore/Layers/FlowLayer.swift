@@ -120,9 +120,9 @@ extension HyperParameter {
 
 /// Reading typed values from a validated layer config.
 extension Dictionary where Key == String, Value == JSONValue {
-    func int(_ key: String, default value: Int) -> Int { self[key]?.intValue ?? value }
-    func double(_ key: String, default value: Double) -> Double { self[key]?.doubleValue ?? value }
-    func string(_ key: String, default value: String) -> String { self[key]?.stringValue ?? value }
-    func bool(_ key: String, default value: Bool) -> Bool { self[key]?.boolValue ?? value }
-    func ints(_ key: String, default value: [Int]) -> [Int] { self[key]?.intArrayValue ?? value }
+    package func int(_ key: String, default value: Int) -> Int { self[key]?.intValue ?? value }
+    package func double(_ key: String, default value: Double) -> Double { self[key]?.doubleValue ?? value }
+    package func string(_ key: String, default value: String) -> String { self[key]?.stringValue ?? value }
+    package func bool(_ key: String, default value: Bool) -> Bool { self[key]?.boolValue ?? value }
+    package func ints(_ key: String, default value: [Int]) -> [Int] { self[key]?.intArrayValue ?? value }
 }

@@ -7,6 +7,17 @@ public enum Dequantization {
         flow.layers.first.map { $0 is Dequantize<T> } ?? false
     }
 
+    /// The Philox row of the one fixed draw an evaluation adds (validation during training,
+    /// `swiftflows eval`): 2⁴⁷ − 1, a row the training batches (epoch·2²⁴ + batch) reach only
+    /// after 2²³ epochs.
+    public static let evaluationRow: UInt64 = UInt64.max >> 17
+
+    /// `count` values with the evaluation draw (``evaluationRow``) of `seed` added, the input of
+    /// a dequantised NLL: the same rows and seed give the same noise everywhere.
+    public static func addEvaluationNoise<T: FlowScalar>(_ x: UnsafeMutablePointer<T>, count: Int, seed: UInt64) {
+        addNoise(x, count: count, seed: seed, row: evaluationRow)
+    }
+
     /// Adds `U[0, 1)` noise to `count` values, from `seed` and Philox `row`.
     public static func addNoise<T: FlowScalar>(_ x: UnsafeMutablePointer<T>, count: Int, seed: UInt64, row: UInt64) {
         let philox = Philox4x32(seed: seed)

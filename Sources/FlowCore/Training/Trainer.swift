@@ -17,9 +17,9 @@ import Glibc
 ///   (``Dequantization``) and one fixed draw on the validation rows.
 /// - With validation rows, the validation NLL is measured after each epoch; early stopping
 ///   (``TrainingOptions/patience``) and restoring the best parameters follow it.
-/// - A checkpoint (``checkpointPath``, Float flows) is written after every epoch: the model plus
-///   the optimiser state, so ``resume(checkpoint:data:rows:validation:validationRows:epochs:)``
-///   continues exactly as an uninterrupted run would.
+/// - After every epoch, ``checkpoint`` (if set) receives the trainer; it stores the flow and
+///   ``state`` (FlowModelFile writes them as one checkpoint file), and a trainer built on the same
+///   data that ``restore(_:)``s that state continues exactly as an uninterrupted run would.
 ///
 /// The result depends only on the flow's initial state, the data, and the options, never on the
 /// thread count. Not thread-safe: nothing else may use the flow while ``run(progress:)`` runs.
@@ -37,8 +37,9 @@ public final class Trainer<Scalar: FlowScalar> {
     public let dataFingerprint: UInt64
     /// Whether batches get uniform dequantisation noise (the flow starts with ``Dequantize``).
     public let dequantize: Bool
-    /// Where to write a checkpoint after every epoch (Float flows only); nil for none.
-    public var checkpointPath: String?
+    /// Called after every finished epoch (before the progress callback sees it), e.g. to write
+    /// a checkpoint; an error it throws ends the run.
+    public var checkpoint: ((Trainer<Scalar>) throws -> Void)?
 
     /// The finished epochs (a resumed run starts with the checkpoint's).
     public internal(set) var history: [EpochRecord] = []
@@ -46,19 +47,12 @@ public final class Trainer<Scalar: FlowScalar> {
     /// The epoch whose parameters ``best`` holds (0: none yet).
     public internal(set) var bestEpoch = 0
     /// Epochs since the last improvement.
-    var badEpochs = 0
+    public internal(set) var badEpochs = 0
     /// Parameter values at ``bestEpoch``.
-    var best: [[Scalar]]?
-    /// The flow's continuous layers (nested ones included), whose probes change every step.
+    public internal(set) var best: [[Scalar]]?
+    /// The flow's continuous layers (``NormalizingFlow/continuousLayers``), whose probes change
+    /// every step.
     private let continuousLayers: [ContinuousFlow<Scalar>]
-
-    private static func continuousLayers(in layers: [any FlowLayer<Scalar>]) -> [ContinuousFlow<Scalar>] {
-        layers.flatMap { layer -> [ContinuousFlow<Scalar>] in
-            if let cnf = layer as? ContinuousFlow<Scalar> { return [cnf] }
-            if let container = layer as? any LayerContainer<Scalar> { return continuousLayers(in: container.sublayers) }
-            return []
-        }
-    }
 
     /// A trainer over `rows` rows of `data` (copied). Validation rows are `validation` if given,
     /// otherwise a seeded ``TrainingOptions/validationFraction`` of `data`.
@@ -106,11 +100,11 @@ public final class Trainer<Scalar: FlowScalar> {
         if Dequantization.applies(to: flow), !validationValues.isEmpty {
             // One fixed draw for the validation rows, so epochs compare like with like.
             validationValues.withUnsafeMutableBufferPointer {
-                Dequantization.addNoise($0.baseAddress!, count: $0.count, seed: options.seed, row: UInt64.max >> 17)
+                Dequantization.addEvaluationNoise($0.baseAddress!, count: $0.count, seed: options.seed)
             }
         }
         self.dequantize = Dequantization.applies(to: flow)
-        self.continuousLayers = Self.continuousLayers(in: flow.layers)
+        self.continuousLayers = flow.continuousLayers
         self.flow = flow
         self.options = options
         self.optimizer = try Optimizer(flow.parameters, settings: options.optimizer)
@@ -210,7 +204,7 @@ public final class Trainer<Scalar: FlowScalar> {
                                      learningRate: learningRate, skipped: skipped,
                                      samplesPerSecond: Double(trainRows) / Swift.max(trainSeconds, 1e-9),
                                      elapsed: Self.now() - start)
-            if let path = checkpointPath { try saveCheckpoint(to: path) }
+            if let checkpoint { try checkpoint(self) }
             if let progress, !progress(.epoch(record)) {
                 throw FlowError.cancelled("training cancelled after epoch \(epoch)")
             }

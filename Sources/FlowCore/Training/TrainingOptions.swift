@@ -67,6 +67,18 @@ public struct EpochRecord: Equatable, Sendable {
     public var elapsed: Double
     /// Whether the validation NLL improved on the best so far.
     public var improved: Bool
+
+    public init(epoch: Int, trainNLL: Double, validationNLL: Double?, learningRate: Double, skippedSteps: Int,
+                samplesPerSecond: Double, elapsed: Double, improved: Bool) {
+        self.epoch = epoch
+        self.trainNLL = trainNLL
+        self.validationNLL = validationNLL
+        self.learningRate = learningRate
+        self.skippedSteps = skippedSteps
+        self.samplesPerSecond = samplesPerSecond
+        self.elapsed = elapsed
+        self.improved = improved
+    }
 }
 
 /// Progress of a running ``Trainer``. The callback returns false to cancel.

@@ -112,12 +112,8 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
     public init(config: [String: JSONValue], eventShape: [Int], seed: UInt64) throws {
         let d = eventShape.reduce(1, *)
         guard d >= 1 else { throw FlowError.invalidSpec("cnf: the event must have at least one feature") }
-        let hidden = config.ints("hidden", default: [64, 64, 64])
-        try validateHidden(hidden, context: "cnf")
-        let act = config.string("activation", default: "tanh")
-        guard let activation = Activation(rawValue: act), activation == .tanh || activation == .softplus else {
-            throw FlowError.invalidSpec("cnf: activation must be \"tanh\" or \"softplus\" (smooth), got \"\(act)\"")
-        }
+        let (hidden, activation) = try MLP<Scalar>.settings(config, context: "cnf", defaultHidden: [64, 64, 64],
+                                                           defaultActivation: .tanh, allowed: [.tanh, .softplus])
         let t = config.double("end_time", default: 1)
         guard t.isFinite, t > 0 else { throw FlowError.invalidSpec("cnf: end_time must be positive and finite (got \(t))") }
         let solverName = config.string("solver", default: "dopri5")

@@ -10,10 +10,11 @@ struct CouplingMask {
     let mask: [Int]
     /// Indices with mask 1 (conditioning) and 0 (transformed), ascending.
     let identity: [Int]
-    let transformed: [Int]
-    /// Start of `identity` / `transformed` when each is one contiguous range.
+    var transformed: [Int] { transformedFeatures.indices }
+    /// The transformed features as an element-wise transform takes them.
+    let transformedFeatures: FeatureIndices
+    /// Start of `identity` when it is one contiguous range.
     let identityRangeStart: Int?
-    let transformedRangeStart: Int?
 
     /// Resolves a spec's `mask` (`"half"`, `"alternating"` or an explicit 0/1 list) and
     /// `invert_mask` for `dimension` features.
@@ -43,18 +44,10 @@ struct CouplingMask {
         self.dimension = d
         self.mask = m
         identity = m.indices.filter { m[$0] == 1 }
-        transformed = m.indices.filter { m[$0] == 0 }
-        identityRangeStart = CouplingMask.rangeStart(identity)
-        transformedRangeStart = CouplingMask.rangeStart(transformed)
+        transformedFeatures = FeatureIndices(m.indices.filter { m[$0] == 0 })
+        identityRangeStart = FeatureIndices(identity).rangeStart
     }
 
-    private static func rangeStart(_ indices: [Int]) -> Int? {
-        guard let first = indices.first else { return 0 }
-        for (k, i) in indices.enumerated() where i != first + k { return nil }
-        return first
-    }
-
-    /// Scratch for ``conditioningInput(_:rows:arena:)``.
     /// Scratch of an MLP coupling's backward pass over `rows` rows: the gathered conditioning
     /// input, the conditioner output and tape, `∂L/∂x_a`, and the conditioner's own scratch.
     func couplingBackwardBytes<T>(_ net: MLP<T>, rows: Int) -> Int {
@@ -63,6 +56,7 @@ struct CouplingMask {
             + Arena.bytes(T.self, rows * identity.count) + net.backwardWorkspaceBytes(rows: rows)
     }
 
+    /// Scratch for ``conditioningInput(_:rows:arena:)``.
     func gatherBytes<T>(_: T.Type, rows: Int) -> Int {
         identityRangeStart == nil ? Arena.bytes(T.self, rows * identity.count) : 0
     }

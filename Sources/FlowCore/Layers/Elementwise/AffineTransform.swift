@@ -1,0 +1,91 @@
+/// The affine transform of RealNVP (Dinh et al., "Density estimation using Real NVP", ICLR 2017)
+/// with a soft-clamped log-scale.
+///
+///     forward:  z = x·eˢ + t,      inverse:  x = (z − t)·e⁻ˢ,      log|det| = Σ s
+///     s = c·tanh(ŝ/c)   (c = clamp; c = 0 leaves ŝ unclamped)
+///
+/// The clamp is smooth, the identity near zero and bounds each feature's scale by e^±c, so early
+/// training cannot blow up. Parameters of a row with `n` features are blocked: the shifts
+/// `t₁…tₙ`, then the raw log-scales `ŝ₁…ŝₙ`; all zero gives the identity.
+public struct AffineTransform<Scalar: FlowScalar>: ElementwiseTransform {
+    public static var couplingTypeName: String { "affine_coupling" }
+    public static var hyperParameters: [HyperParameter] {
+        [HyperParameter("clamp", .double, "soft clamp c of the log-scale, s = c·tanh(ŝ/c); 0 = none (default 5)")]
+    }
+
+    /// The clamp c (0: none).
+    let clamp: Scalar
+
+    public init(config: [String: JSONValue], context: String) throws {
+        let c = config.double("clamp", default: 5)
+        guard c >= 0, c.isFinite else { throw FlowError.invalidSpec("\(context): clamp must be ≥ 0") }
+        clamp = Scalar(c)
+    }
+
+    public var config: [String: JSONValue] { ["clamp": .number(Double(clamp))] }
+    public var parametersPerFeature: Int { 2 }
+    public func outputFeature(_ column: Int, features: Int) -> Int { column % features }
+    public var scratchBytes: Int { 0 }
+
+    /// The clamped log-scale.
+    @inline(__always) func clamped(_ raw: Scalar) -> Scalar {
+        clamp > 0 ? clamp * Scalar.tanh(raw / clamp) : raw
+    }
+
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func apply(_ x: UnsafeMutablePointer<Scalar>, ldx: Int, features: FeatureIndices,
+                      parameters st: UnsafePointer<Scalar>, ldp: Int, rows: Int,
+                      logDet: UnsafeMutablePointer<Double>, inverse: Bool, arena: inout Arena) {
+        let nb = features.count
+        if let start = features.rangeStart {
+            Scalar.affineRows(x + start, ldx: ldx, st: st, ldst: ldp, rows: rows, count: nb, clamp: clamp,
+                              inverse: inverse, logDet: logDet)
+            return
+        }
+        features.indices.withUnsafeBufferPointer { idx in
+            for r in 0..<rows {
+                let row = x + r * ldx, shift = st + r * ldp, rawScale = shift + nb
+                var sum: Scalar = 0
+                for j in 0..<nb {
+                    let s = clamped(rawScale[j]); sum += s
+                    let i = idx[j]
+                    row[i] = inverse ? (row[i] - shift[j]) * Scalar.exp(-s) : row[i] * Scalar.exp(s) + shift[j]
+                }
+                logDet[r] += inverse ? -Double(sum) : Double(sum)
+            }
+        }
+    }
+
+    /// With `s = c·tanh(ŝ/c)`, `z = x·eˢ + t`, `logDet = Σ s`: `∂L/∂x = g·eˢ`, `∂L/∂t = g`,
+    /// `∂L/∂ŝ = (g·x·eˢ + w)·(1 − tanh²(ŝ/c))`.
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func backward(input x: UnsafePointer<Scalar>, ldx: Int, features: FeatureIndices,
+                         parameters h: UnsafeMutablePointer<Scalar>, ldp: Int,
+                         gradient g: UnsafeMutablePointer<Scalar>, ldg: Int, rows: Int,
+                         logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
+        let nb = features.count
+        if let start = features.rangeStart {
+            // h = [t, ŝ] is overwritten by [∂L/∂t, ∂L/∂ŝ]; ŝ is read before it is written.
+            Scalar.affineRowsBackward(x + start, ldx: ldx, st: h, ldst: ldp, gradient: g + start, ldg: ldg, rows: rows,
+                                      count: nb, clamp: clamp, logDetGradient: w, inverse: false)
+            return
+        }
+        features.indices.withUnsafeBufferPointer { idx in
+            for r in 0..<rows {
+                let xr = x + r * ldx, gr = g + r * ldg, hr = h + r * ldp
+                for j in 0..<nb {
+                    let i = idx[j]
+                    let raw = hr[nb + j]
+                    let s = clamped(raw), e = Scalar.exp(s)
+                    let gz = gr[i]
+                    let ds = gz * xr[i] * e + w[r]
+                    var slope: Scalar = 1
+                    if clamp > 0 { let th = Scalar.tanh(raw / clamp); slope = 1 - th * th }
+                    hr[j] = gz
+                    hr[nb + j] = ds * slope
+                    gr[i] = gz * e
+                }
+            }
+        }
+    }
+}

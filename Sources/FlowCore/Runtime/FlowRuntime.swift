@@ -1,0 +1,106 @@
+import CBLAS
+import Dispatch
+import Glibc
+import Synchronization
+
+/// Process-wide execution: the installed ``RuntimeConfiguration`` and the worker threads.
+///
+/// The one thread knob: ``threadCount`` (initially ``RuntimeConfiguration/threads``, else the
+/// number of active processors). Large batches are cut into fixed chunks of
+/// ``NormalizingFlow/chunkRows`` rows, independent of the thread count, and chunks are spread
+/// over threads; so results are bit-identical for any thread count. OpenBLAS's own threading is
+/// switched off (its threads would multiply with ours), and its work buffers are warmed for as
+/// many threads as ours (``warmUpBLAS(threads:)``, FlowRuntime+BLASWarmUp.swift).
+public enum FlowRuntime {
+    private static let lock = PosixMutex()
+    nonisolated(unsafe) private static var _configuration = RuntimeConfiguration.environment
+    nonisolated(unsafe) private static var _threadCount: Int = {
+        _ = blasConfigured
+        return defaultThreadCount
+    }()
+
+    /// The settings in force (initially ``RuntimeConfiguration/environment``). Setting it also
+    /// sets ``threadCount`` when the new configuration names a thread count.
+    public static var configuration: RuntimeConfiguration {
+        get { lock.withLock { _configuration } }
+        set {
+            lock.withLock { _configuration = newValue }
+            if let threads = newValue.threads { threadCount = threads }
+        }
+    }
+
+    /// ``RuntimeConfiguration/threads`` of the environment, else the number of active processors.
+    private static var defaultThreadCount: Int {
+        RuntimeConfiguration.environment.threads ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
+
+    /// OpenBLAS work buffers warmed so far (``warmUpBLAS(threads:)``); guarded by `warmLock`.
+    nonisolated(unsafe) private static var warmedThreads = 0
+    private static let warmLock = PosixMutex()
+
+    private static let blasConfigured: Bool = {
+        openblas_set_num_threads(1)
+        warmUp(upTo: defaultThreadCount)
+        return true
+    }()
+
+    /// Warms OpenBLAS's buffers for `threads` concurrent workers unless that many are warm.
+    private static func warmUp(upTo threads: Int) {
+        warmLock.withLock {
+            let wanted = min(threads, warmUpSlotLimit)
+            guard wanted > warmedThreads else { return }
+            warmUpBLAS(threads: wanted)
+            warmedThreads = wanted
+        }
+    }
+
+    /// Switches OpenBLAS's threading off (once per process). Every flow calls it when built, so
+    /// every matrix product (inference, training, initialisation) runs under the same setting
+    /// and results never depend on which call came first.
+    static func configureBLAS() { _ = blasConfigured }
+
+    /// Worker threads for batch computations (1...256).
+    public static var threadCount: Int {
+        get { lock.withLock { _threadCount } }
+        set {
+            let count = min(max(newValue, 1), 256)
+            _ = blasConfigured
+            warmUp(upTo: count)
+            lock.withLock { _threadCount = count }
+        }
+    }
+
+    /// Runs `body(chunk)` for chunks `0..<chunks`, over up to ``threadCount`` threads. Each
+    /// worker takes the next unclaimed chunk (one atomic counter), so a thread slowed by other
+    /// load on its core does fewer chunks instead of holding up the call; what a chunk computes
+    /// never depends on which thread runs it.
+    static func forEachChunk(_ chunks: Int, _ body: (Int) -> Void) {
+        _ = blasConfigured
+        let workers = min(threadCount, chunks)
+        if workers <= 1 {
+            for c in 0..<chunks { body(c) }
+            return
+        }
+        let next = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while true {
+                let c = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard c < chunks else { return }
+                body(c)
+            }
+        }
+    }
+}
+
+/// A thread-safe pool of ``Workspace``s, so concurrent calls on one flow never share scratch.
+final class WorkspacePool: @unchecked Sendable {
+    private let lock = PosixMutex()
+    private var free: [Workspace] = []
+
+    func withWorkspace<R>(bytes: Int, _ body: (Workspace) throws -> R) rethrows -> R {
+        let ws = lock.withLock { free.popLast() } ?? Workspace()
+        defer { lock.withLock { free.append(ws) } }
+        ws.reserve(bytes: bytes)
+        return try body(ws)
+    }
+}

@@ -1,0 +1,374 @@
+import FlowCore
+import FlowHDF5
+import Glibc
+
+/// Reading and writing SwiftFlows model files: the HDF5 schema of docs/model-format.md.
+///
+/// Writers build the whole file in memory (HDF5's core driver), then either hand out the image
+/// or write it beside the target and rename it into place, so an interrupted save never damages
+/// an existing model. Readers validate every attribute, dataset shape and size before allocating.
+public enum ModelFile {
+    /// The `format` attribute of every model file.
+    public static let formatName = "swiftflows-model"
+    /// The format version this library writes; it reads any file of the same major version.
+    public static let formatVersion = (major: 1, minor: 0)
+    /// Library version written into files and reported by the C API.
+    public static let libraryVersion = "0.1.0"
+
+    // MARK: Writing
+
+    /// The model as an HDF5 file image.
+    public static func image(of flow: NormalizingFlow<Float>) throws -> [UInt8] {
+        try image(of: flow, extra: nil)
+    }
+
+    /// The model as an HDF5 file image, with `extra` adding groups beside the model's (training
+    /// checkpoints add `/training`).
+    static func image(of flow: NormalizingFlow<Float>, extra: ((HDF5Group) throws -> Void)?) throws -> [UInt8] {
+        do {
+            let file = try HDF5File.createInMemory(userBlock: FileIntegrity.userBlockSize)
+            let root = try file.root
+            try write(flow, into: root)
+            try extra?(root)
+            var bytes = try file.fileImage()
+            file.close()
+            try FileIntegrity.seal(&bytes)
+            return bytes
+        } catch let e as HDF5Error {
+            throw FlowError.io("cannot serialise the model: \(e.message)")
+        }
+    }
+
+    /// Saves the model to `path` atomically (temporary file, fsync, rename).
+    public static func save(_ flow: NormalizingFlow<Float>, to path: String) throws {
+        try save(flow, to: path, extra: nil)
+    }
+
+    /// Saves the model and `extra` groups atomically.
+    static func save(_ flow: NormalizingFlow<Float>, to path: String, extra: ((HDF5Group) throws -> Void)?) throws {
+        let bytes = try image(of: flow, extra: extra)
+        do {
+            try writeFileAtomically(bytes, to: path)
+        } catch let e as HDF5Error {
+            throw FlowError.io("cannot save '\(path)': \(e.message)")
+        }
+    }
+
+    private static func write(_ flow: NormalizingFlow<Float>, into root: HDF5Group) throws {
+        try root.setAttribute("format", string: formatName)
+        try root.setAttribute("format_version", ints: [Int64(formatVersion.major), Int64(formatVersion.minor)])
+        try root.setAttribute("library_version", string: libraryVersion)
+        try root.setAttribute("event_shape", ints: flow.eventShape.map(Int64.init))
+        try root.setAttribute("spec", string: flow.spec.description)
+
+        let base = try root.createGroup("base")
+        try base.setAttribute("type", string: flow.base.config["type"]?.stringValue ?? "")
+        try writeParameters(flow.base.parameters, to: base)
+
+        try writeLayers(flow.layers, into: try root.createGroup("layers"))
+    }
+
+    /// Writes `layers` as groups `0000`, `0001`, … of `group` (with a `count` attribute);
+    /// containers recurse into a `layers` subgroup of their own group.
+    private static func writeLayers(_ layers: [any FlowLayer<Float>], into group: HDF5Group) throws {
+        try group.setAttribute("count", int: Int64(layers.count))
+        for (i, layer) in layers.enumerated() {
+            let layerGroup = try group.createGroup(layerGroupName(i))
+            let type = Swift.type(of: layer)
+            try layerGroup.setAttribute("type", string: type.typeName)
+            let config = layer.config
+            for hp in type.hyperParameters where hp.kind != .layers {
+                guard let value = config[hp.name] else { continue }
+                try writeHyperParameter(hp, value, to: layerGroup)
+            }
+            if let container = layer as? any LayerContainer<Float> {
+                try writeParameters(container.ownParameters, to: layerGroup)
+                try writeLayers(container.sublayers, into: try layerGroup.createGroup("layers"))
+            } else {
+                try writeParameters(layer.parameters, to: layerGroup)
+            }
+        }
+    }
+
+    private static func writeHyperParameter(_ hp: HyperParameter, _ value: JSONValue, to group: HDF5Group) throws {
+        switch hp.kind {
+        case .int: try group.setAttribute(hp.name, int: Int64(value.intValue ?? 0))
+        case .double: try group.setAttribute(hp.name, double: value.doubleValue ?? 0)
+        case .string: try group.setAttribute(hp.name, string: value.stringValue ?? "")
+        case .bool: try group.setAttribute(hp.name, int: value.boolValue == true ? 1 : 0)
+        case .intList: try group.setAttribute(hp.name, ints: (value.intArrayValue ?? []).map(Int64.init))
+        case .intArray:
+            let values = (value.intArrayValue ?? []).map(Int64.init)
+            try group.writeDataset(hp.name, int64s: values, shape: [values.count])
+        case .layers:
+            break  // written as the `layers` subgroup
+        }
+    }
+
+    private static func writeParameters(_ parameters: [Parameter<Float>], to group: HDF5Group) throws {
+        for p in parameters {
+            try group.writeDataset(p.name, floats: UnsafeBufferPointer(p.values), shape: p.shape)
+        }
+    }
+
+    /// `"0000"`, `"0001"`, … (at least four digits).
+    static func layerGroupName(_ index: Int) -> String {
+        let digits = String(index)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+
+    // MARK: Reading
+
+    /// Loads a model from the file at `path`.
+    public static func load(path: String) throws -> NormalizingFlow<Float> {
+        try withFile(path: path) { file, source in try read(file, source: source) }
+    }
+
+    /// Largest model file the loaders read (bytes).
+    static let maxFileBytes = 1 << 34
+
+    /// Reads the file at `path` (a readable regular file of at most ``maxFileBytes``), runs the
+    /// pre-checks of ``FileIntegrity`` on its bytes and opens them as an HDF5 file image, which it
+    /// passes with a description for messages to `body`. HDF5 parses exactly the bytes that were
+    /// checked (the file may change on disk meanwhile).
+    static func withFile<T>(path: String, _ body: (HDF5File, String) throws -> T) throws -> T {
+        let bytes = try readWholeFile(path)
+        return try bytes.withUnsafeBytes { try withImage($0, source: "'\(path)'", body) }
+    }
+
+    /// The pre-checks, then `body` with the bytes opened as an HDF5 file image.
+    static func withImage<T>(_ image: UnsafeRawBufferPointer, source: String, _ body: (HDF5File, String) throws -> T) throws -> T {
+        guard image.count > 0 else { throw FlowError.format("\(source) is empty") }
+        guard image.count <= maxFileBytes else {
+            throw FlowError.limitExceeded("\(source) is \(image.count) bytes, more than the limit of \(maxFileBytes)")
+        }
+        do {
+            _ = try FileIntegrity.check(image)
+        } catch let e as FlowError {
+            throw e.prefixed("\(source): ")
+        }
+        let file: HDF5File
+        do { file = try HDF5File.openImage(image) } catch let e as HDF5Error {
+            throw FlowError.format("\(source) is not a readable HDF5 file: \(e.message)")
+        }
+        return try body(file, source)
+    }
+
+    /// The bytes of the regular file at `path`; ``FlowError/io(_:)`` naming the path otherwise.
+    static func readWholeFile(_ path: String) throws -> [UInt8] {
+        func failure(_ why: String) -> FlowError { FlowError.io("cannot open '\(path)': \(why)") }
+        if path.isEmpty { throw failure("empty path") }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure(String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw failure(String(cString: strerror(errno))) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw failure("not a regular file") }
+        guard st.st_size >= 0, Int(st.st_size) <= maxFileBytes else {
+            throw FlowError.limitExceeded("'\(path)' is \(st.st_size) bytes, more than the limit of \(maxFileBytes)")
+        }
+        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
+        var offset = 0
+        try bytes.withUnsafeMutableBytes { buffer in
+            while offset < buffer.count {
+                let n = Glibc.read(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw FlowError.io("cannot read '\(path)': \(String(cString: strerror(errno)))")
+                }
+                if n == 0 { break }  // the file shrank meanwhile
+                offset += n
+            }
+        }
+        if offset < bytes.count { bytes.removeSubrange(offset...) }
+        return bytes
+    }
+
+    /// Loads a model from an HDF5 file image in memory.
+    public static func load(image: UnsafeRawBufferPointer) throws -> NormalizingFlow<Float> {
+        guard image.count > 0 else { throw FlowError.format("the model image is empty") }
+        return try withImage(image, source: "the model image") { file, source in try read(file, source: source) }
+    }
+
+    static func read(_ file: HDF5File, source: String) throws -> NormalizingFlow<Float> {
+        do {
+            return try readModel(try file.root)
+        } catch let e as HDF5Error {
+            throw FlowError.format("\(source): \(e.message)")
+        } catch let e as FlowError {
+            switch e {
+            case .unsupportedVersion, .unknownType, .limitExceeded, .format, .corrupt, .numerical:
+                throw e.prefixed("\(source): ")
+            default: throw FlowError.format("\(source): \(e.message)")
+            }
+        }
+    }
+
+    private static func readModel(_ root: HDF5Group) throws -> NormalizingFlow<Float> {
+        guard root.hasAttribute("format") else {
+            throw FlowError.format("not a SwiftFlows model (no 'format' attribute on the root group)")
+        }
+        let format = try root.stringAttribute("format", maxLength: 256)
+        guard format == formatName else {
+            throw FlowError.format("not a SwiftFlows model (format is \"\(format)\", expected \"\(formatName)\")")
+        }
+        let version = try root.intsAttribute("format_version", maxCount: 8)
+        guard version.count == 2, version.allSatisfy({ $0 >= 0 }) else {
+            throw FlowError.format("format_version must be [major, minor], found \(version)")
+        }
+        guard version[0] <= Int64(formatVersion.major) else {
+            throw FlowError.unsupportedVersion(
+                "format version \(version[0]).\(version[1]) is newer than this library reads (\(formatVersion.major).x); upgrade SwiftFlows")
+        }
+        guard version[0] == Int64(formatVersion.major) else {
+            throw FlowError.unsupportedVersion("format version \(version[0]).\(version[1]) is not supported")
+        }
+        let shape64 = try root.intsAttribute("event_shape", maxCount: Limits.maxEventRank + 1)
+        guard shape64.allSatisfy({ $0 > 0 && $0 <= Int64(Limits.maxEventSize) }) else {
+            throw FlowError.format("event_shape \(shape64) must hold positive extents")
+        }
+        let eventShape = shape64.map { Int($0) }
+        let eventSize = try NormalizingFlow<Float>.validatedEventSize(eventShape)
+
+        // Base distribution.
+        guard root.isGroup("base") else { throw FlowError.format("missing group /base") }
+        let baseGroup = try root.openGroup("base")
+        let baseType = try baseGroup.stringAttribute("type", maxLength: 256)
+        let base: any BaseDistribution<Float>
+        do {
+            base = try makeBaseDistribution(["type": .string(baseType)], eventSize: eventSize)
+        } catch let e as FlowError {
+            throw e.prefixed("/base: ")
+        }
+        try readParameters(base.parameters, from: baseGroup)
+
+        // Layers: first every spec object (recursively), then the layers, then their parameters.
+        guard root.isGroup("layers") else { throw FlowError.format("missing group /layers") }
+        let layersGroup = try root.openGroup("layers")
+        let configs = try readLayerConfigs(layersGroup, depth: 0)
+        let layers: [any FlowLayer<Float>]
+        do {
+            (layers, _) = try LayerRegistry.makeLayers(configs, eventShape: eventShape, seed: 0, context: "", Float.self)
+        } catch let e as FlowError {
+            throw e.prefixed("/layers: ")
+        }
+        try readLayerParameters(layers, from: layersGroup)
+        return try NormalizingFlow(eventShape: eventShape, layers: layers, base: base)
+    }
+
+    /// The spec objects of the layer groups `0000`, `0001`, … of `group` (exactly `count` of them),
+    /// recursing into containers' `layers` subgroups up to ``Limits/maxLayerNesting`` levels.
+    private static func readLayerConfigs(_ group: HDF5Group, depth: Int) throws -> [JSONValue] {
+        guard depth <= Limits.maxLayerNesting else {
+            throw FlowError.limitExceeded("\(group.path): layers nested deeper than \(Limits.maxLayerNesting) levels")
+        }
+        let count = try group.intAttribute("count")
+        guard count >= 0, count <= Int64(Limits.maxLayers) else {
+            throw FlowError.limitExceeded("\(group.path): count \(count) is outside 0...\(Limits.maxLayers)")
+        }
+        let children = try group.childNames(limit: Limits.maxLayers + 1)
+        let expected = (0..<Int(count)).map(layerGroupName)
+        guard Set(children) == Set(expected) else {
+            let extra = Set(children).subtracting(expected).sorted().prefix(3)
+            let missing = Set(expected).subtracting(children).sorted().prefix(3)
+            throw FlowError.format("\(group.path): groups must be exactly 0000...\(layerGroupName(max(Int(count) - 1, 0))) (count = \(count))"
+                + (missing.isEmpty ? "" : "; missing \(missing.joined(separator: ", "))")
+                + (extra.isEmpty ? "" : "; unexpected \(extra.joined(separator: ", "))"))
+        }
+        var configs: [JSONValue] = []
+        for name in expected {
+            guard group.isGroup(name) else { throw FlowError.format("\(group.path)/\(name) is not a group") }
+            let layerGroup = try group.openGroup(name)
+            let typeName = try layerGroup.stringAttribute("type", maxLength: 256)
+            guard let type = LayerRegistry.layerType(typeName, Float.self) else {
+                throw FlowError.unknownType("\(layerGroup.path): unknown layer type \"\(typeName)\" (known: \(LayerRegistry.typeNames.joined(separator: ", ")))")
+            }
+            var config: [String: JSONValue] = ["type": .string(typeName)]
+            for hp in type.hyperParameters {
+                switch hp.kind {
+                case .layers:
+                    guard layerGroup.isGroup("layers") else { throw FlowError.format("missing group \(layerGroup.path)/layers") }
+                    config[hp.name] = .array(try readLayerConfigs(try layerGroup.openGroup("layers"), depth: depth + 1))
+                case .intArray where layerGroup.isDataset(hp.name):
+                    config[hp.name] = try readHyperParameter(hp, from: layerGroup)
+                case .intArray:
+                    break
+                default:
+                    if layerGroup.hasAttribute(hp.name) { config[hp.name] = try readHyperParameter(hp, from: layerGroup) }
+                }
+            }
+            configs.append(.object(config))
+        }
+        return configs
+    }
+
+    /// Reads each layer's parameters from its group (containers: own parameters, then recursion).
+    private static func readLayerParameters(_ layers: [any FlowLayer<Float>], from group: HDF5Group) throws {
+        for (i, layer) in layers.enumerated() {
+            let layerGroup = try group.openGroup(layerGroupName(i))
+            if let container = layer as? any LayerContainer<Float> {
+                try readParameters(container.ownParameters, from: layerGroup)
+                try readLayerParameters(container.sublayers, from: try layerGroup.openGroup("layers"))
+            } else {
+                try readParameters(layer.parameters, from: layerGroup)
+            }
+            layer.parametersDidChange()
+        }
+    }
+
+    private static func readHyperParameter(_ hp: HyperParameter, from group: HDF5Group) throws -> JSONValue {
+        switch hp.kind {
+        case .int: return .number(Double(try group.intAttribute(hp.name)))
+        case .double: return .number(try group.doubleAttribute(hp.name))
+        case .string: return .string(try group.stringAttribute(hp.name, maxLength: 4096))
+        case .bool:
+            let v = try group.intAttribute(hp.name)
+            guard v == 0 || v == 1 else { throw FlowError.format("\(group.path)/@\(hp.name) must be 0 or 1, found \(v)") }
+            return .bool(v == 1)
+        case .intList:
+            let v = try group.intsAttribute(hp.name, maxCount: Limits.maxHiddenLayers)
+            return .array(v.map { .number(Double($0)) })
+        case .intArray:
+            let (v, shape) = try group.readInt64s(hp.name, maxElements: Limits.maxEventSize)
+            guard shape.count == 1 else {
+                throw FlowError.format("\(group.path)/\(hp.name) must be 1-D, found shape \(shape)")
+            }
+            let bound = Int64(Limits.maxEventSize)  // not abs(): abs(Int64.min) traps
+            guard v.allSatisfy({ $0 >= -bound && $0 <= bound }) else {
+                throw FlowError.format("\(group.path)/\(hp.name) holds out-of-range values")
+            }
+            return .array(v.map { .number(Double($0)) })
+        case .layers:
+            throw FlowError.format("\(group.path)/@\(hp.name): nested layers are read from the layers subgroup")
+        }
+    }
+
+    private static func readParameters(_ parameters: [Parameter<Float>], from group: HDF5Group) throws {
+        for p in parameters {
+            guard group.isDataset(p.name) else {
+                throw FlowError.format("missing dataset \(group.path)/\(p.name) (float32, shape \(p.shape))")
+            }
+            let (values, _) = try group.readFloats(p.name, expectedShape: p.shape, maxElements: p.count)
+            guard values.allSatisfy({ $0.isFinite }) else {
+                throw FlowError.numerical("dataset \(group.path)/\(p.name) contains NaN or infinite values")
+            }
+            p.assign(values)
+        }
+    }
+}
+
+extension NormalizingFlow where Scalar == Float {
+    /// Loads a model file (docs/model-format.md).
+    public static func load(path: String) throws -> NormalizingFlow<Float> { try ModelFile.load(path: path) }
+
+    /// Loads a model from an HDF5 file image.
+    public static func load(image: [UInt8]) throws -> NormalizingFlow<Float> {
+        try image.withUnsafeBytes { try ModelFile.load(image: $0) }
+    }
+
+    /// Saves the model atomically to `path`.
+    public func save(to path: String) throws { try ModelFile.save(self, to: path) }
+
+    /// The model as an HDF5 file image.
+    public func fileImage() throws -> [UInt8] { try ModelFile.image(of: self) }
+}

@@ -1,0 +1,169 @@
+@testable import FlowCore
+@testable import FlowHDF5
+@testable import FlowModelFile
+import FlowTestSupport
+import Glibc
+import XCTest
+
+final class ModelFileTests: XCTestCase {
+    var temporary: TemporaryDirectory!
+    var directory: String { temporary.path }
+
+    override func setUpWithError() throws { temporary = try TemporaryDirectory(prefix: "swiftflows-tests") }
+
+    override func tearDown() { temporary?.remove() }
+
+    /// A flow with every layer type and non-trivial parameters.
+    func everyLayerFlow() throws -> NormalizingFlow<Float> {
+        let flow = try NormalizingFlow<Float>(specJSON: #"""
+        {"event_shape": [5], "base": {"type": "diagonal_normal"},
+         "layers": [{"type": "actnorm", "initialized": true},
+                    {"type": "affine_coupling", "mask": "alternating", "hidden": [7], "clamp": 3},
+                    {"type": "permutation", "kind": "random"}, {"type": "lu_linear"},
+                    {"type": "additive_coupling", "invert_mask": true, "hidden": [3, 4], "activation": "tanh"}]}
+        """#, seed: 4)
+        BijectionChecker.perturb(flow.parameters, scale: 0.3, seed: 1)
+        flow.transform.parametersDidChange()
+        return flow
+    }
+
+    func testSaveThenLoadIsBitExact() throws {
+        let flow = try everyLayerFlow()
+        let path = directory + "/model.h5"
+        try flow.save(to: path)
+        let loaded = try NormalizingFlow<Float>.load(path: path)
+        XCTAssertEqual(loaded.spec, flow.spec)
+        for (a, b) in zip(flow.parameters, loaded.parameters) {
+            XCTAssertEqual(a.array.map(\.bitPattern), b.array.map(\.bitPattern), a.name)
+        }
+        let x = flow.sample(100, seed: 1)
+        XCTAssertEqual(try flow.logProb(x), try loaded.logProb(x))
+        // In-memory images too; and saving again reproduces the same parameters.
+        let fromImage = try NormalizingFlow<Float>.load(image: try loaded.fileImage())
+        XCTAssertEqual(try fromImage.logProb(x), try flow.logProb(x))
+        XCTAssertEqual((fromImage.layers[0] as? ActNorm<Float>)?.isInitialized, true)
+    }
+
+    func testSavingReplacesAnExistingFileAtomically() throws {
+        let path = directory + "/model.h5"
+        try NormalizingFlow<Float>.realNVP(dim: 2, layers: 2, seed: 1).save(to: path)
+        let second = try everyLayerFlow()
+        try second.save(to: path)
+        XCTAssertEqual(try NormalizingFlow<Float>.load(path: path).eventShape, [5])
+        var names: [String] = []
+        if let d = opendir(directory) {
+            while let e = readdir(d) {
+                names.append(withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) })
+            }
+            closedir(d)
+        }
+        XCTAssertEqual(names.filter { $0 != "." && $0 != ".." }, ["model.h5"])
+        XCTAssertThrowsError(try second.save(to: directory + "/missing/dir/model.h5")) { error in
+            guard case FlowError.io = error else { return XCTFail("\(error)") }
+        }
+    }
+
+    /// Copies a saved model with the HDF5 wrapper, applies `edit`, and expects a specific error
+    /// when loading the result.
+    func expectLoadError(_ edit: (HDF5Group) throws -> Void, _ check: (FlowError) -> Bool, _ label: String) throws {
+        let image = try everyLayerFlow().fileImage()
+        let original = try image.withUnsafeBytes { try HDF5File.openImage($0) }
+        let rewritten = try HDF5File.createInMemory()
+        try ModelFileTests.copyModel(from: try original.root, to: try rewritten.root)
+        try edit(try rewritten.root)
+        let bytes = try rewritten.fileImage()
+        XCTAssertThrowsError(try NormalizingFlow<Float>.load(image: bytes), label) { error in
+            guard let e = error as? FlowError else { return XCTFail("\(label): \(error)") }
+            XCTAssertTrue(check(e), "\(label): \(e)")
+        }
+    }
+
+    /// Copies the documented structure of a model file (attributes, groups, datasets).
+    static func copyModel(from src: HDF5Group, to dst: HDF5Group) throws {
+        for name in try src.attributeNames() {
+            if let s = try? src.stringAttribute(name) { try dst.setAttribute(name, string: s) }
+            else if let v = try? src.intsAttribute(name) {
+                if name == "format_version" || name == "event_shape" || name == "hidden" { try dst.setAttribute(name, ints: v) }
+                else { try dst.setAttribute(name, int: v[0]) }
+            } else { try dst.setAttribute(name, double: try src.doubleAttribute(name)) }
+        }
+        for name in try src.childNames() {
+            if src.isGroup(name) {
+                try copyModel(from: try src.openGroup(name), to: try dst.createGroup(name))
+            } else if let (ints, shape) = try? src.readInt64s(name) {
+                try dst.writeDataset(name, int64s: ints, shape: shape)
+            } else {
+                let (v, shape) = try src.readFloats(name)
+                try v.withUnsafeBufferPointer { try dst.writeDataset(name, floats: $0, shape: shape) }
+            }
+        }
+    }
+
+    func testCopyOfAValidModelLoads() throws {
+        let source = try everyLayerFlow()
+        let image = try source.fileImage()
+        let original = try image.withUnsafeBytes { try HDF5File.openImage($0) }
+        let copy = try HDF5File.createInMemory()
+        try ModelFileTests.copyModel(from: try original.root, to: try copy.root)
+        let loaded = try NormalizingFlow<Float>.load(image: try copy.fileImage())
+        let x = source.sample(10, seed: 2)
+        XCTAssertEqual(try loaded.logProb(x), try source.logProb(x))
+    }
+
+    func testBrokenFilesGiveSpecificErrors() throws {
+        try expectLoadError({ try $0.setAttribute("format_version", ints: [2, 0]) }, {
+            if case .unsupportedVersion(let m) = $0 { return m.contains("2.0") }; return false
+        }, "newer major version")
+        try expectLoadError({ try $0.setAttribute("format", string: "something-else") }, {
+            if case .format(let m) = $0 { return m.contains("something-else") }; return false
+        }, "wrong format name")
+        try expectLoadError({ try $0.openGroup("layers").openGroup("0001").setAttribute("type", string: "spline") }, {
+            if case .unknownType(let m) = $0 { return m.contains("spline") && m.contains("/layers/0001") }; return false
+        }, "unknown layer type")
+        try expectLoadError({ try $0.openGroup("base").setAttribute("type", string: "cauchy") }, {
+            if case .unknownType(let m) = $0 { return m.contains("cauchy") }; return false
+        }, "unknown base type")
+        try expectLoadError({ try $0.openGroup("layers").setAttribute("count", int: 6) }, {
+            if case .format(let m) = $0 { return m.contains("missing 0005") }; return false
+        }, "missing layer group")
+        try expectLoadError({ _ = try $0.openGroup("layers").createGroup("0009") }, {
+            if case .format(let m) = $0 { return m.contains("unexpected 0009") }; return false
+        }, "extra layer group")
+        try expectLoadError({ try $0.openGroup("layers").openGroup("0001").setAttribute("hidden", ints: [7, 3]) }, {
+            if case .format(let m) = $0 { return m.contains("weight_1") && m.contains("[3, 7]") }; return false
+        }, "hidden widths inconsistent with the datasets")
+        try expectLoadError({ _ = try $0.openGroup("layers").createGroup("tmp") }, {
+            if case .format(let m) = $0 { return m.contains("unexpected tmp") }; return false
+        }, "stray group under /layers")
+        try expectLoadError({ g in
+            try g.openGroup("layers").openGroup("0002").setAttribute("type", string: "actnorm")
+        }, {
+            if case .format(let m) = $0 { return m.contains("/layers/0002/bias") }; return false
+        }, "layer type changed without its datasets")
+    }
+
+    func testNonFiniteParametersAreRefused() throws {
+        let source = try everyLayerFlow()
+        (source.layers[0] as! ActNorm<Float>).bias.values[2] = .nan
+        XCTAssertThrowsError(try NormalizingFlow<Float>.load(image: try source.fileImage())) { error in
+            guard case FlowError.numerical(let m) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(m.contains("/layers/0000/bias") && m.contains("NaN"), m)
+        }
+    }
+
+    func testGarbageImagesAreFormatErrorsAndTruncatedOnesCorrupt() throws {
+        let image = try everyLayerFlow().fileImage()
+        for bytes in [Array("not an hdf5 file".utf8), [UInt8](repeating: 0, count: 4096)] {
+            XCTAssertThrowsError(try NormalizingFlow<Float>.load(image: bytes)) { error in
+                guard case FlowError.format = error else { return XCTFail("\(error)") }
+            }
+        }
+        XCTAssertThrowsError(try NormalizingFlow<Float>.load(image: Array(image.prefix(image.count / 2)))) { error in
+            guard case FlowError.corrupt(let m) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(m.contains("truncated"), m)
+        }
+        XCTAssertThrowsError(try NormalizingFlow<Float>.load(path: directory + "/absent.h5")) { error in
+            guard case FlowError.io = error else { return XCTFail("\(error)") }
+        }
+    }
+}

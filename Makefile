@@ -19,7 +19,7 @@ LDFLAGS_LIB  := -L$(LIBDIR) -lswiftflows -Wl,-rpath,'$$ORIGIN/../lib'
 APT_PACKAGES := libhdf5-dev libopenblas-dev pkg-config python3-venv
 SWIFT_RELEASE_SCRATCH := .build-shared
 
-.PHONY: all help deps lib cli c-programs venv test test-swift test-c test-python test-cli demo install clean
+.PHONY: all help deps lib cli c-programs venv test test-swift test-c test-python test-cli test-exports demo install clean
 
 all: lib cli c-programs ## Build the library, the command-line tool and the C programs (release)
 
@@ -72,7 +72,7 @@ $(VENV)/.ready: bindings/python/pyproject.toml | deps
 	$(PY) -m pip install -q -e bindings/python
 	@touch $@
 
-test: test-swift test-c test-python test-cli test-alloc test-fuzz-corpus ## Run every test suite (Swift, C, Python, command line, allocation check, fuzz corpus replay)
+test: test-swift test-c test-python test-cli test-alloc test-fuzz-corpus test-exports ## Run every test suite (Swift, C, Python, command line, allocation check, fuzz corpus replay, exported symbols)
 
 test-swift: deps venv ## Swift unit tests
 	SWIFTFLOWS_PYTHON=$(CURDIR)/$(PY) swift test --parallel
@@ -82,6 +82,21 @@ test-c: c-programs ## The C API test program
 
 test-python: lib venv ## The Python package's pytest suite
 	SWIFTFLOWS_LIBRARY=$(CURDIR)/$(LIB) $(PY) -m pytest -q bindings/python/tests
+
+# The functions declared in the header (comments removed by the preprocessor) against every
+# defined symbol of the library's dynamic symbol table, local entries included (see Package.swift
+# on why Swift symbols used to show up there).
+test-exports: lib ## The library's dynamic symbols are exactly the functions of include/swiftflows.h
+	@declared=$$($(CC) -E -P include/swiftflows.h | grep -oE '\bsf_[a-z0-9_]+[[:space:]]*\(' | tr -d '( \t' | sort -u); \
+	defined=$$(nm -D --defined-only $(LIB) | awk '{print $$NF}' | sort -u); \
+	functions=$$(nm -D --defined-only $(LIB) | awk '$$2 == "T" {print $$NF}' | sort -u); \
+	extra=$$(comm -13 <(echo "$$declared") <(echo "$$defined")); \
+	missing=$$(comm -23 <(echo "$$declared") <(echo "$$functions")); \
+	[ -n "$$declared" ] || { echo "test-exports: no sf_ functions found in include/swiftflows.h"; exit 1; }; \
+	[ -z "$$extra" ] || echo "$$extra" | sed 's/^/test-exports: exported but not a function of the header: /'; \
+	[ -z "$$missing" ] || echo "$$missing" | sed 's/^/test-exports: declared in the header but not exported as a function: /'; \
+	[ -z "$$extra$$missing" ] || exit 1; \
+	echo "test-exports: $(LIB) exports exactly the $$(echo "$$declared" | wc -l) functions of include/swiftflows.h"
 
 test-cli: cli venv ## End-to-end tests of the swiftflows command-line tool
 	SWIFTFLOWS_CLI=$(CURDIR)/$(BINDIR)/swiftflows $(PY) -m pytest -q tests/cli

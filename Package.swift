@@ -26,8 +26,14 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().pa
 
 var capiLinker: [LinkerSetting] = []
 if sharedRelease {
+    // Linked with lld, not the default gold: FlowCAPI reaches FlowCore's type metadata and
+    // conformance descriptors (and libdispatch its TLS variable) through GOT entries, and gold keeps
+    // the dynamic relocations of those entries against the symbols even after exports.map has made
+    // them local, so ~26 of them stayed in .dynsym (as LOCAL, but listed by `nm -D`). lld resolves
+    // them to relative relocations, leaving exactly the sf_ functions (`make test-exports`).
     capiLinker = [
         .unsafeFlags([
+            "-use-ld=lld",
             "-static-stdlib",
             "-Xlinker", "--version-script=\(packageRoot)/Sources/FlowCAPI/exports.map",
             "-Xlinker", "-soname=libswiftflows.so.0",

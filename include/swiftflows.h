@@ -15,8 +15,8 @@
  *   [i * event_size, (i + 1) * event_size). Image models use [N, C, H, W] order.
  * - Log-densities and log-determinants are double buffers of n entries (summed in double).
  * - Ownership: the caller owns every buffer it passes; the library never keeps a pointer to one
- *   after the call returns. Memory the library returns (sf_model_save_memory, sf_model_spec)
- *   is released with sf_buffer_free; models with sf_model_free. Every *_free accepts NULL.
+ *   after the call returns. Memory the library returns (sf_model_save_memory, sf_model_spec,
+ *   sf_preset_defaults) is released with sf_buffer_free; models with sf_model_free. Every *_free accepts NULL.
  * - Nothing in this library aborts the process: every pointer, size and file is validated first.
  *   Non-finite inputs are not refused: they propagate to NaN/Inf outputs.
  *
@@ -113,6 +113,22 @@ int sf_get_num_threads(void);
  * Parameters are initialised from `seed` (any value, including 0); a new coupling flow is the
  * identity map. On success *out_model owns a new model; free it with sf_model_free. */
 sf_status sf_model_create(const char *spec_json, uint64_t seed, sf_model **out_model);
+
+/* The presets sf_model_create accepts: sf_preset_count() of them, named sf_preset_name(i) for
+ * i < sf_preset_count() (NULL for a larger index), e.g. "realnvp". The names are in static
+ * storage and never change while the library is loaded. Thread-safe. */
+size_t sf_preset_count(void);
+const char *sf_preset_name(size_t index);
+
+/* The options of the preset `preset` (a name from sf_preset_name) with their defaults, as a
+ * NUL-terminated JSON object owned by the caller (release with sf_buffer_free), e.g. for "nice"
+ *   {"activation":"relu","dim":null,"hidden":[64,64],"layers":4,"mixing":"alternate"}
+ * Every option a spec of this preset may give appears once (besides "preset"). null marks an
+ * option without a default: the required ones ("dim", "shape") and ones left out unless given
+ * ("data_levels"; glow's "alpha", which is 1e-6 with "preprocess": "logit"). *out_json is set to
+ * NULL on failure. Statuses: SF_ERR_INVALID_ARGUMENT (NULL argument), SF_ERR_UNKNOWN_TYPE
+ * (unknown preset; the message lists the known ones). Thread-safe. */
+sf_status sf_preset_defaults(const char *preset, char **out_json);
 
 /* Loads a model from an HDF5 file at `path` (UTF-8).
  * Before HDF5 parses anything, the file is checked (docs/model-format.md, "File checksum and
@@ -302,12 +318,56 @@ sf_status sf_train_resume(const char *checkpoint_path, const float *x, size_t n,
 
 /* ---- Data -------------------------------------------------------------------------------- */
 
-/* Names of the built-in 2-D toy data sets (FFJORD's recipes): "8gaussians", "checkerboard",
- * "rings", "moons", "circles", "swissroll", "pinwheel", "2spirals". */
+/* The built-in 2-D toy data sets (FFJORD's recipes): sf_toy_dataset_count() of them, named
+ * sf_toy_dataset_name(i) for i < sf_toy_dataset_count() (NULL for a larger index): "8gaussians",
+ * "checkerboard", "rings", "moons", "circles", "swissroll", "pinwheel", "2spirals". The names are
+ * in static storage and never change while the library is loaded. Thread-safe. */
+size_t sf_toy_dataset_count(void);
+const char *sf_toy_dataset_name(size_t index);
+
+/* The differential entropy (nats) of the toy distribution `name`, where it is known: the best
+ * achievable expected test NLL. On success *out_known is 1 and *out_entropy the entropy
+ * (8gaussians ~2.831, checkerboard log 32, rings ~2.624), or *out_known is 0 and *out_entropy NaN
+ * for the sets whose entropy is not known. SF_ERR_INVALID_ARGUMENT for a NULL argument or an
+ * unknown name (listing the known names). Thread-safe. */
+sf_status sf_toy_dataset_entropy(const char *name, double *out_entropy, int *out_known);
+
 
 /* Writes n points (n * 2 floats) of the toy set `name`, generated from `seed` (the same on every
  * run and machine). SF_ERR_INVALID_ARGUMENT, listing the known names, for an unknown name. */
 sf_status sf_toy_dataset(const char *name, size_t n, uint64_t seed, float *out);
+
+/* ---- File checksum ----------------------------------------------------------------------- */
+/* Files SwiftFlows writes start with a 512-byte checksum block (an HDF5 user block holding
+ * "SWIFTFLOWS-CHECKSUM 1\nsize <bytes>\ncrc32 <8 hex digits>\n", zero-padded; docs/model-format.md,
+ * "File checksum and pre-checks"), and the loaders refuse a file whose bytes do not match it
+ * (SF_ERR_CORRUPT). After a deliberate edit of such a file by another HDF5 program (e.g. h5py's
+ * "r+" mode), reseal it. Only reseal files changed on purpose: the loaders then accept whatever
+ * bytes the file holds (the structural pre-checks still apply). */
+
+/* Size of the checksum block. */
+#define SF_FILE_CHECKSUM_BLOCK_SIZE 512
+
+/* Writes the SF_FILE_CHECKSUM_BLOCK_SIZE-byte checksum block for the file bytes data[0, size) to
+ * out_block: it records `size` and the CRC-32 (zlib's) of the bytes after the first
+ * SF_FILE_CHECKSUM_BLOCK_SIZE (the data's own first bytes are ignored; any bytes are accepted).
+ * data may be NULL when size is 0. SF_ERR_INVALID_ARGUMENT for a NULL pointer or out_capacity <
+ * SF_FILE_CHECKSUM_BLOCK_SIZE (nothing written). Reads only the caller's buffers; thread-safe. */
+sf_status sf_file_checksum_block(const void *data, size_t size, void *out_block, size_t out_capacity);
+
+/* Rewrites in place the checksum block (the first SF_FILE_CHECKSUM_BLOCK_SIZE bytes) of the HDF5
+ * file image data[0, size). SF_ERR_FORMAT, leaving the bytes untouched, if the image has no
+ * 512-byte user block (the HDF5 signature at offset 512), e.g. a file written by h5py, which needs
+ * no checksum; SF_ERR_INVALID_ARGUMENT for NULL data. Thread-safe on distinct buffers. */
+sf_status sf_file_reseal_memory(void *data, size_t size);
+
+/* Rewrites the checksum block of the file at `path` (UTF-8), as sf_file_reseal_memory does. The
+ * file is replaced atomically as in sf_model_save (a temporary file beside it, renamed into
+ * place): it holds the old bytes or the resealed ones, never a mix. Statuses: SF_ERR_IO (cannot
+ * read or write the path), SF_ERR_FORMAT (no 512-byte user block: the file is left alone),
+ * SF_ERR_LIMIT (larger than the loaders read), SF_ERR_INVALID_ARGUMENT (NULL path). Does not lock
+ * the file: do not reseal a file that another thread or process is writing. */
+sf_status sf_file_reseal(const char *path);
 
 #ifdef __cplusplus
 }

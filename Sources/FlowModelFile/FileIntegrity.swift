@@ -60,16 +60,33 @@ enum FileIntegrity {
         return Array(text.utf8)
     }
 
-    /// Writes the checksum header into the (zeroed) user block of `image`, an HDF5 file image
-    /// created with a 512-byte user block.
-    static func seal(_ image: inout [UInt8]) throws {
-        guard image.count > userBlockSize + hdf5Signature.count,
-              Array(image[userBlockSize..<userBlockSize + hdf5Signature.count]) == hdf5Signature else {
+    /// The user block (header, zero-padded to ``userBlockSize`` bytes) for the file bytes `bytes`;
+    /// their own first ``userBlockSize`` bytes are ignored.
+    static func block(for bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        let body = bytes.count > userBlockSize ? UnsafeRawBufferPointer(rebasing: bytes[userBlockSize...]) : UnsafeRawBufferPointer(start: nil, count: 0)
+        let text = header(size: bytes.count, crc: crc32(body))
+        return text + [UInt8](repeating: 0, count: userBlockSize - text.count)
+    }
+
+    /// Whether `image` is an HDF5 file image with a ``userBlockSize``-byte user block (the HDF5
+    /// signature at offset ``userBlockSize``), i.e. has room for the checksum header.
+    static func hasUserBlock(_ image: UnsafeRawBufferPointer) -> Bool {
+        image.count > userBlockSize + hdf5Signature.count
+            && image[userBlockSize..<userBlockSize + hdf5Signature.count].elementsEqual(hdf5Signature)
+    }
+
+    /// Writes the checksum header into the user block of `image`, an HDF5 file image created with
+    /// a 512-byte user block.
+    static func seal(_ image: UnsafeMutableRawBufferPointer) throws {
+        guard hasUserBlock(UnsafeRawBufferPointer(image)) else {
             throw HDF5Error("cannot write the file checksum: the image has no \(userBlockSize)-byte user block")
         }
-        let crc = image.withUnsafeBytes { crc32(UnsafeRawBufferPointer(rebasing: $0[userBlockSize...])) }
-        let text = header(size: image.count, crc: crc)
-        for i in 0..<userBlockSize { image[i] = i < text.count ? text[i] : 0 }
+        let block = block(for: UnsafeRawBufferPointer(image))
+        image.copyBytes(from: block)
+    }
+
+    static func seal(_ image: inout [UInt8]) throws {
+        try image.withUnsafeMutableBytes { try seal($0) }
     }
 
     /// Runs every pre-check on a whole file's bytes. Throws ``FlowError/corrupt(_:)`` (or

@@ -43,6 +43,26 @@ final class PresetTests: XCTestCase {
         }
     }
 
+    /// The defaults table is what the expansion uses: a spec giving every default explicitly
+    /// expands exactly like one giving none, and unknown keys are refused.
+    func testDefaultsTableDrivesTheExpansion() throws {
+        XCTAssertEqual(Presets.names, ["realnvp", "nice", "nsf", "glow", "realnvp_image"])
+        for preset in Presets.all {
+            var minimal: [String: JSONValue] = ["preset": .string(preset.name)]
+            for key in preset.required { minimal[key] = key == "dim" ? 3 : [1, 8, 8] }
+            var full = minimal
+            for (key, value) in preset.defaults where value != .null { full[key] = value }
+            XCTAssertEqual(try Presets.expand(minimal), try Presets.expand(full), preset.name)
+            XCTAssertEqual(Set(preset.json.objectValue!.keys), Set(preset.optionNames), preset.name)
+            minimal["no_such_option"] = 1
+            XCTAssertThrowsError(try Presets.expand(minimal), preset.name)
+        }
+        XCTAssertThrowsError(try Presets.named("no_such_preset"))
+        // The builders leave out what they are not given.
+        XCTAssertEqual(try NormalizingFlow<Float>.realNVP(dim: 3, seed: 1).spec,
+                       try NormalizingFlow<Float>(spec: ["preset": "realnvp", "dim": 3], seed: 1).spec)
+    }
+
     func testPresetStructure() throws {
         let flow = try NormalizingFlow<Float>.realNVP(dim: 6, layers: 3, actnorm: true, mixing: "lu")
         XCTAssertEqual(flow.layers.map { type(of: $0).typeName },

@@ -2326,6 +2326,192 @@ done:
     free(ckpt);
 }
 
+/* ---- the library's tables: presets and toy data sets ---------------------------------------- */
+
+static void test_tables(void) {
+    /* Presets: names, defaults as JSON, and a model from each name with its required option. */
+    size_t np = sf_preset_count();
+    CHECKF(np >= 5, "sf_preset_count: %zu", np);
+    CHECK(sf_preset_name(np) == NULL && sf_preset_name(SIZE_MAX) == NULL, "sf_preset_name past the end: NULL");
+    int seen_realnvp = 0;
+    for (size_t i = 0; i < np; i++) {
+        const char *name = sf_preset_name(i);
+        if (!CHECKF(name != NULL && *name != '\0', "sf_preset_name(%zu)", i)) continue;
+        CHECK(sf_preset_name(i) == name, "sf_preset_name: static storage");
+        char *json = (char *)NOT_NULL_MODEL;
+        CHECK_ST(sf_preset_defaults(name, &json), SF_OK);
+        if (!json || json == (char *)NOT_NULL_MODEL) continue;
+        CHECKF(json[0] == '{' && json[strlen(json) - 1] == '}', "%s defaults: a JSON object: %s", name, json);
+        CHECKF(strstr(json, "\"dim\":null") != NULL || strstr(json, "\"shape\":null") != NULL,
+               "%s defaults: the required option maps to null: %s", name, json);
+        CHECKF(strstr(json, "\"preset\"") == NULL, "%s defaults: \"preset\" is not an option: %s", name, json);
+        if (strcmp(name, "realnvp") == 0) {
+            seen_realnvp = 1;
+            CHECKF(strstr(json, "\"layers\":8") && strstr(json, "\"hidden\":[64,64]") && strstr(json, "\"clamp\":5") &&
+                   strstr(json, "\"actnorm\":false") && strstr(json, "\"mixing\":\"alternate\"") &&
+                   strstr(json, "\"activation\":\"relu\""), "realnvp defaults: %s", json);
+        }
+        sf_buffer_free(json);
+    }
+    CHECK(seen_realnvp, "realnvp is a preset");
+    {   /* A model built from the defaults alone has the defaults' structure. */
+        sf_model *m = CREATE("{\"preset\": \"nice\", \"dim\": 2}", 1);
+        char *json = NULL;
+        CHECK_ST(sf_preset_defaults("nice", &json), SF_OK);
+        CHECKF(json && strstr(json, "\"layers\":4") != NULL, "nice: 4 layers by default: %s", json ? json : "");
+        char *spec = m ? model_spec(m) : NULL;
+        size_t couplings = 0;
+        for (const char *p = spec; p && (p = strstr(p, "additive_coupling")) != NULL; p++) couplings++;
+        CHECKF(couplings == 4, "nice built from its defaults: %zu couplings", couplings);
+        sf_buffer_free(spec);
+        sf_buffer_free(json);
+        sf_model_free(m);
+    }
+    char *json = (char *)NOT_NULL_MODEL;
+    CHECK_ST(sf_preset_defaults("no_such_preset_marker", &json), SF_ERR_UNKNOWN_TYPE);
+    CHECK(json == NULL, "unknown preset: *out_json = NULL");
+    CHECKF(strstr(sf_last_error(), "no_such_preset_marker") != NULL && strstr(sf_last_error(), "realnvp") != NULL,
+           "unknown preset: the message names it and the known ones: \"%s\"", sf_last_error());
+    CHECK_ST(sf_preset_defaults(NULL, &json), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_preset_defaults("realnvp", NULL), SF_ERR_INVALID_ARGUMENT);
+
+    /* Toy data sets: names and entropies. */
+    static const char *const names[] = {"8gaussians", "checkerboard", "rings", "moons",
+                                        "circles", "swissroll", "pinwheel", "2spirals"};
+    size_t nt = sf_toy_dataset_count();
+    CHECKF(nt == sizeof names / sizeof names[0], "sf_toy_dataset_count: %zu", nt);
+    for (size_t i = 0; i < nt && i < sizeof names / sizeof names[0]; i++) {
+        const char *name = sf_toy_dataset_name(i);
+        CHECKF(name && strcmp(name, names[i]) == 0, "sf_toy_dataset_name(%zu) = %s", i, name ? name : "NULL");
+        double h = 0;
+        int known = -1;
+        CHECK_ST(sf_toy_dataset_entropy(names[i], &h, &known), SF_OK);
+        if (i < 3)
+            CHECKF(known == 1 && h > 2.5 && h < 3.5, "%s: entropy %g known", names[i], h);
+        else
+            CHECKF(known == 0 && isnan(h), "%s: entropy unknown (NaN): known %d, %g", names[i], known, h);
+    }
+    CHECK(sf_toy_dataset_name(nt) == NULL, "sf_toy_dataset_name past the end: NULL");
+    double h = 0;
+    int known = 0;
+    CHECK_ST(sf_toy_dataset_entropy("checkerboard", &h, &known), SF_OK);
+    CHECKF(known && absd(h - 3.4657359027997265) < 1e-12, "checkerboard: log 32, got %.17g", h);
+    CHECK_ST(sf_toy_dataset_entropy("no_such_toy_marker", &h, &known), SF_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(sf_last_error(), "2spirals") != NULL, "unknown toy set: the known names are listed");
+    CHECK(known == 0 && isnan(h), "unknown toy set: known 0, NaN");
+    CHECK_ST(sf_toy_dataset_entropy(NULL, &h, &known), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_toy_dataset_entropy("rings", NULL, &known), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_toy_dataset_entropy("rings", &h, NULL), SF_ERR_INVALID_ARGUMENT);
+}
+
+/* ---- the checksum entry points ------------------------------------------------------------- */
+
+static int read_file(const char *path, unsigned char *buf, size_t capacity, size_t *out_size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    *out_size = fread(buf, 1, capacity, f);
+    fclose(f);
+    return 1;
+}
+
+static void test_checksum(void) {
+    unsigned char block[SF_FILE_CHECKSUM_BLOCK_SIZE + 8];
+    char expected[SF_FILE_CHECKSUM_BLOCK_SIZE];
+    CHECK(SF_FILE_CHECKSUM_BLOCK_SIZE == 512, "SF_FILE_CHECKSUM_BLOCK_SIZE");
+
+    /* Any bytes, including none. */
+    {
+        unsigned char bytes[1500];
+        for (size_t i = 0; i < sizeof bytes; i++) bytes[i] = (unsigned char)(i * 7 + 3);
+        const size_t sizes[] = {0, 10, 512, 513, sizeof bytes};
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            size_t n = sizes[k];
+            memset(expected, 0, sizeof expected);
+            snprintf(expected, sizeof expected, "SWIFTFLOWS-CHECKSUM 1\nsize %zu\ncrc32 %08x\n", n,
+                     (unsigned)(n > 512 ? crc32_bytes(bytes + 512, n - 512) : 0));
+            memset(block, 0xAB, sizeof block);
+            CHECK_ST(sf_file_checksum_block(n ? bytes : NULL, n, block, sizeof block), SF_OK);
+            CHECKF(memcmp(block, expected, 512) == 0 && block[512] == 0xAB, "checksum block of %zu bytes", n);
+        }
+        memset(block, 0xAB, sizeof block);
+        CHECK_ST(sf_file_checksum_block(bytes, sizeof bytes, block, 511), SF_ERR_INVALID_ARGUMENT);
+        CHECK(block[0] == 0xAB, "capacity too small: nothing written");
+        CHECK_ST(sf_file_checksum_block(NULL, 1, block, sizeof block), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_file_checksum_block(bytes, 1, NULL, sizeof block), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_file_reseal_memory(bytes, sizeof bytes), SF_ERR_FORMAT);
+        CHECK(strstr(sf_last_error(), "user block") != NULL, "reseal without a user block: the message says why");
+        CHECK(bytes[0] == 3, "reseal without a user block: bytes untouched");
+        CHECK_ST(sf_file_reseal_memory(NULL, 10), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_file_reseal_memory(bytes, 0), SF_ERR_FORMAT);
+    }
+
+    /* A model image: the saved block is the computed one; reseal after an edit makes it load. */
+    char dir[] = "/tmp/sf_test_checksum_XXXXXX";
+    if (!CHECK(mkdtemp(dir) != NULL, "mkdtemp")) return;
+    char *path = path_join(dir, "model.h5");
+    sf_model *m = CREATE(SPEC_RNVP2, 3);
+    void *data = NULL;
+    size_t size = 0;
+    unsigned char *img = NULL, *back = NULL;
+    if (!m || !CHECK(sf_model_save_memory(m, &data, &size) == SF_OK, "save_memory")) goto done;
+    CHECK_ST(sf_file_checksum_block(data, size, block, sizeof block), SF_OK);
+    CHECK(memcmp(block, data, 512) == 0, "sf_file_checksum_block equals the block sf_model_save_memory writes");
+    img = xmalloc(size);
+    back = xmalloc(size + 16);
+    memcpy(img, data, size);
+    img[size - 40] ^= 0x01; /* an edit behind the checksum */
+    sf_model *l = NOT_NULL_MODEL;
+    CHECK_ST(sf_model_load_memory(img, size, &l), SF_ERR_CORRUPT);
+    CHECK_ST(sf_file_reseal_memory(img, size), SF_OK);
+    CHECK_ST(sf_file_checksum_block(img, size, block, sizeof block), SF_OK);
+    CHECK(memcmp(block, img, 512) == 0, "sf_file_reseal_memory writes the computed block");
+    memset(img, 0, 100); /* a damaged block is rewritten too */
+    CHECK_ST(sf_file_reseal_memory(img, size), SF_OK);
+    CHECK(memcmp(block, img, 512) == 0, "a damaged block is resealed");
+
+    /* The file variant: same bytes, replaced atomically (no temporary file left). */
+    memcpy(back, data, size);
+    back[size - 40] ^= 0x01;
+    CHECK(write_file(path, back, size), "write the edited file");
+    CHECK_ST(sf_model_load(path, &l), SF_ERR_CORRUPT);
+    CHECK_ST(sf_file_reseal(path), SF_OK);
+    size_t got = 0;
+    CHECK(read_file(path, back, size + 16, &got) && got == size && memcmp(back, img, size) == 0,
+          "sf_file_reseal: the file holds the resealed bytes");
+    CHECKF(dir_count(dir, 0) == 1, "sf_file_reseal leaves no temporary file");
+    /* A file whose block alone was damaged loads again after sf_file_reseal, as the original. */
+    memcpy(back, data, size);
+    memset(back + 30, '?', 20);
+    CHECK(write_file(path, back, size), "write the file with a damaged block");
+    CHECK_ST(sf_model_load(path, &l), SF_ERR_CORRUPT);
+    CHECK_ST(sf_file_reseal(path), SF_OK);
+    l = NULL;
+    CHECK_ST(sf_model_load(path, &l), SF_OK);
+    if (l) CHECK(same_results(m, l), "the resealed file loads the same model");
+    sf_model_free(l);
+    CHECK(read_file(path, back, size + 16, &got) && got == size && memcmp(back, data, size) == 0,
+          "sf_file_reseal restores the original bytes");
+    {
+        char *missing = path_join(dir, "missing.h5");
+        CHECK_ST(sf_file_reseal(missing), SF_ERR_IO);
+        CHECK(!file_exists(missing), "reseal of a missing file creates nothing");
+        free(missing);
+        char *plain = path_join(dir, "plain.bin");
+        CHECK(write_file(plain, "not an HDF5 file at all, but long enough? no.", 45), "write plain");
+        CHECK_ST(sf_file_reseal(plain), SF_ERR_FORMAT);
+        free(plain);
+        CHECK_ST(sf_file_reseal(NULL), SF_ERR_INVALID_ARGUMENT);
+        CHECK_ST(sf_file_reseal(dir), SF_ERR_IO);
+    }
+done:
+    sf_buffer_free(data);
+    sf_model_free(m);
+    free(img);
+    free(back);
+    remove_tree(dir);
+    free(path);
+}
+
 typedef struct {
     const char *name;
     void (*fn)(void);
@@ -2340,6 +2526,7 @@ static const section SECTIONS[] = {
     {"train_cancel", test_train_cancel}, {"train_resume", test_train_resume},
     {"train_fresh_process", test_train_fresh_process}, {"toy", test_toy},
     {"integrity", test_integrity},     {"misuse", test_misuse},
+    {"tables", test_tables},           {"checksum", test_checksum},
 };
 
 /* Runs one section in a child process; the child reports one byte per check through a pipe. */

@@ -37,42 +37,44 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 
 import numpy as np
+
+from swiftflows.integrity import USER_BLOCK_SIZE as USER_BLOCK, checksum_header, reseal_bytes
 
 try:
     import h5py
 except ImportError:  # byte mutations only
     h5py = None
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-USER_BLOCK = 512
-MAGIC = b"SWIFTFLOWS-CHECKSUM 1\n"
+# The checksum block's first line (with the version this library writes).
+MAGIC = checksum_header(b"").split(b"\n", 1)[0] + b"\n"
 
 INTERESTING = [0, 1, 2, 3, 4, 7, 8, 15, 16, 31, 32, 63, 64, 127, 128, 255, 256, 511, 512, 1023, 1024,
                4095, 4096, 32767, 32768, 65535, 65536, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**48,
                2**63 - 1, 2**63, 2**64 - 1, 2**64 - 2]
 
 
-# ---- the SwiftFlows checksum (docs/model-format.md, "File checksum") ---------------------------
+# ---- the SwiftFlows checksum (docs/model-format.md, "File checksum"), computed by the library ------
 
 def sealed(data):
-    return len(data) >= USER_BLOCK and data.startswith(MAGIC)
+    """Whether `data` starts like a SwiftFlows file: the checksum block's first line."""
+    return len(data) >= USER_BLOCK and data[:len(MAGIC)] == MAGIC
 
 
 def seal(data):
     """Writes a valid checksum block over the first 512 bytes of `data` (which must have room)."""
-    body = data[USER_BLOCK:]
-    header = MAGIC + b"size %d\ncrc32 %08x\n" % (len(data), zlib.crc32(body) & 0xFFFFFFFF)
-    return header + bytes(USER_BLOCK - len(header)) + body
+    return checksum_header(data) + bytes(data[USER_BLOCK:])
 
 
 def reseal_if_sealed(data):
     """After a structural edit of a sealed file: a valid checksum again."""
-    if len(data) > USER_BLOCK and data[USER_BLOCK:USER_BLOCK + 8] == HDF5_SIGNATURE and data.startswith(MAGIC):
-        return seal(data)
-    return data
+    if not sealed(data):
+        return data
+    try:
+        return reseal_bytes(data)
+    except ValueError:  # no HDF5 superblock after the user block
+        return data
 
 
 # ---- byte mutations ------------------------------------------------------------------------------

@@ -20,29 +20,38 @@
 ///
 /// Both require H and W divisible by 2^L (squeezes); spatial sizes here are per level.
 enum ImagePresets {
-    static let names = ["glow", "realnvp_image"]
+    /// glow: `shape` required; `alpha` unset means 1e-6 (``glowLogitAlpha``) with `"preprocess": "logit"`.
+    static let glow = PresetDefaults(name: "glow", required: ["shape"], defaults: [
+        ("levels", 3), ("steps", 8), ("hidden", 64), ("bits", 8), ("data_levels", .null), ("prior", "conditional"),
+        ("clamp", 2), ("preprocess", "scale"), ("alpha", .null),
+    ])
+    /// realnvp_image: `shape` required.
+    static let realNVPImage = PresetDefaults(name: "realnvp_image", required: ["shape"], defaults: [
+        ("levels", 2), ("couplings", 3), ("hidden", 64), ("bits", 8), ("data_levels", .null), ("alpha", 0.05),
+        ("actnorm", true), ("clamp", 5),
+    ])
+    /// Glow's logit margin when `"preprocess": "logit"` and no `alpha` is given (RealNVP's).
+    static let glowLogitAlpha = 1e-6
 
+    static let all = [glow, realNVPImage]
+    static let names = all.map(\.name)
+
+    /// Expands `object`, a spec whose options ``Presets/expand(_:)`` checked and completed from
+    /// the preset's ``PresetDefaults``.
     static func expand(_ name: String, _ object: [String: JSONValue]) throws -> [String: JSONValue] {
-        let allowed: Set<String> = name == "glow"
-            ? ["preset", "shape", "levels", "steps", "hidden", "bits", "data_levels", "prior", "clamp", "preprocess", "alpha"]
-            : ["preset", "shape", "levels", "couplings", "hidden", "bits", "data_levels", "alpha", "actnorm", "clamp"]
-        for key in object.keys.sorted() where !allowed.contains(key) {
-            throw FlowError.invalidSpec("preset \(name): unknown key \"\(key)\" (known: \(allowed.sorted().joined(separator: ", ")))")
-        }
         guard let shape = object["shape"]?.intArrayValue, shape.count == 3, shape.allSatisfy({ $0 >= 1 }) else {
             throw FlowError.invalidSpec("preset \(name): \"shape\" must be [C, H, W]")
         }
-        let levels = object["levels"]?.intValue ?? (name == "glow" ? 3 : 2)
-        guard levels >= 1, levels <= Limits.maxLayerNesting else {
+        guard let levels = object["levels"]?.intValue, levels >= 1, levels <= Limits.maxLayerNesting else {
             throw FlowError.invalidSpec("preset \(name): \"levels\" must be in 1...\(Limits.maxLayerNesting)")
         }
         let factor = 1 << levels
         guard shape[1] % factor == 0, shape[2] % factor == 0 else {
             throw FlowError.invalidSpec("preset \(name): height and width must be divisible by 2^levels = \(factor), got \(shape[1])×\(shape[2]) (pad or crop the images)")
         }
-        let hidden = JSONValue.number(Double(object["hidden"]?.intValue ?? 64))
-        let bits = object["bits"]?.intValue ?? 8
-        guard (0...16).contains(bits) else { throw FlowError.invalidSpec("preset \(name): \"bits\" must be in 0...16") }
+        guard let width = object["hidden"]?.intValue else { throw FlowError.invalidSpec("preset \(name): \"hidden\" must be an integer") }
+        let hidden = JSONValue.number(Double(width))
+        guard let bits = object["bits"]?.intValue, (0...16).contains(bits) else { throw FlowError.invalidSpec("preset \(name): \"bits\" must be in 0...16") }
         var layers: [JSONValue] = []
         if let dataLevels = object["data_levels"]?.intValue {
             layers.append(.object(["type": .string("dequantize"), "levels": .number(Double(dataLevels))]))
@@ -51,18 +60,17 @@ enum ImagePresets {
         }
 
         if name == "glow" {
-            let steps = object["steps"]?.intValue ?? 8
-            guard steps >= 1, steps <= 1024 else { throw FlowError.invalidSpec("preset glow: \"steps\" must be in 1...1024") }
-            let clamp = object["clamp"] ?? .number(2)
-            let prior = object["prior"] ?? .string("conditional")
-            switch object["preprocess"]?.stringValue ?? "scale" {
+            guard let steps = object["steps"]?.intValue, steps >= 1, steps <= 1024 else { throw FlowError.invalidSpec("preset glow: \"steps\" must be in 1...1024") }
+            let clamp = object["clamp"]!
+            let prior = object["prior"]!
+            switch object["preprocess"]?.stringValue ?? "" {
             case "scale":
                 guard object["alpha"] == nil else {
                     throw FlowError.invalidSpec("preset glow: \"alpha\" applies to \"preprocess\": \"logit\" only")
                 }
                 layers.append(.object(["type": .string("scale"), "scale": .number(1), "shift": .number(-0.5)]))
             case "logit":
-                layers.append(.object(["type": .string("logit"), "alpha": object["alpha"] ?? .number(1e-6)]))
+                layers.append(.object(["type": .string("logit"), "alpha": object["alpha"] ?? .number(glowLogitAlpha)]))
             case let other:
                 throw FlowError.invalidSpec("preset glow: \"preprocess\" must be \"scale\" or \"logit\", got \"\(other)\"")
             }
@@ -82,11 +90,10 @@ enum ImagePresets {
             }
             layers += level(1)
         } else {
-            let couplings = object["couplings"]?.intValue ?? 3
-            guard couplings >= 1, couplings <= 64 else { throw FlowError.invalidSpec("preset realnvp_image: \"couplings\" must be in 1...64") }
-            let clamp = object["clamp"] ?? .number(5)
-            let actnorm = object["actnorm"]?.boolValue ?? true
-            let alpha = object["alpha"] ?? .number(0.05)
+            guard let couplings = object["couplings"]?.intValue, couplings >= 1, couplings <= 64 else { throw FlowError.invalidSpec("preset realnvp_image: \"couplings\" must be in 1...64") }
+            let clamp = object["clamp"]!
+            let actnorm = object["actnorm"]?.boolValue ?? false
+            let alpha = object["alpha"]!
             layers.append(.object(["type": .string("logit"), "alpha": alpha]))
             func coupling(_ mask: String, _ i: Int) -> [JSONValue] {
                 var out: [JSONValue] = []
@@ -110,27 +117,29 @@ enum ImagePresets {
 }
 
 extension NormalizingFlow {
-    /// Glow for images of `shape` `[C, H, W]` (see ``ImagePresets``).
-    public static func glow(shape: [Int], levels: Int = 3, steps: Int = 8, hidden: Int = 64, bits: Int = 8,
-                            prior: String = "conditional", clamp: Double = 2, preprocess: String = "scale",
+    /// Glow for images of `shape` `[C, H, W]` (see ``ImagePresets``); an option left nil takes its
+    /// default from the preset's ``PresetDefaults``.
+    public static func glow(shape: [Int], levels: Int? = nil, steps: Int? = nil, hidden: Int? = nil, bits: Int? = nil,
+                            dataLevels: Int? = nil, prior: String? = nil, clamp: Double? = nil, preprocess: String? = nil,
                             alpha: Double? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
-        var object: [String: JSONValue] = [
-            "preset": .string("glow"), "shape": JSONValue(shape), "levels": .number(Double(levels)),
-            "steps": .number(Double(steps)), "hidden": .number(Double(hidden)), "bits": .number(Double(bits)),
-            "prior": .string(prior), "clamp": .number(clamp), "preprocess": .string(preprocess),
-        ]
-        if let alpha { object["alpha"] = .number(alpha) }
-        return try NormalizingFlow(spec: .object(object), seed: seed)
+        try NormalizingFlow(spec: ImagePresets.glow.spec([
+            "shape": JSONValue(shape), "levels": levels.map { .number(Double($0)) }, "steps": steps.map { .number(Double($0)) },
+            "hidden": hidden.map { .number(Double($0)) }, "bits": bits.map { .number(Double($0)) },
+            "data_levels": dataLevels.map { .number(Double($0)) }, "prior": prior.map { .string($0) },
+            "clamp": clamp.map { .number($0) }, "preprocess": preprocess.map { .string($0) }, "alpha": alpha.map { .number($0) },
+        ]), seed: seed)
     }
 
-    /// RealNVP's multi-scale image architecture (see ``ImagePresets``).
-    public static func realNVPImage(shape: [Int], levels: Int = 2, couplings: Int = 3, hidden: Int = 64, bits: Int = 8,
-                                    alpha: Double = 0.05, actnorm: Bool = true, clamp: Double = 5,
-                                    seed: UInt64 = 0) throws -> NormalizingFlow {
-        try NormalizingFlow(spec: .object([
-            "preset": .string("realnvp_image"), "shape": JSONValue(shape), "levels": .number(Double(levels)),
-            "couplings": .number(Double(couplings)), "hidden": .number(Double(hidden)), "bits": .number(Double(bits)),
-            "alpha": .number(alpha), "actnorm": .bool(actnorm), "clamp": .number(clamp),
+    /// RealNVP's multi-scale image architecture (see ``ImagePresets``); an option left nil takes
+    /// its default from the preset's ``PresetDefaults``.
+    public static func realNVPImage(shape: [Int], levels: Int? = nil, couplings: Int? = nil, hidden: Int? = nil,
+                                    bits: Int? = nil, dataLevels: Int? = nil, alpha: Double? = nil, actnorm: Bool? = nil,
+                                    clamp: Double? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
+        try NormalizingFlow(spec: ImagePresets.realNVPImage.spec([
+            "shape": JSONValue(shape), "levels": levels.map { .number(Double($0)) },
+            "couplings": couplings.map { .number(Double($0)) }, "hidden": hidden.map { .number(Double($0)) },
+            "bits": bits.map { .number(Double($0)) }, "data_levels": dataLevels.map { .number(Double($0)) },
+            "alpha": alpha.map { .number($0) }, "actnorm": actnorm.map { .bool($0) }, "clamp": clamp.map { .number($0) },
         ]), seed: seed)
     }
 }

@@ -1,3 +1,51 @@
+/// One preset's options and their defaults, in a fixed order: the single source of the defaults
+/// for ``Presets``' spec expansion, for the builders (``NormalizingFlow/realNVP(dim:layers:hidden:activation:clamp:actnorm:mixing:seed:)``
+/// and the others, which leave out what the caller does not give) and for the C API
+/// (`sf_preset_defaults`, which the Python package's tests compare with its keyword defaults).
+public struct PresetDefaults: Sendable {
+    /// The preset's name in a spec (`"preset": "realnvp"`).
+    public let name: String
+    /// Options without a default that a spec must give (`dim`, `shape`).
+    public let required: [String]
+    /// The other options with their defaults, in documentation order. ``JSONValue/null`` marks an
+    /// option that is left out unless given (e.g. `data_levels`).
+    public let defaults: [(name: String, value: JSONValue)]
+
+    /// Every option name: the required ones, then the others.
+    public var optionNames: [String] { required + defaults.map(\.name) }
+
+    /// The default of `option` (nil for a required or unknown option, ``JSONValue/null`` for one
+    /// left out unless given).
+    public subscript(option: String) -> JSONValue? { defaults.first { $0.name == option }?.value }
+
+    /// `{option: default}` for every option; required options map to `null`.
+    public var json: JSONValue {
+        var object: [String: JSONValue] = [:]
+        for key in required { object[key] = .null }
+        for (key, value) in defaults { object[key] = value }
+        return .object(object)
+    }
+
+    /// A preset spec object with every option it leaves out filled in from the defaults (options
+    /// whose default is `null` stay out). Throws for keys the preset does not know.
+    func resolve(_ object: [String: JSONValue]) throws -> [String: JSONValue] {
+        let allowed = Set(optionNames + ["preset"])
+        for key in object.keys.sorted() where !allowed.contains(key) {
+            throw FlowError.invalidSpec("preset \(name): unknown key \"\(key)\" (known: \(allowed.sorted().joined(separator: ", ")))")
+        }
+        var merged = object
+        for (key, value) in defaults where merged[key] == nil && value != .null { merged[key] = value }
+        return merged
+    }
+
+    /// A spec object for this preset from the options a builder was given (nil: the default).
+    func spec(_ options: [String: JSONValue?]) -> JSONValue {
+        var object = options.compactMapValues { $0 }
+        object["preset"] = .string(name)
+        return .object(object)
+    }
+}
+
 /// Named architectures, expanded into explicit layer lists.
 ///
 /// - `realnvp` (Dinh et al. 2017): `layers` affine couplings with half-split masks whose roles
@@ -11,36 +59,51 @@
 ///   couplings (default 8) with `bins` bins (default 8) on `[−bound, bound]` (default 3), conditioner
 ///   as for realnvp, the same `actnorm` and `mixing` options, standard-normal base.
 public enum Presets {
-    public static let names = ["realnvp", "nice", "nsf"] + ImagePresets.names
+    /// realnvp: `dim` required.
+    public static let realNVP = PresetDefaults(name: "realnvp", required: ["dim"], defaults: [
+        ("layers", 8), ("hidden", [64, 64]), ("activation", "relu"), ("clamp", 5), ("actnorm", false),
+        ("mixing", "alternate"),
+    ])
+    /// nice: `dim` required.
+    public static let nice = PresetDefaults(name: "nice", required: ["dim"], defaults: [
+        ("layers", 4), ("hidden", [64, 64]), ("activation", "relu"), ("mixing", "alternate"),
+    ])
+    /// nsf: `dim` required.
+    public static let nsf = PresetDefaults(name: "nsf", required: ["dim"], defaults: [
+        ("layers", 8), ("hidden", [64, 64]), ("bins", 8), ("bound", 3), ("activation", "relu"), ("actnorm", false),
+        ("mixing", "alternate"),
+    ])
 
-    static func expand(_ object: [String: JSONValue]) throws -> [String: JSONValue] {
-        guard let name = object["preset"]?.stringValue else { throw FlowError.invalidSpec("\"preset\" must be a string") }
-        if ImagePresets.names.contains(name) { return try ImagePresets.expand(name, object) }
-        let common: Set<String> = ["preset", "dim", "layers", "hidden", "activation"]
-        let allowed: Set<String>
-        switch name {
-        case "realnvp": allowed = common.union(["clamp", "actnorm", "mixing"])
-        case "nice": allowed = common.union(["mixing"])
-        case "nsf": allowed = common.union(["bins", "bound", "actnorm", "mixing"])
-        default:
+    /// Every preset, vector ones first.
+    public static let all: [PresetDefaults] = [realNVP, nice, nsf] + ImagePresets.all
+    public static let names = all.map(\.name)
+
+    /// The preset called `name`; ``FlowError/unknownType(_:)`` listing the known names otherwise.
+    public static func named(_ name: String) throws -> PresetDefaults {
+        guard let preset = all.first(where: { $0.name == name }) else {
             throw FlowError.unknownType("unknown preset \"\(name)\" (known: \(names.joined(separator: ", ")))")
         }
-        for key in object.keys.sorted() where !allowed.contains(key) {
-            throw FlowError.invalidSpec("preset \(name): unknown key \"\(key)\" (known: \(allowed.sorted().joined(separator: ", ")))")
-        }
+        return preset
+    }
+
+    static func expand(_ original: [String: JSONValue]) throws -> [String: JSONValue] {
+        guard let name = original["preset"]?.stringValue else { throw FlowError.invalidSpec("\"preset\" must be a string") }
+        let preset = try named(name)
+        if ImagePresets.names.contains(name) { return try ImagePresets.expand(name, try preset.resolve(original)) }
+        let object = try preset.resolve(original)
         guard let dim = object["dim"]?.intValue, dim >= 1 else {
             throw FlowError.invalidSpec("preset \(name): \"dim\" must be a positive integer")
         }
         guard dim <= Limits.maxEventSize else {
             throw FlowError.limitExceeded("preset \(name): \"dim\" \(dim) exceeds the event-size limit \(Limits.maxEventSize)")
         }
-        guard let count = (object["layers"] ?? .number(name == "nice" ? 4 : 8)).intValue, count >= 1, count <= Limits.maxLayers / 3 else {
+        guard let count = object["layers"]?.intValue, count >= 1, count <= Limits.maxLayers / 3 else {
             throw FlowError.invalidSpec("preset \(name): \"layers\" must be a positive integer no larger than \(Limits.maxLayers / 3)")
         }
-        let hidden = object["hidden"] ?? JSONValue([64, 64])
+        let hidden = object["hidden"]!
         guard hidden.intArrayValue != nil else { throw FlowError.invalidSpec("preset \(name): \"hidden\" must be a list of integers") }
-        let activation = object["activation"] ?? .string("relu")
-        let mixing = object["mixing"]?.stringValue ?? "alternate"
+        let activation = object["activation"]!
+        let mixing = object["mixing"]?.stringValue ?? ""
         guard ["alternate", "reverse", "random", "lu"].contains(mixing) else {
             throw FlowError.invalidSpec("preset \(name): unknown mixing \"\(mixing)\" (use alternate, reverse, random or lu)")
         }
@@ -57,10 +120,10 @@ public enum Presets {
                 "hidden": hidden,
                 "activation": activation,
             ]
-            if name == "realnvp", let clamp = object["clamp"] { coupling["clamp"] = clamp }
+            if name == "realnvp" { coupling["clamp"] = object["clamp"]! }
             if name == "nsf" {
-                if let bins = object["bins"] { coupling["bins"] = bins }
-                if let bound = object["bound"] { coupling["bound"] = bound }
+                coupling["bins"] = object["bins"]!
+                coupling["bound"] = object["bound"]!
             }
             layers.append(.object(coupling))
             if i < count - 1, dim > 1 {
@@ -81,35 +144,40 @@ public enum Presets {
 }
 
 extension NormalizingFlow {
-    /// RealNVP for `dim`-dimensional vectors (see ``Presets``).
-    public static func realNVP(dim: Int, layers: Int = 8, hidden: [Int] = [64, 64], activation: String = "relu",
-                               clamp: Double = 5, actnorm: Bool = false, mixing: String = "alternate",
+    /// RealNVP for `dim`-dimensional vectors (see ``Presets``); an option left nil takes its
+    /// default from ``Presets/realNVP``.
+    public static func realNVP(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, activation: String? = nil,
+                               clamp: Double? = nil, actnorm: Bool? = nil, mixing: String? = nil,
                                seed: UInt64 = 0) throws -> NormalizingFlow {
-        try NormalizingFlow(spec: .object([
-            "preset": .string("realnvp"), "dim": .number(Double(dim)), "layers": .number(Double(layers)),
-            "hidden": JSONValue(hidden), "activation": .string(activation), "clamp": .number(clamp),
-            "actnorm": .bool(actnorm), "mixing": .string(mixing),
+        try NormalizingFlow(spec: Presets.realNVP.spec([
+            "dim": .number(Double(dim)), "layers": layers.map { .number(Double($0)) }, "hidden": hidden.map { JSONValue($0) },
+            "activation": activation.map { .string($0) }, "clamp": clamp.map { .number($0) },
+            "actnorm": actnorm.map { .bool($0) }, "mixing": mixing.map { .string($0) },
         ]), seed: seed)
     }
 
     /// A neural spline flow (coupling RQ-NSF) for `dim`-dimensional vectors (see ``Presets``):
-    /// `layers` ``SplineCoupling`` layers with `bins` bins on `[−bound, bound]`, mixed like ``realNVP(dim:layers:hidden:activation:clamp:actnorm:mixing:seed:)``.
-    public static func nsf(dim: Int, layers: Int = 8, hidden: [Int] = [64, 64], bins: Int = 8, bound: Double = 3,
-                           activation: String = "relu", actnorm: Bool = false, mixing: String = "alternate",
+    /// `layers` ``SplineCoupling`` layers with `bins` bins on `[−bound, bound]`, mixed like
+    /// ``realNVP(dim:layers:hidden:activation:clamp:actnorm:mixing:seed:)``; an option left nil
+    /// takes its default from ``Presets/nsf``.
+    public static func nsf(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, bins: Int? = nil, bound: Double? = nil,
+                           activation: String? = nil, actnorm: Bool? = nil, mixing: String? = nil,
                            seed: UInt64 = 0) throws -> NormalizingFlow {
-        try NormalizingFlow(spec: .object([
-            "preset": .string("nsf"), "dim": .number(Double(dim)), "layers": .number(Double(layers)),
-            "hidden": JSONValue(hidden), "bins": .number(Double(bins)), "bound": .number(bound),
-            "activation": .string(activation), "actnorm": .bool(actnorm), "mixing": .string(mixing),
+        try NormalizingFlow(spec: Presets.nsf.spec([
+            "dim": .number(Double(dim)), "layers": layers.map { .number(Double($0)) }, "hidden": hidden.map { JSONValue($0) },
+            "bins": bins.map { .number(Double($0)) }, "bound": bound.map { .number($0) },
+            "activation": activation.map { .string($0) }, "actnorm": actnorm.map { .bool($0) },
+            "mixing": mixing.map { .string($0) },
         ]), seed: seed)
     }
 
-    /// NICE for `dim`-dimensional vectors (see ``Presets``).
-    public static func nice(dim: Int, layers: Int = 4, hidden: [Int] = [64, 64], activation: String = "relu",
-                            mixing: String = "alternate", seed: UInt64 = 0) throws -> NormalizingFlow {
-        try NormalizingFlow(spec: .object([
-            "preset": .string("nice"), "dim": .number(Double(dim)), "layers": .number(Double(layers)),
-            "hidden": JSONValue(hidden), "activation": .string(activation), "mixing": .string(mixing),
+    /// NICE for `dim`-dimensional vectors (see ``Presets``); an option left nil takes its default
+    /// from ``Presets/nice``.
+    public static func nice(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, activation: String? = nil,
+                            mixing: String? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
+        try NormalizingFlow(spec: Presets.nice.spec([
+            "dim": .number(Double(dim)), "layers": layers.map { .number(Double($0)) }, "hidden": hidden.map { JSONValue($0) },
+            "activation": activation.map { .string($0) }, "mixing": mixing.map { .string($0) },
         ]), seed: seed)
     }
 }

@@ -11,6 +11,7 @@ The library is opened with ``ctypes.CDLL``, which releases the GIL during every 
 """
 
 import ctypes
+import json
 import operator
 import os
 from ctypes import (CFUNCTYPE, POINTER, c_char_p, c_double, c_float, c_int, c_int32, c_size_t, c_uint32,
@@ -22,7 +23,8 @@ from .errors import SwiftFlowsError
 
 __all__ = ["lib", "library_path", "library_version", "set_num_threads", "get_num_threads",
            "ModelPtr", "float_ptr", "double_ptr", "MAX_EVENT_RANK", "EpochReportStruct", "ProgressStruct",
-           "TrainOptionsStruct", "ProgressFn", "OPTIMIZERS", "SCHEDULES", "PROGRESS_KINDS"]
+           "TrainOptionsStruct", "ProgressFn", "OPTIMIZERS", "SCHEDULES", "PROGRESS_KINDS",
+           "preset_names", "preset_defaults", "toy_names", "toy_entropy"]
 
 LIBRARY_NAME = "libswiftflows.so"
 ENV_VAR = "SWIFTFLOWS_LIBRARY"
@@ -177,6 +179,15 @@ _SIGNATURES = {
     "sf_train_resume": (c_int, [c_char_p, float_ptr, c_size_t, float_ptr, c_size_t, c_uint32, ProgressFn, c_void_p,
                                 POINTER(EpochReportStruct), c_size_t, POINTER(c_size_t), POINTER(ModelPtr)], True),
     "sf_toy_dataset": (c_int, [c_char_p, c_size_t, c_uint64, float_ptr], True),
+    "sf_toy_dataset_count": (c_size_t, [], False),
+    "sf_toy_dataset_name": (c_char_p, [c_size_t], False),
+    "sf_toy_dataset_entropy": (c_int, [c_char_p, double_ptr, POINTER(c_int)], True),
+    "sf_preset_count": (c_size_t, [], False),
+    "sf_preset_name": (c_char_p, [c_size_t], False),
+    "sf_preset_defaults": (c_int, [c_char_p, POINTER(c_void_p)], True),
+    "sf_file_checksum_block": (c_int, [c_void_p, c_size_t, c_void_p, c_size_t], True),
+    "sf_file_reseal_memory": (c_int, [c_void_p, c_size_t], True),
+    "sf_file_reseal": (c_int, [c_char_p], True),
 }
 
 
@@ -218,6 +229,41 @@ def _check_train_options_layout():
 
 
 _check_train_options_layout()
+
+
+def _names(count, name):
+    """The static strings name(0 .. count() - 1) of the library, decoded."""
+    return tuple(name(i).decode("utf-8") for i in range(count()))
+
+
+def preset_names():
+    """Names of the library's presets (``sf_preset_name``), e.g. ``("realnvp", ...)``."""
+    return _names(lib.sf_preset_count, lib.sf_preset_name)
+
+
+def preset_defaults(preset):
+    """``{option: default}`` of the library's preset ``preset`` (``sf_preset_defaults``); None
+    marks an option without a default (required, or left out unless given)."""
+    out = c_void_p()
+    lib.sf_preset_defaults(preset.encode("utf-8"), ctypes.byref(out))
+    try:
+        text = ctypes.string_at(out.value)
+    finally:
+        lib.sf_buffer_free(out)
+    return json.loads(text.decode("utf-8"))
+
+
+def toy_names():
+    """Names of the library's toy data sets (``sf_toy_dataset_name``)."""
+    return _names(lib.sf_toy_dataset_count, lib.sf_toy_dataset_name)
+
+
+def toy_entropy(name):
+    """The library's entropy (nats) of the toy set ``name``, or None where it is not known
+    (``sf_toy_dataset_entropy``)."""
+    value, known = c_double(), c_int()
+    lib.sf_toy_dataset_entropy(name.encode("utf-8"), ctypes.byref(value), ctypes.byref(known))
+    return value.value if known.value else None
 
 
 def library_version():

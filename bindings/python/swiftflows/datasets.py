@@ -8,21 +8,20 @@
 The same ``(name, n, seed)`` gives bit-identical points on every run, machine and thread count.
 """
 
-import math
 import operator
 
 import numpy as np
 
-from ._native import float_ptr, lib
+from ._native import float_ptr, lib, toy_entropy, toy_names
 
 __all__ = ["toy", "entropy", "TOY_NAMES"]
 
-#: Names of the toy data sets (``sf_toy_dataset``).
-TOY_NAMES = ("8gaussians", "checkerboard", "rings", "moons", "circles", "swissroll", "pinwheel", "2spirals")
+#: Names of the toy data sets, read from the library (``sf_toy_dataset_name``).
+TOY_NAMES = toy_names()
 
-# Differential entropies (nats) of the data distributions where they are known: the expected
-# negative log-likelihood of a perfect model. checkerboard is uniform on 8 squares of area 4.
-_ENTROPIES = {"8gaussians": 2.831, "checkerboard": math.log(32.0), "rings": 2.624}
+# Differential entropies (nats) of the data distributions where the library knows them
+# (``sf_toy_dataset_entropy``): the expected negative log-likelihood of a perfect model.
+_ENTROPIES = {name: h for name, h in ((name, toy_entropy(name)) for name in TOY_NAMES) if h is not None}
 
 _UINT64_MAX = 2**64 - 1
 

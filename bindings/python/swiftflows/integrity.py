@@ -6,24 +6,40 @@ the CRC-32 of every byte after the user block. The library refuses a file whose 
 (``SF_ERR_CORRUPT``). HDF5 programs such as h5py skip the user block, so they read these files as
 usual; after a deliberate edit with one (``h5py.File(path, "r+")``), call :func:`reseal` so that
 SwiftFlows loads the file again.
+
+The block is computed and written by the library (``sf_file_checksum_block``,
+``sf_file_reseal_memory``, ``sf_file_reseal``); this module only wraps those calls.
 """
 
+import ctypes
 import os
-import zlib
+
+from ._native import lib
+from .errors import SwiftFlowsError
 
 __all__ = ["USER_BLOCK_SIZE", "checksum_header", "is_sealed", "reseal", "reseal_bytes"]
 
-#: Size of the user block that holds the header.
+#: Size of the user block that holds the header (``SF_FILE_CHECKSUM_BLOCK_SIZE``).
 USER_BLOCK_SIZE = 512
-_MAGIC = b"SWIFTFLOWS-CHECKSUM "
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_SF_ERR_FORMAT = 5
+
+
+def _no_user_block(call, *args):
+    """Runs a reseal call; the library's SF_ERR_FORMAT (no user block) becomes ValueError."""
+    try:
+        call(*args)
+    except SwiftFlowsError as exc:
+        if exc.status == _SF_ERR_FORMAT:
+            raise ValueError(exc.message) from None
+        raise
 
 
 def checksum_header(data):
     """The 512-byte checksum block for the file bytes ``data`` (its own first 512 bytes are ignored)."""
-    data = memoryview(data)
-    text = b"SWIFTFLOWS-CHECKSUM 1\nsize %d\ncrc32 %08x\n" % (len(data), zlib.crc32(data[USER_BLOCK_SIZE:]) & 0xFFFFFFFF)
-    return text + bytes(USER_BLOCK_SIZE - len(text))
+    data = bytes(data)
+    out = ctypes.create_string_buffer(USER_BLOCK_SIZE)
+    lib.sf_file_checksum_block(data, len(data), out, USER_BLOCK_SIZE)
+    return out.raw
 
 
 def is_sealed(data):
@@ -38,28 +54,15 @@ def reseal_bytes(data):
     Raises ValueError if the image has no 512-byte user block (e.g. written by h5py, which needs
     no checksum: SwiftFlows loads such files as they are).
     """
-    data = bytes(data)
-    if data[USER_BLOCK_SIZE:USER_BLOCK_SIZE + len(_HDF5_SIGNATURE)] != _HDF5_SIGNATURE:
-        raise ValueError("not an HDF5 file with a %d-byte user block: there is no checksum to update"
-                         % USER_BLOCK_SIZE)
-    return checksum_header(data) + data[USER_BLOCK_SIZE:]
+    buf = ctypes.create_string_buffer(bytes(data), len(data))
+    _no_user_block(lib.sf_file_reseal_memory, buf, len(data))
+    return buf.raw
 
 
 def reseal(path):
     """Rewrites the checksum block of the SwiftFlows file at ``path`` after a deliberate edit by
     another HDF5 program. Only do this for files you changed on purpose: it makes SwiftFlows
-    accept whatever bytes the file now holds. The file is replaced atomically."""
-    path = os.fspath(path)
-    with open(path, "rb") as fh:
-        data = fh.read()
-    sealed = reseal_bytes(data)
-    tmp = "%s.reseal.%d" % (path, os.getpid())
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(sealed)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    accept whatever bytes the file now holds. The file is replaced atomically (``sf_file_reseal``).
+    Raises ValueError if the file has no 512-byte user block, SwiftFlowsError if it cannot be
+    read or written."""
+    _no_user_block(lib.sf_file_reseal, os.fsencode(os.fspath(path)))

@@ -1,4 +1,8 @@
-"""Named architectures (expanded by the library, see docs/model-format.md "Architecture spec")."""
+"""Named architectures (expanded by the library, see docs/model-format.md "Architecture spec").
+
+The keyword defaults below are written out for readable signatures; the library owns them
+(``sf_preset_defaults``, :func:`swiftflows._native.preset_defaults`), and
+tests/test_library_tables.py checks that every one equals the library's."""
 
 import operator
 

@@ -316,6 +316,15 @@ sf_status sf_train_resume(const char *checkpoint_path, const float *x, size_t n,
                           sf_epoch_report *history, size_t history_capacity, size_t *out_epochs,
                           sf_model **out_model);
 
+/* sf_train_resume for callers that know how many floats their rows hold: `row_size` values per
+ * row of x and x_val, checked against the checkpoint's event size before either buffer is read
+ * (SF_ERR_SHAPE when they differ; 0 trusts the file, as sf_train_resume does). The checkpoint is
+ * read once. */
+sf_status sf_train_resume_v2(const char *checkpoint_path, const float *x, size_t n, size_t row_size,
+                             const float *x_val, size_t n_val, uint32_t epochs, sf_progress_fn progress,
+                             void *user_data, sf_epoch_report *history, size_t history_capacity,
+                             size_t *out_epochs, sf_model **out_model);
+
 /* ---- Data -------------------------------------------------------------------------------- */
 
 /* The built-in 2-D toy data sets (FFJORD's recipes): sf_toy_dataset_count() of them, named

@@ -193,6 +193,16 @@ public func sf_train_resume(_ path: UnsafePointer<CChar>?, _ x: UnsafePointer<Fl
                             _ progress: sf_progress_fn?, _ userData: UnsafeMutableRawPointer?,
                             _ history: UnsafeMutablePointer<sf_epoch_report>?, _ historyCapacity: UInt,
                             _ outEpochs: UnsafeMutablePointer<Int>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    sf_train_resume_v2(path, x, n, 0, xVal, nVal, epochs, progress, userData, history, historyCapacity, outEpochs, out)
+}
+
+@_cdecl("sf_train_resume_v2")
+public func sf_train_resume_v2(_ path: UnsafePointer<CChar>?, _ x: UnsafePointer<Float>?, _ n: UInt, _ rowSize: UInt,
+                               _ xVal: UnsafePointer<Float>?, _ nVal: UInt, _ epochs: UInt32,
+                               _ progress: sf_progress_fn?, _ userData: UnsafeMutableRawPointer?,
+                               _ history: UnsafeMutablePointer<sf_epoch_report>?, _ historyCapacity: UInt,
+                               _ outEpochs: UnsafeMutablePointer<Int>?,
+                               _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     outEpochs?.pointee = 0
     guard let out else { return fail(.invalidArgument, "out_model is NULL") }
     out.pointee = nil
@@ -201,6 +211,9 @@ public func sf_train_resume(_ path: UnsafePointer<CChar>?, _ x: UnsafePointer<Fl
         guard n > 0, let x else { throw FlowError.invalidArgument("x is NULL or n is 0: resume needs the training rows") }
         // One read of the file: the flow sizes the row buffers, the state continues the run.
         let (flow, state) = try CheckpointFile.read(path: checkpoint)
+        guard rowSize == 0 || rowSize == UInt(flow.eventSize) else {
+            throw FlowError.shapeMismatch("the rows hold \(rowSize) values each; the checkpoint's model takes \(flow.eventSize)")
+        }
         let data = try rowBuffer(x, n, flow.eventSize, "x")!
         let validation = try rowBuffer(xVal, nVal, flow.eventSize, "x_val")
         let trainer = try Trainer(flow: flow, data: data, rows: Int(n), validation: validation,

@@ -207,15 +207,27 @@ extension CheckpointFile {
         var first: [[Double]] = [], second: [[Double]] = []
         for (k, n) in counts.enumerated() {
             let name = ModelFile.layerGroupName(k)
-            first.append(try opt.readDoubles("first_\(name)", expectedShape: [n], maxElements: n).values)
-            second.append(options.optimizer.kind == .sgd
-                ? [] : try opt.readDoubles("second_\(name)", expectedShape: [n], maxElements: n).values)
+            let m = try opt.readDoubles("first_\(name)", expectedShape: [n], maxElements: n).values
+            guard m.allSatisfy(\.isFinite) else {
+                throw FlowError.numerical("\(opt.path)/first_\(name) contains NaN or infinite values")
+            }
+            first.append(m)
+            guard options.optimizer.kind != .sgd else { second.append([]); continue }
+            let v = try opt.readDoubles("second_\(name)", expectedShape: [n], maxElements: n).values
+            guard v.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                throw FlowError.numerical("\(opt.path)/second_\(name) contains negative, NaN or infinite values")
+            }
+            second.append(v)
         }
         var best: [[Float]]?
         if g.isGroup("best") {
             let b = try g.openGroup("best")
             best = try counts.enumerated().map { k, n in
-                try b.readFloats(ModelFile.layerGroupName(k), expectedShape: [n], maxElements: n).values
+                let values = try b.readFloats(ModelFile.layerGroupName(k), expectedShape: [n], maxElements: n).values
+                guard values.allSatisfy(\.isFinite) else {
+                    throw FlowError.numerical("\(b.path)/\(ModelFile.layerGroupName(k)) contains NaN or infinite values")
+                }
+                return values
             }
         }
         return TrainingState(options: options, history: history, step: Int(step), dataFingerprint: fingerprint,

@@ -8,7 +8,7 @@ import XCTest
 final class CNFTests: XCTestCase {
     private func cnf<T: FlowScalar>(_ d: Int, _ extra: [String: JSONValue] = [:], seed: UInt64 = 7,
                                     _: T.Type = T.self) throws -> ContinuousFlow<T> {
-        var config: [String: JSONValue] = ["type": .string("cnf"), "hidden": JSONValue([16, 16])]
+        var config = Fixtures.continuousLayerConfigurations[0].1
         for (k, v) in extra { config[k] = v }
         try ContinuousFlow<T>.validate(config, context: "test")
         return try ContinuousFlow<T>(config: config, eventShape: [d], seed: seed)

@@ -20,31 +20,7 @@ final class ImageLayerTests: XCTestCase {
 
     private func t(_ s: String) -> JSONValue { .string(s) }
 
-    /// Every image layer at small sizes (spec, event shape).
-    private var cases: [(String, [[String: JSONValue]], [Int])] {
-        [
-            ("squeeze", [["type": t("squeeze")]], [2, 4, 6]),
-            ("conv1x1 lu", [["type": t("invertible_conv1x1")]], [3, 4, 4]),
-            ("conv1x1 plain", [["type": t("invertible_conv1x1"), "lu": .bool(false)]], [4, 2, 2]),
-            ("conv1x1 wide", [["type": t("invertible_conv1x1")]], [40, 1, 2]),
-            ("actnorm image", [["type": t("actnorm")]], [3, 2, 4]),
-            ("coupling channel", [["type": t("conv_affine_coupling"), "hidden": 6]], [4, 4, 4]),
-            ("coupling channel odd inverted", [["type": t("conv_affine_coupling"), "hidden": 5, "invert_mask": .bool(true)]], [3, 2, 4]),
-            ("coupling checkerboard", [["type": t("conv_affine_coupling"), "mask": t("checkerboard"), "hidden": 4]], [1, 4, 4]),
-            ("coupling checkerboard inverted no clamp",
-             [["type": t("conv_affine_coupling"), "mask": t("checkerboard"), "invert_mask": .bool(true), "hidden": 4, "clamp": 0]], [2, 3, 4]),
-            ("split conditional",
-             [["type": t("split"), "hidden": 4, "layers": .array([
-                 .object(["type": t("conv_affine_coupling"), "hidden": 4]), .object(["type": t("invertible_conv1x1")]),
-             ])]], [4, 2, 4]),
-            ("split standard with squeeze", [["type": t("split"), "prior": t("standard"), "layers": .array([
-                .object(["type": t("squeeze")]), .object(["type": t("conv_affine_coupling"), "hidden": 3]),
-            ])]], [2, 4, 4]),
-            ("dequantize", [["type": t("dequantize"), "bits": 5]], [2, 2, 2]),
-            ("dequantize 17 levels", [["type": t("dequantize"), "levels": 17]], [1, 2, 3]),
-            ("scale", [["type": t("scale"), "scale": -0.25, "shift": 3]], [1, 2, 3]),
-        ]
-    }
+    private var cases: [(String, [[String: JSONValue]], [Int])] { Fixtures.imageLayerCases }
 
     func testEveryImageLayerObeysTheBijectionContract() throws {
         for (name, layers, shape) in cases {
@@ -148,7 +124,8 @@ final class ImageLayerTests: XCTestCase {
     }
 
     func testLogitMatchesItsFormulaAndFiniteDifferences() throws {
-        let f = try flow([["type": t("logit"), "alpha": 0.05]], shape: [6], Double.self)
+        let (_, logitLayers, logitShape) = Fixtures.unitIntervalLayerCases[0]
+        let f = try flow(logitLayers, shape: logitShape, Double.self)
         var s = PhiloxStream(seed: 1, row: 0, stream: 9)
         let x = (0..<12).map { _ in s.nextUniform() }
         let (y, ld) = BijectionChecker.apply(f.transform, x, count: 2, inverse: false)

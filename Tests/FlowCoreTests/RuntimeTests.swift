@@ -1,5 +1,4 @@
 @testable import FlowCore
-@testable import FlowModelFile
 import XCTest
 
 /// Process-wide runtime settings: the OpenBLAS warm-up that runs when flows configure BLAS.
@@ -25,5 +24,43 @@ final class RuntimeTests: XCTestCase {
         XCTAssertEqual(FlowRuntime.threadCount, 1)
         FlowRuntime.threadCount = 1_000
         XCTAssertEqual(FlowRuntime.threadCount, 256)
+    }
+
+    /// Every variable of the configuration table parses; malformed or out-of-range values leave
+    /// the default.
+    func testConfigurationParsesTheEnvironmentTable() {
+        let defaults = RuntimeConfiguration()
+        XCTAssertEqual(RuntimeConfiguration(environment: [:]), defaults)
+        XCTAssertNil(defaults.threads)
+        XCTAssertEqual(defaults.tapeBudget, 64 << 20)
+        XCTAssertTrue(defaults.winograd)
+        let set = RuntimeConfiguration(environment: [
+            "SWIFTFLOWS_NUM_THREADS": "3", "SWIFTFLOWS_TAPE_BUDGET": "0", "SWIFTFLOWS_WINOGRAD": "0",
+            "SWIFTFLOWS_FASHION_MNIST_DIR": "/data/fm", "SWIFTFLOWS_DIGITS_PATH": "d.h5", "OTHER": "1",
+        ])
+        XCTAssertEqual(set.threads, 3)
+        XCTAssertEqual(set.tapeBudget, 0)
+        XCTAssertFalse(set.winograd)
+        XCTAssertEqual(set.fashionMNISTDirectory, "/data/fm")
+        XCTAssertEqual(set.digitsPath, "d.h5")
+        XCTAssertEqual(RuntimeConfiguration(environment: ["SWIFTFLOWS_NUM_THREADS": "1000"]).threads, 256)
+        let bad = RuntimeConfiguration(environment: [
+            "SWIFTFLOWS_NUM_THREADS": "0", "SWIFTFLOWS_TAPE_BUDGET": "-5", "SWIFTFLOWS_WINOGRAD": "no",
+            "SWIFTFLOWS_FASHION_MNIST_DIR": "", "SWIFTFLOWS_DIGITS_PATH": "",
+        ])
+        XCTAssertEqual(bad, defaults)
+        XCTAssertEqual(Set(RuntimeConfiguration.variables).count, 5)
+    }
+
+    /// Installing a configuration that names a thread count sets the thread knob.
+    func testInstallingAConfigurationSetsTheThreadCount() {
+        let saved = FlowRuntime.configuration, savedThreads = FlowRuntime.threadCount
+        defer { FlowRuntime.configuration = saved; FlowRuntime.threadCount = savedThreads }
+        var c = saved
+        c.threads = 2
+        c.tapeBudget = 12345
+        FlowRuntime.configuration = c
+        XCTAssertEqual(FlowRuntime.threadCount, 2)
+        XCTAssertEqual(NormalizingFlow<Float>.tapeBudget, 12345)
     }
 }

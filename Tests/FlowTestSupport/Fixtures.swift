@@ -48,4 +48,55 @@ public enum Fixtures {
         }
         return configs
     }
+
+    /// Image layers at small sizes (name, layer specs, event shape), for the shared checkers on
+    /// random points (ImageLayerTests).
+    public static var imageLayerCases: [(String, [[String: JSONValue]], [Int])] {
+        [
+            ("squeeze", [["type": .string("squeeze")]], [2, 4, 6]),
+            ("conv1x1 lu", [["type": .string("invertible_conv1x1")]], [3, 4, 4]),
+            ("conv1x1 plain", [["type": .string("invertible_conv1x1"), "lu": .bool(false)]], [4, 2, 2]),
+            ("conv1x1 wide", [["type": .string("invertible_conv1x1")]], [40, 1, 2]),
+            ("actnorm image", [["type": .string("actnorm")]], [3, 2, 4]),
+            ("coupling channel", [["type": .string("conv_affine_coupling"), "hidden": 6]], [4, 4, 4]),
+            ("coupling channel odd inverted", [["type": .string("conv_affine_coupling"), "hidden": 5, "invert_mask": .bool(true)]], [3, 2, 4]),
+            ("coupling checkerboard", [["type": .string("conv_affine_coupling"), "mask": .string("checkerboard"), "hidden": 4]], [1, 4, 4]),
+            ("coupling checkerboard inverted no clamp",
+             [["type": .string("conv_affine_coupling"), "mask": .string("checkerboard"), "invert_mask": .bool(true), "hidden": 4, "clamp": 0]], [2, 3, 4]),
+            ("split conditional",
+             [["type": .string("split"), "hidden": 4, "layers": .array([
+                 .object(["type": .string("conv_affine_coupling"), "hidden": 4]), .object(["type": .string("invertible_conv1x1")]),
+             ])]], [4, 2, 4]),
+            ("split standard with squeeze", [["type": .string("split"), "prior": .string("standard"), "layers": .array([
+                .object(["type": .string("squeeze")]), .object(["type": .string("conv_affine_coupling"), "hidden": 3]),
+            ])]], [2, 4, 4]),
+            ("dequantize", [["type": .string("dequantize"), "bits": 5]], [2, 2, 2]),
+            ("dequantize 17 levels", [["type": .string("dequantize"), "levels": 17]], [1, 2, 3]),
+            ("scale", [["type": .string("scale"), "scale": -0.25, "shift": 3]], [1, 2, 3]),
+        ]
+    }
+
+    /// Layers whose domain is the unit interval (name, layer specs, event shape): checked on
+    /// points in (0, 1) (ImageLayerTests).
+    public static let unitIntervalLayerCases: [(String, [[String: JSONValue]], [Int])] = [
+        ("logit", [["type": .string("logit"), "alpha": .number(0.05)]], [6]),
+    ]
+
+    /// Continuous-time layers (name, spec object), checked at small dimensions with tight
+    /// solver tolerances (CNFTests).
+    public static let continuousLayerConfigurations: [(String, [String: JSONValue])] = [
+        ("cnf exact", ["type": .string("cnf"), "hidden": JSONValue([16, 16])]),
+    ]
+
+    /// Every layer `type` the fixtures above hold, nested ones included.
+    public static var coveredLayerTypes: Set<String> {
+        func types(_ value: JSONValue) -> [String] {
+            guard let object = value.objectValue else { return value.arrayValue?.flatMap(types) ?? [] }
+            return (object["type"]?.stringValue.map { [$0] } ?? []) + object.values.flatMap(types)
+        }
+        var specs: [JSONValue] = layerConfigurations(dimension: 8).map { .object($0.1) }
+        specs += continuousLayerConfigurations.map { .object($0.1) }
+        for (_, layers, _) in imageLayerCases + unitIntervalLayerCases { specs += layers.map(JSONValue.object) }
+        return Set(specs.flatMap(types))
+    }
 }

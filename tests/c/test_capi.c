@@ -1848,6 +1848,15 @@ static void test_train_resume(void) {
     r = NOT_NULL_MODEL;
     CHECK_ST(sf_train_resume(cut_path, x, n, xt, nt, 0, NULL, NULL, NULL, 0, NULL, &r), SF_ERR_INVALID_ARGUMENT);
     CHECK(r == NULL, "resume with other validation rows: *out_model NULL");
+    /* sf_train_resume_v2 checks the rows' width against the checkpoint's model before reading */
+    r = NOT_NULL_MODEL;
+    CHECK_ST(sf_train_resume_v2(cut_path, x, n, 3, NULL, 0, 0, NULL, NULL, NULL, 0, NULL, &r), SF_ERR_SHAPE);
+    CHECKF(r == NULL && strstr(sf_last_error(), "3 values") != NULL, "resume_v2 with 3-value rows: \"%s\"",
+           sf_last_error());
+    r = NOT_NULL_MODEL;
+    CHECK_ST(sf_train_resume_v2(cut_path, x, n - 1, 2, NULL, 0, 0, NULL, NULL, NULL, 0, NULL, &r),
+             SF_ERR_INVALID_ARGUMENT);
+    CHECK(r == NULL, "resume_v2 on other rows: *out_model NULL");
     char *missing = path_join(dir, "missing_checkpoint.h5");
     r = NOT_NULL_MODEL;
     CHECK_ST(sf_train_resume(missing, x, n, NULL, 0, 0, NULL, NULL, NULL, 0, NULL, &r), SF_ERR_IO);

@@ -209,7 +209,7 @@ void fk_philox_normal_f32(uint64_t seed, uint64_t row, uint32_t stream, float *o
 /* fk_philox_normal_f32 for `rows` consecutive rows: row first_row + r's `count` values go to
  * out + r·ldo (ldo ≥ count; nothing between rows is written). The same bits as one call per
  * row in the same variant; the AVX2 variant packs several rows' blocks into each vector when rows
- * have fewer than 29 values (eight blocks), so short rows no longer leave lanes idle. */
+ * have fewer than 29 values (eight blocks), so short rows leave no lanes idle. */
 void fk_philox_normal_rows_f32(uint64_t seed, uint64_t first_row, size_t rows, uint32_t stream, size_t count,
                                float *out, size_t ldo);
 

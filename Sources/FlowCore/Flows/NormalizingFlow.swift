@@ -21,8 +21,7 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     /// Rows per chunk of batch work: 256 for vectors, fewer for large events (the largest power
     /// of two with at most about 16k values per chunk, at least 4 rows), so image batches split
     /// across threads and a chunk's working set stays in cache. A power of two, so the usual
-    /// batch sizes (64, 256, …) cut into equal chunks that spread evenly over the threads (21-row
-    /// chunks cut a batch of 64 into 21+21+21+1: one of two threads did 42 rows, the other 22).
+    /// batch sizes (64, 256, …) cut into equal chunks that spread evenly over the threads.
     /// Fixed per flow, so results never depend on the thread count.
     public let chunkRows: Int
 

@@ -94,11 +94,9 @@ struct Convolution: Equatable, Sendable {
     /// and once more for the input gradient.
     func flops(rows: Int) -> Int { 2 * rows * outChannels * patch * plane }
 
-    /// GEMM width (`block·H·W` columns) a block of samples aims for. Measured on a Zen 4 core
-    /// with OpenBLAS 0.3.21 (single-threaded, as ``FlowRuntime`` runs it), rows = 64: for 4×4
-    /// planes, blocks of 16 samples run 3×3 forward passes ~15 % faster than one-sample GEMMs;
-    /// at 8×8, blocks of 4 gain ~3 %; from 16×16 on, one-sample GEMMs (already ≥ 256 wide, and
-    /// free of gathers) are as fast or faster.
+    /// GEMM width (`block·H·W` columns) a block of samples aims for: small planes are batched
+    /// into wider GEMMs, which single-threaded OpenBLAS runs faster; from 16×16 on, one-sample
+    /// GEMMs are already at least this wide and need no gathers (figures in bench/README.md).
     static let targetColumns = 256
 
     /// Samples per GEMM block of a forward pass over `rows` samples:
@@ -110,8 +108,8 @@ struct Convolution: Equatable, Sendable {
 
     /// Samples per GEMM block of a backward pass over `rows` samples: as
     /// ``forwardBlockRows(_:)``, except one sample for 1×1 kernels, whose one-sample GEMMs read
-    /// `x` and `∂y` and write `∂x` in place: gathering blocks cost more than the wider GEMMs
-    /// gain (measured 5–10 % slower even at 4×4).
+    /// `x` and `∂y` and write `∂x` in place, and gathering blocks would cost more than the wider
+    /// GEMMs gain.
     func backwardBlockRows(_ rows: Int) -> Int {
         kernel == 1 ? 1 : forwardBlockRows(rows)
     }
@@ -264,9 +262,8 @@ struct Convolution: Equatable, Sendable {
     }
 
     /// Zeroes `rows` runs of `count` elements, `ld` apart: the C operand of a product then run
-    /// with β = 1. OpenBLAS's own pass for β = 0 (`sgemm_beta`) took 5 % of a Glow `log_prob`
-    /// profile (`perf record` of `swiftflows-bench --only glow-3x16x16/log_prob/b256 --threads 1`);
-    /// zeroing or filling with the bias here and running β = 1 made that row 4–6 % faster.
+    /// with β = 1, so OpenBLAS skips its own separate pass over C for β = 0 (`sgemm_beta`), a
+    /// visible share of an image flow's profile (bench/README.md).
     @inline(__always)
     static func zero<T: FlowScalar>(_ c: UnsafeMutablePointer<T>, rows: Int, count: Int, ld: Int) {
         for r in 0..<rows { (c + r * ld).update(repeating: 0, count: count) }

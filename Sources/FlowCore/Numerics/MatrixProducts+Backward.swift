@@ -15,9 +15,7 @@ extension MatrixProducts {
     /// and ``FlowScalar/denseLayer(_:ldx:rows:inFeatures:packedWeight:bias:outFeatures:into:ldy:relu:gate:)``
     /// with the untransposed weight as its packed one): in Float the AVX2 kernels of
     /// `CFlowKernels`, which need no packing on conditioner shapes (tens of features, a chunk of
-    /// rows) and fuse ReLU′; with them and the coupling tapes the RealNVP D = 64 training step
-    /// went from 37–40k to 44–47k rows/s on one thread (bench/README.md). Double (reference
-    /// evaluation) runs the same sums in Swift loops.
+    /// rows) and fuse ReLU′. Double (reference evaluation) runs the same sums in Swift loops.
     @_specialize(where T == Float) @_specialize(where T == Double)
     static func linearBackward<T: FlowScalar>(
         _ x: UnsafePointer<T>, ldx: Int, rows: Int, inFeatures: Int,

@@ -20,8 +20,8 @@ import Synchronization
 /// compute on (``FlowRuntime/threadCount``), which makes each of the first `threadCount`
 /// buffers fault its pages in: those are the buffers its workers get (unless other code in
 /// the process runs OpenBLAS products at the same time). A single smaller product on the
-/// calling thread warms only the first buffer, and only part of it. Measured with
-/// `swiftflows-bench --filter glow-3x16x16 --threads N` (bench/README.md, "Fourth round").
+/// calling thread warms only the first buffer, and only part of it. (bench/README.md has the
+/// measurements, from `swiftflows-bench --filter glow-3x16x16 --threads N`.)
 extension FlowRuntime {
     /// Side of the square warm-up product (512³: 268 MFLOP, about 8 ms on one core here).
     static var warmUpSize: Int { 512 }

@@ -73,6 +73,33 @@ def _count_arg(n):
     return n
 
 
+def _check_real(arr, name):
+    """Raises TypeError unless the ndarray ``arr`` holds real numbers."""
+    kind = arr.dtype.kind
+    if kind in _REJECTED_KINDS:
+        raise TypeError("%s must hold real numbers, got %s (dtype %s)" % (name, _REJECTED_KINDS[kind], arr.dtype))
+    if kind == "O" and not all(isinstance(v, numbers.Real) for v in arr.flat):
+        bad = next(v for v in arr.flat if not isinstance(v, numbers.Real))
+        raise TypeError("%s must hold real numbers, got an element of type %s" % (name, type(bad).__name__))
+
+
+def _float32_contiguous(arr):
+    """``arr`` as an aligned, C-contiguous float32 array (no copy when it already is one)."""
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    return arr if arr.flags.aligned else arr.copy()
+
+
+def _row_array(x, name):
+    """x (shape ``(n, ...)``) as an aligned, C-contiguous float32 array; returns (array, n, values
+    per row), for calls whose event shape the library checks (``sf_train_resume_v2``)."""
+    arr = np.asarray(x)
+    _check_real(arr, name)
+    if arr.ndim < 2 or arr.shape[0] == 0 or 0 in arr.shape[1:]:
+        raise ValueError("%s: expected a non-empty array of rows, shape (n, ...), got %s" % (name, tuple(arr.shape)))
+    arr = _float32_contiguous(arr)
+    return arr, arr.shape[0], math.prod(arr.shape[1:])
+
+
 def _path_arg(path):
     encoded = os.fsencode(os.fspath(path))  # str, bytes or os.PathLike; TypeError otherwise
     if b"\0" in encoded:
@@ -361,20 +388,11 @@ class Flow:
             return x, batch, math.prod(batch)
         self._check_open()
         arr = np.asarray(x)
-        kind = arr.dtype.kind
-        if kind in _REJECTED_KINDS:
-            raise TypeError("%s must hold real numbers, got %s (dtype %s)"
-                            % (name, _REJECTED_KINDS[kind], arr.dtype))
-        if kind == "O" and not all(isinstance(v, numbers.Real) for v in arr.flat):
-            bad = next(v for v in arr.flat if not isinstance(v, numbers.Real))
-            raise TypeError("%s must hold real numbers, got an element of type %s"
-                            % (name, type(bad).__name__))
+        _check_real(arr, name)
         if arr.ndim < k or tuple(arr.shape[arr.ndim - k:]) != event:
             raise ValueError("%s: expected an array of shape (..., %s), got %s"
                              % (name, ", ".join(str(d) for d in event), tuple(arr.shape)))
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
-        if not arr.flags.aligned:
-            arr = arr.copy()
+        arr = _float32_contiguous(arr)
         batch = tuple(arr.shape[:arr.ndim - k])
         return arr, batch, math.prod(batch)
 
@@ -598,19 +616,21 @@ class Flow:
             planned = _training._uint(epochs, "epochs")
             if planned == 0:
                 raise ValueError("epochs must be at least 1 (None keeps the checkpoint's planned epochs)")
-        # The checkpoint is a model file: its event shape tells how many floats a row has, which
-        # the library trusts when it reads x.
-        with cls.load(path) as probe:
-            x, n = probe._rows(x, "x")
-            x_val, n_val = (None, 0) if validation is None else probe._rows(validation, "validation")
+        # The library reads the checkpoint once and checks the rows' width against its model.
+        x, n, row_size = _row_array(x, "x")
+        x_val, n_val = None, 0
+        if validation is not None:
+            x_val, n_val, val_size = _row_array(validation, "validation")
+            if val_size != row_size:
+                raise ValueError("validation rows hold %d values, the training rows %d" % (val_size, row_size))
         history = (EpochReportStruct * _RESUME_HISTORY_CAPACITY)()
         out = ModelPtr()
         callback, display = _training.progress_handlers(progress, epochs=epochs)
         bridge = _training.ProgressBridge(callback)
 
         def call(count):
-            lib.sf_train_resume(path, _fptr(x), n, None if x_val is None else _fptr(x_val), n_val, planned,
-                                bridge.c_function, None, history, len(history), byref(count), byref(out))
+            lib.sf_train_resume_v2(path, _fptr(x), n, row_size, None if x_val is None else _fptr(x_val), n_val,
+                                   planned, bridge.c_function, None, history, len(history), byref(count), byref(out))
 
         reports = _training.run_training(call, bridge, history, display)
         return cls._from_handle(out), reports

@@ -1,6 +1,6 @@
-/* Direct convolutions on padded channel planes (fk_conv_f32, fk_conv_wgrad_f32) and the im2col /
- * col2im of the BLAS convolution path (fk_unfold_f32, fk_fold_f32; FlowKernels.h): portable and
- * AVX2+FMA variants and their dispatch. */
+/* Direct convolutions on channel planes (fk_conv_f32, fk_conv_wgrad_f32) and the im2col / col2im
+ * of the BLAS convolution path (fk_unfold_f32, fk_fold_f32; FlowKernels.h): portable and AVX2+FMA
+ * variants and their dispatch. */
 #include <math.h>
 #include <string.h>
 

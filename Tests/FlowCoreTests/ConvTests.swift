@@ -551,8 +551,8 @@ final class ConvTests: XCTestCase {
     }
 
     /// A float32 network runs its last convolution by Winograd (``ConvNet/usesWinograd``) unless
-    /// told not to, on the BLAS path only; its output matches the Double network with the same
-    /// weights to within 2e-5 of the output's scale (F(4×4, 3×3) on the 8×8, 4×4 and 5×7 planes,
+    /// told not to; its output matches the Double network with the same weights to within 2e-5
+    /// of the output's scale (F(4×4, 3×3) on the 8×8, 4×4 and 5×7 planes,
     /// whose transforms scale by up to 8: measured 4–6e-6; the im2col network stays within
     /// 2e-6), in a batch and one sample at a time; the recorded pass of training gives
     /// inference's bits (with OpenBLAS on one thread, as the library runs it: its threaded
@@ -560,8 +560,6 @@ final class ConvTests: XCTestCase {
     func testWinogradLastLayerAgreesWithIm2col() {
         FlowRuntime.configureBLAS()
         XCTAssertFalse(ConvNet<Double>(channels: 2, hidden: 8, outChannels: 4, height: 4, width: 4, seed: 1).usesWinograd)
-        XCTAssertFalse(ConvNet<Float>(channels: 2, hidden: 8, outChannels: 4, height: 4, width: 4, seed: 1,
-                                      planeMode: .direct).usesWinograd)
         for (c, hid, o, hgt, wid, rows) in [(6, 64, 12, 8, 8, 7), (12, 64, 24, 4, 4, 9), (3, 16, 6, 5, 7, 3),
                                             (2, 8, 4, 1, 3, 2)] {
             let reference = ConvNet<Double>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 5)
@@ -569,7 +567,7 @@ final class ConvTests: XCTestCase {
             reference.repack()
             let nets = [true, false].map { winograd in
                 let net = ConvNet<Float>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 5,
-                                         planeMode: .off, winograd: winograd)
+                                         winograd: winograd)
                 for (pd, pf) in zip(reference.parameters, net.parameters) { pf.assign(pd.array.map { Float($0) }) }
                 net.repack()
                 return net
@@ -615,11 +613,11 @@ final class ConvTests: XCTestCase {
         }
     }
 
-    /// The float32-only paths (``PlaneMode``: direct plane kernels, plane kernels with BLAS for
-    /// wide 1×1 layers, and im2col) against the Float64 network: forward, input gradient, weight
-    /// and bias gradients, on odd sizes (rows 1…21, sample stride beyond the features, planes
-    /// down to 1×1, channels 1…9 and 64, hidden widths below and above the BLAS threshold).
-    func testFloatPlanePathsAgreeWithDouble() {
+    /// The float32 network (im2col + BLAS, Winograd in the last layer's forward pass) against the
+    /// Float64 network: forward, input gradient, weight and bias gradients, on odd sizes (rows
+    /// 1…21, sample stride beyond the features, planes down to 1×1, channels 1…9 and 64, hidden
+    /// widths from 3 to 64).
+    func testFloatNetworkAgreesWithDoubleOnOddSizes() {
         let cases: [(c: Int, hid: Int, o: Int, h: Int, w: Int, rows: Int, pad: Int)] = [
             (1, 64, 2, 14, 14, 3, 0), (2, 64, 4, 7, 7, 5, 3), (3, 5, 9, 5, 7, 7, 2), (9, 7, 1, 1, 1, 3, 1),
             (4, 64, 8, 4, 4, 21, 5), (5, 3, 6, 2, 9, 1, 0), (7, 17, 3, 3, 1, 11, 4), (6, 16, 12, 8, 8, 2, 0),
@@ -634,36 +632,33 @@ final class ConvTests: XCTestCase {
             let x = normals(t.rows * ldx, seed: 32 + UInt64(i)), r = normals(t.rows * double.outFeatures, seed: 33)
             for p in double.parameters { p.zeroGradient() }
             let (yD, dxD) = recordAndBackward(double, x, ldx: ldx, rows: t.rows, outputGradient: r)
-            for mode in [PlaneMode.direct, .hybrid, .off] {
-                let single = ConvNet<Float>(channels: t.c, hidden: t.hid, outChannels: t.o, height: t.h, width: t.w,
-                                            seed: 30 + UInt64(i), planeMode: mode)
-                XCTAssertEqual(single.planeMode, mode)
-                for (pd, pf) in zip(double.parameters, single.parameters) { pf.assign(pd.array.map { Float($0) }) }
-                single.repack()
-                for p in single.parameters { p.zeroGradient() }
-                let xf = x.map { Float($0) }
-                let label = "\(mode) \(t.c)→\(t.hid)→\(t.o) \(t.h)×\(t.w) rows \(t.rows)"
-                let y = run(single, xf, ldx: ldx, rows: t.rows)
-                let (yF, dxF) = recordAndBackward(single, xf, ldx: ldx, rows: t.rows, outputGradient: r.map { Float($0) })
-                XCTAssertEqual(y, yF, "\(label): forwardRecording differs from callAsFunction")
-                if single.usesWinograd { // F(4×4, 3×3) in the last layer: its error follows the sums (see below)
-                    XCTAssertLessThan(scaledError(yF, yD), 2e-5, "\(label): output")
-                } else {
-                    XCTAssertLessThan(BijectionChecker.maxRelativeError(yF.map { Double($0) }, yD), 1e-4, "\(label): output")
-                }
-                XCTAssertLessThan(BijectionChecker.maxRelativeError(dxF.map { Double($0) }, dxD), 1e-3, "\(label): ∂x")
-                for (pd, pf) in zip(double.parameters, single.parameters) {
-                    XCTAssertLessThan(BijectionChecker.maxRelativeError(Array(pf.gradient).map { Double($0) },
-                                                                        Array(pd.gradient)), 1e-3, "\(label): \(pd.name)")
-                }
-                // Without the input gradient: the same parameter gradients, accumulated.
-                let first = single.parameters.map { Array($0.gradient) }
-                _ = recordAndBackward(single, xf, ldx: ldx, rows: t.rows, outputGradient: r.map { Float($0) },
-                                      inputGradient: false)
-                for (p, g) in zip(single.parameters, first) {
-                    XCTAssertLessThan(BijectionChecker.maxRelativeError(Array(p.gradient), g.map { $0 + $0 }), 1e-5,
-                                      "\(label): \(p.name) accumulation")
-                }
+            let single = ConvNet<Float>(channels: t.c, hidden: t.hid, outChannels: t.o, height: t.h, width: t.w,
+                                        seed: 30 + UInt64(i))
+            for (pd, pf) in zip(double.parameters, single.parameters) { pf.assign(pd.array.map { Float($0) }) }
+            single.repack()
+            for p in single.parameters { p.zeroGradient() }
+            let xf = x.map { Float($0) }
+            let label = "\(t.c)→\(t.hid)→\(t.o) \(t.h)×\(t.w) rows \(t.rows)"
+            let y = run(single, xf, ldx: ldx, rows: t.rows)
+            let (yF, dxF) = recordAndBackward(single, xf, ldx: ldx, rows: t.rows, outputGradient: r.map { Float($0) })
+            XCTAssertEqual(y, yF, "\(label): forwardRecording differs from callAsFunction")
+            if single.usesWinograd { // F(4×4, 3×3) in the last layer: its error follows the sums (testWinogradLastLayerAgreesWithIm2col)
+                XCTAssertLessThan(scaledError(yF, yD), 2e-5, "\(label): output")
+            } else {
+                XCTAssertLessThan(BijectionChecker.maxRelativeError(yF.map { Double($0) }, yD), 1e-4, "\(label): output")
+            }
+            XCTAssertLessThan(BijectionChecker.maxRelativeError(dxF.map { Double($0) }, dxD), 1e-3, "\(label): ∂x")
+            for (pd, pf) in zip(double.parameters, single.parameters) {
+                XCTAssertLessThan(BijectionChecker.maxRelativeError(Array(pf.gradient).map { Double($0) },
+                                                                    Array(pd.gradient)), 1e-3, "\(label): \(pd.name)")
+            }
+            // Without the input gradient: the same parameter gradients, accumulated.
+            let first = single.parameters.map { Array($0.gradient) }
+            _ = recordAndBackward(single, xf, ldx: ldx, rows: t.rows, outputGradient: r.map { Float($0) },
+                                  inputGradient: false)
+            for (p, g) in zip(single.parameters, first) {
+                XCTAssertLessThan(BijectionChecker.maxRelativeError(Array(p.gradient), g.map { $0 + $0 }), 1e-5,
+                                  "\(label): \(p.name) accumulation")
             }
         }
     }

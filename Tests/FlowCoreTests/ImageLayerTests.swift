@@ -51,7 +51,7 @@ final class ImageLayerTests: XCTestCase {
 
     /// A training pass that keeps the layers' tapes (``Bijection/tapeBytes(count:)``: image
     /// couplings, splits) gives bit-identical outputs and gradients to one whose backward pass
-    /// recomputes them, in Float (plane kernels) and Double.
+    /// recomputes them, in Float and Double.
     func testTapedTrainingPassMatchesRecomputation() throws {
         let check = TapeChecker.self
         for (name, layers, shape) in cases where name.hasPrefix("coupling") || name.hasPrefix("split") {

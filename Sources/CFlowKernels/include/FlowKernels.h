@@ -112,10 +112,10 @@ void fk_affine_rows_backward_f32(const float *x, size_t ldx, float *st, size_t l
 /* ReLU's backward mask: g_j = x_j > 0 ? g_j : 0 (x: pre- or post-activation values). */
 void fk_relu_mask_f32(float *g, const float *x, size_t n);
 
-/* Direct convolution over padded channel planes (the image conditioners' convolutions, their
- * input-gradient passes and their weight gradients). Channel c of x is the plane x + c·xstride;
- * tap j reads it shifted by off[j] elements (a k×k kernel on planes with zero padding between
- * rows and images becomes k² constant offsets of one linear sweep):
+/* Direct convolution over channel planes; the invertible 1×1 convolution mixes fewer than 32
+ * channels with it (one tap at offset 0). Channel c of x is the plane x + c·xstride; tap j reads
+ * it shifted by off[j] elements (a k×k kernel on planes with zero padding between rows and
+ * images becomes k² constant offsets of one linear sweep):
  *   v = bias[o] + Σ_{c < cin} Σ_{j < ntaps} w[(c·ntaps + j)·out + o] · x[c·xstride + t + off[j]]
  *   y[o·ystride + t] = gate(relu(v))       for o < out, t0 ≤ t < t0 + n
  * relu != 0 applies max(0, ·) (NaN passes through); with gate non-NULL, values where gate[o·gstride + t] > 0 does not
@@ -129,7 +129,8 @@ void fk_conv_f32(const float *x, size_t xstride, size_t cin, const ptrdiff_t *of
                  const float *bias, size_t out, float *y, size_t ystride, size_t t0, size_t n, const float *gate,
                  size_t gstride, int relu);
 
-/* Weight gradient of fk_conv_f32 (layout [out][cin][ntaps], i.e. PyTorch's OIHW):
+/* Weight gradient of fk_conv_f32 (layout [out][cin][ntaps], i.e. PyTorch's OIHW; the invertible
+ * 1×1 convolution's weight gradient with one tap):
  *   dw[(o·cin + c)·ntaps + j] += Σ_{t0 ≤ t < t0 + n} dy[o·dystride + t] · x[c·xstride + t + off[j]]
  * Each sum runs in eight interleaved partial sums (position t goes to lane (t − t0) mod 8, in
  * increasing t, fused multiply-adds), added as ((0+4) + (2+6)) + ((1+5) + (3+7)) and then to dw;

@@ -3,9 +3,7 @@ extension ConvNet {
     /// hidden activations `h₀ = ReLU(conv₀(x))` and `h₁ = ReLU(conv₁(h₀))`,
     /// `2·rows·hidden·H·W`. (ReLU's derivative is read off its output, so no pre-activation is
     /// kept.)
-    /// The float32 plane path (``usesPlanes``) keeps them as padded planes
-    /// (``planeTapeCount(rows:)``).
-    func tapeCount(rows: Int) -> Int { usesPlanes ? planeTapeCount(rows: rows) : 2 * rows * hiddenFeatures }
+    func tapeCount(rows: Int) -> Int { 2 * rows * hiddenFeatures }
 
     /// Scratch for ``backward(_:ldx:rows:tape:outputGradient:inputGradient:arena:)`` over `rows`
     /// samples: two hidden-activation gradients (`rows·hidden·H·W` each) and the largest
@@ -13,7 +11,6 @@ extension ConvNet {
     /// which hands the arena back unchanged, so one reservation serves the recorded forward pass
     /// and the backward pass that follows it.
     func backwardWorkspaceBytes(rows: Int) -> Int {
-        if usesPlanes { return planeBackwardWorkspaceBytes(rows: rows) }
         let forward = Swift.max(layers.map { $0.workspaceBytes(T.self, rows: rows) }.max() ?? 0, winogradScratchBytes)
         let backward = 2 * Arena.bytes(T.self, rows * hiddenFeatures)
             + (layers.map { $0.backwardWorkspaceBytes(T.self, rows: rows) }.max() ?? 0)
@@ -30,13 +27,6 @@ extension ConvNet {
     func forwardRecording(_ x: UnsafePointer<T>, ldx: Int, rows: Int, into y: UnsafeMutablePointer<T>,
                           tape: UnsafeMutablePointer<T>, arena: inout Arena) {
         guard rows > 0 else { return }
-        if usesPlanes {
-            let h0 = UnsafeMutableRawPointer(tape).assumingMemoryBound(to: Float.self)
-            var scratch = arena
-            planeForward(x, ldx: ldx, rows: rows, into: y, h0: h0, h1: h0 + hidden * planes(rows: rows).stride,
-                         arena: &scratch)
-            return
-        }
         let h0 = tape, h1 = tape + rows * hiddenFeatures
         var scratch = arena
         layers[0].forward(x, ldx: ldx, rows: rows, weight: weights[0].pointer,
@@ -71,11 +61,6 @@ extension ConvNet {
                   outputGradient: UnsafeMutablePointer<T>, inputGradient: UnsafeMutablePointer<T>?,
                   arena: inout Arena) {
         guard rows > 0 else { return }
-        if usesPlanes {
-            planeBackward(x, ldx: ldx, rows: rows, tape: tape, outputGradient: outputGradient,
-                          inputGradient: inputGradient, arena: &arena)
-            return
-        }
         let count = rows * hiddenFeatures
         let h0 = tape, h1 = tape + count
         // `raw` takes each convolution's input gradient, `masked` the same through ReLU′, which

@@ -12,8 +12,8 @@
 /// (`ConvTests.testBlockForwardEqualsLayerByLayerForward`).
 extension ConvNet {
     /// Whether ``callAsFunction(_:ldx:rows:into:arena:)`` takes ``blockForward(_:ldx:rows:into:arena:)``
-    /// for `rows` samples: BLAS layout (not the plane kernels), blocks of more than one sample
-    /// (planes under ``Convolution/targetColumns`` pixels), the first layer unfolding its input
+    /// for `rows` samples: blocks of more than one sample (planes under
+    /// ``Convolution/targetColumns`` pixels), the first layer unfolding its input
     /// (`C ≤ hidden`) and the last folding its output (`out < hidden`), as in every coupling
     /// and split conditioner of the presets.
     func usesBlockForward(rows: Int) -> Bool {
@@ -22,7 +22,7 @@ extension ConvNet {
 
     /// The layer conditions of ``usesBlockForward(rows:)`` (independent of the row count).
     var blockForwardApplies: Bool {
-        !usesPlanes && layers[0].method == .unfoldInput && layers[1].kernel == 1 && layers[2].method == .foldOutput
+        layers[0].method == .unfoldInput && layers[1].kernel == 1 && layers[2].method == .foldOutput
     }
 
     /// Scratch of ``blockForward(_:ldx:rows:into:arena:)`` over `rows` samples, with

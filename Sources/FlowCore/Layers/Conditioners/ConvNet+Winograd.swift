@@ -26,8 +26,8 @@ let winogradFromEnvironment: Bool = {
 /// pass stays the direct convolution's exact adjoint (its error against the Winograd forward
 /// is that rounding).
 extension ConvNet {
-    /// Whether the last convolution's forward pass runs by Winograd: float32, the BLAS path
-    /// (``PlaneMode/off``), a 3×3 last layer, and not switched off (``winogradFromEnvironment``).
+    /// Whether the last convolution's forward pass runs by Winograd: float32, a 3×3 last layer,
+    /// and not switched off (``winogradFromEnvironment``).
     var usesWinograd: Bool { winogradPack != nil }
 
     /// Scratch of one ``lastLayerForward(_:lds:ldp:ldc:rows:into:arena:)`` call by Winograd

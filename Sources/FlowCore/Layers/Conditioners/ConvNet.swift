@@ -42,12 +42,6 @@ final class ConvNet<T: FlowScalar> {
     /// fewer output than input channels), else nil; refreshed by ``repack()`` whenever the
     /// weights change.
     private let packed: [UnsafeMutablePointer<T>?]
-    /// Float32 networks (``usesPlanes``): each layer's weight packed for ``fk_conv_f32``
-    /// (``planePack(_:weight:into:)``), refreshed by ``repack()``; empty otherwise.
-    private let planePacks: [UnsafeMutablePointer<Float>]
-    /// How this network runs its convolutions (``PlaneMode``; always ``PlaneMode/off`` for
-    /// Float64).
-    let planeMode: PlaneMode
     /// The last convolution's weight transformed for Winograd F(m×m, 3×3)
     /// (``fk_winograd3x3_pack_f32``) when its forward pass runs that way (``usesWinograd``), else
     /// nil; refreshed by ``repack()``.
@@ -62,12 +56,10 @@ final class ConvNet<T: FlowScalar> {
     ///     ``RandomStream/initialization`` stream, as ``MLP`` draws them).
     /// - Precondition: every size ≥ 1. Untrusted sizes go through
     ///   ``checked(channels:hidden:outChannels:height:width:seed:context:)``.
-    /// - `planeMode`: how float32 networks run (ignored for Float64, which always takes the
-    ///   im2col path); tests pass each mode.
-    /// - `winograd`: whether a float32 network on the BLAS path runs its last convolution's
-    ///   forward pass by Winograd F(m×m, 3×3) (``usesWinograd``); tests pass both.
+    /// - `winograd`: whether a float32 network runs its last convolution's forward pass by
+    ///   Winograd F(m×m, 3×3) (``usesWinograd``); tests pass both.
     init(channels: Int, hidden: Int, outChannels: Int, height: Int, width: Int, seed: UInt64,
-         planeMode: PlaneMode = planeModeFromEnvironment, winograd: Bool = winogradFromEnvironment) {
+         winograd: Bool = winogradFromEnvironment) {
         inChannels = channels
         self.hidden = hidden
         self.outChannels = outChannels
@@ -99,17 +91,7 @@ final class ConvNet<T: FlowScalar> {
             return UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<T>.stride, alignment: 64)
                 .bindMemory(to: T.self, capacity: count)
         }
-        let mode: PlaneMode = T.self == Float.self && layers.allSatisfy({ $0.kernel <= 3 }) ? planeMode : .off
-        self.planeMode = mode
-        if mode != .off {
-            planePacks = layers.map { conv in
-                UnsafeMutableRawPointer.allocate(byteCount: ConvNet.planePackCount(conv) * MemoryLayout<Float>.stride,
-                                                 alignment: 64).bindMemory(to: Float.self, capacity: ConvNet.planePackCount(conv))
-            }
-        } else {
-            planePacks = []
-        }
-        if winograd && mode == .off && T.self == Float.self && layers[2].kernel == 3 {
+        if winograd && T.self == Float.self && layers[2].kernel == 3 {
             let count = fk_winograd3x3_packed_count(outChannels, hidden, height, width)
             winogradPack = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Float>.stride, alignment: 64)
                 .bindMemory(to: Float.self, capacity: count)
@@ -121,12 +103,8 @@ final class ConvNet<T: FlowScalar> {
 
     deinit {
         for p in packed { p.map { UnsafeMutableRawPointer($0).deallocate() } }
-        for p in planePacks { UnsafeMutableRawPointer(p).deallocate() }
         winogradPack.map { UnsafeMutableRawPointer($0).deallocate() }
     }
-
-    /// Layer `l`'s weight packed for the plane path (forward, then transposed).
-    @inline(__always) func planePack(_ l: Int) -> UnsafePointer<Float> { UnsafePointer(planePacks[l]) }
 
     /// Layer `l`'s packed weight, or nil when it reads the OIHW weight directly.
     @inline(__always) func packedWeight(_ l: Int) -> UnsafePointer<T>? { packed[l].map { UnsafePointer($0) } }
@@ -184,10 +162,6 @@ final class ConvNet<T: FlowScalar> {
     func repack() {
         for (l, conv) in layers.enumerated() {
             if let p = packed[l] { conv.packWeight(UnsafePointer(weights[l].pointer), into: p) }
-            if !planePacks.isEmpty {
-                ConvNet.planePack(conv, weight: UnsafeRawPointer(weights[l].pointer).assumingMemoryBound(to: Float.self),
-                                  into: planePacks[l])
-            }
         }
         if let u = winogradPack {
             fk_winograd3x3_pack_f32(UnsafeRawPointer(weights[2].pointer).assumingMemoryBound(to: Float.self),
@@ -205,7 +179,6 @@ final class ConvNet<T: FlowScalar> {
     /// activations (`rows·hidden·H·W` each) and the largest convolution's scratch, or the block
     /// pass's blocks (``blockForwardBytes(rows:)``) if larger.
     func workspaceBytes(rows: Int) -> Int {
-        if usesPlanes { return planeWorkspaceBytes(rows: rows) }
         let layered = 2 * Arena.bytes(T.self, rows * hiddenFeatures)
             + Swift.max(convolutionBytes(rows: rows, backward: false), winogradScratchBytes)
         return blockForwardApplies ? Swift.max(layered, blockForwardBytes(rows: rows)) : layered
@@ -221,12 +194,6 @@ final class ConvNet<T: FlowScalar> {
     func callAsFunction(_ x: UnsafePointer<T>, ldx: Int, rows: Int,
                         into y: UnsafeMutablePointer<T>, arena: inout Arena) {
         guard rows > 0 else { return }
-        if usesPlanes {
-            let count = hidden * planes(rows: rows).stride
-            let h0 = arena.take(Float.self, count), h1 = arena.take(Float.self, count)
-            planeForward(x, ldx: ldx, rows: rows, into: y, h0: h0, h1: h1, arena: &arena)
-            return
-        }
         if usesBlockForward(rows: rows) {
             blockForward(x, ldx: ldx, rows: rows, into: y, arena: &arena)
             return

@@ -1,14 +1,5 @@
 import CFlowKernels
-#if canImport(Glibc)
-import Glibc
-#endif
 
-/// Whether float32 conditioners run their last 3×3 convolution's forward pass by Winograd
-/// F(m×m, 3×3) (``ConvNet/usesWinograd``): yes unless the environment variable
-/// `SWIFTFLOWS_WINOGRAD` is `0` (read once per process; for benchmarks that compare the two).
-let winogradFromEnvironment: Bool = {
-    getenv("SWIFTFLOWS_WINOGRAD").map { String(cString: $0) } != "0"
-}()
 
 /// The last convolution (`hidden → out`, 3×3) of a float32 network by Winograd F(m×m, 3×3)
 /// (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016;
@@ -27,7 +18,7 @@ let winogradFromEnvironment: Bool = {
 /// is that rounding).
 extension ConvNet {
     /// Whether the last convolution's forward pass runs by Winograd: float32, a 3×3 last layer,
-    /// and not switched off (``winogradFromEnvironment``).
+    /// and not switched off (``RuntimeConfiguration/winograd``).
     var usesWinograd: Bool { winogradPack != nil }
 
     /// Scratch of one ``lastLayerForward(_:lds:ldp:ldc:rows:into:arena:)`` call by Winograd

@@ -59,7 +59,7 @@ final class ConvNet<T: FlowScalar> {
     /// - `winograd`: whether a float32 network runs its last convolution's forward pass by
     ///   Winograd F(m×m, 3×3) (``usesWinograd``); tests pass both.
     init(channels: Int, hidden: Int, outChannels: Int, height: Int, width: Int, seed: UInt64,
-         winograd: Bool = winogradFromEnvironment) {
+         winograd: Bool = FlowRuntime.configuration.winograd) {
         inChannels = channels
         self.hidden = hidden
         self.outChannels = outChannels

@@ -11,7 +11,7 @@ public enum ModelFile {
     /// The `format` attribute of every model file.
     public static let formatName = "swiftflows-model"
     /// The format version this library writes; it reads any file of the same major version.
-    public static let formatVersion = (major: 1, minor: 0)
+    public static let formatVersion = (major: 1, minor: 1)
     /// Library version written into files and reported by the C API.
     public static let libraryVersion = "0.1.0"
 

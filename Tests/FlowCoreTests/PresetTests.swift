@@ -13,6 +13,10 @@ final class PresetTests: XCTestCase {
             ("nice", try .nice(dim: d, layers: 4, hidden: [16], seed: 5)),
             ("nsf", try .nsf(dim: d, layers: 3, hidden: [16], bins: 6, seed: 6)),
             ("nsf actnorm random", try .nsf(dim: d, layers: 2, hidden: [16], bound: 2.5, actnorm: true, mixing: "random", seed: 7)),
+            ("nsf autoregressive", try .nsf(dim: d, layers: 2, hidden: [16], bins: 5, autoregressive: true, seed: 10)),
+            ("maf", try .maf(dim: d, layers: 3, hidden: [16, 16], seed: 11)),
+            ("maf lu", try .maf(dim: d, layers: 2, hidden: [16], actnorm: true, mixing: "lu", seed: 12)),
+            ("iaf", try .iaf(dim: d, layers: 2, hidden: [16], activation: "tanh", seed: 13)),
         ]
     }
 
@@ -28,7 +32,8 @@ final class PresetTests: XCTestCase {
 
     func testFreshCouplingFlowsAreTheIdentity() throws {
         for d in [1, 2, 5, 64] {
-            for flow in [try NormalizingFlow<Float>.realNVP(dim: d, actnorm: true), try .nice(dim: d), try .nsf(dim: d, actnorm: true)] {
+            for flow in [try NormalizingFlow<Float>.realNVP(dim: d, actnorm: true), try .nice(dim: d), try .nsf(dim: d, actnorm: true),
+                         try .nsf(dim: d, autoregressive: true), try .maf(dim: d), try .iaf(dim: d)] {
                 let x = try Tensor<Float>(shape: [7, d], scalars: BijectionChecker.randomPoints(7, d, seed: 2).map { Float($0) })
                 let (z, ld) = try flow.forward(x)
                 XCTAssertEqual(z, x)
@@ -46,7 +51,7 @@ final class PresetTests: XCTestCase {
     /// The defaults table is what the expansion uses: a spec giving every default explicitly
     /// expands exactly like one giving none, and unknown keys are refused.
     func testDefaultsTableDrivesTheExpansion() throws {
-        XCTAssertEqual(Presets.names, ["realnvp", "nice", "nsf", "glow", "realnvp_image"])
+        XCTAssertEqual(Presets.names, ["realnvp", "nice", "nsf", "maf", "iaf", "glow", "realnvp_image"])
         for preset in Presets.all {
             var minimal: [String: JSONValue] = ["preset": .string(preset.name)]
             for key in preset.required { minimal[key] = key == "dim" ? 3 : [1, 8, 8] }

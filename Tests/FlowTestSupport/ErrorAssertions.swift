@@ -30,5 +30,6 @@ public enum ErrorAssertions {
     public static let isIO: (FlowError) -> Bool = { if case .io = $0 { return true }; return false }
     public static let isInvalid: (FlowError) -> Bool = { if case .invalidArgument = $0 { return true }; return false }
     public static let isLimit: (FlowError) -> Bool = { if case .limitExceeded = $0 { return true }; return false }
+    public static let isInvalidSpec: (FlowError) -> Bool = { if case .invalidSpec = $0 { return true }; return false }
     public static let isShape: (FlowError) -> Bool = { if case .shapeMismatch = $0 { return true }; return false }
 }

@@ -24,8 +24,22 @@ public enum Fixtures {
                                             "activation": .string("tanh"), "bins": .number(5), "bound": .number(2),
                                             "min_derivative": .number(0.01)]),
         ]
+        configs += [
+            ("maf affine", ["type": .string("affine_autoregressive"), "hidden": JSONValue([8, 8])]),
+            ("iaf affine reversed tanh", ["type": .string("affine_autoregressive"), "direction": .string("iaf"),
+                                          "order": .string("reversed"), "hidden": JSONValue([7]),
+                                          "activation": .string("tanh")]),
+            ("maf spline", ["type": .string("spline_autoregressive"), "hidden": JSONValue([8]), "bins": .number(4)]),
+        ]
         if d > 1 {
             configs += [
+                ("maf affine random order, no hidden layer", ["type": .string("affine_autoregressive"),
+                                                              "order": .string("random"), "hidden": JSONValue([Int]()),
+                                                              "clamp": .number(0)]),
+                ("iaf spline random order", ["type": .string("spline_autoregressive"), "direction": .string("iaf"),
+                                             "order": .string("random"), "hidden": JSONValue([6, 5]),
+                                             "activation": .string("softplus"), "bins": .number(3),
+                                             "bound": .number(4)]),
                 ("affine alternating inverted", ["type": .string("affine_coupling"), "mask": .string("alternating"),
                                                  "invert_mask": .bool(true), "hidden": JSONValue([8]),
                                                  "activation": .string("elu")]),

@@ -20,6 +20,11 @@ SPECS = {
     "realnvp": {"preset": "realnvp", "dim": 2, "layers": 2, "hidden": [4]},
     "nice": {"preset": "nice", "dim": 4, "layers": 2, "hidden": [4]},
     "nsf": {"preset": "nsf", "dim": 3, "layers": 1, "hidden": [4], "bins": 3},
+    "maf": {"preset": "maf", "dim": 3, "layers": 2, "hidden": [4]},
+    "autoregressive": {"event_shape": [4], "layers": [
+        {"type": "affine_autoregressive", "order": "random", "hidden": [5, 3], "direction": "iaf"},
+        {"type": "spline_autoregressive", "hidden": [4], "bins": 3, "activation": "tanh"},
+    ]},
     "glow": {"preset": "glow", "shape": [1, 4, 4], "levels": 2, "steps": 1, "hidden": 2},
     "realnvp_image": {"preset": "realnvp_image", "shape": [1, 4, 4], "levels": 1, "couplings": 1, "hidden": 2},
     "cnf": {"event_shape": [2], "layers": [{"type": "cnf", "hidden": [4], "solver": "rk4", "step_size": 0.25}]},

@@ -7,7 +7,8 @@ public enum LayerRegistry {
     /// Every layer type at scalar type `T`, in documentation order.
     public static func types<T: FlowScalar>(_: T.Type = T.self) -> [any FlowLayer<T>.Type] {
         [
-            AffineCoupling<T>.self, AdditiveCoupling<T>.self, SplineCoupling<T>.self, Permutation<T>.self,
+            AffineCoupling<T>.self, AdditiveCoupling<T>.self, SplineCoupling<T>.self, AffineAutoregressive<T>.self,
+            SplineAutoregressive<T>.self, Permutation<T>.self,
             ActNorm<T>.self, LULinear<T>.self, Squeeze<T>.self, InvertibleConv1x1<T>.self,
             ConvAffineCoupling<T>.self, Split<T>.self, Dequantize<T>.self, Logit<T>.self, AffineConstant<T>.self,
             ContinuousFlow<T>.self,

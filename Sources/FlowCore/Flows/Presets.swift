@@ -57,7 +57,16 @@ public struct PresetDefaults: Sendable {
 ///   diagonal-normal base, whose learnable scale is NICE's final scaling layer.
 /// - `nsf` (Durkan et al. 2019, coupling variant "RQ-NSF (C)"): `layers` rational-quadratic spline
 ///   couplings (default 8) with `bins` bins (default 8) on `[−bound, bound]` (default 3), conditioner
-///   as for realnvp, the same `actnorm` and `mixing` options, standard-normal base.
+///   as for realnvp, the same `actnorm` and `mixing` options, standard-normal base. With
+///   `autoregressive: true`, autoregressive splines ("RQ-NSF (AR)", zuko's NSF) instead of
+///   couplings: `layers` ``SplineAutoregressive`` layers whose MADE has the `hidden` widths.
+/// - `maf` (Papamakarios et al. 2017): `layers` affine autoregressive layers (default 5) with MADE
+///   conditioners of widths `hidden`, log-scale clamp `clamp`; density in one pass.
+/// - `iaf` (Kingma et al. 2016): the same layers in the inverse direction; sampling in one pass.
+///
+/// For the autoregressive presets, `mixing: "alternate"` alternates the layers' orders between
+/// natural and reversed (as zuko's MAF); `"reverse"`, `"random"` and `"lu"` keep the natural order
+/// and put a permutation or an LU linear layer between layers (as nflows' MAF).
 public enum Presets {
     /// realnvp: `dim` required.
     public static let realNVP = PresetDefaults(name: "realnvp", required: ["dim"], defaults: [
@@ -71,11 +80,21 @@ public enum Presets {
     /// nsf: `dim` required.
     public static let nsf = PresetDefaults(name: "nsf", required: ["dim"], defaults: [
         ("layers", 8), ("hidden", [64, 64]), ("bins", 8), ("bound", 3), ("activation", "relu"), ("actnorm", false),
+        ("mixing", "alternate"), ("autoregressive", false),
+    ])
+    /// maf: `dim` required.
+    public static let maf = PresetDefaults(name: "maf", required: ["dim"], defaults: [
+        ("layers", 5), ("hidden", [64, 64]), ("activation", "relu"), ("clamp", 5), ("actnorm", false),
+        ("mixing", "alternate"),
+    ])
+    /// iaf: `dim` required.
+    public static let iaf = PresetDefaults(name: "iaf", required: ["dim"], defaults: [
+        ("layers", 5), ("hidden", [64, 64]), ("activation", "relu"), ("clamp", 5), ("actnorm", false),
         ("mixing", "alternate"),
     ])
 
     /// Every preset, vector ones first.
-    public static let all: [PresetDefaults] = [realNVP, nice, nsf] + ImagePresets.all
+    public static let all: [PresetDefaults] = [realNVP, nice, nsf, maf, iaf] + ImagePresets.all
     public static let names = all.map(\.name)
 
     /// The preset called `name`; ``FlowError/unknownType(_:)`` listing the known names otherwise.
@@ -109,23 +128,30 @@ public enum Presets {
         }
         let actnorm = object["actnorm"]?.boolValue ?? false
 
+        if let flag = object["autoregressive"], flag.boolValue == nil {
+            throw FlowError.invalidSpec("preset \(name): \"autoregressive\" must be true or false")
+        }
+        let autoregressive = name == "maf" || name == "iaf" || (name == "nsf" && object["autoregressive"]?.boolValue == true)
         var layers: [JSONValue] = []
         for i in 0..<count {
             if actnorm { layers.append(.object(["type": .string("actnorm")])) }
-            var coupling: [String: JSONValue] = [
-                "type": .string(name == "nice" ? "additive_coupling" : name == "nsf" ? "spline_coupling" : "affine_coupling"),
-                "mask": .string("half"),
+            var layer: [String: JSONValue] = ["hidden": hidden, "activation": activation]
+            if autoregressive {
+                layer["type"] = .string(name == "nsf" ? "spline_autoregressive" : "affine_autoregressive")
+                layer["order"] = .string(mixing == "alternate" && i % 2 == 1 ? "reversed" : "natural")
+                layer["direction"] = .string(name == "iaf" ? "iaf" : "maf")
+            } else {
+                layer["type"] = .string(name == "nice" ? "additive_coupling" : name == "nsf" ? "spline_coupling" : "affine_coupling")
+                layer["mask"] = .string("half")
                 // One feature: the single coordinate is always transformed (by learned constants).
-                "invert_mask": .bool(dim > 1 && mixing == "alternate" && i % 2 == 1),
-                "hidden": hidden,
-                "activation": activation,
-            ]
-            if name == "realnvp" { coupling["clamp"] = object["clamp"]! }
-            if name == "nsf" {
-                coupling["bins"] = object["bins"]!
-                coupling["bound"] = object["bound"]!
+                layer["invert_mask"] = .bool(dim > 1 && mixing == "alternate" && i % 2 == 1)
             }
-            layers.append(.object(coupling))
+            if ["realnvp", "maf", "iaf"].contains(name) { layer["clamp"] = object["clamp"]! }
+            if name == "nsf" {
+                layer["bins"] = object["bins"]!
+                layer["bound"] = object["bound"]!
+            }
+            layers.append(.object(layer))
             if i < count - 1, dim > 1 {
                 switch mixing {
                 case "reverse": layers.append(.object(["type": .string("permutation"), "kind": .string("reverse")]))
@@ -156,19 +182,47 @@ extension NormalizingFlow {
         ]), seed: seed)
     }
 
-    /// A neural spline flow (coupling RQ-NSF) for `dim`-dimensional vectors (see ``Presets``):
-    /// `layers` ``SplineCoupling`` layers with `bins` bins on `[−bound, bound]`, mixed like
+    /// A neural spline flow for `dim`-dimensional vectors (see ``Presets``): `layers`
+    /// ``SplineCoupling`` layers (or, with `autoregressive`, ``SplineAutoregressive`` layers) with
+    /// `bins` bins on `[−bound, bound]`, mixed like
     /// ``realNVP(dim:layers:hidden:activation:clamp:actnorm:mixing:seed:)``; an option left nil
     /// takes its default from ``Presets/nsf``.
     public static func nsf(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, bins: Int? = nil, bound: Double? = nil,
                            activation: String? = nil, actnorm: Bool? = nil, mixing: String? = nil,
-                           seed: UInt64 = 0) throws -> NormalizingFlow {
+                           autoregressive: Bool? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
         try NormalizingFlow(spec: Presets.nsf.spec([
             "dim": .number(Double(dim)), "layers": layers.map { .number(Double($0)) }, "hidden": hidden.map { JSONValue($0) },
             "bins": bins.map { .number(Double($0)) }, "bound": bound.map { .number($0) },
             "activation": activation.map { .string($0) }, "actnorm": actnorm.map { .bool($0) },
-            "mixing": mixing.map { .string($0) },
+            "mixing": mixing.map { .string($0) }, "autoregressive": autoregressive.map { .bool($0) },
         ]), seed: seed)
+    }
+
+    /// A masked autoregressive flow (``Presets``, `maf`) for `dim`-dimensional vectors; an option
+    /// left nil takes its default from ``Presets/maf``.
+    public static func maf(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, activation: String? = nil,
+                           clamp: Double? = nil, actnorm: Bool? = nil, mixing: String? = nil,
+                           seed: UInt64 = 0) throws -> NormalizingFlow {
+        try NormalizingFlow(spec: Presets.maf.spec(autoregressiveOptions(dim, layers, hidden, activation, clamp, actnorm, mixing)),
+                            seed: seed)
+    }
+
+    /// An inverse autoregressive flow (``Presets``, `iaf`) for `dim`-dimensional vectors; an
+    /// option left nil takes its default from ``Presets/iaf``.
+    public static func iaf(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, activation: String? = nil,
+                           clamp: Double? = nil, actnorm: Bool? = nil, mixing: String? = nil,
+                           seed: UInt64 = 0) throws -> NormalizingFlow {
+        try NormalizingFlow(spec: Presets.iaf.spec(autoregressiveOptions(dim, layers, hidden, activation, clamp, actnorm, mixing)),
+                            seed: seed)
+    }
+
+    private static func autoregressiveOptions(_ dim: Int, _ layers: Int?, _ hidden: [Int]?, _ activation: String?,
+                                              _ clamp: Double?, _ actnorm: Bool?, _ mixing: String?) -> [String: JSONValue?] {
+        [
+            "dim": .number(Double(dim)), "layers": layers.map { .number(Double($0)) }, "hidden": hidden.map { JSONValue($0) },
+            "activation": activation.map { .string($0) }, "clamp": clamp.map { .number($0) },
+            "actnorm": actnorm.map { .bool($0) }, "mixing": mixing.map { .string($0) },
+        ]
     }
 
     /// NICE for `dim`-dimensional vectors (see ``Presets``); an option left nil takes its default

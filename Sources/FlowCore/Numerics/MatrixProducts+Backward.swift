@@ -20,15 +20,17 @@ extension MatrixProducts {
     static func linearBackward<T: FlowScalar>(
         _ x: UnsafePointer<T>, ldx: Int, rows: Int, inFeatures: Int,
         weight: UnsafePointer<T>, outFeatures: Int, outputGradient dy: UnsafePointer<T>,
-        weightGradient: UnsafeMutablePointer<T>, biasGradient: UnsafeMutablePointer<T>?,
+        weightGradient: UnsafeMutablePointer<T>?, biasGradient: UnsafeMutablePointer<T>?,
         inputGradient dx: UnsafeMutablePointer<T>?, gate: UnsafePointer<T>? = nil, sparseOutputGradient: Bool = false
     ) {
         guard rows > 0, outFeatures > 0 else {
             if let dx { dx.update(repeating: 0, count: rows * inFeatures) }
             return
         }
-        T.denseWeightGradient(dy, lddy: outFeatures, rows: rows, outFeatures: outFeatures, input: x, ldx: ldx,
-                              inFeatures: inFeatures, weightGradient: weightGradient, biasGradient: biasGradient)
+        if let weightGradient {
+            T.denseWeightGradient(dy, lddy: outFeatures, rows: rows, outFeatures: outFeatures, input: x, ldx: ldx,
+                                  inFeatures: inFeatures, weightGradient: weightGradient, biasGradient: biasGradient)
+        }
         if let dx, inFeatures > 0 {
             T.denseLayer(dy, ldx: outFeatures, rows: rows, inFeatures: outFeatures, packedWeight: weight, bias: nil,
                          outFeatures: inFeatures, into: dx, ldy: inFeatures, relu: false, gate: gate,

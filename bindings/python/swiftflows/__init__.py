@@ -18,11 +18,11 @@ from ._version import __version__
 from ._native import get_num_threads, library_path, library_version, set_num_threads
 from .errors import SwiftFlowsError
 from .flow import Flow
-from .presets import NICE, NSF, Glow, RealNVP, RealNVPImage
+from .presets import IAF, MAF, NICE, NSF, Glow, RealNVP, RealNVPImage
 from .training import EpochReport, TextProgressBar, TqdmProgressBar, TrainingCancelled
 from .integrity import reseal
 from . import datasets, integrity, training
 
-__all__ = ["Flow", "RealNVP", "NICE", "NSF", "Glow", "RealNVPImage", "SwiftFlowsError", "TrainingCancelled", "EpochReport", "TextProgressBar",
+__all__ = ["Flow", "RealNVP", "NICE", "NSF", "MAF", "IAF", "Glow", "RealNVPImage", "SwiftFlowsError", "TrainingCancelled", "EpochReport", "TextProgressBar",
            "TqdmProgressBar", "datasets", "integrity", "reseal", "training", "set_num_threads", "get_num_threads", "library_version",
            "library_path", "__version__"]

@@ -8,7 +8,7 @@ import operator
 
 from .flow import Flow
 
-__all__ = ["RealNVP", "NICE", "NSF", "Glow", "RealNVPImage"]
+__all__ = ["RealNVP", "NICE", "NSF", "MAF", "IAF", "Glow", "RealNVPImage"]
 
 
 def _int(value, name):
@@ -63,11 +63,13 @@ def NICE(dim, layers=4, hidden=(64, 64), activation="relu", mixing="alternate", 
 
 
 def NSF(dim, layers=8, hidden=(64, 64), bins=8, bound=3.0, activation="relu", actnorm=False,
-        mixing="alternate", seed=0):
+        mixing="alternate", autoregressive=False, seed=0):
     """Neural spline flow (Durkan et al. 2019) for ``dim``-dimensional vectors: ``layers``
     monotonic rational-quadratic spline couplings with ``bins`` bins on ``[-bound, bound]``
     (identity with unit slope outside), conditioner MLPs of widths ``hidden``, optional ActNorm
-    and ``mixing`` as in :func:`RealNVP`. A new model is the identity map."""
+    and ``mixing`` as in :func:`RealNVP`. With ``autoregressive=True``, autoregressive splines
+    driven by MADE networks of widths ``hidden`` instead of couplings (zuko's NSF); ``mixing`` as
+    in :func:`MAF`. A new model is the identity map."""
     spec = {
         "preset": "nsf",
         "dim": _int(dim, "dim"),
@@ -78,8 +80,40 @@ def NSF(dim, layers=8, hidden=(64, 64), bins=8, bound=3.0, activation="relu", ac
         "activation": str(activation),
         "actnorm": bool(actnorm),
         "mixing": str(mixing),
+        "autoregressive": bool(autoregressive),
     }
     return Flow.from_spec(spec, seed=seed)
+
+
+def _autoregressive(preset, dim, layers, hidden, activation, clamp, actnorm, mixing, seed):
+    spec = {
+        "preset": preset,
+        "dim": _int(dim, "dim"),
+        "layers": _int(layers, "layers"),
+        "hidden": _hidden(hidden),
+        "activation": str(activation),
+        "clamp": float(clamp),
+        "actnorm": bool(actnorm),
+        "mixing": str(mixing),
+    }
+    return Flow.from_spec(spec, seed=seed)
+
+
+def MAF(dim, layers=5, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=False, mixing="alternate", seed=0):
+    """Masked autoregressive flow (Papamakarios et al. 2017) for ``dim``-dimensional vectors:
+    ``layers`` affine autoregressive layers whose MADE networks have widths ``hidden``, log-scale
+    soft clamp ``clamp`` (0 = none), optional ActNorm before each layer. ``mixing``:
+    ``"alternate"`` (the layers' orders alternate between natural and reversed), ``"reverse"`` /
+    ``"random"`` (a permutation between layers) or ``"lu"`` (LU linear layers). The density takes
+    one network pass per layer, sampling ``dim`` passes. A new model is the identity map."""
+    return _autoregressive("maf", dim, layers, hidden, activation, clamp, actnorm, mixing, seed)
+
+
+def IAF(dim, layers=5, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=False, mixing="alternate", seed=0):
+    """Inverse autoregressive flow (Kingma et al. 2016) for ``dim``-dimensional vectors: the
+    layers of :func:`MAF` in the other direction, so sampling takes one network pass per layer
+    and the density ``dim`` passes. A new model is the identity map."""
+    return _autoregressive("iaf", dim, layers, hidden, activation, clamp, actnorm, mixing, seed)
 
 
 def _shape(shape):

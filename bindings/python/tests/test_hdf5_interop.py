@@ -20,7 +20,7 @@ def test_saved_model_has_the_documented_layout(tmp_path):
     with h5py.File(path, "r") as f:
         assert f.attrs["format"] == "swiftflows-model"
         assert isinstance(f.attrs["format"], str)
-        assert list(f.attrs["format_version"]) == [1, 0]
+        assert list(f.attrs["format_version"]) == [1, 1]
         assert f.attrs["format_version"].dtype == np.int64
         assert list(f.attrs["event_shape"]) == [2]
         assert isinstance(f.attrs["library_version"], str)

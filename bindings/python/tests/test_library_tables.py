@@ -14,7 +14,8 @@ from swiftflows.integrity import USER_BLOCK_SIZE, checksum_header, is_sealed, re
 from conftest import expect_status
 
 #: Python builder of each library preset.
-BUILDERS = {"realnvp": presets.RealNVP, "nice": presets.NICE, "nsf": presets.NSF, "glow": presets.Glow,
+BUILDERS = {"realnvp": presets.RealNVP, "nice": presets.NICE, "nsf": presets.NSF, "maf": presets.MAF,
+            "iaf": presets.IAF, "glow": presets.Glow,
             "realnvp_image": presets.RealNVPImage}
 #: Arguments of the Python builders that are not preset options.
 PYTHON_ONLY = {"seed"}

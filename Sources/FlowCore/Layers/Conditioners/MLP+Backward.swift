@@ -78,13 +78,14 @@ extension MLP {
     }
 
     /// Back-propagates `outputGradient` (`rows × out`; destroyed) through the recorded pass:
-    /// adds weight and bias gradients, and writes `∂L/∂x` (`rows × in`, contiguous) into
-    /// `inputGradient` when given. With ReLU, each hidden layer's derivative is fused into the
-    /// product that produces its gradient.
+    /// adds weight and bias gradients (unless `parameterGradients` is false: a vector-Jacobian
+    /// product with respect to the input only), and writes `∂L/∂x` (`rows × in`, contiguous)
+    /// into `inputGradient` when given. With ReLU, each hidden layer's derivative is fused into
+    /// the product that produces its gradient.
     @_specialize(where T == Float) @_specialize(where T == Double)
     func backward(_ x: UnsafePointer<T>, ldx: Int, rows: Int, tape: UnsafePointer<T>,
                   outputGradient: UnsafeMutablePointer<T>, inputGradient: UnsafeMutablePointer<T>?,
-                  arena: inout Arena) {
+                  parameterGradients: Bool = true, arena: inout Arena) {
         let scratch = rows * max(maxWidth, inFeatures)
         let bufferA = arena.take(T.self, scratch), bufferB = arena.take(T.self, scratch)
         let fused = !tapesPreActivations
@@ -96,10 +97,16 @@ extension MLP {
             let target: UnsafeMutablePointer<T>? = l == 0 ? inputGradient : (nextIsA ? bufferA : bufferB)
             MatrixProducts.linearBackward(input, ldx: ld, rows: rows, inFeatures: widths[l],
                                           weight: weights[l].pointer, outFeatures: widths[l + 1],
-                                          outputGradient: delta, weightGradient: weights[l].gradient.baseAddress!,
-                                          biasGradient: biases[l].gradient.baseAddress!, inputGradient: target,
+                                          outputGradient: delta,
+                                          weightGradient: parameterGradients ? weights[l].gradient.baseAddress! : nil,
+                                          biasGradient: parameterGradients ? biases[l].gradient.baseAddress! : nil,
+                                          inputGradient: target,
                                           gate: l > 0 && fused ? input : nil,
                                           sparseOutputGradient: fused && sparseGradient(l))
+            if parameterGradients, let masks {
+                let g = weights[l].gradient, m = masks[l]
+                for i in 0..<g.count { g[i] *= m[i] }
+            }
             if l > 0, let target {
                 if !fused {
                     activation.multiplyByDerivative(target, at: input - rows * widths[l], count: rows * widths[l])

@@ -7,11 +7,18 @@
 ///
 /// Parameters, in file order: `weight_0, bias_0, …, weight_L, bias_L` (`L` = number of hidden
 /// layers).
+///
+/// With `masks` (a masked MLP, e.g. ``MADE``), layer `l` computes `x·(W ⊙ M)ᵀ + b`: masked
+/// weights are held at exactly zero (at initialisation, after every parameter change in
+/// ``repack()``, and their gradients are zeroed in ``backward``), so every product runs the
+/// dense kernels unchanged.
 final class MLP<T: FlowScalar> {
     let widths: [Int]
     let activation: Activation
     let weights: [Parameter<T>]
     let biases: [Parameter<T>]
+    /// Per layer: 0/1 per weight entry (`[out, in]` row-major), or nil for a dense network.
+    let masks: [[T]]?
     /// Each weight transposed (`in × out`, row-major), the layout the dense kernel streams;
     /// refreshed by ``repack()`` whenever the weights change.
     private let packed: [UnsafeMutablePointer<T>]
@@ -19,9 +26,11 @@ final class MLP<T: FlowScalar> {
     /// - Parameters:
     ///   - widths: `[in, h₁, …, h_L, out]`.
     ///   - seed/stream row: where initial weights come from (a ``PhiloxStream``).
-    init(widths: [Int], activation: Activation, seed: UInt64, row: UInt64) {
+    ///   - masks: per layer, 0/1 per weight entry (`[out, in]`), or nil.
+    init(widths: [Int], activation: Activation, seed: UInt64, row: UInt64, masks: [[T]]? = nil) {
         self.widths = widths
         self.activation = activation
+        self.masks = masks
         var ws: [Parameter<T>] = [], bs: [Parameter<T>] = []
         var rng = PhiloxStream(seed: seed, row: row, stream: RandomStream.initialization)
         for l in 0..<(widths.count - 1) {
@@ -53,6 +62,11 @@ final class MLP<T: FlowScalar> {
     /// Refreshes the transposed weights from ``weights`` (call after any weight change; the
     /// coupling layers do it in `parametersDidChange`). O(parameters).
     func repack() {
+        if let masks {
+            for (w, m) in zip(weights, masks) {
+                for i in 0..<w.count { w.values[i] *= m[i] }
+            }
+        }
         for l in 0..<weights.count {
             MatrixProducts.transpose(weights[l].pointer, rows: widths[l + 1], columns: widths[l], into: packed[l])
         }
@@ -79,7 +93,15 @@ final class MLP<T: FlowScalar> {
     }
 
     /// Builds a conditioner after checking its size against ``Limits`` (before allocating).
-    static func checked(widths: [Int], activation: Activation, seed: UInt64, context: String) throws -> MLP {
+    static func checked(widths: [Int], activation: Activation, seed: UInt64, context: String,
+                        masks: [[T]]? = nil) throws -> MLP {
+        _ = try checkedSize(widths: widths, context: context)
+        return MLP(widths: widths, activation: activation, seed: seed, row: 0, masks: masks)
+    }
+
+    /// The parameter count of a network of `widths`, checked against ``Limits`` without
+    /// allocating.
+    static func checkedSize(widths: [Int], context: String) throws -> Int {
         var total = 0
         for l in 0..<(widths.count - 1) {
             let (w, o1) = widths[l].multipliedReportingOverflow(by: widths[l + 1])
@@ -89,7 +111,7 @@ final class MLP<T: FlowScalar> {
             }
             total = t
         }
-        return MLP(widths: widths, activation: activation, seed: seed, row: 0)
+        return total
     }
 
     var inFeatures: Int { widths.first! }

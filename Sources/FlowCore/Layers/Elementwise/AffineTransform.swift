@@ -7,8 +7,9 @@
 /// The clamp is smooth, the identity near zero and bounds each feature's scale by e^±c, so early
 /// training cannot blow up. Parameters of a row with `n` features are blocked: the shifts
 /// `t₁…tₙ`, then the raw log-scales `ŝ₁…ŝₙ`; all zero gives the identity.
-public struct AffineTransform<Scalar: FlowScalar>: ElementwiseTransform {
+public struct AffineTransform<Scalar: FlowScalar>: AutoregressiveTransform {
     public static var couplingTypeName: String { "affine_coupling" }
+    public static var autoregressiveTypeName: String { "affine_autoregressive" }
     public static var hyperParameters: [HyperParameter] {
         [HyperParameter("clamp", .double, "soft clamp c of the log-scale, s = c·tanh(ŝ/c); 0 = none (default 5)")]
     }

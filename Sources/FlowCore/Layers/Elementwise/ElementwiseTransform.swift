@@ -53,6 +53,13 @@ public protocol ElementwiseTransform<Scalar> {
                   logDetGradient: UnsafePointer<Scalar>, arena: inout Arena)
 }
 
+/// An element-wise transform that also drives autoregressive layers (``MaskedAutoregressive``).
+public protocol AutoregressiveTransform<Scalar>: ElementwiseTransform {
+    /// The layer type name of the autoregressive layer built on this transform, e.g.
+    /// `"affine_autoregressive"`.
+    static var autoregressiveTypeName: String { get }
+}
+
 /// The features a transform acts on within a row: ascending indices, with the start of the
 /// range when they are contiguous (then kernels run over the range without an index list).
 public struct FeatureIndices: Sendable {
@@ -69,6 +76,14 @@ public struct FeatureIndices: Sendable {
         }
         rangeStart = start
     }
+
+    /// The single feature `index` (no allocation: the index list is a constant).
+    public init(one index: Int) {
+        indices = index == 0 ? FeatureIndices.zero : [index]
+        rangeStart = index
+    }
+
+    private static let zero = [0]
 
     /// Number of features.
     public var count: Int { indices.count }

@@ -17,8 +17,9 @@ import RealModule
 ///
 /// The shift `c` makes a zero input give derivative exactly 1: all-zero parameters give uniform
 /// bins, every derivative 1, and the identity.
-public struct RationalQuadraticTransform<Scalar: FlowScalar>: ElementwiseTransform {
+public struct RationalQuadraticTransform<Scalar: FlowScalar>: AutoregressiveTransform {
     public static var couplingTypeName: String { "spline_coupling" }
+    public static var autoregressiveTypeName: String { "spline_autoregressive" }
     public static var hyperParameters: [HyperParameter] {
         [
             HyperParameter("bins", .int, "number of spline bins K (default 8)"),

@@ -205,6 +205,35 @@ sf_status sf_sample(const sf_model *model, size_t n, uint64_t seed, float *out, 
 sf_status sf_sample_temperature(const sf_model *model, size_t n, uint64_t seed, float temperature,
                                 float *out, double *log_prob);
 
+/* ---- Conditional models ------------------------------------------------------------------
+ *
+ * A conditional model p(x | c) (format 1.1, "context" in its spec) takes one context row of
+ * sf_model_context_size values per data row. The functions above that take no context refuse
+ * a conditional model (SF_ERR_INVALID_ARGUMENT, naming the _context variant); the _context
+ * variants below accept both kinds: `context` must be NULL for an unconditional model (a
+ * context given to it is refused with SF_ERR_INVALID_ARGUMENT) and non-NULL for a conditional
+ * one when n > 0. `context` holds n rows of sf_model_context_size floats, borrowed for the call.
+ * Thread safety, statuses and ownership as for the functions without context. */
+
+/* *out_size = context values per row (0: the model is unconditional). */
+sf_status sf_model_context_size(const sf_model *model, size_t *out_size);
+
+/* sf_forward, sf_inverse and sf_log_prob at context rows: log p(x_i | c_i) for sf_log_prob_context. */
+sf_status sf_forward_context(const sf_model *model, const float *x, const float *context, size_t n, float *z,
+                             double *logdet);
+sf_status sf_inverse_context(const sf_model *model, const float *z, const float *context, size_t n, float *x,
+                             double *logdet);
+sf_status sf_log_prob_context(const sf_model *model, const float *x, const float *context, size_t n, double *out);
+
+/* Draws n samples of a conditional model from n_context context rows: n_context = n gives one
+ * context per sample; n_context = 1 broadcasts one context to all n; otherwise n_context must
+ * divide n, and context row j gives samples j·(n/n_context) … (j+1)·(n/n_context) − 1 (n samples
+ * for each of m observations, as sbi draws them). Sample i's base draw depends only on (seed, i),
+ * as for sf_sample. log_prob (may be NULL) receives log p(x_i | c_i). For an unconditional model
+ * pass context = NULL and n_context = 0 (then it is sf_sample). */
+sf_status sf_sample_context(const sf_model *model, size_t n, uint64_t seed, const float *context, size_t n_context,
+                            float *out, double *log_prob);
+
 /* ---- Training ---------------------------------------------------------------------------- */
 /* Maximum-likelihood training in the library: minibatches drawn in a seeded random order,
  * gradients by hand-derived backward passes, an optimiser step per minibatch. ActNorm layers
@@ -325,6 +354,21 @@ sf_status sf_train_resume_v2(const char *checkpoint_path, const float *x, size_t
                              void *user_data, sf_epoch_report *history, size_t history_capacity,
                              size_t *out_epochs, sf_model **out_model);
 
+/* sf_train with context rows: `context` holds n rows and `context_val` n_val rows of
+ * sf_model_context_size floats (both NULL for an unconditional model); each context row travels
+ * with its data row through the validation split and every shuffle. Otherwise as sf_train. */
+sf_status sf_train_context(sf_model *model, const float *x, const float *context, size_t n, const float *x_val,
+                           const float *context_val, size_t n_val, const sf_train_options *options,
+                           sf_epoch_report *history, size_t history_capacity, size_t *out_epochs);
+
+/* sf_train_resume_v2 with the context rows of a conditional run (NULL for an unconditional one);
+ * `context_size` (0: trust the file) is checked against the checkpoint's model like row_size. */
+sf_status sf_train_resume_context(const char *checkpoint_path, const float *x, const float *context, size_t n,
+                                  size_t row_size, size_t context_size, const float *x_val,
+                                  const float *context_val, size_t n_val, uint32_t epochs, sf_progress_fn progress,
+                                  void *user_data, sf_epoch_report *history, size_t history_capacity,
+                                  size_t *out_epochs, sf_model **out_model);
+
 /* ---- Data -------------------------------------------------------------------------------- */
 
 /* The built-in 2-D toy data sets (FFJORD's recipes): sf_toy_dataset_count() of them, named
@@ -345,6 +389,15 @@ sf_status sf_toy_dataset_entropy(const char *name, double *out_entropy, int *out
 /* Writes n points (n * 2 floats) of the toy set `name`, generated from `seed` (the same on every
  * run and machine). SF_ERR_INVALID_ARGUMENT, listing the known names, for an unknown name. */
 sf_status sf_toy_dataset(const char *name, size_t n, uint64_t seed, float *out);
+
+/* n points of a conditional toy data set with a known conditional entropy: "8gaussians-rotated"
+ * (c ~ U(0, 2π), x = 8gaussians rotated by c; H(x | c) = 2.831 nats) or "checkerboard-scaled"
+ * (c ~ U(−0.5, 0.5), x = e^c · checkerboard; H(x | c) = log 32 + 2c). out_x receives n × 2 floats,
+ * out_context n × 1; *out_entropy (may be NULL) the mean conditional entropy in nats, the best
+ * achievable test NLL. Same (name, n, seed), same bits. SF_ERR_INVALID_ARGUMENT for an unknown
+ * name (listing the known ones). */
+sf_status sf_toy_conditional_dataset(const char *name, size_t n, uint64_t seed, float *out_x, float *out_context,
+                                     double *out_entropy);
 
 /* ---- File checksum ----------------------------------------------------------------------- */
 /* Files SwiftFlows writes start with a 512-byte checksum block (an HDF5 user block holding

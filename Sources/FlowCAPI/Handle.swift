@@ -62,6 +62,17 @@ func sampleCount(_ n: UInt, _ flow: NormalizingFlow<Float>) throws -> Int {
     return count
 }
 
+/// Checks `n` context rows of `contextSize` values against address-space limits.
+func sampleCount(_ n: UInt, contextSize: Int) throws -> Int {
+    guard n <= UInt(Int.max) else { throw FlowError.invalidArgument("n = \(n) is too large") }
+    let (elements, o1) = Int(n).multipliedReportingOverflow(by: contextSize)
+    let (_, o2) = elements.multipliedReportingOverflow(by: MemoryLayout<Double>.stride)
+    guard !o1, !o2 else {
+        throw FlowError.invalidArgument("\(n) context rows of \(contextSize) values overflow the address space")
+    }
+    return Int(n)
+}
+
 /// Stores a new handle in `out` (which must not be NULL).
 func publish(_ flow: NormalizingFlow<Float>, _ out: UnsafeMutablePointer<OpaquePointer?>) -> Int32 {
     out.pointee = ModelHandle(flow).opaque

@@ -171,6 +171,15 @@ public func sf_train(_ handle: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n: 
                      _ nVal: UInt, _ options: UnsafePointer<sf_train_options>?,
                      _ history: UnsafeMutablePointer<sf_epoch_report>?, _ historyCapacity: UInt,
                      _ outEpochs: UnsafeMutablePointer<Int>?) -> Int32 {
+    sf_train_context(handle, x, nil, n, xVal, nil, nVal, options, history, historyCapacity, outEpochs)
+}
+
+@_cdecl("sf_train_context")
+public func sf_train_context(_ handle: OpaquePointer?, _ x: UnsafePointer<Float>?, _ context: UnsafePointer<Float>?,
+                             _ n: UInt, _ xVal: UnsafePointer<Float>?, _ contextVal: UnsafePointer<Float>?, _ nVal: UInt,
+                             _ options: UnsafePointer<sf_train_options>?,
+                             _ history: UnsafeMutablePointer<sf_epoch_report>?, _ historyCapacity: UInt,
+                             _ outEpochs: UnsafeMutablePointer<Int>?) -> Int32 {
     outEpochs?.pointee = 0
     return guarded {
         try writing(handle) { flow in
@@ -178,13 +187,31 @@ public func sf_train(_ handle: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n: 
             guard n > 0 else { throw FlowError.invalidArgument("n is 0: there is nothing to train on") }
             let data = try rowBuffer(x, n, flow.eventSize, "x")!
             let validation = try rowBuffer(xVal, nVal, flow.eventSize, "x_val")
-            let trainer = try Trainer(flow: flow, data: data, rows: Int(n), validation: validation,
-                                      validationRows: Int(nVal), options: o)
+            let (trainContext, validationContext) = try contextBuffers(flow, context, n, contextVal, nVal)
+            let trainer = try Trainer(flow: flow, data: data, rows: Int(n), context: trainContext, validation: validation,
+                                      validationRows: Int(nVal), validationContext: validationContext, options: o)
             if let path = c.checkpoint_path { trainer.saveCheckpoints(to: try string(path, "checkpoint_path", limit: 4096)) }
             try runAndReport(trainer, c.progress, c.user_data, history, historyCapacity, outEpochs)
             return Status.ok.rawValue
         }
     }
+}
+
+/// The training and validation context buffers of a call on `flow`: refused for an
+/// unconditional flow, sized by its context size for a conditional one (the trainer then
+/// reports what is missing).
+func contextBuffers(_ flow: NormalizingFlow<Float>, _ context: UnsafePointer<Float>?, _ n: UInt,
+                    _ contextVal: UnsafePointer<Float>?, _ nVal: UInt) throws
+    -> (UnsafeBufferPointer<Float>?, UnsafeBufferPointer<Float>?)
+{
+    let c = flow.contextSize
+    guard c > 0 else {
+        guard context == nil, contextVal == nil else {
+            throw FlowError.invalidArgument("the model is unconditional: pass context = NULL and context_val = NULL")
+        }
+        return (nil, nil)
+    }
+    return (try rowBuffer(context, n, c, "context"), try rowBuffer(contextVal, nVal, c, "context_val"))
 }
 
 @_cdecl("sf_train_resume")
@@ -203,6 +230,18 @@ public func sf_train_resume_v2(_ path: UnsafePointer<CChar>?, _ x: UnsafePointer
                                _ history: UnsafeMutablePointer<sf_epoch_report>?, _ historyCapacity: UInt,
                                _ outEpochs: UnsafeMutablePointer<Int>?,
                                _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    sf_train_resume_context(path, x, nil, n, rowSize, 0, xVal, nil, nVal, epochs, progress, userData, history,
+                            historyCapacity, outEpochs, out)
+}
+
+@_cdecl("sf_train_resume_context")
+public func sf_train_resume_context(_ path: UnsafePointer<CChar>?, _ x: UnsafePointer<Float>?,
+                                    _ context: UnsafePointer<Float>?, _ n: UInt, _ rowSize: UInt, _ contextSize: UInt,
+                                    _ xVal: UnsafePointer<Float>?, _ contextVal: UnsafePointer<Float>?, _ nVal: UInt,
+                                    _ epochs: UInt32, _ progress: sf_progress_fn?, _ userData: UnsafeMutableRawPointer?,
+                                    _ history: UnsafeMutablePointer<sf_epoch_report>?, _ historyCapacity: UInt,
+                                    _ outEpochs: UnsafeMutablePointer<Int>?,
+                                    _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     outEpochs?.pointee = 0
     guard let out else { return fail(.invalidArgument, "out_model is NULL") }
     out.pointee = nil
@@ -214,10 +253,15 @@ public func sf_train_resume_v2(_ path: UnsafePointer<CChar>?, _ x: UnsafePointer
         guard rowSize == 0 || rowSize == UInt(flow.eventSize) else {
             throw FlowError.shapeMismatch("the rows hold \(rowSize) values each; the checkpoint's model takes \(flow.eventSize)")
         }
+        guard context == nil || contextSize == 0 || contextSize == UInt(flow.contextSize) else {
+            throw FlowError.shapeMismatch("the context rows hold \(contextSize) values each; the checkpoint's model takes \(flow.contextSize)")
+        }
         let data = try rowBuffer(x, n, flow.eventSize, "x")!
         let validation = try rowBuffer(xVal, nVal, flow.eventSize, "x_val")
-        let trainer = try Trainer(flow: flow, data: data, rows: Int(n), validation: validation,
-                                  validationRows: Int(nVal), resuming: state, epochs: epochs > 0 ? Int(epochs) : nil)
+        let (trainContext, validationContext) = try contextBuffers(flow, context, n, contextVal, nVal)
+        let trainer = try Trainer(flow: flow, data: data, rows: Int(n), context: trainContext, validation: validation,
+                                  validationRows: Int(nVal), validationContext: validationContext, resuming: state,
+                                  epochs: epochs > 0 ? Int(epochs) : nil)
         trainer.saveCheckpoints(to: checkpoint)
         do {
             try runAndReport(trainer, progress, userData, history, historyCapacity, outEpochs)

@@ -44,6 +44,8 @@ public enum Limits {
     public static let maxToySamples = 1 << 24
     /// Largest event size (elements per sample).
     public static let maxEventSize = 1 << 24
+    /// Most context scalars per row of a conditional flow.
+    public static let maxContextSize = 1 << 16
     /// Largest rank of an event shape.
     public static let maxEventRank = 4
     /// Most layers in one flow.

@@ -45,11 +45,14 @@ extension Trainer where Scalar == Float {
     /// - Throws: ``FlowError/invalidArgument(_:)`` if the data differ from the checkpoint's
     ///   (fingerprint), ``FlowError/format(_:)`` for a file without a valid `/training` group.
     public static func resume(checkpoint path: String, data: UnsafeBufferPointer<Float>, rows: Int,
+                              context: UnsafeBufferPointer<Float>? = nil,
                               validation: UnsafeBufferPointer<Float>? = nil, validationRows: Int = 0,
+                              validationContext: UnsafeBufferPointer<Float>? = nil,
                               epochs: Int? = nil) throws -> Trainer<Float> {
         let (flow, state) = try CheckpointFile.read(path: path)
-        return try Trainer(flow: flow, data: data, rows: rows, validation: validation, validationRows: validationRows,
-                           resuming: state, epochs: epochs)
+        return try Trainer(flow: flow, data: data, rows: rows, context: context, validation: validation,
+                           validationRows: validationRows, validationContext: validationContext, resuming: state,
+                           epochs: epochs)
     }
 
     /// Writes a checkpoint to `path` after every epoch (``Trainer/checkpoint``); nil writes none.

@@ -66,6 +66,54 @@ public enum ModelFile {
         try writeParameters(flow.base.parameters, to: base)
 
         try writeLayers(flow.layers, into: try root.createGroup("layers"))
+        if let encoder = flow.contextEncoder { try writeContext(encoder, into: root) }
+    }
+
+    /// The `/context` group of a conditional flow: its size, standardisation and embedding.
+    private static func writeContext(_ encoder: ContextEncoder<Float>, into root: HDF5Group) throws {
+        let g = try root.createGroup("context")
+        try g.setAttribute("size", int: Int64(encoder.inputSize))
+        if let mean = encoder.mean { try g.writeDataset("mean", doubles: mean, shape: [mean.count]) }
+        if let scale = encoder.scale { try g.writeDataset("scale", doubles: scale, shape: [scale.count]) }
+        guard let embedding = encoder.config["embedding"]?.objectValue else { return }
+        let e = try g.createGroup("embedding")
+        try e.setAttribute("hidden", ints: (embedding["hidden"]?.intArrayValue ?? []).map(Int64.init))
+        try e.setAttribute("activation", string: embedding["activation"]?.stringValue ?? "")
+        try e.setAttribute("features", int: Int64(embedding["features"]?.intValue ?? 0))
+        try writeParameters(encoder.parameters, to: e)
+    }
+
+    /// The context encoder of `/context` (nil when the file has no such group: unconditional).
+    private static func readContext(_ root: HDF5Group) throws -> ContextEncoder<Float>? {
+        guard root.isGroup("context") else { return nil }
+        let g = try root.openGroup("context")
+        let size = try g.intAttribute("size")
+        guard size >= 1, size <= Int64(Limits.maxContextSize) else {
+            throw FlowError.format("/context: size \(size) is outside 1...\(Limits.maxContextSize)")
+        }
+        var config: [String: JSONValue] = ["size": .number(Double(size))]
+        for name in ["mean", "scale"] where g.isDataset(name) {
+            let values = try g.readDoubles(name, expectedShape: [Int(size)], maxElements: Int(size)).values
+            config[name] = .array(values.map { .number($0) })
+        }
+        var embeddingGroup: HDF5Group?
+        if g.isGroup("embedding") {
+            let e = try g.openGroup("embedding")
+            config["embedding"] = .object([
+                "hidden": JSONValue(try e.intsAttribute("hidden", maxCount: Limits.maxHiddenLayers + 1).map { Int(clamping: $0) }),
+                "activation": .string(try e.stringAttribute("activation", maxLength: 64)),
+                "features": .number(Double(try e.intAttribute("features"))),
+            ])
+            embeddingGroup = e
+        }
+        let encoder: ContextEncoder<Float>
+        do {
+            encoder = try ContextEncoder(config: config, seed: 0)
+        } catch let error as FlowError {
+            throw FlowError.format("/context: \(error.message)")
+        }
+        if let embeddingGroup { try readParameters(encoder.parameters, from: embeddingGroup) }
+        return encoder
     }
 
     /// Writes `layers` as groups `0000`, `0001`, … of `group` (with a `count` attribute);
@@ -253,7 +301,10 @@ public enum ModelFile {
             throw e.prefixed("/layers: ")
         }
         try readLayerParameters(layers, from: layersGroup)
-        return try NormalizingFlow(eventShape: eventShape, layers: layers, base: base)
+        let context = try readContext(root)
+        let flow = try NormalizingFlow(eventShape: eventShape, layers: layers, base: base, context: context)
+        flow.parametersDidChange()
+        return flow
     }
 
     /// The spec objects of the layer groups `0000`, `0001`, … of `group` (exactly `count` of them),

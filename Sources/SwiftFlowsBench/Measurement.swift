@@ -85,7 +85,7 @@ func perturb(_ flow: NormalizingFlow<Float>, steps: Int = 25) throws {
         let loss = flow.accumulateNLLGradient(x.pointer, count: rows)
         guard loss.isFinite else { throw BenchError("perturbation step \(step): the loss is not finite (\(loss))") }
         optimizer.step(learningRate: learningRate)
-        flow.transform.parametersDidChange()
+        flow.parametersDidChange()
     }
     let lp = AlignedBuffer<Double>(count: rows, repeating: 0)
     defer { lp.free() }
@@ -148,7 +148,7 @@ func runRow(_ row: RowSpec, flow: NormalizingFlow<Float>, settings: MeasureSetti
             flow.zeroGradients()
             loss = flow.accumulateNLLGradient(x, count: n)
             optimizer.step(learningRate: learningRate)
-            flow.transform.parametersDidChange()
+            flow.parametersDidChange()
         }
         checksum = loss / Double(n)
     }

@@ -53,7 +53,7 @@ final class SpecTests: XCTestCase {
             (#"{"event_shape": [3], "layers": [{"type": "permutation", "indices": [0, 0, 1]}]}"#, "not a permutation"),
             (#"{"event_shape": [0]}"#, "event_shape"),
             (#"{"event_shape": [2], "base": {"type": "cauchy"}}"#, "unknown base distribution type \"cauchy\""),
-            (#"{"preset": "maf", "dim": 2}"#, "unknown preset \"maf\""),
+            (#"{"preset": "glow2", "dim": 2}"#, "unknown preset \"glow2\""),
             (#"{"preset": "realnvp", "dim": -2}"#, "\"dim\""),
             (#"{"event_shape": [2], "layer": []}"#, "unknown top-level key \"layer\""),
             (#"{"event_shape": [4], "layers": [{"type": "affine_coupling", "hidden": [65536, 65536, 65536]}]}"#, "parameters"),

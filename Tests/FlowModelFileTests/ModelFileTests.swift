@@ -44,6 +44,48 @@ final class ModelFileTests: XCTestCase {
         XCTAssertEqual((fromImage.layers[0] as? ActNorm<Float>)?.isInitialized, true)
     }
 
+    /// A conditional flow (context standardisation and embedding, conditional coupling and
+    /// autoregressive layers) and an autoregressive one round trip bit for bit; the context
+    /// group and each layer's `context_features` are in the file.
+    func testConditionalAndAutoregressiveFlowsRoundTripBitExact() throws {
+        let flow = try NormalizingFlow<Float>(specJSON: #"""
+        {"event_shape": [3], "context": {"size": 2, "mean": [0.5, -1], "scale": [2, 0.25],
+                                         "embedding": {"hidden": [5], "activation": "tanh", "features": 4}},
+         "layers": [{"type": "affine_coupling", "hidden": [6]}, {"type": "affine_autoregressive", "order": "random",
+                     "hidden": [7, 7], "direction": "iaf"}, {"type": "spline_autoregressive", "hidden": [6], "bins": 3},
+                    {"type": "permutation", "kind": "reverse"}]}
+        """#, seed: 2)
+        BijectionChecker.perturb(flow.parameters, scale: 0.3, seed: 3)
+        flow.parametersDidChange()
+        let path = directory + "/conditional.h5"
+        try flow.save(to: path)
+        let loaded = try NormalizingFlow<Float>.load(path: path)
+        XCTAssertEqual(loaded.spec, flow.spec)
+        XCTAssertEqual(loaded.contextSize, 2)
+        XCTAssertEqual(loaded.parameters.count, flow.parameters.count)
+        for (a, b) in zip(flow.parameters, loaded.parameters) {
+            XCTAssertEqual(a.array.map(\.bitPattern), b.array.map(\.bitPattern), a.name)
+        }
+        let n = 50
+        let c = BijectionChecker.randomPoints(n, 2, seed: 5).map(Float.init)
+        var x = [Float](repeating: 0, count: n * 3), a = [Double](repeating: 0, count: n), b = a
+        c.withUnsafeBufferPointer { cp in
+            flow.sample(count: n, seed: 1, context: cp.baseAddress, into: &x)
+            x.withUnsafeBufferPointer { xp in
+                flow.logProb(xp.baseAddress!, count: n, context: cp.baseAddress, into: &a)
+                loaded.logProb(xp.baseAddress!, count: n, context: cp.baseAddress, into: &b)
+            }
+        }
+        XCTAssertEqual(a, b)
+        let file = try HDF5File.open(path: path)
+        defer { file.close() }
+        let root = try file.root
+        XCTAssertTrue(root.isGroup("context"))
+        XCTAssertEqual(try root.openGroup("context").intAttribute("size"), 2)
+        XCTAssertEqual(try root.openGroup("layers").openGroup("0000").intAttribute("context_features"), 4)
+        XCTAssertEqual(try root.intsAttribute("format_version", maxCount: 2), [1, 1])
+    }
+
     func testSavingReplacesAnExistingFileAtomically() throws {
         let path = directory + "/model.h5"
         try NormalizingFlow<Float>.realNVP(dim: 2, layers: 2, seed: 1).save(to: path)

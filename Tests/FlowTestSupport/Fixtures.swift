@@ -102,6 +102,21 @@ public enum Fixtures {
         ("cnf exact", ["type": .string("cnf"), "hidden": JSONValue([16, 16])]),
     ]
 
+    /// Conditional layer configurations (name, spec object) for a flow with a context: each
+    /// reads the flow's encoded context (`context_features` is filled in by the flow).
+    public static let conditionalLayerConfigurations: [(String, [String: JSONValue])] = [
+        ("affine coupling", ["type": .string("affine_coupling"), "hidden": JSONValue([8, 8])]),
+        ("additive coupling alternating", ["type": .string("additive_coupling"), "mask": .string("alternating"),
+                                           "hidden": JSONValue([7]), "activation": .string("tanh")]),
+        ("spline coupling", ["type": .string("spline_coupling"), "hidden": JSONValue([8]), "bins": .number(4)]),
+        ("maf affine", ["type": .string("affine_autoregressive"), "hidden": JSONValue([9, 9]), "order": .string("random")]),
+        ("maf affine, no hidden layer", ["type": .string("affine_autoregressive"), "hidden": JSONValue([Int]())]),
+        ("iaf affine", ["type": .string("affine_autoregressive"), "direction": .string("iaf"), "hidden": JSONValue([8]),
+                        "activation": .string("softplus")]),
+        ("maf spline", ["type": .string("spline_autoregressive"), "hidden": JSONValue([8]), "bins": .number(3),
+                        "order": .string("reversed")]),
+    ]
+
     /// Every layer `type` the fixtures above hold, nested ones included.
     public static var coveredLayerTypes: Set<String> {
         func types(_ value: JSONValue) -> [String] {

@@ -8,25 +8,32 @@ public enum GradientChecker {
     /// Compares `∂ mean NLL / ∂θ` from ``NormalizingFlow/accumulateNLLGradient(_:count:normalizer:)``
     /// with `(L(θ + h) − L(θ − h)) / 2h` for every parameter element (or `maxPerParameter` of them,
     /// evenly spaced). Passes when `|analytic − fd| ≤ tolerance·max(1, |fd|)`.
-    public static func check(_ flow: NormalizingFlow<Double>, data x: [Double], count: Int,
+    /// A conditional flow reads `context` (`count` rows of ``NormalizingFlow/contextSize``).
+    public static func check(_ flow: NormalizingFlow<Double>, data x: [Double], count: Int, context: [Double]? = nil,
                              step h: Double = 1e-6, tolerance: Double = 1e-6, maxPerParameter: Int = 40,
                              _ label: String, file: StaticString = #filePath, line: UInt = #line) {
         flow.zeroGradients()
-        x.withUnsafeBufferPointer { _ = flow.accumulateNLLGradient($0.baseAddress!, count: count) }
-        func loss() -> Double { x.withUnsafeBufferPointer { flow.meanNLL($0.baseAddress!, count: count) } }
+        func withContext<R>(_ body: (UnsafePointer<Double>?) -> R) -> R {
+            guard let context else { return body(nil) }
+            return context.withUnsafeBufferPointer { body($0.baseAddress!) }
+        }
+        withContext { c in x.withUnsafeBufferPointer { _ = flow.accumulateNLLGradient($0.baseAddress!, count: count, context: c) } }
+        func loss() -> Double {
+            withContext { c in x.withUnsafeBufferPointer { flow.meanNLL($0.baseAddress!, count: count, context: c) } }
+        }
         var checked = 0
         for p in flow.parameters {
             let stride = max(1, p.count / maxPerParameter)
             for i in Swift.stride(from: 0, to: p.count, by: stride) {
                 let original = p.values[i]
                 p.values[i] = original + h
-                flow.transform.parametersDidChange()
+                flow.parametersDidChange()
                 let up = loss()
                 p.values[i] = original - h
-                flow.transform.parametersDidChange()
+                flow.parametersDidChange()
                 let down = loss()
                 p.values[i] = original
-                flow.transform.parametersDidChange()
+                flow.parametersDidChange()
                 let fd = (up - down) / (2 * h)
                 let analytic = p.gradient[i]
                 XCTAssertEqual(analytic, fd, accuracy: tolerance * max(1, abs(fd)),

@@ -571,7 +571,7 @@ static void test_create(void) {
     CREATE_FAILS("{\"event_shape\": [2], \"layers\": [{\"type\": \"affine_coupling\", \"clamp\": -1}]}", SF_ERR_SPEC);
     /* unknown types */
     CREATE_FAILS("{\"event_shape\": [2], \"layers\": [{\"type\": \"glow_step\"}]}", SF_ERR_UNKNOWN_TYPE);
-    CREATE_FAILS("{\"preset\": \"maf\", \"dim\": 2}", SF_ERR_UNKNOWN_TYPE);
+    CREATE_FAILS("{\"preset\": \"glow2\", \"dim\": 2}", SF_ERR_UNKNOWN_TYPE);
     CREATE_FAILS("{\"event_shape\": [2], \"base\": {\"type\": \"student_t\"}}", SF_ERR_UNKNOWN_TYPE);
     /* wrong keys */
     CREATE_FAILS("{\"event_shape\": [2], \"layerz\": []}", SF_ERR_SPEC);
@@ -2521,6 +2521,116 @@ done:
     free(path);
 }
 
+/* ---- conditional models (the _context functions) and autoregressive presets ------------- */
+static void test_conditional(void) {
+    const char *spec = "{\"preset\": \"maf\", \"dim\": 2, \"layers\": 2, \"hidden\": [16], \"context\": 1}";
+    sf_model *m = NULL;
+    CHECK_ST(sf_model_create(spec, 3, &m), SF_OK);
+    if (!m) return;
+    size_t c = 99;
+    CHECK_ST(sf_model_context_size(m, &c), SF_OK);
+    CHECK(c == 1, "maf with context 1: context size 1");
+
+    /* Conditional toy data and training that lowers the NLL. */
+    enum { N = 4096, NV = 512 };
+    float *x = malloc(sizeof(float) * 2 * N), *cx = malloc(sizeof(float) * N);
+    float *xv = malloc(sizeof(float) * 2 * NV), *cv = malloc(sizeof(float) * NV);
+    double entropy = 0;
+    CHECK_ST(sf_toy_conditional_dataset("checkerboard-scaled", N, 1, x, cx, &entropy), SF_OK);
+    CHECK_ST(sf_toy_conditional_dataset("checkerboard-scaled", NV, 2, xv, cv, NULL), SF_OK);
+    CHECKF(fabs(entropy - 3.4657359027997265) < 1e-12, "checkerboard-scaled entropy %g", entropy);
+    CHECK_ST(sf_toy_conditional_dataset("no-such-set", 4, 1, x, cx, NULL), SF_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(sf_last_error(), "8gaussians-rotated") != NULL, "unknown conditional set: the known names are listed");
+    for (int i = 0; i < N; i++) CHECKF(cx[i] >= -0.5f && cx[i] <= 0.5f, "context %d in [-0.5, 0.5]", i);
+
+    double lp[NV], before = 0, after = 0;
+    CHECK_ST(sf_log_prob_context(m, xv, cv, NV, lp), SF_OK);
+    for (int i = 0; i < NV; i++) before -= lp[i] / NV;
+    sf_train_options o;
+    sf_train_options_init(&o);
+    o.epochs = 4;
+    o.batch_size = 256;
+    o.learning_rate = 3e-3;
+    o.validation_fraction = 0;
+    size_t epochs = 0;
+    CHECK_ST(sf_train_context(m, x, cx, N, xv, cv, NV, &o, NULL, 0, &epochs), SF_OK);
+    CHECK(epochs == 4, "sf_train_context ran 4 epochs");
+    CHECK_ST(sf_log_prob_context(m, xv, cv, NV, lp), SF_OK);
+    for (int i = 0; i < NV; i++) after -= lp[i] / NV;
+    CHECKF(after < before - 0.2, "conditional training lowers the validation NLL: %.3f -> %.3f", before, after);
+
+    /* The context changes the density; forward/inverse round trip at a context. */
+    float one[2] = {0.5f, 0.5f}, lo = -0.4f, hi = 0.4f;
+    double a = 0, b = 0;
+    CHECK_ST(sf_log_prob_context(m, one, &lo, 1, &a), SF_OK);
+    CHECK_ST(sf_log_prob_context(m, one, &hi, 1, &b), SF_OK);
+    CHECKF(a != b, "log p(x | c) depends on c: %g vs %g", a, b);
+    float z[2 * NV], back[2 * NV];
+    double ldf[NV], ldi[NV];
+    CHECK_ST(sf_forward_context(m, xv, cv, NV, z, ldf), SF_OK);
+    CHECK_ST(sf_inverse_context(m, z, cv, NV, back, ldi), SF_OK);
+    double err = 0;
+    for (int i = 0; i < 2 * NV; i++) err = fabs(back[i] - xv[i]) > err ? fabs(back[i] - xv[i]) : err;
+    CHECKF(err < 1e-4, "inverse(forward(x; c); c) = x: max error %g", err);
+    CHECKF(fabs(ldf[0] + ldi[0]) < 1e-4, "inverse log-det is minus the forward one (%g, %g)", ldf[0], ldi[0]);
+
+    /* Sampling: per-row contexts, one broadcast context, and blocks of n / n_context. */
+    float s1[2 * 8], s2[2 * 8], s3[2 * 8], ctx8[8], ctx2[2] = {-0.3f, 0.2f};
+    double slp[8], check[8];
+    for (int i = 0; i < 8; i++) ctx8[i] = i < 4 ? -0.3f : 0.2f;
+    CHECK_ST(sf_sample_context(m, 8, 7, ctx8, 8, s1, slp), SF_OK);
+    CHECK_ST(sf_sample_context(m, 8, 7, ctx2, 2, s2, NULL), SF_OK);
+    CHECK(memcmp(s1, s2, sizeof s1) == 0, "4 samples for each of 2 contexts = one context per row, same bits");
+    CHECK_ST(sf_log_prob_context(m, s1, ctx8, 8, check), SF_OK);
+    CHECKF(fabs(check[3] - slp[3]) < 1e-3 * (fabs(slp[3]) > 1 ? fabs(slp[3]) : 1), "sample log_prob = log_prob_context (%g, %g)", slp[3], check[3]);
+    CHECK_ST(sf_sample_context(m, 8, 7, &ctx2[0], 1, s3, NULL), SF_OK);
+    CHECK(memcmp(s1, s3, sizeof(float) * 8) == 0, "a broadcast context gives the per-row samples of that context");
+    CHECK_ST(sf_sample_context(m, 8, 7, ctx8, 3, s3, NULL), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_sample_context(m, 8, 7, ctx8, 0, s3, NULL), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_sample_context(m, 8, 7, NULL, 8, s3, NULL), SF_ERR_INVALID_ARGUMENT);
+
+    /* Calls without a context refuse the conditional model, naming the _context variant. */
+    CHECK_ST(sf_log_prob(m, xv, 1, lp), SF_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(sf_last_error(), "sf_log_prob_context") != NULL, "sf_log_prob on a conditional model names sf_log_prob_context");
+    CHECK_ST(sf_sample(m, 2, 1, s3, NULL), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_forward(m, xv, 1, z, NULL), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_log_prob_context(m, xv, NULL, 1, lp), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_train(m, x, N, NULL, 0, &o, NULL, 0, NULL), SF_ERR_INVALID_ARGUMENT);
+
+    /* Saved and loaded: the same densities. */
+    void *image = NULL;
+    size_t size = 0;
+    sf_model *loaded = NULL;
+    CHECK_ST(sf_model_save_memory(m, &image, &size), SF_OK);
+    CHECK_ST(sf_model_load_memory(image, size, &loaded), SF_OK);
+    double lp2[NV];
+    if (loaded) {
+        CHECK_ST(sf_log_prob_context(loaded, xv, cv, NV, lp2), SF_OK);
+        CHECK_ST(sf_log_prob_context(m, xv, cv, NV, lp), SF_OK);
+        CHECK(memcmp(lp, lp2, sizeof lp) == 0, "a conditional model's file reproduces its densities bit for bit");
+    }
+    sf_model_free(loaded);
+    sf_buffer_free(image);
+
+    /* An unconditional model refuses a context but takes the _context functions without one. */
+    sf_model *u = NULL;
+    CHECK_ST(sf_model_create("{\"preset\": \"iaf\", \"dim\": 2, \"layers\": 2, \"hidden\": [8]}", 1, &u), SF_OK);
+    CHECK_ST(sf_model_context_size(u, &c), SF_OK);
+    CHECK(c == 0, "iaf without context: context size 0");
+    CHECK_ST(sf_log_prob_context(u, xv, cv, 4, lp), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_log_prob_context(u, xv, NULL, 4, lp), SF_OK);
+    CHECK_ST(sf_log_prob(u, xv, 4, lp2), SF_OK);
+    CHECK(memcmp(lp, lp2, 4 * sizeof(double)) == 0, "sf_log_prob_context without a context = sf_log_prob");
+    CHECK_ST(sf_sample_context(u, 4, 1, NULL, 0, s3, NULL), SF_OK);
+    CHECK_ST(sf_train_context(u, x, cx, N, NULL, NULL, 0, &o, NULL, 0, NULL), SF_ERR_INVALID_ARGUMENT);
+    sf_model_free(u);
+    sf_model_free(m);
+    free(x);
+    free(cx);
+    free(xv);
+    free(cv);
+}
+
 typedef struct {
     const char *name;
     void (*fn)(void);
@@ -2536,6 +2646,7 @@ static const section SECTIONS[] = {
     {"train_fresh_process", test_train_fresh_process}, {"toy", test_toy},
     {"integrity", test_integrity},     {"misuse", test_misuse},
     {"tables", test_tables},           {"checksum", test_checksum},
+    {"conditional", test_conditional},
 };
 
 /* Runs one section in a child process; the child reports one byte per check through a pipe. */

@@ -1,16 +1,28 @@
 /// `f = f_K ∘ … ∘ f_1`: forward applies the layers in order and sums their log-determinants;
-/// inverse applies their inverses in reverse order.
+/// inverse applies their inverses in reverse order. Every entry point takes an optional context
+/// (rows of the flow's encoded context), which goes to the ``ConditionalLayer``s; the
+/// ``Bijection`` entry points pass none.
 public final class Composition<Scalar: FlowScalar>: Bijection {
     public let layers: [any FlowLayer<Scalar>]
     public let inputShape: [Int]
     public let outputShape: [Int]
+    /// Per layer, the layer as a ``ConditionalLayer`` when it reads a context (found once here).
+    private let conditional: [(any ConditionalLayer<Scalar>)?]
 
     /// - Precondition (checked by builders): consecutive shapes agree.
     public init(layers: [any FlowLayer<Scalar>], eventShape: [Int]) {
         self.layers = layers
         inputShape = layers.first?.inputShape ?? eventShape
         outputShape = layers.last?.outputShape ?? eventShape
+        conditional = layers.map { layer in
+            guard let c = layer as? any ConditionalLayer<Scalar>, c.contextFeatures > 0 else { return nil }
+            return c
+        }
     }
+
+    /// Context scalars per row the conditional layers read (they all read the same rows; 0 for
+    /// none).
+    public var contextFeatures: Int { conditional.lazy.compactMap { $0?.contextFeatures }.max() ?? 0 }
 
     public var parameters: [Parameter<Scalar>] { layers.flatMap { $0.parameters } }
 
@@ -18,19 +30,39 @@ public final class Composition<Scalar: FlowScalar>: Bijection {
 
     public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int,
                         logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
-        let start = arena
-        for layer in layers {
-            arena = start
-            layer.forward(x, count: count, logDet: logDet, arena: &arena)
-        }
+        forward(x, count: count, context: nil, logDet: logDet, arena: &arena)
     }
 
     public func inverse(_ z: UnsafeMutablePointer<Scalar>, count: Int,
                         logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        inverse(z, count: count, context: nil, logDet: logDet, arena: &arena)
+    }
+
+    /// ``Bijection/forward(_:count:logDet:arena:)`` with `context` rows for the conditional layers.
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
         let start = arena
-        for layer in layers.reversed() {
+        for (k, layer) in layers.enumerated() {
             arena = start
-            layer.inverse(z, count: count, logDet: logDet, arena: &arena)
+            if let c = conditional[k] {
+                c.forward(x, count: count, context: context, logDet: logDet, arena: &arena)
+            } else {
+                layer.forward(x, count: count, logDet: logDet, arena: &arena)
+            }
+        }
+    }
+
+    /// ``Bijection/inverse(_:count:logDet:arena:)`` with `context` rows for the conditional layers.
+    public func inverse(_ z: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        let start = arena
+        for k in stride(from: layers.count - 1, through: 0, by: -1) {
+            arena = start
+            if let c = conditional[k] {
+                c.inverse(z, count: count, context: context, logDet: logDet, arena: &arena)
+            } else {
+                layers[k].inverse(z, count: count, logDet: logDet, arena: &arena)
+            }
         }
     }
 
@@ -51,7 +83,7 @@ public final class Composition<Scalar: FlowScalar>: Bijection {
     /// ``backward(saved:tape:count:gradient:logDetGradient:arena:)``. Scratch:
     /// ``trainingWorkspaceBytes(count:)`` minus the saved inputs.
     public func forward(saving saved: UnsafeMutablePointer<Scalar>, tape: UnsafeMutableRawPointer? = nil,
-                        _ x: UnsafeMutablePointer<Scalar>, count: Int,
+                        _ x: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>? = nil,
                         logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
         let start = arena
         let block = count * eventSize
@@ -61,8 +93,14 @@ public final class Composition<Scalar: FlowScalar>: Bijection {
             arena = start
             let bytes = tape == nil ? 0 : layer.tapeBytes(count: count)
             if let tape, bytes > 0 {
-                layer.forward(x, count: count, logDet: logDet, tape: tape + offset, arena: &arena)
+                if let c = conditional[k] {
+                    c.forward(x, count: count, context: context, logDet: logDet, tape: tape + offset, arena: &arena)
+                } else {
+                    layer.forward(x, count: count, logDet: logDet, tape: tape + offset, arena: &arena)
+                }
                 offset += bytes
+            } else if let c = conditional[k] {
+                c.forward(x, count: count, context: context, logDet: logDet, arena: &arena)
             } else {
                 layer.forward(x, count: count, logDet: logDet, arena: &arena)
             }
@@ -76,9 +114,11 @@ public final class Composition<Scalar: FlowScalar>: Bijection {
 
     /// Back-propagates through all layers given the inputs ``forward(saving:_:count:logDet:arena:)``
     /// saved. The log-det gradient is the same for every layer (the log-dets add up).
-    /// With `tape`: the tapes the same forward pass kept.
+    /// With `tape`: the tapes the same forward pass kept. With `contextGradient`, the
+    /// conditional layers add `∂L/∂context` there.
     public func backward(saved: UnsafePointer<Scalar>, tape: UnsafeRawPointer? = nil, count: Int,
-                         gradient: UnsafeMutablePointer<Scalar>, logDetGradient: UnsafePointer<Scalar>,
+                         context: UnsafePointer<Scalar>? = nil, gradient: UnsafeMutablePointer<Scalar>,
+                         logDetGradient: UnsafePointer<Scalar>, contextGradient: UnsafeMutablePointer<Scalar>? = nil,
                          arena: inout Arena) {
         let start = arena
         let block = count * eventSize
@@ -86,7 +126,16 @@ public final class Composition<Scalar: FlowScalar>: Bijection {
         for k in stride(from: layers.count - 1, through: 0, by: -1) {
             arena = start
             let bytes = tape == nil ? 0 : layers[k].tapeBytes(count: count)
-            if let tape, bytes > 0 {
+            if let c = conditional[k] {
+                var recorded: UnsafeRawPointer?
+                if let tape, bytes > 0 {
+                    end -= bytes
+                    recorded = tape + end
+                }
+                c.backward(input: saved + k * block, count: count, context: context, gradient: gradient,
+                           logDetGradient: logDetGradient, contextGradient: contextGradient, recorded: recorded,
+                           arena: &arena)
+            } else if let tape, bytes > 0 {
                 end -= bytes
                 layers[k].backward(input: saved + k * block, count: count, gradient: gradient,
                                    logDetGradient: logDetGradient, tape: tape + end, arena: &arena)

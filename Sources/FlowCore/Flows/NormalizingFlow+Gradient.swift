@@ -19,7 +19,11 @@ extension NormalizingFlow {
     ///   ``gradientGroup`` chunks.
     @discardableResult
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
-    public func accumulateNLLGradient(_ x: UnsafePointer<Scalar>, count: Int, normalizer: Int? = nil) -> Double {
+    ///
+    /// A conditional flow reads `count` context rows from `context` (nil: zeros); the gradient
+    /// then also flows through the context embedding into its parameters.
+    public func accumulateNLLGradient(_ x: UnsafePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>? = nil,
+                                      normalizer: Int? = nil) -> Double {
         let rows = chunkRows
         let chunks = (count + rows - 1) / rows
         guard chunks > 0 else { return 0 }
@@ -28,7 +32,7 @@ extension NormalizingFlow {
         if chunks == 1 {
             trainingWorkspace.reserve(bytes: bytes)
             var arena = trainingWorkspace.arena()
-            return chunkGradient(x, count: count, scale: scale, arena: &arena)
+            return chunkGradient(x, count: count, context: context, scale: scale, arena: &arena)
         }
         let params = parameters
         let group = Swift.min(Self.gradientGroup, chunks)
@@ -44,7 +48,8 @@ extension NormalizingFlow {
                     pool.withWorkspace(bytes: bytes) { ws in
                         var arena = ws.arena()
                         part[i] = GradientSlot.with(i + 1) {
-                            chunkGradient(x + first * eventSize, count: Swift.min(rows, count - first), scale: scale, arena: &arena)
+                            chunkGradient(x + first * eventSize, count: Swift.min(rows, count - first),
+                                          context: context.map { $0 + first * contextSize }, scale: scale, arena: &arena)
                         }
                     }
                 }
@@ -67,7 +72,13 @@ extension NormalizingFlow {
         let rows = chunkRows, d = eventSize
         return transform.trainingWorkspaceBytes(count: rows) + 2 * Arena.bytes(Scalar.self, rows * d)
             + 2 * Arena.bytes(Double.self, rows) + Arena.bytes(Scalar.self, rows)
-            + Arena.bytes(Scalar.self, Swift.max(layers.count, 1) * rows * d) + tapeBytes
+            + Arena.bytes(Scalar.self, Swift.max(layers.count, 1) * rows * d) + tapeBytes + contextBytes
+    }
+
+    /// Scratch of a chunk's encoded context, its gradient and the encoder's training pass.
+    private var contextBytes: Int {
+        guard let encoder = contextEncoder else { return 0 }
+        return 2 * Arena.bytes(Scalar.self, chunkRows * encoder.outputSize) + encoder.trainingBytes(rows: chunkRows)
     }
 
     /// Most bytes of layer tapes (``Bijection/tapeBytes(count:)``) one chunk's gradient pass
@@ -88,7 +99,8 @@ extension NormalizingFlow {
     /// rows (at most ``chunkRows``), accumulating into the calling thread's gradient slot.
     /// Returns `Σ −log p(xᵢ)`.
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
-    private func chunkGradient(_ x: UnsafePointer<Scalar>, count n: Int, scale: Scalar, arena: inout Arena) -> Double {
+    private func chunkGradient(_ x: UnsafePointer<Scalar>, count n: Int, context: UnsafePointer<Scalar>?, scale: Scalar,
+                               arena: inout Arena) -> Double {
         let rows = chunkRows, d = eventSize
         let z = arena.take(Scalar.self, rows * d)
         let g = arena.take(Scalar.self, rows * d)
@@ -100,8 +112,20 @@ extension NormalizingFlow {
         let tape: UnsafeMutableRawPointer? = tapeSize > 0 ? UnsafeMutableRawPointer(arena.take(UInt8.self, tapeSize)) : nil
         z.update(from: x, count: n * d)
         logDet.update(repeating: 0, count: n)
+        // The encoded context (kept for the embedding's backward pass) and its gradient.
+        var encoded: UnsafeMutablePointer<Scalar>?, contextGradient: UnsafeMutablePointer<Scalar>?
+        var recorded: (input: UnsafePointer<Scalar>, tape: UnsafePointer<Scalar>)?
+        if let encoder = contextEncoder {
+            let e = arena.take(Scalar.self, n * encoder.outputSize)
+            recorded = encoder.encodeRecording(context, rows: n, into: e, arena: &arena)
+            encoded = e
+            let de = arena.take(Scalar.self, n * encoder.outputSize)
+            de.update(repeating: 0, count: n * encoder.outputSize)
+            contextGradient = de
+        }
         let layerArena = arena
-        transform.forward(saving: saved, tape: tape, z, count: n, logDet: logDet, arena: &arena)
+        transform.forward(saving: saved, tape: tape, z, count: n, context: encoded.map { UnsafePointer($0) },
+                          logDet: logDet, arena: &arena)
         base.logProb(z, count: n, into: logProb)
         var total = 0.0
         for i in 0..<n {
@@ -110,16 +134,22 @@ extension NormalizingFlow {
         }
         base.backward(z, count: n, logProbGradient: w, gradient: g)
         arena = layerArena
-        transform.backward(saved: saved, tape: tape.map { UnsafeRawPointer($0) }, count: n, gradient: g,
-                           logDetGradient: w, arena: &arena)
+        transform.backward(saved: saved, tape: tape.map { UnsafeRawPointer($0) }, count: n,
+                           context: encoded.map { UnsafePointer($0) }, gradient: g, logDetGradient: w,
+                           contextGradient: recorded == nil ? nil : contextGradient, arena: &arena)
+        if let contextGradient, let encoder = contextEncoder {
+            arena = layerArena
+            encoder.backward(rows: n, recorded: recorded, outputGradient: contextGradient, arena: &arena)
+        }
         return total
     }
 
-    /// The mean negative log-likelihood of `count` rows, in nats.
-    public func meanNLL(_ x: UnsafePointer<Scalar>, count: Int) -> Double {
+    /// The mean negative log-likelihood of `count` rows (at their `context` rows for a
+    /// conditional flow), in nats.
+    public func meanNLL(_ x: UnsafePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>? = nil) -> Double {
         guard count > 0 else { return .nan }
         var lp = [Double](repeating: 0, count: count)
-        lp.withUnsafeMutableBufferPointer { logProb(x, count: count, into: $0.baseAddress!) }
+        lp.withUnsafeMutableBufferPointer { logProb(x, count: count, context: context, into: $0.baseAddress!) }
         return -lp.reduce(0, +) / Double(count)
     }
 }

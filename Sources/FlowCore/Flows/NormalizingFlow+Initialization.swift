@@ -16,10 +16,16 @@ extension NormalizingFlow {
     /// Runs data-dependent initialisation (Glow's ActNorm init) on `count` rows of `x`: the rows
     /// go through the flow layer by layer, and each uninitialised layer is initialised from the
     /// rows that reach it, so its output has zero mean and unit variance per channel.
-    /// Initialised layers are left alone.
-    public func initializeDataDependentLayers(_ x: UnsafePointer<Scalar>, count: Int) {
+    /// Initialised layers are left alone. A conditional flow's layers see the rows' `context`.
+    public func initializeDataDependentLayers(_ x: UnsafePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>? = nil) {
         guard count > 0, needsDataDependentInitialization else { return }
-        DataDependentInitialization.run(layers, x, count: count)
+        guard let encoder = contextEncoder else { return DataDependentInitialization.run(layers, x, count: count) }
+        let workspace = Workspace()
+        workspace.reserve(bytes: Arena.bytes(Scalar.self, count * encoder.outputSize) + encoder.workspaceBytes(rows: count))
+        var arena = workspace.arena()
+        let encoded = arena.take(Scalar.self, count * encoder.outputSize)
+        encoder.encode(context, rows: count, into: encoded, arena: &arena)
+        DataDependentInitialization.run(layers, x, count: count, context: UnsafePointer(encoded))
     }
 }
 
@@ -34,7 +40,8 @@ enum DataDependentInitialization {
     }
 
     /// Pushes a copy of the rows through `layers`, initialising each layer that needs it first.
-    static func run<T: FlowScalar>(_ layers: [any FlowLayer<T>], _ x: UnsafePointer<T>, count: Int) {
+    static func run<T: FlowScalar>(_ layers: [any FlowLayer<T>], _ x: UnsafePointer<T>, count: Int,
+                                   context: UnsafePointer<T>? = nil) {
         guard count > 0, needed(layers), let first = layers.first else { return }
         let d = first.eventSize
         var rows = [T](UnsafeBufferPointer(start: x, count: count * d))
@@ -52,7 +59,11 @@ enum DataDependentInitialization {
                         container.initializeDataDependentSublayers(r.baseAddress!, count: count)
                     }
                     var arena = workspace.arena()
-                    layer.forward(r.baseAddress!, count: count, logDet: ld.baseAddress!, arena: &arena)
+                    if let conditional = layer as? any ConditionalLayer<T>, conditional.contextFeatures > 0 {
+                        conditional.forward(r.baseAddress!, count: count, context: context, logDet: ld.baseAddress!, arena: &arena)
+                    } else {
+                        layer.forward(r.baseAddress!, count: count, logDet: ld.baseAddress!, arena: &arena)
+                    }
                 }
             }
         }

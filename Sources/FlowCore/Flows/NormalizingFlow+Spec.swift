@@ -15,9 +15,9 @@ extension NormalizingFlow {
     public convenience init(spec: JSONValue, seed: UInt64) throws {
         guard var object = spec.objectValue else { throw FlowError.invalidSpec("the spec must be a JSON object") }
         if object["preset"] != nil { object = try Presets.expand(object) }
-        let known: Set<String> = ["event_shape", "base", "layers", "format", "version"]
+        let known: Set<String> = ["event_shape", "base", "layers", "context", "format", "version"]
         for key in object.keys.sorted() where !known.contains(key) {
-            throw FlowError.invalidSpec("unknown top-level key \"\(key)\" (known: base, event_shape, layers, preset)")
+            throw FlowError.invalidSpec("unknown top-level key \"\(key)\" (known: base, context, event_shape, layers, preset)")
         }
         guard let shape = object["event_shape"]?.intArrayValue else {
             throw FlowError.invalidSpec("\"event_shape\" must be a list of positive integers")
@@ -25,11 +25,32 @@ extension NormalizingFlow {
         let size = try Self.validatedEventSize(shape)
         let baseConfig = object["base"]?.objectValue ?? ["type": .string("standard_normal")]
         let base: any BaseDistribution<Scalar> = try makeBaseDistribution(baseConfig, eventSize: size)
-        guard let layerSpecs = (object["layers"] ?? .array([])).arrayValue else {
+        guard var layerSpecs = (object["layers"] ?? .array([])).arrayValue else {
             throw FlowError.invalidSpec("\"layers\" must be a list of layer objects")
         }
+        var encoder: ContextEncoder<Scalar>?
+        if let contextSpec = object["context"] {
+            guard let contextObject = contextSpec.objectValue else {
+                throw FlowError.invalidSpec("\"context\" must be an object such as {\"size\": 3}")
+            }
+            let built = try ContextEncoder<Scalar>(config: contextObject, seed: seed)
+            encoder = built
+            layerSpecs = Self.withContextFeatures(layerSpecs, built.outputSize)
+        }
         let (layers, _) = try LayerRegistry.makeLayers(layerSpecs, eventShape: shape, seed: seed, context: "", Scalar.self)
-        try self.init(eventShape: shape, layers: layers, base: base)
+        try self.init(eventShape: shape, layers: layers, base: base, context: encoder)
+    }
+
+    /// The layer specs with `context_features` set to `features` in every conditional layer type
+    /// (one that declares it) whose spec does not give it.
+    static func withContextFeatures(_ specs: [JSONValue], _ features: Int) -> [JSONValue] {
+        specs.map { spec in
+            guard var object = spec.objectValue, object["context_features"] == nil,
+                  let name = object["type"]?.stringValue, let type = LayerRegistry.layerType(name, Scalar.self),
+                  type.hyperParameters.contains(where: { $0.name == "context_features" }) else { return spec }
+            object["context_features"] = .number(Double(features))
+            return .object(object)
+        }
     }
 
     /// Checks an event shape against ``Limits`` and returns its element count.
@@ -46,11 +67,13 @@ extension NormalizingFlow {
     /// The resolved spec: every layer explicit. `NormalizingFlow(spec: flow.spec, seed: s)`
     /// rebuilds the same architecture (parameters freshly initialised).
     public var spec: JSONValue {
-        .object([
+        var object: [String: JSONValue] = [
             "event_shape": JSONValue(eventShape),
             "base": .object(base.config),
             "layers": .array(layers.map { .object($0.config) }),
-        ])
+        ]
+        if let contextEncoder { object["context"] = .object(contextEncoder.config) }
+        return .object(object)
     }
 
     /// The same flow, parameters converted to another scalar type (e.g. Double for reference
@@ -60,7 +83,7 @@ extension NormalizingFlow {
         for (dst, src) in zip(copy.parameters, parameters) {
             for i in 0..<src.count { dst.values[i] = U(src.values[i]) }
         }
-        copy.transform.parametersDidChange()
+        copy.parametersDidChange()
         return copy
     }
 }

@@ -16,6 +16,10 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     public let eventSize: Int
     public let transform: Composition<Scalar>
     public let base: any BaseDistribution<Scalar>
+    /// The context front end of a conditional flow `p(x | c)`; nil for an unconditional flow.
+    public let contextEncoder: ContextEncoder<Scalar>?
+    /// Context scalars per row the flow takes (0: unconditional).
+    public var contextSize: Int { contextEncoder?.inputSize ?? 0 }
     /// Rows per chunk of batch work for small events (vectors up to 64 features).
     public static var defaultChunkRows: Int { 256 }
     /// Rows per chunk of batch work: 256 for vectors, fewer for large events (the largest power
@@ -39,7 +43,11 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     let trainingWorkspace = Workspace()
 
     /// A flow from built layers and a base distribution.
-    public init(eventShape: [Int], layers: [any FlowLayer<Scalar>], base: any BaseDistribution<Scalar>) throws {
+    ///
+    /// With a `context` encoder every ``ConditionalLayer`` must read its ``ContextEncoder/outputSize``
+    /// scalars (or none); without one, no layer may read a context.
+    public init(eventShape: [Int], layers: [any FlowLayer<Scalar>], base: any BaseDistribution<Scalar>,
+                context: ContextEncoder<Scalar>? = nil) throws {
         FlowRuntime.configureBLAS()
         guard let size = Tensor<Scalar>.elementCount(eventShape), size > 0 else {
             throw FlowError.invalidSpec("event shape \(eventShape) is empty or invalid")
@@ -54,21 +62,50 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
         guard base.eventSize == size else {
             throw FlowError.invalidSpec("base distribution has \(base.eventSize) features, the flow \(size)")
         }
+        let encoded = context?.outputSize ?? 0
+        for (i, layer) in layers.enumerated() {
+            guard let c = (layer as? any ConditionalLayer<Scalar>)?.contextFeatures, c > 0 else { continue }
+            guard c == encoded else {
+                throw FlowError.invalidSpec(encoded == 0
+                    ? "layer \(i) reads \(c) context values but the flow has no context"
+                    : "layer \(i) reads \(c) context values; the flow's context gives \(encoded)")
+            }
+        }
         self.eventShape = eventShape
         self.eventSize = size
         self.transform = Composition(layers: layers, eventShape: eventShape)
         self.base = base
+        self.contextEncoder = context
         let rows = Self.chunkRows(eventSize: size)
         chunkRows = rows
         chunkWorkspaceBytes = Arena.bytes(Scalar.self, rows * size) + Arena.bytes(Double.self, rows)
-            + transform.workspaceBytes(count: rows)
+            + transform.workspaceBytes(count: rows) + Arena.bytes(Scalar.self, rows * encoded)
+            + (context?.workspaceBytes(rows: rows) ?? 0)
     }
 
     /// The layers, data side first.
     public var layers: [any FlowLayer<Scalar>] { transform.layers }
 
-    /// Every learnable array: the layers' in order, then the base's.
-    public var parameters: [Parameter<Scalar>] { transform.parameters + base.parameters }
+    /// Every learnable array: the layers' in order, then the base's, then the context embedding's.
+    public var parameters: [Parameter<Scalar>] { transform.parameters + base.parameters + (contextEncoder?.parameters ?? []) }
+
+    /// Recomputes state derived from the parameters (packed weights, LU products) after they
+    /// changed: every layer's and the context embedding's.
+    public func parametersDidChange() {
+        transform.parametersDidChange()
+        contextEncoder?.parametersDidChange()
+    }
+
+    /// The encoded context of chunk rows `first ..< first + n` (nil for an unconditional flow;
+    /// zeros when the flow is conditional and `context` is nil).
+    @inline(__always)
+    func encodedContext(_ context: UnsafePointer<Scalar>?, first: Int, rows n: Int,
+                        arena: inout Arena) -> UnsafePointer<Scalar>? {
+        guard let encoder = contextEncoder else { return nil }
+        let e = arena.take(Scalar.self, n * encoder.outputSize)
+        encoder.encode(context.map { $0 + first * encoder.inputSize }, rows: n, into: e, arena: &arena)
+        return UnsafePointer(e)
+    }
 
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
 
@@ -89,42 +126,50 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     }
 
     /// `z = f(x)` and `logDet[i] = log|det ∂f/∂x|(xᵢ)` (pass nil to skip). `x` and `z` may alias.
-    public func forward(_ x: UnsafePointer<Scalar>, count: Int, z: UnsafeMutablePointer<Scalar>,
-                        logDet: UnsafeMutablePointer<Double>?) {
+    /// A conditional flow reads one row of ``contextSize`` scalars per data row from `context`
+    /// (nil: zeros); an unconditional flow ignores it.
+    public func forward(_ x: UnsafePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>? = nil,
+                        z: UnsafeMutablePointer<Scalar>, logDet: UnsafeMutablePointer<Double>?) {
         let d = eventSize
         chunked(count) { first, n, arena in
             let out = z + first * d
             if UnsafePointer(out) != x + first * d { out.update(from: x + first * d, count: n * d) }
             let ld = arena.take(Double.self, chunkRows)
             ld.update(repeating: 0, count: n)
-            transform.forward(out, count: n, logDet: ld, arena: &arena)
+            let c = encodedContext(context, first: first, rows: n, arena: &arena)
+            transform.forward(out, count: n, context: c, logDet: ld, arena: &arena)
             logDet?.advanced(by: first).update(from: ld, count: n)
         }
     }
 
     /// `x = f⁻¹(z)` and `logDet[i] = log|det ∂f⁻¹/∂z|(zᵢ)` (nil to skip). `z` and `x` may alias.
-    public func inverse(_ z: UnsafePointer<Scalar>, count: Int, x: UnsafeMutablePointer<Scalar>,
-                        logDet: UnsafeMutablePointer<Double>?) {
+    /// `context` as for ``forward(_:count:context:z:logDet:)``.
+    public func inverse(_ z: UnsafePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>? = nil,
+                        x: UnsafeMutablePointer<Scalar>, logDet: UnsafeMutablePointer<Double>?) {
         let d = eventSize
         chunked(count) { first, n, arena in
             let out = x + first * d
             if UnsafePointer(out) != z + first * d { out.update(from: z + first * d, count: n * d) }
             let ld = arena.take(Double.self, chunkRows)
             ld.update(repeating: 0, count: n)
-            transform.inverse(out, count: n, logDet: ld, arena: &arena)
+            let c = encodedContext(context, first: first, rows: n, arena: &arena)
+            transform.inverse(out, count: n, context: c, logDet: ld, arena: &arena)
             logDet?.advanced(by: first).update(from: ld, count: n)
         }
     }
 
-    /// `out[i] = log p(xᵢ) = log p_Z(f(xᵢ)) + log|det ∂f/∂x|(xᵢ)`.
-    public func logProb(_ x: UnsafePointer<Scalar>, count: Int, into out: UnsafeMutablePointer<Double>) {
+    /// `out[i] = log p(xᵢ) = log p_Z(f(xᵢ)) + log|det ∂f/∂x|(xᵢ)` (`log p(xᵢ | cᵢ)` for a
+    /// conditional flow; `context` as for ``forward(_:count:context:z:logDet:)``).
+    public func logProb(_ x: UnsafePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>? = nil,
+                        into out: UnsafeMutablePointer<Double>) {
         let d = eventSize
         chunked(count) { first, n, arena in
             let z = arena.take(Scalar.self, chunkRows * d)
             let ld = arena.take(Double.self, chunkRows)
             z.update(from: x + first * d, count: n * d)
             ld.update(repeating: 0, count: n)
-            transform.forward(z, count: n, logDet: ld, arena: &arena)
+            let c = encodedContext(context, first: first, rows: n, arena: &arena)
+            transform.forward(z, count: n, context: c, logDet: ld, arena: &arena)
             base.logProb(z, count: n, into: out + first)
             for i in 0..<n { out[first + i] += ld[i] }
         }
@@ -133,8 +178,9 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     /// Draws `count` samples `x = f⁻¹(z)`, `z ~ p_Z` (standard deviation times `temperature`),
     /// into `out`; with `logProb`, also `log p(xᵢ)` under the flow at temperature 1.
     /// The base draw of sample `i` depends only on `(seed, i)`; results are bit-identical for
-    /// any thread count.
-    public func sample(count: Int, seed: UInt64, into out: UnsafeMutablePointer<Scalar>,
+    /// any thread count. A conditional flow draws sample `i` from `p(x | cᵢ)` with `cᵢ` row `i` of
+    /// `context` (nil: zeros).
+    public func sample(count: Int, seed: UInt64, context: UnsafePointer<Scalar>? = nil, into out: UnsafeMutablePointer<Scalar>,
                        logProb: UnsafeMutablePointer<Double>? = nil, temperature: Scalar = 1) {
         let d = eventSize
         chunked(count) { first, n, arena in
@@ -145,7 +191,8 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
             if let logProb {
                 base.logProb(x, count: n, into: logProb + first)
             }
-            transform.inverse(x, count: n, logDet: ld, arena: &arena)
+            let c = encodedContext(context, first: first, rows: n, arena: &arena)
+            transform.inverse(x, count: n, context: c, logDet: ld, arena: &arena)
             if let logProb {
                 for i in 0..<n { logProb[first + i] -= ld[i] }
             }

@@ -64,6 +64,9 @@ public struct PresetDefaults: Sendable {
 ///   conditioners of widths `hidden`, log-scale clamp `clamp`; density in one pass.
 /// - `iaf` (Kingma et al. 2016): the same layers in the inverse direction; sampling in one pass.
 ///
+/// Every vector preset takes `context`: a context size `C` (0, the default: unconditional), or a
+/// context object (``ContextEncoder``); its conditioners then read the encoded context.
+///
 /// For the autoregressive presets, `mixing: "alternate"` alternates the layers' orders between
 /// natural and reversed (as zuko's MAF); `"reverse"`, `"random"` and `"lu"` keep the natural order
 /// and put a permutation or an LU linear layer between layers (as nflows' MAF).
@@ -71,26 +74,26 @@ public enum Presets {
     /// realnvp: `dim` required.
     public static let realNVP = PresetDefaults(name: "realnvp", required: ["dim"], defaults: [
         ("layers", 8), ("hidden", [64, 64]), ("activation", "relu"), ("clamp", 5), ("actnorm", false),
-        ("mixing", "alternate"),
+        ("mixing", "alternate"), ("context", 0),
     ])
     /// nice: `dim` required.
     public static let nice = PresetDefaults(name: "nice", required: ["dim"], defaults: [
-        ("layers", 4), ("hidden", [64, 64]), ("activation", "relu"), ("mixing", "alternate"),
+        ("layers", 4), ("hidden", [64, 64]), ("activation", "relu"), ("mixing", "alternate"), ("context", 0),
     ])
     /// nsf: `dim` required.
     public static let nsf = PresetDefaults(name: "nsf", required: ["dim"], defaults: [
         ("layers", 8), ("hidden", [64, 64]), ("bins", 8), ("bound", 3), ("activation", "relu"), ("actnorm", false),
-        ("mixing", "alternate"), ("autoregressive", false),
+        ("mixing", "alternate"), ("autoregressive", false), ("context", 0),
     ])
     /// maf: `dim` required.
     public static let maf = PresetDefaults(name: "maf", required: ["dim"], defaults: [
         ("layers", 5), ("hidden", [64, 64]), ("activation", "relu"), ("clamp", 5), ("actnorm", false),
-        ("mixing", "alternate"),
+        ("mixing", "alternate"), ("context", 0),
     ])
     /// iaf: `dim` required.
     public static let iaf = PresetDefaults(name: "iaf", required: ["dim"], defaults: [
         ("layers", 5), ("hidden", [64, 64]), ("activation", "relu"), ("clamp", 5), ("actnorm", false),
-        ("mixing", "alternate"),
+        ("mixing", "alternate"), ("context", 0),
     ])
 
     /// Every preset, vector ones first.
@@ -161,11 +164,19 @@ public enum Presets {
                 }
             }
         }
-        return [
+        var flow: [String: JSONValue] = [
             "event_shape": JSONValue([dim]),
             "base": .object(["type": .string(name == "nice" ? "diagonal_normal" : "standard_normal")]),
             "layers": .array(layers),
         ]
+        switch object["context"] {
+        case nil, .number(0)?: break
+        case .number(let size)? where size >= 1 && size.rounded() == size: flow["context"] = .object(["size": .number(size)])
+        case .object(let spec)?: flow["context"] = .object(spec)
+        case let other?:
+            throw FlowError.invalidSpec("preset \(name): \"context\" must be a context size (an integer ≥ 0) or a context object, got \(other)")
+        }
+        return flow
     }
 }
 
@@ -174,11 +185,12 @@ extension NormalizingFlow {
     /// default from ``Presets/realNVP``.
     public static func realNVP(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, activation: String? = nil,
                                clamp: Double? = nil, actnorm: Bool? = nil, mixing: String? = nil,
-                               seed: UInt64 = 0) throws -> NormalizingFlow {
+                               context: Int? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
         try NormalizingFlow(spec: Presets.realNVP.spec([
             "dim": .number(Double(dim)), "layers": layers.map { .number(Double($0)) }, "hidden": hidden.map { JSONValue($0) },
             "activation": activation.map { .string($0) }, "clamp": clamp.map { .number($0) },
             "actnorm": actnorm.map { .bool($0) }, "mixing": mixing.map { .string($0) },
+            "context": context.map { .number(Double($0)) },
         ]), seed: seed)
     }
 
@@ -189,12 +201,13 @@ extension NormalizingFlow {
     /// takes its default from ``Presets/nsf``.
     public static func nsf(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, bins: Int? = nil, bound: Double? = nil,
                            activation: String? = nil, actnorm: Bool? = nil, mixing: String? = nil,
-                           autoregressive: Bool? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
+                           autoregressive: Bool? = nil, context: Int? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
         try NormalizingFlow(spec: Presets.nsf.spec([
             "dim": .number(Double(dim)), "layers": layers.map { .number(Double($0)) }, "hidden": hidden.map { JSONValue($0) },
             "bins": bins.map { .number(Double($0)) }, "bound": bound.map { .number($0) },
             "activation": activation.map { .string($0) }, "actnorm": actnorm.map { .bool($0) },
             "mixing": mixing.map { .string($0) }, "autoregressive": autoregressive.map { .bool($0) },
+            "context": context.map { .number(Double($0)) },
         ]), seed: seed)
     }
 
@@ -202,8 +215,8 @@ extension NormalizingFlow {
     /// left nil takes its default from ``Presets/maf``.
     public static func maf(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, activation: String? = nil,
                            clamp: Double? = nil, actnorm: Bool? = nil, mixing: String? = nil,
-                           seed: UInt64 = 0) throws -> NormalizingFlow {
-        try NormalizingFlow(spec: Presets.maf.spec(autoregressiveOptions(dim, layers, hidden, activation, clamp, actnorm, mixing)),
+                           context: Int? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
+        try NormalizingFlow(spec: Presets.maf.spec(autoregressiveOptions(dim, layers, hidden, activation, clamp, actnorm, mixing, context)),
                             seed: seed)
     }
 
@@ -211,27 +224,30 @@ extension NormalizingFlow {
     /// option left nil takes its default from ``Presets/iaf``.
     public static func iaf(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, activation: String? = nil,
                            clamp: Double? = nil, actnorm: Bool? = nil, mixing: String? = nil,
-                           seed: UInt64 = 0) throws -> NormalizingFlow {
-        try NormalizingFlow(spec: Presets.iaf.spec(autoregressiveOptions(dim, layers, hidden, activation, clamp, actnorm, mixing)),
+                           context: Int? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
+        try NormalizingFlow(spec: Presets.iaf.spec(autoregressiveOptions(dim, layers, hidden, activation, clamp, actnorm, mixing, context)),
                             seed: seed)
     }
 
     private static func autoregressiveOptions(_ dim: Int, _ layers: Int?, _ hidden: [Int]?, _ activation: String?,
-                                              _ clamp: Double?, _ actnorm: Bool?, _ mixing: String?) -> [String: JSONValue?] {
+                                              _ clamp: Double?, _ actnorm: Bool?, _ mixing: String?,
+                                              _ context: Int?) -> [String: JSONValue?] {
         [
             "dim": .number(Double(dim)), "layers": layers.map { .number(Double($0)) }, "hidden": hidden.map { JSONValue($0) },
             "activation": activation.map { .string($0) }, "clamp": clamp.map { .number($0) },
             "actnorm": actnorm.map { .bool($0) }, "mixing": mixing.map { .string($0) },
+            "context": context.map { .number(Double($0)) },
         ]
     }
 
     /// NICE for `dim`-dimensional vectors (see ``Presets``); an option left nil takes its default
     /// from ``Presets/nice``.
     public static func nice(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, activation: String? = nil,
-                            mixing: String? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
+                            mixing: String? = nil, context: Int? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
         try NormalizingFlow(spec: Presets.nice.spec([
             "dim": .number(Double(dim)), "layers": layers.map { .number(Double($0)) }, "hidden": hidden.map { JSONValue($0) },
             "activation": activation.map { .string($0) }, "mixing": mixing.map { .string($0) },
+            "context": context.map { .number(Double($0)) },
         ]), seed: seed)
     }
 }

@@ -32,6 +32,9 @@ public final class Trainer<Scalar: FlowScalar> {
     public let trainRows: Int
     /// Validation rows, row-major (may be empty).
     let validation: [Scalar]
+    /// Context rows of the training and validation rows (conditional flows; else empty).
+    let trainContext: [Scalar]
+    let validationContext: [Scalar]
     public let validationRows: Int
     /// 64-bit FNV-1a of the training and validation rows; a checkpoint refuses other data.
     public let dataFingerprint: UInt64
@@ -58,24 +61,40 @@ public final class Trainer<Scalar: FlowScalar> {
     /// otherwise a seeded ``TrainingOptions/validationFraction`` of `data`.
     /// - Throws: ``FlowError/invalidArgument(_:)`` for inconsistent sizes or options,
     ///   ``FlowError/numerical(_:)`` for non-finite data.
+    ///
+    /// A conditional flow (``NormalizingFlow/contextSize`` `C > 0`) needs `context`: one row of
+    /// `C` scalars per data row (and `validationContext` with `validation`); they travel with their
+    /// rows through the validation split and every shuffle. An unconditional flow refuses them.
     public init(flow: NormalizingFlow<Scalar>, data: UnsafeBufferPointer<Scalar>, rows: Int,
+                context: UnsafeBufferPointer<Scalar>? = nil,
                 validation: UnsafeBufferPointer<Scalar>? = nil, validationRows: Int = 0,
+                validationContext: UnsafeBufferPointer<Scalar>? = nil,
                 options: TrainingOptions) throws {
         try options.validate()
-        let d = flow.eventSize
+        let d = flow.eventSize, c = flow.contextSize
         guard rows >= 1, data.count == rows * d else {
             throw FlowError.shapeMismatch("training data holds \(data.count) values, expected \(rows) rows of \(d)")
         }
         try Self.requireFinite(data, "training data", d)
-        var trainValues: [Scalar]
-        var validationValues: [Scalar]
+        try Self.checkContext(context, rows: rows, contextSize: c, "training")
         if let validation, validationRows > 0 {
             guard validation.count == validationRows * d else {
                 throw FlowError.shapeMismatch("validation data holds \(validation.count) values, expected \(validationRows) rows of \(d)")
             }
             try Self.requireFinite(validation, "validation data", d)
+            try Self.checkContext(validationContext, rows: validationRows, contextSize: c, "validation")
+        } else if validationContext != nil {
+            throw FlowError.invalidArgument("a validation context was given without validation rows")
+        }
+        var trainValues: [Scalar], validationValues: [Scalar]
+        var trainContextValues: [Scalar] = [], validationContextValues: [Scalar] = []
+        if let validation, validationRows > 0 {
             trainValues = Array(data)
             validationValues = Array(validation)
+            if c > 0 {
+                trainContextValues = Array(context!)
+                validationContextValues = Array(validationContext!)
+            }
         } else if options.validationFraction > 0 {
             let held = Swift.max(1, Int((Double(rows) * options.validationFraction).rounded()))
             guard rows - held >= 1 else {
@@ -92,10 +111,17 @@ public final class Trainer<Scalar: FlowScalar> {
             for r in 0..<rows {
                 let row = data[(r * d)..<((r + 1) * d)]
                 if isValidation[r] { validationValues.append(contentsOf: row) } else { trainValues.append(contentsOf: row) }
+                if c > 0, let context {
+                    let contextRow = context[(r * c)..<((r + 1) * c)]
+                    if isValidation[r] { validationContextValues.append(contentsOf: contextRow) } else {
+                        trainContextValues.append(contentsOf: contextRow)
+                    }
+                }
             }
         } else {
             trainValues = Array(data)
             validationValues = []
+            if c > 0 { trainContextValues = Array(context!) }
         }
         if Dequantization.applies(to: flow), !validationValues.isEmpty {
             // One fixed draw for the validation rows, so epochs compare like with like.
@@ -112,7 +138,14 @@ public final class Trainer<Scalar: FlowScalar> {
         self.trainRows = trainValues.count / d
         self.validation = validationValues
         self.validationRows = validationValues.count / d
-        self.dataFingerprint = Self.fingerprint(trainValues, validationValues, eventSize: d)
+        self.trainContext = trainContextValues
+        self.validationContext = validationContextValues
+        var fingerprint = Self.fingerprint(trainValues, validationValues, eventSize: d)
+        if c > 0 {
+            // Conditional runs also hash their context rows (unconditional fingerprints are unchanged).
+            fingerprint ^= Self.fingerprint(trainContextValues, validationContextValues, eventSize: c) &* 0x9E37_79B9_7F4A_7C15
+        }
+        self.dataFingerprint = fingerprint
     }
 
     /// Minibatches per epoch.
@@ -135,6 +168,8 @@ public final class Trainer<Scalar: FlowScalar> {
             throw FlowError.limitExceeded("\(options.epochs) epochs of \(batchesPerEpoch) batches are too many steps")
         }
         var batch = [Scalar](repeating: 0, count: Swift.min(batchSize, trainRows) * d)
+        let c = flow.contextSize
+        var batchContext = [Scalar](repeating: 0, count: Swift.min(batchSize, trainRows) * c)
         let start = Self.now()
         var consecutiveSkips = 0
         var stoppedEarly = false
@@ -155,20 +190,30 @@ public final class Trainer<Scalar: FlowScalar> {
                         }
                     }
                 }
+                if c > 0 {
+                    trainContext.withUnsafeBufferPointer { src in
+                        batchContext.withUnsafeMutableBufferPointer { dst in
+                            for i in 0..<n {
+                                (dst.baseAddress! + i * c).update(from: src.baseAddress! + order[first + i] * c, count: c)
+                            }
+                        }
+                    }
+                }
                 if dequantize {
                     batch.withUnsafeMutableBufferPointer {
                         Dequantization.addNoise($0.baseAddress!, count: n * d, seed: options.seed,
                                                 row: UInt64(epoch) << 24 | UInt64(b))
                     }
                 }
-                let loss = batch.withUnsafeBufferPointer { x -> Double in
-                    flow.initializeDataDependentLayers(x.baseAddress!, count: n)
+                let loss = batch.withUnsafeBufferPointer { x -> Double in batchContext.withUnsafeBufferPointer { bc -> Double in
+                    let context = c > 0 ? bc.baseAddress : nil
+                    flow.initializeDataDependentLayers(x.baseAddress!, count: n, context: context)
                     flow.zeroGradients()
                     // Fresh Hutchinson probes for every step (continuous flows), from the step number.
                     for layer in continuousLayers { layer.probeDraw = UInt64(optimizer.stepCount + 1) }
                     defer { for layer in continuousLayers { layer.probeDraw = 0 } }
-                    return flow.accumulateNLLGradient(x.baseAddress!, count: n) / Double(n)
-                }
+                    return flow.accumulateNLLGradient(x.baseAddress!, count: n, context: context) / Double(n)
+                } }
                 let norm = optimizer.gradientNorm()
                 guard loss.isFinite, norm.isFinite else {
                     skipped += 1
@@ -188,7 +233,7 @@ public final class Trainer<Scalar: FlowScalar> {
                 learningRate = options.optimizer.learningRate
                     * options.schedule.factor(step: optimizer.stepCount, total: totalSteps)
                 optimizer.step(learningRate: learningRate)
-                flow.transform.parametersDidChange()
+                flow.parametersDidChange()
                 lossSum += loss * Double(n)
                 lossRows += n
                 if let progress {
@@ -225,7 +270,11 @@ public final class Trainer<Scalar: FlowScalar> {
         var validationNLL: Double?
         var improved = false
         if validationRows > 0 {
-            let nll = validation.withUnsafeBufferPointer { flow.meanNLL($0.baseAddress!, count: validationRows) }
+            let nll = validation.withUnsafeBufferPointer { v in
+                validationContext.withUnsafeBufferPointer { vc in
+                    flow.meanNLL(v.baseAddress!, count: validationRows, context: validationContext.isEmpty ? nil : vc.baseAddress)
+                }
+            }
             validationNLL = nll
             if nll.isFinite, nll < bestValidationNLL - options.minDelta {
                 improved = true
@@ -248,7 +297,7 @@ public final class Trainer<Scalar: FlowScalar> {
     public func restoreBestParameters() {
         guard let best else { return }
         for (p, values) in zip(flow.parameters, best) { p.assign(values) }
-        flow.transform.parametersDidChange()
+        flow.parametersDidChange()
     }
 
     // MARK: - Helpers
@@ -257,6 +306,23 @@ public final class Trainer<Scalar: FlowScalar> {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    /// Checks a context buffer against the flow: required (with `rows × contextSize` finite
+    /// values) for a conditional flow, refused for an unconditional one.
+    private static func checkContext(_ context: UnsafeBufferPointer<Scalar>?, rows: Int, contextSize c: Int,
+                                     _ what: String) throws {
+        guard c > 0 else {
+            if context != nil { throw FlowError.invalidArgument("the flow is unconditional: it takes no \(what) context") }
+            return
+        }
+        guard let context else {
+            throw FlowError.invalidArgument("the flow is conditional (\(c) context values per row): the \(what) rows need their context")
+        }
+        guard context.count == rows * c else {
+            throw FlowError.shapeMismatch("\(what) context holds \(context.count) values, expected \(rows) rows of \(c)")
+        }
+        try requireFinite(context, "\(what) context", c)
     }
 
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)

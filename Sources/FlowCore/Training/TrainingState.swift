@@ -51,12 +51,14 @@ extension Trainer {
     /// `flow` must hold the parameters stored with the state. `epochs` may raise the planned
     /// number of epochs (the cosine schedule then spans the new total).
     public convenience init(flow: NormalizingFlow<Scalar>, data: UnsafeBufferPointer<Scalar>, rows: Int,
+                            context: UnsafeBufferPointer<Scalar>? = nil,
                             validation: UnsafeBufferPointer<Scalar>? = nil, validationRows: Int = 0,
+                            validationContext: UnsafeBufferPointer<Scalar>? = nil,
                             resuming state: TrainingState<Scalar>, epochs: Int? = nil) throws {
         var options = state.options
         if let epochs { options.epochs = epochs }
-        try self.init(flow: flow, data: data, rows: rows, validation: validation, validationRows: validationRows,
-                      options: options)
+        try self.init(flow: flow, data: data, rows: rows, context: context, validation: validation,
+                      validationRows: validationRows, validationContext: validationContext, options: options)
         try restore(state)
     }
 

@@ -8,13 +8,17 @@
 The same ``(name, n, seed)`` gives bit-identical points on every run, machine and thread count.
 """
 
+import ctypes
 import operator
 
 import numpy as np
 
 from ._native import float_ptr, lib, toy_entropy, toy_names
 
-__all__ = ["toy", "entropy", "TOY_NAMES"]
+__all__ = ["toy", "entropy", "conditional_toy", "TOY_NAMES", "CONDITIONAL_TOY_NAMES"]
+
+#: Names of the conditional toy data sets (``sf_toy_conditional_dataset``).
+CONDITIONAL_TOY_NAMES = ("8gaussians-rotated", "checkerboard-scaled")
 
 #: Names of the toy data sets, read from the library (``sf_toy_dataset_name``).
 TOY_NAMES = toy_names()
@@ -67,3 +71,26 @@ def entropy(name):
     if name not in TOY_NAMES:
         raise ValueError("unknown toy data set %r; known: %s" % (name, ", ".join(TOY_NAMES)))
     return _ENTROPIES.get(name)
+
+
+def conditional_toy(name, n, seed=0):
+    """``(x, context, entropy)``: ``n`` points of the conditional toy data set ``name`` (one of
+    :data:`CONDITIONAL_TOY_NAMES`), drawn with ``seed``.
+
+    ``"8gaussians-rotated"``: ``context ~ U(0, 2π)``, ``x`` an 8gaussians point rotated by it
+    (``H(x | c) = 2.831`` nats for every ``c``). ``"checkerboard-scaled"``: ``context ~ U(-0.5,
+    0.5)``, ``x = exp(c) · y`` with ``y`` a checkerboard point (``H(x | c) = log 32 + 2c``).
+    Returns float32 arrays of shapes ``(n, 2)`` and ``(n, 1)`` and the mean conditional entropy
+    in nats (the best achievable test NLL of a conditional model). Raises
+    :class:`SwiftFlowsError` (``SF_ERR_INVALID_ARGUMENT``) for an unknown name.
+    """
+    encoded = _name_arg(name)
+    n = _int_arg(n, "n", 2**63 - 1)
+    seed = _int_arg(seed, "seed", _UINT64_MAX)
+    x = np.empty((n, 2), dtype=np.float32)
+    c = np.empty((n, 1), dtype=np.float32)
+    entropy = ctypes.c_double()
+    lib.sf_toy_conditional_dataset(encoded, n, seed, x.ctypes.data_as(float_ptr), c.ctypes.data_as(float_ptr),
+                                   ctypes.byref(entropy))
+    return x, c, float(entropy.value)
+

@@ -197,6 +197,9 @@ class Flow:
             count = c_size_t()
             lib.sf_model_num_parameters(handle, byref(count))
             self._num_parameters = int(count.value)
+            context = c_size_t()
+            lib.sf_model_context_size(handle, byref(context))
+            self._context_size = int(context.value)
             self._num_layers = len(self._spec_from(handle).get("layers", ()))
         except BaseException:
             self._ptr = None
@@ -396,48 +399,97 @@ class Flow:
         batch = tuple(arr.shape[:arr.ndim - k])
         return arr, batch, math.prod(batch)
 
-    def log_prob(self, x):
-        """log p(x) in nats (float64, shape = batch shape of x)."""
+    @property
+    def context_size(self):
+        """Context values per row of a conditional flow ``p(x | c)``; 0 for an unconditional flow."""
+        return self._context_size
+
+    def _context(self, context, batch, name="context"):
+        """``context`` for ``batch`` data rows as a C-contiguous float32 array of shape
+        ``batch + (context_size,)`` (one row of shape ``(context_size,)`` is broadcast), or None
+        for an unconditional flow; raises for a missing or unexpected context."""
+        c = self._context_size
+        if c == 0:
+            if context is not None:
+                raise ValueError("%s: the flow is unconditional (context_size 0); pass no context" % name)
+            return None
+        if context is None:
+            raise ValueError("%s: the flow is conditional (context_size %d); pass context=" % (name, c))
+        arr = np.asarray(context)
+        _check_real(arr, name)
+        want = tuple(batch) + (c,)
+        if arr.shape == (c,) and want != (c,):
+            arr = np.broadcast_to(arr, want)
+        if arr.shape != want:
+            raise ValueError("%s: expected shape %s (or (%d,) for one context), got %s" % (name, want, c, arr.shape))
+        return _float32_contiguous(arr)
+
+    def log_prob(self, x, context=None):
+        """log p(x) in nats (float64, shape = batch shape of x); for a conditional flow
+        ``log p(x | context)``, with ``context`` of shape ``batch + (context_size,)`` or one row
+        ``(context_size,)`` for all."""
         x, batch, n = self._events(x, "x")
         out = np.empty(batch, dtype=np.float64)
+        if self._context_size == 0 and context is None:
+            handle = self._acquire()
+            try:
+                lib.sf_log_prob(handle, _fptr(x), n, _dptr(out))
+            finally:
+                self._release()
+            return _scalar_if_0d(out)
+        c = self._context(context, batch)
         handle = self._acquire()
         try:
-            lib.sf_log_prob(handle, _fptr(x), n, _dptr(out))
+            lib.sf_log_prob_context(handle, _fptr(x), _fptr(c), n, _dptr(out))
         finally:
             self._release()
         return _scalar_if_0d(out)
 
-    def forward(self, x):
-        """``(z, logdet)``: z = f(x) (float32) and log|det df/dx| (float64)."""
+    def forward(self, x, context=None):
+        """``(z, logdet)``: z = f(x) (float32) and log|det df/dx| (float64); ``context`` as for
+        :meth:`log_prob`."""
         x, batch, n = self._events(x, "x")
+        c = self._context(context, batch)
         z = np.empty(x.shape, dtype=np.float32)
         logdet = np.empty(batch, dtype=np.float64)
         handle = self._acquire()
         try:
-            lib.sf_forward(handle, _fptr(x), n, _fptr(z), _dptr(logdet))
+            if c is None:
+                lib.sf_forward(handle, _fptr(x), n, _fptr(z), _dptr(logdet))
+            else:
+                lib.sf_forward_context(handle, _fptr(x), _fptr(c), n, _fptr(z), _dptr(logdet))
         finally:
             self._release()
         return z, _scalar_if_0d(logdet)
 
-    def inverse(self, z):
-        """``(x, logdet)``: x = f^-1(z) (float32) and log|det df^-1/dz| (float64)."""
+    def inverse(self, z, context=None):
+        """``(x, logdet)``: x = f^-1(z) (float32) and log|det df^-1/dz| (float64); ``context`` as
+        for :meth:`log_prob`."""
         z, batch, n = self._events(z, "z")
+        c = self._context(context, batch)
         x = np.empty(z.shape, dtype=np.float32)
         logdet = np.empty(batch, dtype=np.float64)
         handle = self._acquire()
         try:
-            lib.sf_inverse(handle, _fptr(z), n, _fptr(x), _dptr(logdet))
+            if c is None:
+                lib.sf_inverse(handle, _fptr(z), n, _fptr(x), _dptr(logdet))
+            else:
+                lib.sf_inverse_context(handle, _fptr(z), _fptr(c), n, _fptr(x), _dptr(logdet))
         finally:
             self._release()
         return x, _scalar_if_0d(logdet)
 
-    def sample(self, n, seed=None, temperature=1.0, return_log_prob=False):
+    def sample(self, n, seed=None, temperature=1.0, return_log_prob=False, context=None):
         """Draws ``n`` samples (float32, shape ``(n,) + event_shape``).
 
         Sample ``i`` depends only on ``(seed, i)``; ``seed=None`` draws a random 64-bit seed.
         ``temperature`` scales the base distribution's standard deviation. With
         ``return_log_prob=True`` returns ``(samples, log_prob)``, the log-density of the model
         (at temperature 1) at each sample.
+
+        A conditional flow needs ``context``: one row ``(context_size,)`` for all samples, ``n``
+        rows (one per sample), or ``m`` rows with ``m`` dividing ``n`` (``n // m`` samples for each,
+        in blocks: rows ``j*(n//m) … (j+1)*(n//m) - 1`` come from context row ``j``).
         """
         self._check_open()
         n = _count_arg(n)
@@ -445,6 +497,30 @@ class Flow:
         temperature = float(temperature)
         out = np.empty((n,) + self._event_shape, dtype=np.float32)
         log_prob = np.empty(n, dtype=np.float64) if return_log_prob else None
+        if self._context_size > 0 or context is not None:
+            if self._context_size == 0:
+                raise ValueError("context: the flow is unconditional (context_size 0); pass no context")
+            if temperature != 1.0:
+                raise ValueError("temperature: conditional flows sample at temperature 1")
+            if context is None:
+                raise ValueError("context: the flow is conditional (context_size %d); pass context=" % self._context_size)
+            arr = np.asarray(context)
+            _check_real(arr, "context")
+            if arr.ndim == 1:
+                arr = arr.reshape(1, -1)
+            if arr.ndim != 2 or arr.shape[1] != self._context_size:
+                raise ValueError("context: expected shape (m, %d) or (%d,), got %s"
+                                 % (self._context_size, self._context_size, np.shape(context)))
+            rows = arr.shape[0]
+            if rows == 0 or (n > 0 and n % rows != 0):
+                raise ValueError("context: %d rows do not divide n = %d" % (rows, n))
+            arr = _float32_contiguous(arr)
+            handle = self._acquire()
+            try:
+                lib.sf_sample_context(handle, n, seed, _fptr(arr), rows, _fptr(out), _dptr(log_prob))
+            finally:
+                self._release()
+            return (out, log_prob) if return_log_prob else out
         handle = self._acquire()
         try:
             if temperature == 1.0:
@@ -482,8 +558,13 @@ class Flow:
     def fit(self, x, epochs=50, batch_size=256, lr=1e-3, validation=0.1, seed=0, optimizer="adam",
             weight_decay=0.0, clip_norm=None, schedule="constant", warmup=0, min_lr_factor=0.0, patience=0,
             restore_best=True, checkpoint=None, progress=True, *, momentum=0.9, betas=(0.9, 0.999), eps=1e-8,
-            step_size=1000, gamma=0.5, min_delta=0.0):
+            step_size=1000, gamma=0.5, min_delta=0.0, context=None, validation_context=None):
         """Trains the flow in place by maximum likelihood (``sf_train``) and returns the history.
+
+        A conditional flow (``context_size > 0``) trains on ``log p(x | context)``: ``context``
+        holds one row of ``context_size`` values per row of ``x`` (shape ``(n, context_size)``) and
+        travels with it through the validation split and every shuffle; with an array of
+        ``validation`` rows, ``validation_context`` holds theirs (``sf_train_context``).
 
         Each epoch visits the training rows in a seeded random order in minibatches of
         ``batch_size`` and takes one optimiser step per minibatch. The result depends only on the
@@ -551,6 +632,12 @@ class Flow:
         self._check_open()
         x, n = self._rows(x, "x")
         fraction, x_val, n_val = self._validation_arg(validation)
+        c = self._context(context, (n,))
+        c_val = None
+        if x_val is not None:
+            c_val = self._context(validation_context, (n_val,), "validation_context")
+        elif validation_context is not None:
+            raise ValueError("validation_context: give it with an array of validation rows")
         options = _training.make_options(
             epochs=epochs, batch_size=batch_size, lr=lr, validation_fraction=fraction, seed=_seed_arg(seed),
             optimizer=optimizer, weight_decay=weight_decay, clip_norm=clip_norm, schedule=schedule, warmup=warmup,
@@ -569,8 +656,13 @@ class Flow:
             options.progress = bridge.c_function
 
             def call(count):
-                lib.sf_train(handle, _fptr(x), n, None if x_val is None else _fptr(x_val), n_val,
-                             byref(options), history, len(history), byref(count))
+                if c is None:
+                    lib.sf_train(handle, _fptr(x), n, None if x_val is None else _fptr(x_val), n_val,
+                                 byref(options), history, len(history), byref(count))
+                else:
+                    lib.sf_train_context(handle, _fptr(x), _fptr(c), n, None if x_val is None else _fptr(x_val),
+                                         None if c_val is None else _fptr(c_val), n_val, byref(options), history,
+                                         len(history), byref(count))
 
             return _training.run_training(call, bridge, history, display)
         finally:
@@ -579,8 +671,12 @@ class Flow:
             self._release()
 
     @classmethod
-    def resume(cls, checkpoint, x, validation=None, epochs=None, progress=True):
-        """Continues the training run saved in ``checkpoint`` (``sf_train_resume``).
+    def resume(cls, checkpoint, x, validation=None, epochs=None, progress=True, context=None,
+               validation_context=None):
+        """Continues the training run saved in ``checkpoint`` (``sf_train_resume_context``).
+
+        A conditional run needs its ``context`` rows again (and ``validation_context`` with
+        ``validation`` rows), as given to :meth:`fit`.
 
         The run must be given the same training rows ``x`` (and the same validation rows, if
         :meth:`fit` was given an array; with a validation fraction, pass None: the split is
@@ -623,14 +719,26 @@ class Flow:
             x_val, n_val, val_size = _row_array(validation, "validation")
             if val_size != row_size:
                 raise ValueError("validation rows hold %d values, the training rows %d" % (val_size, row_size))
+        c, context_size, c_val = None, 0, None
+        if context is not None:
+            c, c_rows, context_size = _row_array(context, "context")
+            if c_rows != n:
+                raise ValueError("context: %d rows for %d training rows" % (c_rows, n))
+        if validation_context is not None:
+            c_val, cv_rows, cv_size = _row_array(validation_context, "validation_context")
+            if cv_rows != n_val or cv_size != context_size:
+                raise ValueError("validation_context: expected shape (%d, %d), got (%d, %d)"
+                                 % (n_val, context_size, cv_rows, cv_size))
         history = (EpochReportStruct * _RESUME_HISTORY_CAPACITY)()
         out = ModelPtr()
         callback, display = _training.progress_handlers(progress, epochs=epochs)
         bridge = _training.ProgressBridge(callback)
 
         def call(count):
-            lib.sf_train_resume_v2(path, _fptr(x), n, row_size, None if x_val is None else _fptr(x_val), n_val,
-                                   planned, bridge.c_function, None, history, len(history), byref(count), byref(out))
+            lib.sf_train_resume_context(path, _fptr(x), None if c is None else _fptr(c), n, row_size, context_size,
+                                        None if x_val is None else _fptr(x_val), None if c_val is None else _fptr(c_val),
+                                        n_val, planned, bridge.c_function, None, history, len(history), byref(count),
+                                        byref(out))
 
         reports = _training.run_training(call, bridge, history, display)
         return cls._from_handle(out), reports

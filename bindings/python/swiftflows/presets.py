@@ -29,12 +29,14 @@ def _hidden(hidden):
 
 
 def RealNVP(dim, layers=8, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=False,
-            mixing="alternate", seed=0):
+            mixing="alternate", context=0, seed=0):
     """RealNVP (Dinh et al. 2017) for ``dim``-dimensional vectors: ``layers`` affine couplings
     with half masks, conditioner MLPs of widths ``hidden``, log-scale soft clamp ``clamp`` (0 =
     none), optional ActNorm before each coupling, and ``mixing`` between couplings:
     ``"alternate"`` (flip the mask), ``"reverse"`` / ``"random"`` (permutations) or ``"lu"``
-    (LU-decomposed linear layers). A new model is the identity map."""
+    (LU-decomposed linear layers). ``context``: the context size of a conditional flow
+    ``p(x | c)`` whose conditioners also read ``c`` (0: unconditional), or a context object
+    (standardisation and embedding, docs/model-format.md). A new model is the identity map."""
     spec = {
         "preset": "realnvp",
         "dim": _int(dim, "dim"),
@@ -44,11 +46,12 @@ def RealNVP(dim, layers=8, hidden=(64, 64), activation="relu", clamp=5.0, actnor
         "clamp": float(clamp),
         "actnorm": bool(actnorm),
         "mixing": str(mixing),
+        "context": _context(context),
     }
     return Flow.from_spec(spec, seed=seed)
 
 
-def NICE(dim, layers=4, hidden=(64, 64), activation="relu", mixing="alternate", seed=0):
+def NICE(dim, layers=4, hidden=(64, 64), activation="relu", mixing="alternate", context=0, seed=0):
     """NICE (Dinh et al. 2015) for ``dim``-dimensional vectors: ``layers`` additive couplings
     and a diagonal-normal base (NICE's scaling layer)."""
     spec = {
@@ -58,12 +61,13 @@ def NICE(dim, layers=4, hidden=(64, 64), activation="relu", mixing="alternate", 
         "hidden": _hidden(hidden),
         "activation": str(activation),
         "mixing": str(mixing),
+        "context": _context(context),
     }
     return Flow.from_spec(spec, seed=seed)
 
 
 def NSF(dim, layers=8, hidden=(64, 64), bins=8, bound=3.0, activation="relu", actnorm=False,
-        mixing="alternate", autoregressive=False, seed=0):
+        mixing="alternate", autoregressive=False, context=0, seed=0):
     """Neural spline flow (Durkan et al. 2019) for ``dim``-dimensional vectors: ``layers``
     monotonic rational-quadratic spline couplings with ``bins`` bins on ``[-bound, bound]``
     (identity with unit slope outside), conditioner MLPs of widths ``hidden``, optional ActNorm
@@ -81,11 +85,12 @@ def NSF(dim, layers=8, hidden=(64, 64), bins=8, bound=3.0, activation="relu", ac
         "actnorm": bool(actnorm),
         "mixing": str(mixing),
         "autoregressive": bool(autoregressive),
+        "context": _context(context),
     }
     return Flow.from_spec(spec, seed=seed)
 
 
-def _autoregressive(preset, dim, layers, hidden, activation, clamp, actnorm, mixing, seed):
+def _autoregressive(preset, dim, layers, hidden, activation, clamp, actnorm, mixing, context, seed):
     spec = {
         "preset": preset,
         "dim": _int(dim, "dim"),
@@ -95,25 +100,37 @@ def _autoregressive(preset, dim, layers, hidden, activation, clamp, actnorm, mix
         "clamp": float(clamp),
         "actnorm": bool(actnorm),
         "mixing": str(mixing),
+        "context": _context(context),
     }
     return Flow.from_spec(spec, seed=seed)
 
 
-def MAF(dim, layers=5, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=False, mixing="alternate", seed=0):
+def MAF(dim, layers=5, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=False, mixing="alternate", context=0,
+        seed=0):
     """Masked autoregressive flow (Papamakarios et al. 2017) for ``dim``-dimensional vectors:
     ``layers`` affine autoregressive layers whose MADE networks have widths ``hidden``, log-scale
     soft clamp ``clamp`` (0 = none), optional ActNorm before each layer. ``mixing``:
     ``"alternate"`` (the layers' orders alternate between natural and reversed), ``"reverse"`` /
     ``"random"`` (a permutation between layers) or ``"lu"`` (LU linear layers). The density takes
-    one network pass per layer, sampling ``dim`` passes. A new model is the identity map."""
-    return _autoregressive("maf", dim, layers, hidden, activation, clamp, actnorm, mixing, seed)
+    one network pass per layer, sampling ``dim`` passes. ``context``: the context size of a
+    conditional flow ``p(x | c)`` (0: unconditional), or a context object (standardisation and
+    embedding, docs/model-format.md). A new model is the identity map."""
+    return _autoregressive("maf", dim, layers, hidden, activation, clamp, actnorm, mixing, context, seed)
 
 
-def IAF(dim, layers=5, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=False, mixing="alternate", seed=0):
+def IAF(dim, layers=5, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=False, mixing="alternate", context=0,
+        seed=0):
     """Inverse autoregressive flow (Kingma et al. 2016) for ``dim``-dimensional vectors: the
     layers of :func:`MAF` in the other direction, so sampling takes one network pass per layer
     and the density ``dim`` passes. A new model is the identity map."""
-    return _autoregressive("iaf", dim, layers, hidden, activation, clamp, actnorm, mixing, seed)
+    return _autoregressive("iaf", dim, layers, hidden, activation, clamp, actnorm, mixing, context, seed)
+
+
+def _context(context):
+    """A preset's ``context`` option: a context size (int >= 0) or a context object (dict)."""
+    if isinstance(context, dict):
+        return context
+    return _int(context, "context")
 
 
 def _shape(shape):

@@ -93,7 +93,7 @@ def test_bad_json():
 
 
 def test_unknown_preset():
-    expect_status("SF_ERR_UNKNOWN_TYPE", lambda: Flow.from_spec({"preset": "maf", "dim": 2}), "maf")
+    expect_status("SF_ERR_UNKNOWN_TYPE", lambda: Flow.from_spec({"preset": "glow2", "dim": 2}), "glow2")
 
 
 @pytest.mark.parametrize("spec,fragment", [
@@ -284,7 +284,7 @@ def test_num_threads_validation():
 
 def test_error_is_picklable_and_carries_its_fields():
     import pickle
-    err = expect_status("SF_ERR_UNKNOWN_TYPE", lambda: Flow.from_spec({"preset": "maf", "dim": 2}))
+    err = expect_status("SF_ERR_UNKNOWN_TYPE", lambda: Flow.from_spec({"preset": "glow2", "dim": 2}))
     clone = pickle.loads(pickle.dumps(err))
     assert (clone.status, clone.status_name, clone.message) == (err.status, err.status_name, err.message)
     assert err.status == 7 and err.function == "sf_model_create"

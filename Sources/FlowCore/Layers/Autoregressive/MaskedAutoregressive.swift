@@ -19,9 +19,13 @@
 /// solved exactly by D Jacobi sweeps over the triangular `J_Pᵀ` (one vector-Jacobian product
 /// through the network each), then one product for the parameters.
 ///
+/// With ``contextFeatures`` `C > 0`, the network reads `[x, c]`; the context inputs have degree
+/// 0, so every unit of the first hidden layer (every output, without hidden layers) sees them,
+/// as in zuko's and nflows' MADE.
+///
 /// - Complexity: `P`: one network pass; `P⁻¹`: D passes; `P⁻¹`'s backward pass: D + 2
 ///   vector-Jacobian products.
-public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: FlowLayer, TapedBackward {
+public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: ConditionalLayer, TapedBackward {
     public typealias Scalar = Transform.Scalar
 
     /// Which map is the layer's forward (data → latent) pass.
@@ -43,6 +47,7 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Flo
                            "degree of every hidden unit, layer after layer, in 0..<D (default: k mod max(1, D−1) + min(1, D−1))"),
             HyperParameter("activation", .string, "MADE activation (default \"relu\")"),
             HyperParameter("direction", .string, "\"maf\" (default: density in one pass) or \"iaf\" (sampling in one pass)"),
+            .contextFeatures,
         ] + Transform.hyperParameters
     }
 
@@ -59,6 +64,7 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Flo
     let featureColumns: [[Int]]
     /// Features in the autoregressive order.
     let orderedFeatures: [Int]
+    public let contextFeatures: Int
     /// One feature at index 0 (a pass of ``sequentialInverse``).
     private static var singleFeature: FeatureIndices { FeatureIndices(one: 0) }
 
@@ -79,11 +85,13 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Flo
         guard !overflow, outputs <= Limits.maxParametersPerLayer else {
             throw FlowError.limitExceeded("\(context): \(d) features × \(transform.parametersPerFeature) parameters each is too many outputs")
         }
-        let widths = [d] + hidden + [outputs]
+        let contextFeatures = try config.contextFeatures(context: context)
+        self.contextFeatures = contextFeatures
+        let widths = [d + contextFeatures] + hidden + [outputs]
         // Checked before the masks are built (they hold one value per weight).
         _ = try MLP<Scalar>.checkedSize(widths: widths, context: context)
         let structure = self.structure
-        let masks: [[Scalar]] = structure.masks(contextSize: 0, outputs: outputs) { transform.outputFeature($0, features: d) }
+        let masks: [[Scalar]] = structure.masks(contextSize: contextFeatures, outputs: outputs) { transform.outputFeature($0, features: d) }
         net = try MLP.checked(widths: widths, activation: activation, seed: seed, context: context, masks: masks)
         features = FeatureIndices(Array(0..<d))
         var columns = [[Int]](repeating: [], count: d)
@@ -101,6 +109,7 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Flo
         c["hidden_degrees"] = JSONValue(structure.hiddenDegrees.flatMap { $0 })
         c["activation"] = .string(net.activation.rawValue)
         c["direction"] = .string(direction.rawValue)
+        c["context_features"] = .number(Double(contextFeatures))
         return c
     }
 
@@ -115,32 +124,69 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Flo
         let d = dimension, p = transform.parametersPerFeature
         return Arena.bytes(Scalar.self, count * net.outFeatures) + net.workspaceBytes(rows: count) + transform.scratchBytes
             + Arena.bytes(Scalar.self, count * d) + Arena.bytes(Scalar.self, count * p) + Arena.bytes(Scalar.self, count)
+            + inputBytes(rows: count)
+    }
+
+    /// Scratch of ``networkInput(_:context:rows:arena:)``.
+    private func inputBytes(rows: Int) -> Int {
+        contextFeatures > 0 ? Arena.bytes(Scalar.self, rows * net.inFeatures) : 0
+    }
+
+    /// The network's input rows `[u, c]` as (pointer, row stride): `u` itself without a context,
+    /// else `u` and the context (zeros for nil) gathered into the arena.
+    @inline(__always)
+    private func networkInput(_ u: UnsafePointer<Scalar>, context: UnsafePointer<Scalar>?, rows: Int,
+                              arena: inout Arena) -> (UnsafeMutablePointer<Scalar>?, UnsafePointer<Scalar>, Int) {
+        let c = contextFeatures, d = dimension
+        guard c > 0 else { return (nil, u, d) }
+        let w = d + c
+        let buffer = arena.take(Scalar.self, rows * w)
+        for r in 0..<rows {
+            (buffer + r * w).update(from: u + r * d, count: d)
+            if let context { (buffer + r * w + d).update(from: context + r * c, count: c) } else {
+                (buffer + r * w + d).update(repeating: 0, count: c)
+            }
+        }
+        return (buffer, UnsafePointer(buffer), w)
     }
 
     @_specialize(where Transform == AffineTransform<Float>) @_specialize(where Transform == RationalQuadraticTransform<Float>)
     public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int,
                         logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        forward(x, count: count, context: nil, logDet: logDet, arena: &arena)
+    }
+
+    @_specialize(where Transform == AffineTransform<Float>) @_specialize(where Transform == RationalQuadraticTransform<Float>)
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
         switch direction {
-        case .maf: parallel(x, count: count, logDet: logDet, arena: &arena)
-        case .iaf: sequentialInverse(x, count: count, logDet: logDet, arena: &arena)
+        case .maf: parallel(x, count: count, context: context, logDet: logDet, arena: &arena)
+        case .iaf: sequentialInverse(x, count: count, context: context, logDet: logDet, arena: &arena)
+        }
+    }
+
+    @_specialize(where Transform == AffineTransform<Float>) @_specialize(where Transform == RationalQuadraticTransform<Float>)
+    public func inverse(_ z: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        switch direction {
+        case .maf: sequentialInverse(z, count: count, context: context, logDet: logDet, arena: &arena)
+        case .iaf: parallel(z, count: count, context: context, logDet: logDet, arena: &arena)
         }
     }
 
     @_specialize(where Transform == AffineTransform<Float>) @_specialize(where Transform == RationalQuadraticTransform<Float>)
     public func inverse(_ z: UnsafeMutablePointer<Scalar>, count: Int,
                         logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
-        switch direction {
-        case .maf: sequentialInverse(z, count: count, logDet: logDet, arena: &arena)
-        case .iaf: parallel(z, count: count, logDet: logDet, arena: &arena)
-        }
+        inverse(z, count: count, context: nil, logDet: logDet, arena: &arena)
     }
 
     /// `u ← P(u)`, adding `log|det ∂P/∂u|`: one network pass over `u`, then the transform.
     @inline(__always)
-    private func parallel(_ u: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
-                          arena: inout Arena) {
+    private func parallel(_ u: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                          logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        let (_, input, ld) = networkInput(UnsafePointer(u), context: context, rows: count, arena: &arena)
         let theta = arena.take(Scalar.self, count * net.outFeatures)
-        net(UnsafePointer(u), ldx: dimension, rows: count, into: theta, arena: &arena)
+        net(input, ldx: ld, rows: count, into: theta, arena: &arena)
         transform.apply(u, ldx: dimension, features: features, parameters: theta, ldp: net.outFeatures, rows: count,
                         logDet: logDet, inverse: false, arena: &arena)
     }
@@ -148,18 +194,21 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Flo
     /// `v ← P⁻¹(v)`, adding `−log|det ∂P/∂u|` at the result: D passes in the order, pass `k`
     /// computing feature `orderedFeatures[k]` from the features before it (which the masks let
     /// the network see; the others still hold `v`'s values and do not reach that output).
-    private func sequentialInverse(_ v: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
-                                   arena: inout Arena) {
+    private func sequentialInverse(_ v: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                                   logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
         let d = dimension, p = transform.parametersPerFeature, out = net.outFeatures
         let target = arena.take(Scalar.self, count * d)
         target.update(from: v, count: count * d)
+        // The network reads [u, c]: u is v itself, or the first d columns of a gathered copy.
+        let (gathered, input, ld) = networkInput(UnsafePointer(v), context: context, rows: count, arena: &arena)
+        let u = gathered ?? v
         let theta = arena.take(Scalar.self, count * out)
         let one = arena.take(Scalar.self, count * p)
         let column = arena.take(Scalar.self, count)
         let afterScratch = arena
         for f in orderedFeatures {
             arena = afterScratch
-            net(UnsafePointer(v), ldx: d, rows: count, into: theta, arena: &arena)
+            net(input, ldx: ld, rows: count, into: theta, arena: &arena)
             let columns = featureColumns[f]
             for r in 0..<count {
                 for (k, c) in columns.enumerated() { one[r * p + k] = theta[r * out + c] }
@@ -167,7 +216,10 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Flo
             }
             transform.apply(column, ldx: 1, features: Self.singleFeature, parameters: one, ldp: p, rows: count, logDet: logDet,
                             inverse: true, arena: &arena)
-            for r in 0..<count { v[r * d + f] = column[r] }
+            for r in 0..<count { u[r * ld + f] = column[r] }
+        }
+        if gathered != nil {
+            for r in 0..<count { (v + r * d).update(from: u + r * ld, count: d) }
         }
     }
 
@@ -178,8 +230,15 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Flo
     @_specialize(where Transform == AffineTransform<Float>) @_specialize(where Transform == RationalQuadraticTransform<Float>)
     public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
                         tape: UnsafeMutableRawPointer, arena: inout Arena) {
-        guard direction == .maf else { return forward(x, count: count, logDet: logDet, arena: &arena) }
-        let theta = net.forwardRecording(UnsafePointer(x), ldx: dimension, rows: count, couplingTape: tape)
+        forward(x, count: count, context: nil, logDet: logDet, tape: tape, arena: &arena)
+    }
+
+    @_specialize(where Transform == AffineTransform<Float>) @_specialize(where Transform == RationalQuadraticTransform<Float>)
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                        logDet: UnsafeMutablePointer<Double>, tape: UnsafeMutableRawPointer, arena: inout Arena) {
+        guard direction == .maf else { return forward(x, count: count, context: context, logDet: logDet, arena: &arena) }
+        let (_, input, ld) = networkInput(UnsafePointer(x), context: context, rows: count, arena: &arena)
+        let theta = net.forwardRecording(input, ldx: ld, rows: count, couplingTape: tape)
         transform.apply(x, ldx: dimension, features: features, parameters: theta, ldp: net.outFeatures, rows: count,
                         logDet: logDet, inverse: false, arena: &arena)
     }
@@ -188,61 +247,91 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Flo
 extension MaskedAutoregressive {
     public func backwardWorkspaceBytes(count: Int) -> Int {
         let d = dimension, rowsD = Arena.bytes(Scalar.self, count * d)
-        let base = Arena.bytes(Scalar.self, count * net.outFeatures) + Arena.bytes(Scalar.self, net.tapeCount(rows: count))
-            + rowsD + net.backwardWorkspaceBytes(rows: count) + transform.scratchBytes
-        guard direction == .iaf else { return base }
-        // z, the network's output and tape, w's negation, zeros, r, the diagonal, λ, the sweep's
-        // product; then the largest of a vector-Jacobian product, the diagonal's θ copy and the
-        // sequential pass.
+        let rowsIn = Arena.bytes(Scalar.self, count * net.inFeatures)
         let outBytes = Arena.bytes(Scalar.self, count * net.outFeatures)
-        let vjp = outBytes + rowsD + transform.scratchBytes + net.backwardWorkspaceBytes(rows: count)
+        let tapeBytes = Arena.bytes(Scalar.self, net.tapeCount(rows: count))
+        let base = inputBytes(rows: count) + outBytes + tapeBytes + rowsIn + net.backwardWorkspaceBytes(rows: count)
+            + transform.scratchBytes
+        guard direction == .iaf else { return base }
+        // z, the network's input, output and tape, w's negation, zeros, r, the diagonal, λ, the
+        // sweep's product; then the largest of a vector-Jacobian product, the diagonal's θ copy
+        // and the sequential pass.
+        let vjp = outBytes + rowsIn + transform.scratchBytes + net.backwardWorkspaceBytes(rows: count)
         let sequential = Arena.bytes(Double.self, count) + workspaceBytes(count: count)
-        return 5 * rowsD + outBytes + Arena.bytes(Scalar.self, net.tapeCount(rows: count))
-            + 2 * Arena.bytes(Scalar.self, count) + Swift.max(vjp, outBytes + transform.scratchBytes, sequential) + rowsD
+        return 5 * rowsD + inputBytes(rows: count) + outBytes + tapeBytes + 2 * Arena.bytes(Scalar.self, count)
+            + Swift.max(vjp, outBytes + transform.scratchBytes, sequential)
     }
 
     /// `uᵀ·J_P(u₀) + v·∇S(u₀)` into `g` (and, with `parameterGradients`, `uᵀ∂P/∂φ + v·∂S/∂φ` added
-    /// to the network's gradients), for `P` at the point `u₀` whose network output and tape are
-    /// `theta`/`tape` (`theta` is left intact). `g` holds `u` on entry.
-    private func vectorJacobianProduct(at u0: UnsafePointer<Scalar>, theta: UnsafePointer<Scalar>,
-                                       tape: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                                       logDetGradient w: UnsafePointer<Scalar>, parameterGradients: Bool,
+    /// to the network's gradients and, with `contextGradient`, the same product's context
+    /// columns added there), for `P` at the point `u₀` whose network input, output and tape are
+    /// `input`, `theta`, `tape` (`theta` is left intact). `g` holds `u` on entry.
+    private func vectorJacobianProduct(at u0: UnsafePointer<Scalar>, input: UnsafePointer<Scalar>, ldInput: Int,
+                                       theta: UnsafePointer<Scalar>, tape: UnsafePointer<Scalar>, count: Int,
+                                       gradient g: UnsafeMutablePointer<Scalar>, logDetGradient w: UnsafePointer<Scalar>,
+                                       parameterGradients: Bool, contextGradient: UnsafeMutablePointer<Scalar>?,
                                        arena: inout Arena) {
         let d = dimension, out = net.outFeatures
         let dTheta = arena.take(Scalar.self, count * out)
         dTheta.update(from: theta, count: count * out)
         transform.backward(input: u0, ldx: d, features: features, parameters: dTheta, ldp: out, gradient: g, ldg: d,
                            rows: count, logDetGradient: w, arena: &arena)
-        let dx = arena.take(Scalar.self, count * d)
-        net.backward(u0, ldx: d, rows: count, tape: tape, outputGradient: dTheta, inputGradient: dx,
+        let dInput = arena.take(Scalar.self, count * net.inFeatures)
+        net.backward(input, ldx: ldInput, rows: count, tape: tape, outputGradient: dTheta, inputGradient: dInput,
                      parameterGradients: parameterGradients, arena: &arena)
-        for i in 0..<(count * d) { g[i] += dx[i] }
+        addInputGradient(dInput, rows: count, gradient: g, contextGradient: contextGradient)
+    }
+
+    /// `g += ∂L/∂u` and `contextGradient += ∂L/∂c` from the network's input gradient `[∂u, ∂c]`.
+    @inline(__always)
+    private func addInputGradient(_ dInput: UnsafePointer<Scalar>, rows: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                                  contextGradient: UnsafeMutablePointer<Scalar>?) {
+        let d = dimension, c = contextFeatures, w = d + c
+        for r in 0..<rows {
+            let src = dInput + r * w, gr = g + r * d
+            for j in 0..<d { gr[j] += src[j] }
+            if c > 0, let contextGradient {
+                let dc = contextGradient + r * c
+                for j in 0..<c { dc[j] += src[d + j] }
+            }
+        }
+    }
+
+    func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
+                  logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
+        backward(input: x, count: count, context: nil, gradient: g, logDetGradient: w, contextGradient: nil,
+                 recorded: recorded, arena: &arena)
     }
 
     /// "maf": through the transform, then the network (as a coupling over all features).
-    /// "iaf": the implicit-function gradient of the type's documentation.
-    func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                  logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
+    /// "iaf": the implicit-function gradient of the type's documentation; the context's gradient
+    /// is, like the parameters', `−λᵀ∂P/∂c − w·∂S/∂c`.
+    @_specialize(where Transform == AffineTransform<Float>) @_specialize(where Transform == RationalQuadraticTransform<Float>)
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                         gradient g: UnsafeMutablePointer<Scalar>, logDetGradient w: UnsafePointer<Scalar>,
+                         contextGradient: UnsafeMutablePointer<Scalar>?, recorded: UnsafeRawPointer?, arena: inout Arena) {
         let d = dimension, out = net.outFeatures
         guard direction == .iaf else {
-            let (theta, tape) = net.couplingTape(recorded, input: x, ldx: d, rows: count, arena: &arena)
+            let (_, input, ld) = networkInput(x, context: context, rows: count, arena: &arena)
+            let (theta, tape) = net.couplingTape(recorded, input: input, ldx: ld, rows: count, arena: &arena)
             transform.backward(input: x, ldx: d, features: features, parameters: theta, ldp: out, gradient: g, ldg: d,
                                rows: count, logDetGradient: w, arena: &arena)
-            let dx = arena.take(Scalar.self, count * d)
-            net.backward(x, ldx: d, rows: count, tape: tape, outputGradient: theta, inputGradient: dx, arena: &arena)
-            for i in 0..<(count * d) { g[i] += dx[i] }
+            let dInput = arena.take(Scalar.self, count * net.inFeatures)
+            net.backward(input, ldx: ld, rows: count, tape: tape, outputGradient: theta, inputGradient: dInput, arena: &arena)
+            addInputGradient(dInput, rows: count, gradient: g, contextGradient: contextGradient)
             return
         }
-        // z = P⁻¹(x) and the network at z.
+        // z = P⁻¹(x) and the network at [z, c].
         let z = arena.take(Scalar.self, count * d)
         z.update(from: x, count: count * d)
         do {
             var scratch = arena
             let ignored = scratch.take(Double.self, count)
             ignored.update(repeating: 0, count: count)
-            sequentialInverse(z, count: count, logDet: ignored, arena: &scratch)
+            sequentialInverse(z, count: count, context: context, logDet: ignored, arena: &scratch)
         }
-        let (theta, tape) = net.couplingTape(nil, input: UnsafePointer(z), ldx: d, rows: count, arena: &arena)
+        let (_, input, ld) = networkInput(UnsafePointer(z), context: context, rows: count, arena: &arena)
+        let (theta, tape) = net.couplingTape(nil, input: input, ldx: ld, rows: count, arena: &arena)
         let zero = arena.take(Scalar.self, count)
         zero.update(repeating: 0, count: count)
         let negW = arena.take(Scalar.self, count)
@@ -251,8 +340,8 @@ extension MaskedAutoregressive {
         let rhs = arena.take(Scalar.self, count * d)
         rhs.update(repeating: 0, count: count * d)
         var mark = arena
-        vectorJacobianProduct(at: z, theta: theta, tape: tape, count: count, gradient: rhs, logDetGradient: negW,
-                              parameterGradients: false, arena: &mark)
+        vectorJacobianProduct(at: z, input: input, ldInput: ld, theta: theta, tape: tape, count: count, gradient: rhs,
+                              logDetGradient: negW, parameterGradients: false, contextGradient: nil, arena: &mark)
         for i in 0..<(count * d) { rhs[i] += g[i] }
         // The diagonal τ′(z_i; θ_i).
         let diagonal = arena.take(Scalar.self, count * d)
@@ -272,15 +361,16 @@ extension MaskedAutoregressive {
         for _ in 1..<Swift.max(d, 1) {
             product.update(from: lambda, count: count * d)
             mark = arena
-            vectorJacobianProduct(at: z, theta: theta, tape: tape, count: count, gradient: product, logDetGradient: zero,
-                                  parameterGradients: false, arena: &mark)
+            vectorJacobianProduct(at: z, input: input, ldInput: ld, theta: theta, tape: tape, count: count,
+                                  gradient: product, logDetGradient: zero, parameterGradients: false, contextGradient: nil,
+                                  arena: &mark)
             for i in 0..<(count * d) { lambda[i] += (rhs[i] - product[i]) / diagonal[i] }
         }
-        // Parameters: −λᵀ∂P/∂φ − w·∂S/∂φ.
+        // Parameters and context: −λᵀ∂P/∂(φ, c) − w·∂S/∂(φ, c).
         for i in 0..<(count * d) { product[i] = -lambda[i] }
         mark = arena
-        vectorJacobianProduct(at: z, theta: theta, tape: tape, count: count, gradient: product, logDetGradient: negW,
-                              parameterGradients: true, arena: &mark)
+        vectorJacobianProduct(at: z, input: input, ldInput: ld, theta: theta, tape: tape, count: count, gradient: product,
+                              logDetGradient: negW, parameterGradients: true, contextGradient: contextGradient, arena: &mark)
         g.update(from: lambda, count: count * d)
     }
 }

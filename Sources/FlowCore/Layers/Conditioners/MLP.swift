@@ -27,7 +27,10 @@ final class MLP<T: FlowScalar> {
     ///   - widths: `[in, h₁, …, h_L, out]`.
     ///   - seed/stream row: where initial weights come from (a ``PhiloxStream``).
     ///   - masks: per layer, 0/1 per weight entry (`[out, in]`), or nil.
-    init(widths: [Int], activation: Activation, seed: UInt64, row: UInt64, masks: [[T]]? = nil) {
+    ///   - zeroLastLayer: start the last layer at zero (conditioners: a new layer is the
+    ///     identity); false initialises it like the others (embedding networks).
+    init(widths: [Int], activation: Activation, seed: UInt64, row: UInt64, masks: [[T]]? = nil,
+         zeroLastLayer: Bool = true) {
         self.widths = widths
         self.activation = activation
         self.masks = masks
@@ -37,7 +40,7 @@ final class MLP<T: FlowScalar> {
             let fanIn = widths[l], fanOut = widths[l + 1]
             let w = Parameter<T>(name: "weight_\(l)", shape: [fanOut, fanIn])
             let b = Parameter<T>(name: "bias_\(l)", shape: [fanOut])
-            if l < widths.count - 2, fanIn > 0 {
+            if l < widths.count - 2 || !zeroLastLayer, fanIn > 0 {
                 let bound = 1 / Double(fanIn).squareRoot()
                 for i in 0..<w.count { w.values[i] = T(rng.nextUniform(in: -bound, bound)) }
                 for i in 0..<b.count { b.values[i] = T(rng.nextUniform(in: -bound, bound)) }

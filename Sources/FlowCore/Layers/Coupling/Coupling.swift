@@ -14,8 +14,11 @@
 /// fixes the layer type: ``AffineCoupling`` (RealNVP), ``AdditiveCoupling`` (NICE),
 /// ``SplineCoupling`` (neural spline flows).
 ///
+/// With ``contextFeatures`` `C > 0` (a conditional flow), the conditioner reads `[x_a, c]`:
+/// `|a| + C → hidden… → |b|·P`.
+///
 /// - Complexity: O(N · (Σ widths products + |b|·P)) per call, dominated by the conditioner.
-public final class Coupling<Transform: ElementwiseTransform>: FlowLayer, TapedBackward {
+public final class Coupling<Transform: ElementwiseTransform>: ConditionalLayer, TapedBackward {
     public typealias Scalar = Transform.Scalar
 
     public static var typeName: String { Transform.couplingTypeName }
@@ -26,6 +29,7 @@ public final class Coupling<Transform: ElementwiseTransform>: FlowLayer, TapedBa
             HyperParameter("invert_mask", .bool, "swap the mask's roles (default false)"),
             HyperParameter("hidden", .intList, "conditioner hidden widths (default [64, 64])"),
             HyperParameter("activation", .string, "conditioner activation (default \"relu\")"),
+            .contextFeatures,
         ] + Transform.hyperParameters
     }
 
@@ -34,6 +38,7 @@ public final class Coupling<Transform: ElementwiseTransform>: FlowLayer, TapedBa
     let split: CouplingMask
     let net: MLP<Scalar>
     let transform: Transform
+    public let contextFeatures: Int
 
     public init(config: [String: JSONValue], eventShape: [Int], seed: UInt64) throws {
         let context = Self.typeName
@@ -47,7 +52,8 @@ public final class Coupling<Transform: ElementwiseTransform>: FlowLayer, TapedBa
                 + "\(transform.parametersPerFeature) parameters each is too many conditioner outputs")
         }
         inputShape = eventShape
-        net = try MLP.checked(widths: [split.identity.count] + hidden + [outputs],
+        contextFeatures = try config.contextFeatures(context: context)
+        net = try MLP.checked(widths: [split.identity.count + contextFeatures] + hidden + [outputs],
                               activation: activation, seed: seed, context: context)
     }
 
@@ -58,6 +64,7 @@ public final class Coupling<Transform: ElementwiseTransform>: FlowLayer, TapedBa
         c["invert_mask"] = .bool(false)
         c["hidden"] = JSONValue(Array(net.widths.dropFirst().dropLast()))
         c["activation"] = .string(net.activation.rawValue)
+        c["context_features"] = .number(Double(contextFeatures))
         return c
     }
 
@@ -67,28 +74,64 @@ public final class Coupling<Transform: ElementwiseTransform>: FlowLayer, TapedBa
     public func parametersDidChange() { net.repack() }
 
     public func workspaceBytes(count: Int) -> Int {
-        split.gatherBytes(Scalar.self, rows: count) + Arena.bytes(Scalar.self, count * net.outFeatures)
+        inputBytes(rows: count) + Arena.bytes(Scalar.self, count * net.outFeatures)
             + net.workspaceBytes(rows: count) + transform.scratchBytes
+    }
+
+    /// Scratch of ``conditionerInput(_:context:rows:arena:)``.
+    private func inputBytes(rows: Int) -> Int {
+        contextFeatures > 0 ? Arena.bytes(Scalar.self, rows * net.inFeatures) : split.gatherBytes(Scalar.self, rows: rows)
+    }
+
+    /// The conditioner's input rows as (pointer, row stride): `x_a` (in place when contiguous),
+    /// or `[x_a, c]` gathered into the arena when the layer reads a context (zeros for nil).
+    @inline(__always)
+    private func conditionerInput(_ x: UnsafePointer<Scalar>, context: UnsafePointer<Scalar>?, rows: Int,
+                                  arena: inout Arena) -> (UnsafePointer<Scalar>, Int) {
+        let c = contextFeatures
+        guard c > 0 else { return split.conditioningInput(x, rows: rows, arena: &arena) }
+        let k = split.identity.count, w = k + c, d = split.dimension
+        let buffer = arena.take(Scalar.self, rows * w)
+        split.identity.withUnsafeBufferPointer { idx in
+            for r in 0..<rows {
+                let dst = buffer + r * w, src = x + r * d
+                for j in 0..<k { dst[j] = src[idx[j]] }
+                if let context { (dst + k).update(from: context + r * c, count: c) } else { (dst + k).update(repeating: 0, count: c) }
+            }
+        }
+        return (UnsafePointer(buffer), w)
     }
 
     @_specialize(where Transform == AffineTransform<Float>) @_specialize(where Transform == AffineTransform<Double>)
     @_specialize(where Transform == RationalQuadraticTransform<Float>)
     public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int,
                         logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
-        apply(x, count: count, logDet: logDet, arena: &arena, inverse: false)
+        apply(x, count: count, context: nil, logDet: logDet, arena: &arena, inverse: false)
+    }
+
+    @_specialize(where Transform == AffineTransform<Float>) @_specialize(where Transform == RationalQuadraticTransform<Float>)
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        apply(x, count: count, context: context, logDet: logDet, arena: &arena, inverse: false)
+    }
+
+    @_specialize(where Transform == AffineTransform<Float>) @_specialize(where Transform == RationalQuadraticTransform<Float>)
+    public func inverse(_ z: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        apply(z, count: count, context: context, logDet: logDet, arena: &arena, inverse: true)
     }
 
     @_specialize(where Transform == AffineTransform<Float>) @_specialize(where Transform == AffineTransform<Double>)
     @_specialize(where Transform == RationalQuadraticTransform<Float>)
     public func inverse(_ z: UnsafeMutablePointer<Scalar>, count: Int,
                         logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
-        apply(z, count: count, logDet: logDet, arena: &arena, inverse: true)
+        apply(z, count: count, context: nil, logDet: logDet, arena: &arena, inverse: true)
     }
 
     @inline(__always)
-    private func apply(_ x: UnsafeMutablePointer<Scalar>, count: Int,
+    private func apply(_ x: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena, inverse: Bool) {
-        let (input, ld) = split.conditioningInput(UnsafePointer(x), rows: count, arena: &arena)
+        let (input, ld) = conditionerInput(UnsafePointer(x), context: context, rows: count, arena: &arena)
         let theta = arena.take(Scalar.self, count * net.outFeatures)
         net(input, ldx: ld, rows: count, into: theta, arena: &arena)
         transform.apply(x, ldx: split.dimension, features: split.transformedFeatures, parameters: theta,
@@ -104,7 +147,13 @@ public final class Coupling<Transform: ElementwiseTransform>: FlowLayer, TapedBa
     @_specialize(where Transform == RationalQuadraticTransform<Float>)
     public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
                         tape: UnsafeMutableRawPointer, arena: inout Arena) {
-        let (input, ld) = split.conditioningInput(UnsafePointer(x), rows: count, arena: &arena)
+        forward(x, count: count, context: nil, logDet: logDet, tape: tape, arena: &arena)
+    }
+
+    @_specialize(where Transform == AffineTransform<Float>) @_specialize(where Transform == RationalQuadraticTransform<Float>)
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                        logDet: UnsafeMutablePointer<Double>, tape: UnsafeMutableRawPointer, arena: inout Arena) {
+        let (input, ld) = conditionerInput(UnsafePointer(x), context: context, rows: count, arena: &arena)
         let theta = net.forwardRecording(input, ldx: ld, rows: count, couplingTape: tape)
         transform.apply(x, ldx: split.dimension, features: split.transformedFeatures, parameters: theta,
                         ldp: net.outFeatures, rows: count, logDet: logDet, inverse: false, arena: &arena)
@@ -114,6 +163,7 @@ public final class Coupling<Transform: ElementwiseTransform>: FlowLayer, TapedBa
 extension Coupling {
     public func backwardWorkspaceBytes(count: Int) -> Int {
         split.couplingBackwardBytes(net, rows: count) + transform.scratchBytes
+            + (contextFeatures > 0 ? 2 * Arena.bytes(Scalar.self, count * net.inFeatures) : 0)
     }
 
     /// Through the transform (``ElementwiseTransform/backward(input:ldx:features:parameters:ldp:gradient:ldg:rows:logDetGradient:arena:)``,
@@ -124,14 +174,35 @@ extension Coupling {
     @_specialize(where Transform == RationalQuadraticTransform<Float>)
     func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
                   logDetGradient w: UnsafePointer<Scalar>, recorded: UnsafeRawPointer?, arena: inout Arena) {
+        backward(input: x, count: count, context: nil, gradient: g, logDetGradient: w, contextGradient: nil,
+                 recorded: recorded, arena: &arena)
+    }
+
+    @_specialize(where Transform == AffineTransform<Float>) @_specialize(where Transform == AffineTransform<Double>)
+    @_specialize(where Transform == RationalQuadraticTransform<Float>)
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                         gradient g: UnsafeMutablePointer<Scalar>, logDetGradient w: UnsafePointer<Scalar>,
+                         contextGradient: UnsafeMutablePointer<Scalar>?, recorded: UnsafeRawPointer?, arena: inout Arena) {
         let d = split.dimension
-        let (input, ld) = split.conditioningInput(x, rows: count, arena: &arena)
+        let (input, ld) = conditionerInput(x, context: context, rows: count, arena: &arena)
         let (theta, tape) = net.couplingTape(recorded, input: input, ldx: ld, rows: count, arena: &arena)
         transform.backward(input: x, ldx: d, features: split.transformedFeatures, parameters: theta,
                            ldp: net.outFeatures, gradient: g, ldg: d, rows: count, logDetGradient: w, arena: &arena)
-        let dxa = arena.take(Scalar.self, count * split.identity.count)
-        net.backward(input, ldx: ld, rows: count, tape: tape, outputGradient: theta, inputGradient: dxa, arena: &arena)
-        split.addToConditioning(dxa, rows: count, gradient: g)
+        let dInput = arena.take(Scalar.self, count * net.inFeatures)
+        net.backward(input, ldx: ld, rows: count, tape: tape, outputGradient: theta, inputGradient: dInput, arena: &arena)
+        let c = contextFeatures
+        guard c > 0 else { return split.addToConditioning(dInput, rows: count, gradient: g) }
+        let k = split.identity.count, width = k + c
+        split.identity.withUnsafeBufferPointer { idx in
+            for r in 0..<count {
+                let src = dInput + r * width, gr = g + r * d
+                for j in 0..<k { gr[idx[j]] += src[j] }
+                if let contextGradient {
+                    let dc = contextGradient + r * c
+                    for j in 0..<c { dc[j] += src[k + j] }
+                }
+            }
+        }
     }
 }
 

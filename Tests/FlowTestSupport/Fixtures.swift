@@ -30,6 +30,10 @@ public enum Fixtures {
                                           "order": .string("reversed"), "hidden": JSONValue([7]),
                                           "activation": .string("tanh")]),
             ("maf spline", ["type": .string("spline_autoregressive"), "hidden": JSONValue([8]), "bins": .number(4)]),
+            ("maf affine soft scale", ["type": .string("affine_autoregressive"), "hidden": JSONValue([6]),
+                                       "scale": .string("soft"), "clamp": .number(3)]),
+            ("affine coupling sigmoid scale", ["type": .string("affine_coupling"), "hidden": JSONValue([6]),
+                                               "scale": .string("sigmoid")]),
         ]
         if d > 1 {
             configs += [

@@ -17,10 +17,12 @@ struct AutoregressiveOrder: Equatable {
     var dimension: Int { order.count }
 
     /// Resolves a spec's `order` (`"natural"`, `"reversed"`, `"random"` or an explicit
-    /// permutation of `0..<D`) and `hidden_degrees` (all hidden layers' degrees concatenated, or
-    /// absent for the cyclic default `k mod max(1, D−1) + min(1, D−1)` of nflows' MADE).
-    init(order spec: JSONValue?, hiddenDegrees degreesSpec: [Int]?, hidden: [Int], dimension d: Int, seed: UInt64,
-         context: String) throws {
+    /// permutation of `0..<D`) and `hidden_degrees` (all hidden layers' degrees concatenated).
+    /// Without `hidden_degrees`, unit `k` of every layer gets the cyclic degree of nflows' MADE,
+    /// `k mod max(1, D−1) + min(1, D−1)`, or with a context `k mod D`: units of degree 0 see only
+    /// the context, so that the first feature in the order depends on it too.
+    init(order spec: JSONValue?, hiddenDegrees degreesSpec: [Int]?, hidden: [Int], dimension d: Int,
+         contextFeatures: Int = 0, seed: UInt64, context: String) throws {
         switch spec {
         case nil, .string("natural")?: order = Array(0..<d)
         case .string("reversed")?: order = Array((0..<d).reversed())
@@ -48,6 +50,8 @@ struct AutoregressiveOrder: Equatable {
                 start += w
             }
             hiddenDegrees = degrees
+        } else if contextFeatures > 0 {
+            hiddenDegrees = hidden.map { w in (0..<w).map { $0 % Swift.max(d, 1) } }
         } else {
             let span = Swift.max(1, d - 1), low = Swift.min(1, d - 1)
             hiddenDegrees = hidden.map { w in (0..<w).map { $0 % span + low } }

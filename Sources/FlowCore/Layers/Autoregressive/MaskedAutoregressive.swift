@@ -64,6 +64,8 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
     let featureColumns: [[Int]]
     /// Features in the autoregressive order.
     let orderedFeatures: [Int]
+    /// The network rearranged for the sequential pass (``SequentialPlan``).
+    let plan: SequentialPlan<Scalar>
     public let contextFeatures: Int
     /// One feature at index 0 (a pass of ``sequentialInverse``).
     private static var singleFeature: FeatureIndices { FeatureIndices(one: 0) }
@@ -72,8 +74,11 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
         let context = Self.typeName
         let d = eventShape.reduce(1, *)
         let (hidden, activation) = try MLP<Scalar>.settings(config, context: context)
+        let contextFeatures = try config.contextFeatures(context: context)
+        self.contextFeatures = contextFeatures
         structure = try AutoregressiveOrder(order: config["order"], hiddenDegrees: config["hidden_degrees"]?.intArrayValue,
-                                            hidden: hidden, dimension: d, seed: seed, context: context)
+                                            hidden: hidden, dimension: d, contextFeatures: contextFeatures, seed: seed,
+                                            context: context)
         let name = config.string("direction", default: Direction.maf.rawValue)
         guard let direction = Direction(rawValue: name) else {
             throw FlowError.invalidSpec("\(context): direction must be \"maf\" or \"iaf\", got \"\(name)\"")
@@ -85,8 +90,6 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
         guard !overflow, outputs <= Limits.maxParametersPerLayer else {
             throw FlowError.limitExceeded("\(context): \(d) features × \(transform.parametersPerFeature) parameters each is too many outputs")
         }
-        let contextFeatures = try config.contextFeatures(context: context)
-        self.contextFeatures = contextFeatures
         let widths = [d + contextFeatures] + hidden + [outputs]
         // Checked before the masks are built (they hold one value per weight).
         _ = try MLP<Scalar>.checkedSize(widths: widths, context: context)
@@ -98,6 +101,7 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
         for c in 0..<outputs { columns[transform.outputFeature(c, features: d)].append(c) }
         featureColumns = columns
         orderedFeatures = (0..<d).sorted { structure.order[$0] < structure.order[$1] }
+        plan = SequentialPlan(net: net, structure: structure, featureColumns: columns)
         inputShape = eventShape
     }
 
@@ -115,8 +119,11 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
 
     public var parameters: [Parameter<Scalar>] { net.parameters }
 
-    /// Zeroes the masked weights and refreshes the network's packed weights.
-    public func parametersDidChange() { net.repack() }
+    /// Zeroes the masked weights and refreshes the network's packed weights and sequential plan.
+    public func parametersDidChange() {
+        net.repack()
+        plan.refresh(from: net)
+    }
 
     var dimension: Int { features.count }
 
@@ -124,7 +131,7 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
         let d = dimension, p = transform.parametersPerFeature
         return Arena.bytes(Scalar.self, count * net.outFeatures) + net.workspaceBytes(rows: count) + transform.scratchBytes
             + Arena.bytes(Scalar.self, count * d) + Arena.bytes(Scalar.self, count * p) + Arena.bytes(Scalar.self, count)
-            + inputBytes(rows: count)
+            + Arena.bytes(Scalar.self, count * net.inFeatures) + plan.workspaceBytes(rows: count)
     }
 
     /// Scratch of ``networkInput(_:context:rows:arena:)``.
@@ -192,34 +199,63 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
     }
 
     /// `v ← P⁻¹(v)`, adding `−log|det ∂P/∂u|` at the result: D passes in the order, pass `k`
-    /// computing feature `orderedFeatures[k]` from the features before it (which the masks let
-    /// the network see; the others still hold `v`'s values and do not reach that output).
+    /// computing the hidden units of degree `k` and then the feature at position `k` from the
+    /// features before it (``SequentialPlan``: one network pass of work in all).
     private func sequentialInverse(_ v: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
                                    logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
-        let d = dimension, p = transform.parametersPerFeature, out = net.outFeatures
-        let target = arena.take(Scalar.self, count * d)
-        target.update(from: v, count: count * d)
-        // The network reads [u, c]: u is v itself, or the first d columns of a gathered copy.
-        let (gathered, input, ld) = networkInput(UnsafePointer(v), context: context, rows: count, arena: &arena)
-        let u = gathered ?? v
-        let theta = arena.take(Scalar.self, count * out)
-        let one = arena.take(Scalar.self, count * p)
-        let column = arena.take(Scalar.self, count)
-        let afterScratch = arena
-        for f in orderedFeatures {
-            arena = afterScratch
-            net(input, ldx: ld, rows: count, into: theta, arena: &arena)
-            let columns = featureColumns[f]
-            for r in 0..<count {
-                for (k, c) in columns.enumerated() { one[r * p + k] = theta[r * out + c] }
-                column[r] = target[r * d + f]
+        let d = dimension, p = transform.parametersPerFeature, c = contextFeatures
+        let width = d + c
+        // The network's input [u, c]: u starts as v (positions not yet computed are masked out).
+        let input = arena.take(Scalar.self, count * width)
+        for r in 0..<count {
+            (input + r * width).update(from: v + r * d, count: d)
+            if c > 0 {
+                if let context { (input + r * width + d).update(from: context + r * c, count: c) } else {
+                    (input + r * width + d).update(repeating: 0, count: c)
+                }
             }
-            transform.apply(column, ldx: 1, features: Self.singleFeature, parameters: one, ldp: p, rows: count, logDet: logDet,
-                            inverse: true, arena: &arena)
-            for r in 0..<count { u[r * ld + f] = column[r] }
         }
-        if gathered != nil {
-            for r in 0..<count { (v + r * d).update(from: u + r * ld, count: d) }
+        // Hidden layer l's activations (all rows, its units in sorted order) at hidden + count·offsets[l].
+        let widths = plan.widths, offsets = plan.hiddenOffsets, layers = widths.count - 2
+        let hidden = arena.take(Scalar.self, count * plan.hiddenUnits)
+        hidden.update(repeating: 0, count: count * plan.hiddenUnits)
+        let theta = arena.take(Scalar.self, count * p)
+        let column = arena.take(Scalar.self, count)
+        let relu = net.activation == .relu
+        for (k, f) in orderedFeatures.enumerated() {
+            for l in 0..<layers {
+                let range = plan.ranges[l][k]
+                guard !range.isEmpty else { continue }
+                let (x, ldx): (UnsafePointer<Scalar>, Int) = l == 0 ? (UnsafePointer(input), width)
+                    : (UnsafePointer(hidden + count * offsets[l - 1]), widths[l])
+                let out = hidden + count * offsets[l] + range.lowerBound
+                plan.hiddenWeights[l][k].withUnsafeBufferPointer { w in
+                    plan.hiddenBiases[l][k].withUnsafeBufferPointer { b in
+                        Scalar.denseLayer(x, ldx: ldx, rows: count, inFeatures: widths[l], packedWeight: w.baseAddress!,
+                                          bias: b.baseAddress, outFeatures: range.count, into: out,
+                                          ldy: widths[l + 1], relu: relu)
+                    }
+                }
+                if !relu {
+                    for r in 0..<count { net.activation.apply(out + r * widths[l + 1], count: range.count) }
+                }
+            }
+            let (x, ldx): (UnsafePointer<Scalar>, Int) = layers == 0 ? (UnsafePointer(input), width)
+                : (UnsafePointer(hidden + count * offsets[layers - 1]), widths[layers])
+            plan.outputWeights[f].withUnsafeBufferPointer { w in
+                plan.outputBiases[f].withUnsafeBufferPointer { b in
+                    Scalar.denseLayer(x, ldx: ldx, rows: count, inFeatures: widths[layers],
+                                      packedWeight: w.baseAddress!, bias: b.baseAddress, outFeatures: p, into: theta,
+                                      ldy: p, relu: false)
+                }
+            }
+            for r in 0..<count { column[r] = v[r * d + f] }
+            transform.apply(column, ldx: 1, features: Self.singleFeature, parameters: theta, ldp: p, rows: count,
+                            logDet: logDet, inverse: true, arena: &arena)
+            for r in 0..<count {
+                v[r * d + f] = column[r]
+                input[r * width + f] = column[r]
+            }
         }
     }
 

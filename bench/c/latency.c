@@ -4,10 +4,12 @@
  *     latency [--check] [--quick] [--dim D] [--threads N] [--calls N]
  *
  * For RealNVP models (8 affine couplings, conditioner MLP D/2 -> 64 -> 64 -> D, ReLU) at
- * D = 2, 8 and 64, built with sf_model_create from a JSON spec and perturbed away from the
- * identity initialisation by a short sf_train run on random data, this program measures:
+ * D = 2, 8 and 64, and a conditional MAF at D = 8 (5 affine MADE layers 64-64, 2 context values),
+ * built with sf_model_create from a JSON spec and perturbed away from the identity
+ * initialisation by a short sf_train / sf_train_context run on random data, this program measures:
  *
- *   - the latency of sf_log_prob and sf_sample on one sample: every call timed on its own with
+ *   - the latency of sf_log_prob and sf_sample (sf_log_prob_context and sf_sample_context with
+ *     one context row for the MAF) on one sample: every call timed on its own with
  *     clock_gettime(CLOCK_MONOTONIC), reported as median, 10th and 90th percentile in ns;
  *   - heap allocations per call: over 10,000 calls after warm-up, counted by the allocator
  *     functions this executable defines (below). The target is 0.
@@ -255,7 +257,12 @@ static int failed(const char *what, sf_status status) {
 
 /* ---- The measurement ---------------------------------------------------------------------- */
 
-enum function_kind { LOG_PROB, SAMPLE };
+enum function_kind { LOG_PROB, SAMPLE, LOG_PROB_CONTEXT, SAMPLE_CONTEXT };
+
+static const char *const FUNCTION_NAMES[] = {"sf_log_prob", "sf_sample", "sf_log_prob_context", "sf_sample_context"};
+
+/* The context row of the conditional model's calls. */
+static float context_row[2] = {0.25f, -0.5f};
 
 typedef struct result {
     int64_t median, p10, p90;
@@ -265,14 +272,19 @@ typedef struct result {
 
 static sf_status call(enum function_kind kind, const sf_model *m, const float *x, float *out, double *lp,
                       uint64_t i) {
-    return kind == LOG_PROB ? sf_log_prob(m, x, 1, lp) : sf_sample(m, 1, i, out, NULL);
+    switch (kind) {
+    case LOG_PROB: return sf_log_prob(m, x, 1, lp);
+    case SAMPLE: return sf_sample(m, 1, i, out, NULL);
+    case LOG_PROB_CONTEXT: return sf_log_prob_context(m, x, context_row, 1, lp);
+    default: return sf_sample_context(m, 1, i, context_row, 1, out, NULL);
+    }
 }
 
 /* Warm-up, `calls` individually timed calls, then ALLOCATION_CALLS counted calls. `times` has
  * room for `calls` values. Returns 0 on a library failure. */
 static int measure(enum function_kind kind, const sf_model *m, const float *x, float *out, double *lp,
                    int64_t *times, long calls, result *r) {
-    const char *name = kind == LOG_PROB ? "sf_log_prob" : "sf_sample";
+    const char *name = FUNCTION_NAMES[kind];
     sf_status s = SF_OK;
     for (long i = 0; i < WARMUP_CALLS; i++) {
         if ((s = call(kind, m, x, out, lp, (uint64_t)i)) != SF_OK) return failed(name, s);
@@ -300,11 +312,16 @@ static int measure(enum function_kind kind, const sf_model *m, const float *x, f
 
 /* Builds the D-dimensional RealNVP and perturbs it: 2 epochs of Adam (learning rate 5e-3,
  * batch 256) on 2048 random rows. */
-static sf_model *make_model(int dim) {
+static sf_model *make_model(int dim, int conditional) {
     char spec[256];
-    snprintf(spec, sizeof spec,
-             "{\"preset\": \"realnvp\", \"dim\": %d, \"layers\": 8, \"hidden\": [64, 64], \"activation\": \"relu\"}",
-             dim);
+    if (conditional) {
+        snprintf(spec, sizeof spec,
+                 "{\"preset\": \"maf\", \"dim\": %d, \"layers\": 5, \"hidden\": [64, 64], \"context\": 2}", dim);
+    } else {
+        snprintf(spec, sizeof spec,
+                 "{\"preset\": \"realnvp\", \"dim\": %d, \"layers\": 8, \"hidden\": [64, 64], \"activation\": \"relu\"}",
+                 dim);
+    }
     sf_model *m = NULL;
     sf_status s = sf_model_create(spec, 1, &m);
     if (s != SF_OK) {
@@ -326,7 +343,15 @@ static sf_model *make_model(int dim) {
     o.learning_rate = 5e-3;
     o.validation_fraction = 0;
     o.seed = 3;
-    s = sf_train(m, data, rows, NULL, 0, &o, NULL, 0, NULL);
+    float *context = NULL;
+    if (conditional) {
+        context = malloc(rows * 2 * sizeof *context);
+        if (context != NULL) fill_data(context, rows, 2);
+    }
+    s = conditional ? (context == NULL ? SF_ERR_INVALID_ARGUMENT
+                                       : sf_train_context(m, data, context, rows, NULL, NULL, 0, &o, NULL, 0, NULL))
+                    : sf_train(m, data, rows, NULL, 0, &o, NULL, 0, NULL);
+    free(context);
     free(data);
     if (s != SF_OK) {
         failed("sf_train", s);
@@ -357,15 +382,17 @@ int main(int argc, char **argv) {
            WARMUP_CALLS, opt.calls);
     printf("heap allocations counted over %d further calls (malloc & co. interposed in this executable).\n\n",
            ALLOCATION_CALLS);
-    printf("%-14s %-12s %10s %10s %10s %14s %12s\n", "model", "function", "median ns", "p10 ns", "p90 ns",
+    printf("%-14s %-19s %10s %10s %10s %14s %12s\n", "model", "function", "median ns", "p10 ns", "p90 ns",
            "allocs/call", "frees/call");
 
     int verified = 0, any_allocation = 0, ok = 1;
-    for (size_t k = 0; k < NUM_DIMENSIONS && ok; k++) {
-        const int dim = DIMENSIONS[k];
+    /* The RealNVP models at every D, then the conditional MAF (5 MADE layers 64-64, context 2) at D = 8. */
+    for (size_t k = 0; k < NUM_DIMENSIONS + 1 && ok; k++) {
+        const int conditional = k == NUM_DIMENSIONS;
+        const int dim = conditional ? 8 : DIMENSIONS[k];
         if (opt.dim != 0 && opt.dim != dim) continue;
         unsigned long before = allocations();
-        sf_model *m = make_model(dim);
+        sf_model *m = make_model(dim, conditional);
         if (m == NULL) {
             ok = 0;
             break;
@@ -380,20 +407,21 @@ int main(int argc, char **argv) {
         } else {
             fill_data(x, 1, dim);
             for (int f = 0; f < 2 && ok; f++) {
-                enum function_kind kind = f == 0 ? LOG_PROB : SAMPLE;
+                enum function_kind kind = conditional ? (f == 0 ? LOG_PROB_CONTEXT : SAMPLE_CONTEXT)
+                                                      : (f == 0 ? LOG_PROB : SAMPLE);
                 result r;
                 if (!measure(kind, m, x, out, &lp, times, opt.calls, &r)) {
                     ok = 0;
                     break;
                 }
                 char label[32];
-                snprintf(label, sizeof label, "RealNVP D=%d", dim);
-                printf("%-14s %-12s %10lld %10lld %10lld %14.4f %12.4f\n", label,
-                       kind == LOG_PROB ? "sf_log_prob" : "sf_sample", (long long)r.median, (long long)r.p10,
-                       (long long)r.p90, (double)r.allocations / ALLOCATION_CALLS, (double)r.frees / ALLOCATION_CALLS);
+                snprintf(label, sizeof label, conditional ? "MAF|c D=%d" : "RealNVP D=%d", dim);
+                printf("%-14s %-19s %10lld %10lld %10lld %14.4f %12.4f\n", label, FUNCTION_NAMES[kind],
+                       (long long)r.median, (long long)r.p10, (long long)r.p90,
+                       (double)r.allocations / ALLOCATION_CALLS, (double)r.frees / ALLOCATION_CALLS);
                 if (r.allocations > 0) {
                     any_allocation = 1;
-                    printf("%-14s %-12s %lu allocations and %lu frees in %d calls\n", "", "", r.allocations, r.frees,
+                    printf("%-14s %-19s %lu allocations and %lu frees in %d calls\n", "", "", r.allocations, r.frees,
                            ALLOCATION_CALLS);
                 }
             }

@@ -42,12 +42,12 @@ public final class Composition<Scalar: FlowScalar>: Bijection {
     public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
                         logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
         let start = arena
-        for (k, layer) in layers.enumerated() {
+        for k in 0..<layers.count {
             arena = start
             if let c = conditional[k] {
                 c.forward(x, count: count, context: context, logDet: logDet, arena: &arena)
             } else {
-                layer.forward(x, count: count, logDet: logDet, arena: &arena)
+                layers[k].forward(x, count: count, logDet: logDet, arena: &arena)
             }
         }
     }

@@ -216,7 +216,7 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
             }
         }
         // Hidden layer l's activations (all rows, its units in sorted order) at hidden + count·offsets[l].
-        let widths = plan.widths, offsets = plan.hiddenOffsets, layers = widths.count - 2
+        let widths = plan.widths, offsets = plan.layerOffsets, layers = widths.count - 2
         let hidden = arena.take(Scalar.self, count * plan.hiddenUnits)
         hidden.update(repeating: 0, count: count * plan.hiddenUnits)
         let theta = arena.take(Scalar.self, count * p)
@@ -229,26 +229,18 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
                 let (x, ldx): (UnsafePointer<Scalar>, Int) = l == 0 ? (UnsafePointer(input), width)
                     : (UnsafePointer(hidden + count * offsets[l - 1]), widths[l])
                 let out = hidden + count * offsets[l] + range.lowerBound
-                plan.hiddenWeights[l][k].withUnsafeBufferPointer { w in
-                    plan.hiddenBiases[l][k].withUnsafeBufferPointer { b in
-                        Scalar.denseLayer(x, ldx: ldx, rows: count, inFeatures: widths[l], packedWeight: w.baseAddress!,
-                                          bias: b.baseAddress, outFeatures: range.count, into: out,
-                                          ldy: widths[l + 1], relu: relu)
-                    }
-                }
+                let block = plan.hiddenBlock(l, k)
+                Scalar.denseLayer(x, ldx: ldx, rows: count, inFeatures: widths[l], packedWeight: block.weights,
+                                  bias: block.biases, outFeatures: range.count, into: out, ldy: widths[l + 1], relu: relu)
                 if !relu {
                     for r in 0..<count { net.activation.apply(out + r * widths[l + 1], count: range.count) }
                 }
             }
             let (x, ldx): (UnsafePointer<Scalar>, Int) = layers == 0 ? (UnsafePointer(input), width)
                 : (UnsafePointer(hidden + count * offsets[layers - 1]), widths[layers])
-            plan.outputWeights[f].withUnsafeBufferPointer { w in
-                plan.outputBiases[f].withUnsafeBufferPointer { b in
-                    Scalar.denseLayer(x, ldx: ldx, rows: count, inFeatures: widths[layers],
-                                      packedWeight: w.baseAddress!, bias: b.baseAddress, outFeatures: p, into: theta,
-                                      ldy: p, relu: false)
-                }
-            }
+            let block = plan.outputBlock(f)
+            Scalar.denseLayer(x, ldx: ldx, rows: count, inFeatures: widths[layers], packedWeight: block.weights,
+                              bias: block.biases, outFeatures: p, into: theta, ldy: p, relu: false)
             for r in 0..<count { column[r] = v[r * d + f] }
             transform.apply(column, ldx: 1, features: Self.singleFeature, parameters: theta, ldp: p, rows: count,
                             logDet: logDet, inverse: true, arena: &arena)

@@ -15,20 +15,24 @@ final class SequentialPlan<T: FlowScalar> {
     let permutation: [[Int]]
     /// Per hidden layer and degree `k`: the sorted positions of the units of degree `k`.
     let ranges: [[Range<Int>]]
-    /// Per hidden layer and degree: packed weights (`in × n`, inputs in the layer below's sorted
-    /// order) and biases (`n`).
-    private(set) var hiddenWeights: [[[T]]]
-    private(set) var hiddenBiases: [[[T]]]
-    /// Per feature: packed weights (`width × P` over the last hidden layer's sorted units, or the
-    /// inputs without hidden layers) and biases (`P`) of its output columns.
-    private(set) var outputWeights: [[T]]
-    private(set) var outputBiases: [[T]]
+    /// Every packed block in one allocation: per hidden layer and degree, weights (`in × n`,
+    /// inputs in the layer below's sorted order) then biases (`n`); per feature, weights
+    /// (`width × P` over the last hidden layer's sorted units, or the inputs without hidden
+    /// layers) then biases (`P`).
+    private let storage: UnsafeMutablePointer<T>
+    private let storageCount: Int
+    /// Start of the weights of hidden block `l·D + k` and of feature `f`'s output block.
+    let hiddenOffsets: [Int]
+    let outputOffsets: [Int]
     let featureColumns: [[Int]]
     /// The network's widths `[in, hidden…, out]`.
     let widths: [Int]
     /// Hidden units of all layers, and where each layer's start among them.
     let hiddenUnits: Int
-    let hiddenOffsets: [Int]
+    let layerOffsets: [Int]
+    /// Features (`D`) and outputs per feature (`P`).
+    let dimension: Int
+    let outputsPerFeature: Int
 
     init(net: MLP<T>, structure: AutoregressiveOrder, featureColumns: [[Int]]) {
         let d = structure.dimension
@@ -38,7 +42,9 @@ final class SequentialPlan<T: FlowScalar> {
         hiddenUnits = hiddenWidths.reduce(0, +)
         var offsets: [Int] = [], total = 0
         for w in hiddenWidths { offsets.append(total); total += w }
-        hiddenOffsets = offsets
+        layerOffsets = offsets
+        dimension = d
+        outputsPerFeature = featureColumns.first?.count ?? 0
         var permutation: [[Int]] = [], ranges: [[Range<Int>]] = []
         for degrees in structure.hiddenDegrees {
             let order = degrees.indices.sorted { (degrees[$0], $0) < (degrees[$1], $1) }
@@ -55,11 +61,37 @@ final class SequentialPlan<T: FlowScalar> {
         }
         self.permutation = permutation
         self.ranges = ranges
-        hiddenWeights = []
-        hiddenBiases = []
-        outputWeights = []
-        outputBiases = []
+        var cursor = 0, hidden: [Int] = [], outputs: [Int] = []
+        for l in 0..<hiddenWidths.count {
+            for range in ranges[l] {
+                hidden.append(cursor)
+                cursor += (net.widths[l] + 1) * range.count
+            }
+        }
+        for columns in featureColumns {
+            outputs.append(cursor)
+            cursor += (net.widths[hiddenWidths.count] + 1) * columns.count
+        }
+        hiddenOffsets = hidden
+        outputOffsets = outputs
+        storageCount = Swift.max(cursor, 1)
+        storage = UnsafeMutablePointer<T>.allocate(capacity: storageCount)
+        storage.initialize(repeating: 0, count: storageCount)
         refresh(from: net)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// The packed weights (`in × n`) and biases of hidden layer `l`'s units of degree `k`.
+    @inline(__always) func hiddenBlock(_ l: Int, _ k: Int) -> (weights: UnsafePointer<T>, biases: UnsafePointer<T>) {
+        let start = storage + hiddenOffsets[l * dimension + k]
+        return (UnsafePointer(start), UnsafePointer(start + widths[l] * ranges[l][k].count))
+    }
+
+    /// The packed weights (`width × P`) and biases of feature `f`'s outputs.
+    @inline(__always) func outputBlock(_ f: Int) -> (weights: UnsafePointer<T>, biases: UnsafePointer<T>) {
+        let start = storage + outputOffsets[f]
+        return (UnsafePointer(start), UnsafePointer(start + widths[widths.count - 2] * outputsPerFeature))
     }
 
     /// Repacks every block from the network's current (masked) weights.
@@ -67,30 +99,26 @@ final class SequentialPlan<T: FlowScalar> {
         let hiddenLayers = permutation.count
         // Column `q` of layer `l`'s input in sorted order → the original input index.
         func inputIndex(_ l: Int, _ q: Int) -> Int { l == 0 ? q : permutation[l - 1][q] }
-        hiddenWeights = (0..<hiddenLayers).map { l in
-            let w = net.weights[l].values, fanIn = widths[l]
-            return ranges[l].map { range in
-                var packed = [T](repeating: 0, count: fanIn * range.count)
+        for l in 0..<hiddenLayers {
+            let w = net.weights[l].values, b = net.biases[l].values, fanIn = widths[l]
+            for (k, range) in ranges[l].enumerated() {
+                let packed = storage + hiddenOffsets[l * dimension + k], n = range.count
                 for (j, position) in range.enumerated() {
                     let unit = permutation[l][position]
-                    for q in 0..<fanIn { packed[q * range.count + j] = w[unit * fanIn + inputIndex(l, q)] }
+                    for q in 0..<fanIn { packed[q * n + j] = w[unit * fanIn + inputIndex(l, q)] }
+                    packed[fanIn * n + j] = b[unit]
                 }
-                return packed
             }
-        }
-        hiddenBiases = (0..<hiddenLayers).map { l in
-            ranges[l].map { range in range.map { net.biases[l].values[permutation[l][$0]] } }
         }
         let last = hiddenLayers, fanIn = widths[last]
-        let w = net.weights[last].values
-        outputWeights = featureColumns.map { columns in
-            var packed = [T](repeating: 0, count: fanIn * columns.count)
+        let w = net.weights[last].values, b = net.biases[last].values
+        for (f, columns) in featureColumns.enumerated() {
+            let packed = storage + outputOffsets[f], n = columns.count
             for (j, c) in columns.enumerated() {
-                for q in 0..<fanIn { packed[q * columns.count + j] = w[c * fanIn + inputIndex(last, q)] }
+                for q in 0..<fanIn { packed[q * n + j] = w[c * fanIn + inputIndex(last, q)] }
+                packed[fanIn * n + j] = b[c]
             }
-            return packed
         }
-        outputBiases = featureColumns.map { columns in columns.map { net.biases[last].values[$0] } }
     }
 
     /// Scratch of a sequential pass over `rows` rows: the hidden activations.

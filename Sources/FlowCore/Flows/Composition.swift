@@ -6,8 +6,10 @@ public final class Composition<Scalar: FlowScalar>: Bijection {
     public let layers: [any FlowLayer<Scalar>]
     public let inputShape: [Int]
     public let outputShape: [Int]
-    /// Per layer, the layer as a ``ConditionalLayer`` when it reads a context (found once here).
+    /// Per layer, the layer as a ``ConditionalLayer`` when it reads a context (found once here),
+    /// and whether any does (unconditional flows then skip the lookups).
     private let conditional: [(any ConditionalLayer<Scalar>)?]
+    private let hasConditionalLayers: Bool
 
     /// - Precondition (checked by builders): consecutive shapes agree.
     public init(layers: [any FlowLayer<Scalar>], eventShape: [Int]) {
@@ -18,6 +20,7 @@ public final class Composition<Scalar: FlowScalar>: Bijection {
             guard let c = layer as? any ConditionalLayer<Scalar>, c.contextFeatures > 0 else { return nil }
             return c
         }
+        hasConditionalLayers = conditional.contains { $0 != nil }
     }
 
     /// Context scalars per row the conditional layers read (they all read the same rows; 0 for
@@ -44,7 +47,7 @@ public final class Composition<Scalar: FlowScalar>: Bijection {
         let start = arena
         for k in 0..<layers.count {
             arena = start
-            if let c = conditional[k] {
+            if hasConditionalLayers, let c = conditional[k] {
                 c.forward(x, count: count, context: context, logDet: logDet, arena: &arena)
             } else {
                 layers[k].forward(x, count: count, logDet: logDet, arena: &arena)
@@ -58,7 +61,7 @@ public final class Composition<Scalar: FlowScalar>: Bijection {
         let start = arena
         for k in stride(from: layers.count - 1, through: 0, by: -1) {
             arena = start
-            if let c = conditional[k] {
+            if hasConditionalLayers, let c = conditional[k] {
                 c.inverse(z, count: count, context: context, logDet: logDet, arena: &arena)
             } else {
                 layers[k].inverse(z, count: count, logDet: logDet, arena: &arena)

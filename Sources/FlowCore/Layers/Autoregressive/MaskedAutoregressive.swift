@@ -68,7 +68,7 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
     let plan: SequentialPlan<Scalar>
     public let contextFeatures: Int
     /// One feature at index 0 (a pass of ``sequentialInverse``).
-    private static var singleFeature: FeatureIndices { FeatureIndices(one: 0) }
+    private let singleFeature = FeatureIndices(one: 0)
 
     public init(config: [String: JSONValue], eventShape: [Int], seed: UInt64) throws {
         let context = Self.typeName
@@ -224,16 +224,16 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
         let relu = net.activation == .relu
         for (k, f) in orderedFeatures.enumerated() {
             for l in 0..<layers {
-                let range = plan.ranges[l][k]
-                guard !range.isEmpty else { continue }
+                let n = plan.blockCounts[l * d + k]
+                guard n > 0 else { continue }
                 let (x, ldx): (UnsafePointer<Scalar>, Int) = l == 0 ? (UnsafePointer(input), width)
                     : (UnsafePointer(hidden + count * offsets[l - 1]), widths[l])
-                let out = hidden + count * offsets[l] + range.lowerBound
+                let out = hidden + count * offsets[l] + plan.blockStarts[l * d + k]
                 let block = plan.hiddenBlock(l, k)
                 Scalar.denseLayer(x, ldx: ldx, rows: count, inFeatures: widths[l], packedWeight: block.weights,
-                                  bias: block.biases, outFeatures: range.count, into: out, ldy: widths[l + 1], relu: relu)
+                                  bias: block.biases, outFeatures: n, into: out, ldy: widths[l + 1], relu: relu)
                 if !relu {
-                    for r in 0..<count { net.activation.apply(out + r * widths[l + 1], count: range.count) }
+                    for r in 0..<count { net.activation.apply(out + r * widths[l + 1], count: n) }
                 }
             }
             let (x, ldx): (UnsafePointer<Scalar>, Int) = layers == 0 ? (UnsafePointer(input), width)
@@ -242,7 +242,7 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
             Scalar.denseLayer(x, ldx: ldx, rows: count, inFeatures: widths[layers], packedWeight: block.weights,
                               bias: block.biases, outFeatures: p, into: theta, ldy: p, relu: false)
             for r in 0..<count { column[r] = v[r * d + f] }
-            transform.apply(column, ldx: 1, features: Self.singleFeature, parameters: theta, ldp: p, rows: count,
+            transform.apply(column, ldx: 1, features: singleFeature, parameters: theta, ldp: p, rows: count,
                             logDet: logDet, inverse: true, arena: &arena)
             for r in 0..<count {
                 v[r * d + f] = column[r]

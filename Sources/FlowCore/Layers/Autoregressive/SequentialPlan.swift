@@ -24,6 +24,9 @@ final class SequentialPlan<T: FlowScalar> {
     /// Start of the weights of hidden block `l·D + k` and of feature `f`'s output block.
     let hiddenOffsets: [Int]
     let outputOffsets: [Int]
+    /// Per hidden block `l·D + k`: the first sorted position and the number of its units.
+    let blockStarts: [Int]
+    let blockCounts: [Int]
     let featureColumns: [[Int]]
     /// The network's widths `[in, hidden…, out]`.
     let widths: [Int]
@@ -74,6 +77,8 @@ final class SequentialPlan<T: FlowScalar> {
         }
         hiddenOffsets = hidden
         outputOffsets = outputs
+        blockStarts = ranges.flatMap { $0.map(\.lowerBound) }
+        blockCounts = ranges.flatMap { $0.map(\.count) }
         storageCount = Swift.max(cursor, 1)
         storage = UnsafeMutablePointer<T>.allocate(capacity: storageCount)
         storage.initialize(repeating: 0, count: storageCount)
@@ -85,7 +90,7 @@ final class SequentialPlan<T: FlowScalar> {
     /// The packed weights (`in × n`) and biases of hidden layer `l`'s units of degree `k`.
     @inline(__always) func hiddenBlock(_ l: Int, _ k: Int) -> (weights: UnsafePointer<T>, biases: UnsafePointer<T>) {
         let start = storage + hiddenOffsets[l * dimension + k]
-        return (UnsafePointer(start), UnsafePointer(start + widths[l] * ranges[l][k].count))
+        return (UnsafePointer(start), UnsafePointer(start + widths[l] * blockCounts[l * dimension + k]))
     }
 
     /// The packed weights (`width × P`) and biases of feature `f`'s outputs.

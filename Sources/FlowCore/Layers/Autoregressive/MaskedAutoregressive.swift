@@ -222,34 +222,47 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
         let theta = arena.take(Scalar.self, count * p)
         let column = arena.take(Scalar.self, count)
         let relu = net.activation == .relu
-        for (k, f) in orderedFeatures.enumerated() {
-            for l in 0..<layers {
-                let n = plan.blockCounts[l * d + k]
-                guard n > 0 else { continue }
-                let (x, ldx): (UnsafePointer<Scalar>, Int) = l == 0 ? (UnsafePointer(input), width)
-                    : (UnsafePointer(hidden + count * offsets[l - 1]), widths[l])
-                let out = hidden + count * offsets[l] + plan.blockStarts[l * d + k]
-                let block = plan.hiddenBlock(l, k)
-                Scalar.denseLayer(x, ldx: ldx, rows: count, inFeatures: widths[l], packedWeight: block.weights,
-                                  bias: block.biases, outFeatures: n, into: out, ldy: widths[l + 1], relu: relu)
-                if !relu {
-                    for r in 0..<count { net.activation.apply(out + r * widths[l + 1], count: n) }
+        // Blocks of rows small enough that their activations stay in L1 across the D passes
+        // (each pass reads every hidden activation of the block for only a few outputs).
+        let blockRows = Self.sequentialBlockRows
+        for first in stride(from: 0, to: count, by: blockRows) {
+            let rows = Swift.min(blockRows, count - first)
+            for (k, f) in orderedFeatures.enumerated() {
+                for l in 0..<layers {
+                    let n = plan.blockCounts[l * d + k]
+                    guard n > 0 else { continue }
+                    let (x, ldx): (UnsafePointer<Scalar>, Int) = l == 0 ? (UnsafePointer(input + first * width), width)
+                        : (UnsafePointer(hidden + count * offsets[l - 1] + first * widths[l]), widths[l])
+                    let out = hidden + count * offsets[l] + first * widths[l + 1] + plan.blockStarts[l * d + k]
+                    let block = plan.hiddenBlock(l, k)
+                    Scalar.denseLayer(x, ldx: ldx, rows: rows, inFeatures: widths[l], packedWeight: block.weights,
+                                      bias: block.biases, outFeatures: n, into: out, ldy: widths[l + 1], relu: relu,
+                                      weight: block.rows)
+                    if !relu {
+                        for r in 0..<rows { net.activation.apply(out + r * widths[l + 1], count: n) }
+                    }
                 }
-            }
-            let (x, ldx): (UnsafePointer<Scalar>, Int) = layers == 0 ? (UnsafePointer(input), width)
-                : (UnsafePointer(hidden + count * offsets[layers - 1]), widths[layers])
-            let block = plan.outputBlock(f)
-            Scalar.denseLayer(x, ldx: ldx, rows: count, inFeatures: widths[layers], packedWeight: block.weights,
-                              bias: block.biases, outFeatures: p, into: theta, ldy: p, relu: false)
-            for r in 0..<count { column[r] = v[r * d + f] }
-            transform.apply(column, ldx: 1, features: singleFeature, parameters: theta, ldp: p, rows: count,
-                            logDet: logDet, inverse: true, arena: &arena)
-            for r in 0..<count {
-                v[r * d + f] = column[r]
-                input[r * width + f] = column[r]
+                let (x, ldx): (UnsafePointer<Scalar>, Int) = layers == 0 ? (UnsafePointer(input + first * width), width)
+                    : (UnsafePointer(hidden + count * offsets[layers - 1] + first * widths[layers]), widths[layers])
+                let block = plan.outputBlock(f)
+                let blockTheta = theta + first * p, blockColumn = column + first
+                Scalar.denseLayer(x, ldx: ldx, rows: rows, inFeatures: widths[layers], packedWeight: block.weights,
+                                  bias: block.biases, outFeatures: p, into: blockTheta, ldy: p, relu: false,
+                                  weight: block.rows)
+                for r in 0..<rows { blockColumn[r] = v[(first + r) * d + f] }
+                var scratch = arena  // the transform's scratch, released after every pass
+                transform.apply(blockColumn, ldx: 1, features: singleFeature, parameters: blockTheta, ldp: p, rows: rows,
+                                logDet: logDet + first, inverse: true, arena: &scratch)
+                for r in 0..<rows {
+                    v[(first + r) * d + f] = blockColumn[r]
+                    input[(first + r) * width + f] = blockColumn[r]
+                }
             }
         }
     }
+
+    /// Rows per block of ``sequentialInverse(_:count:context:logDet:arena:)``.
+    static var sequentialBlockRows: Int { 32 }
 
     /// Tape of a training pass through `P` (direction "maf"): the network output, then its
     /// hidden activations; 0 for "iaf", whose backward pass recomputes.

@@ -16,9 +16,9 @@ final class SequentialPlan<T: FlowScalar> {
     /// Per hidden layer and degree `k`: the sorted positions of the units of degree `k`.
     let ranges: [[Range<Int>]]
     /// Every packed block in one allocation: per hidden layer and degree, weights (`in × n`,
-    /// inputs in the layer below's sorted order) then biases (`n`); per feature, weights
-    /// (`width × P` over the last hidden layer's sorted units, or the inputs without hidden
-    /// layers) then biases (`P`).
+    /// inputs in the layer below's sorted order), biases (`n`), then the same weights untransposed
+    /// (`n × in`); per feature, likewise over the last hidden layer's sorted units (or the inputs
+    /// without hidden layers) with `P` outputs.
     private let storage: UnsafeMutablePointer<T>
     private let storageCount: Int
     /// Start of the weights of hidden block `l·D + k` and of feature `f`'s output block.
@@ -68,12 +68,12 @@ final class SequentialPlan<T: FlowScalar> {
         for l in 0..<hiddenWidths.count {
             for range in ranges[l] {
                 hidden.append(cursor)
-                cursor += (net.widths[l] + 1) * range.count
+                cursor += (2 * net.widths[l] + 1) * range.count
             }
         }
         for columns in featureColumns {
             outputs.append(cursor)
-            cursor += (net.widths[hiddenWidths.count] + 1) * columns.count
+            cursor += (2 * net.widths[hiddenWidths.count] + 1) * columns.count
         }
         hiddenOffsets = hidden
         outputOffsets = outputs
@@ -87,16 +87,19 @@ final class SequentialPlan<T: FlowScalar> {
 
     deinit { storage.deallocate() }
 
-    /// The packed weights (`in × n`) and biases of hidden layer `l`'s units of degree `k`.
-    @inline(__always) func hiddenBlock(_ l: Int, _ k: Int) -> (weights: UnsafePointer<T>, biases: UnsafePointer<T>) {
-        let start = storage + hiddenOffsets[l * dimension + k]
-        return (UnsafePointer(start), UnsafePointer(start + widths[l] * blockCounts[l * dimension + k]))
+    /// Hidden layer `l`'s units of degree `k`: packed weights (`in × n`), biases (`n`) and the
+    /// untransposed weights (`n × in`, for the narrow-output kernel).
+    @inline(__always) func hiddenBlock(_ l: Int, _ k: Int)
+        -> (weights: UnsafePointer<T>, biases: UnsafePointer<T>, rows: UnsafePointer<T>)
+    {
+        let start = storage + hiddenOffsets[l * dimension + k], n = blockCounts[l * dimension + k]
+        return (UnsafePointer(start), UnsafePointer(start + widths[l] * n), UnsafePointer(start + (widths[l] + 1) * n))
     }
 
-    /// The packed weights (`width × P`) and biases of feature `f`'s outputs.
-    @inline(__always) func outputBlock(_ f: Int) -> (weights: UnsafePointer<T>, biases: UnsafePointer<T>) {
-        let start = storage + outputOffsets[f]
-        return (UnsafePointer(start), UnsafePointer(start + widths[widths.count - 2] * outputsPerFeature))
+    /// Feature `f`'s outputs: packed weights (`width × P`), biases (`P`), untransposed weights.
+    @inline(__always) func outputBlock(_ f: Int) -> (weights: UnsafePointer<T>, biases: UnsafePointer<T>, rows: UnsafePointer<T>) {
+        let start = storage + outputOffsets[f], fanIn = widths[widths.count - 2], n = outputsPerFeature
+        return (UnsafePointer(start), UnsafePointer(start + fanIn * n), UnsafePointer(start + (fanIn + 1) * n))
     }
 
     /// Repacks every block from the network's current (masked) weights.
@@ -110,7 +113,11 @@ final class SequentialPlan<T: FlowScalar> {
                 let packed = storage + hiddenOffsets[l * dimension + k], n = range.count
                 for (j, position) in range.enumerated() {
                     let unit = permutation[l][position]
-                    for q in 0..<fanIn { packed[q * n + j] = w[unit * fanIn + inputIndex(l, q)] }
+                    for q in 0..<fanIn {
+                        let value = w[unit * fanIn + inputIndex(l, q)]
+                        packed[q * n + j] = value
+                        packed[(fanIn + 1) * n + j * fanIn + q] = value
+                    }
                     packed[fanIn * n + j] = b[unit]
                 }
             }
@@ -120,7 +127,11 @@ final class SequentialPlan<T: FlowScalar> {
         for (f, columns) in featureColumns.enumerated() {
             let packed = storage + outputOffsets[f], n = columns.count
             for (j, c) in columns.enumerated() {
-                for q in 0..<fanIn { packed[q * n + j] = w[c * fanIn + inputIndex(last, q)] }
+                for q in 0..<fanIn {
+                    let value = w[c * fanIn + inputIndex(last, q)]
+                    packed[q * n + j] = value
+                    packed[(fanIn + 1) * n + j * fanIn + q] = value
+                }
                 packed[fanIn * n + j] = b[c]
             }
         }

@@ -11,6 +11,8 @@
 // - FlowCore: the engine: tensors, the bijection contract, layers, distributions, flows,
 //   training, ODE solvers, numerics, the JSON spec, toy data. BLAS for matrix products; no
 //   HDF5, no zlib, no file readers, no environment variables.
+// - FlowEnvironment: reads the SWIFTFLOWS_* environment variables into the engine's
+//   RuntimeConfiguration, for the hosts below.
 // - FlowHDF5: Swift wrappers over the HDF5 C library (CHDF5) and atomic file writes.
 // - FlowModelFile: the model file of docs/model-format.md, training checkpoints, and the
 //   integrity walker every file passes before HDF5 parses it.
@@ -91,6 +93,11 @@ let package = Package(
             swiftSettings: optimized
         ),
         .target(
+            name: "FlowEnvironment",
+            dependencies: ["FlowCore"],
+            swiftSettings: optimized
+        ),
+        .target(
             name: "FlowHDF5",
             dependencies: ["CHDF5"],
             swiftSettings: optimized
@@ -108,7 +115,7 @@ let package = Package(
         .systemLibrary(name: "CSwiftFlowsABI"),
         .target(
             name: "FlowCAPI",
-            dependencies: ["FlowCore", "FlowModelFile", "CSwiftFlowsABI"],
+            dependencies: ["FlowCore", "FlowModelFile", "FlowEnvironment", "CSwiftFlowsABI"],
             exclude: ["exports.map"],
             swiftSettings: optimized,
             linkerSettings: capiLinker
@@ -116,14 +123,14 @@ let package = Package(
         .executableTarget(
             name: "SwiftFlowsCLI",
             dependencies: [
-                "FlowCore", "FlowModelFile", "FlowData",
+                "FlowCore", "FlowModelFile", "FlowData", "FlowEnvironment",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimized
         ),
         .executableTarget(
             name: "SwiftFlowsBench",
-            dependencies: ["FlowCore", "FlowModelFile", "FlowData", "CBLAS"],
+            dependencies: ["FlowCore", "FlowModelFile", "FlowData", "FlowEnvironment", "CBLAS"],
             swiftSettings: optimized
         ),
         .target(

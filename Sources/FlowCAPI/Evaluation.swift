@@ -118,29 +118,31 @@ public func sf_model_context_size(_ handle: OpaquePointer?, _ out: UnsafeMutable
 public func sf_forward_context(_ handle: OpaquePointer?, _ x: UnsafePointer<Float>?, _ context: UnsafePointer<Float>?,
                                _ n: UInt, _ z: UnsafeMutablePointer<Float>?,
                                _ logdet: UnsafeMutablePointer<Double>?) -> Int32 {
-    guarded {
-        try reading(handle) { flow in
-            let count = try sampleCount(n, flow)
-            let c = try checkedContext(context, flow, count: count)
-            guard count > 0 else { return Status.ok.rawValue }
-            guard let x, let z else { return fail(.invalidArgument, "x or z is NULL") }
-            flow.forward(x, count: count, context: c, z: z, logDet: logdet)
-            return Status.ok.rawValue
-        }
-    }
+    transformWithContext(handle, x, context, n, z, logdet, inverse: false)
 }
 
 @_cdecl("sf_inverse_context")
 public func sf_inverse_context(_ handle: OpaquePointer?, _ z: UnsafePointer<Float>?, _ context: UnsafePointer<Float>?,
                                _ n: UInt, _ x: UnsafeMutablePointer<Float>?,
                                _ logdet: UnsafeMutablePointer<Double>?) -> Int32 {
+    transformWithContext(handle, z, context, n, x, logdet, inverse: true)
+}
+
+/// sf_forward_context and sf_inverse_context: `output = f(input; c)` or `f⁻¹(input; c)`.
+private func transformWithContext(_ handle: OpaquePointer?, _ input: UnsafePointer<Float>?, _ context: UnsafePointer<Float>?,
+                                  _ n: UInt, _ output: UnsafeMutablePointer<Float>?, _ logdet: UnsafeMutablePointer<Double>?,
+                                  inverse: Bool) -> Int32 {
     guarded {
         try reading(handle) { flow in
             let count = try sampleCount(n, flow)
             let c = try checkedContext(context, flow, count: count)
             guard count > 0 else { return Status.ok.rawValue }
-            guard let x, let z else { return fail(.invalidArgument, "z or x is NULL") }
-            flow.inverse(z, count: count, context: c, x: x, logDet: logdet)
+            guard let input, let output else { return fail(.invalidArgument, inverse ? "z or x is NULL" : "x or z is NULL") }
+            if inverse {
+                flow.inverse(input, count: count, context: c, x: output, logDet: logdet)
+            } else {
+                flow.forward(input, count: count, context: c, z: output, logDet: logdet)
+            }
             return Status.ok.rawValue
         }
     }

@@ -1,4 +1,5 @@
 import FlowCore
+import FlowEnvironment
 import FlowModelFile
 #if canImport(Glibc)
 import Glibc
@@ -32,11 +33,15 @@ public func sf_last_error() -> UnsafePointer<CChar> {
 
 @_cdecl("sf_set_num_threads")
 public func sf_set_num_threads(_ n: Int32) -> Int32 {
+    FlowRuntime.configureFromProcessEnvironment()
     guard n >= 1, n <= 256 else { return fail(.invalidArgument, "num_threads must be in 1...256, got \(n)") }
     FlowRuntime.threadCount = Int(n)
     return Status.ok.rawValue
 }
 
 @_cdecl("sf_get_num_threads")
-public func sf_get_num_threads() -> Int32 { Int32(FlowRuntime.threadCount) }
+public func sf_get_num_threads() -> Int32 {
+    FlowRuntime.configureFromProcessEnvironment()
+    return Int32(FlowRuntime.threadCount)
+}
 

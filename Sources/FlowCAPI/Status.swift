@@ -1,4 +1,5 @@
 import FlowCore
+import FlowEnvironment
 import FlowModelFile
 #if canImport(Glibc)
 import Glibc
@@ -89,5 +90,6 @@ func fail(_ error: Error) -> Int32 {
 /// Runs `body`, converting thrown errors to status codes.
 @inline(__always)
 func guarded(_ body: () throws -> Int32) -> Int32 {
+    FlowRuntime.configureFromProcessEnvironment()
     do { return try body() } catch { return fail(error) }
 }

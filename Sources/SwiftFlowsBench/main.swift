@@ -5,6 +5,7 @@
 // (or JSON with --json). Child mode (--only ROWID --child): builds and perturbs the row's model,
 // times the row and prints one result line for the parent (see ChildProtocol).
 import FlowCore
+import FlowEnvironment
 import FlowModelFile
 import FlowData
 #if canImport(Glibc)
@@ -127,6 +128,7 @@ func main() -> Int32 {
         printError("swiftflows-bench: \(error)")
         return 2
     }
+    FlowRuntime.configureFromProcessEnvironment()
     if let t = options.threads { FlowRuntime.threadCount = t }
     if options.list {
         for r in rows { print(r.id) }

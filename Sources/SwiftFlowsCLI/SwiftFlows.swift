@@ -2,6 +2,7 @@ import ArgumentParser
 import FlowCore
 import FlowModelFile
 import FlowData
+import FlowEnvironment
 
 /// `swiftflows`: train, evaluate, sample and inspect normalizing flows stored as HDF5 models.
 @main
@@ -27,6 +28,7 @@ struct RuntimeOptions: ParsableArguments {
     var threads: Int?
 
     func apply() throws {
+        FlowRuntime.configureFromProcessEnvironment()
         if let threads {
             guard (1...256).contains(threads) else { throw ValidationError("--threads must be in 1...256") }
             FlowRuntime.threadCount = threads

@@ -13,14 +13,14 @@ import Synchronization
 /// many threads as ours (``warmUpBLAS(threads:)``, FlowRuntime+BLASWarmUp.swift).
 public enum FlowRuntime {
     private static let lock = PosixMutex()
-    nonisolated(unsafe) private static var _configuration = RuntimeConfiguration.environment
+    nonisolated(unsafe) private static var _configuration = RuntimeConfiguration()
     nonisolated(unsafe) private static var _threadCount: Int = {
         _ = blasConfigured
         return defaultThreadCount
     }()
 
-    /// The settings in force (initially ``RuntimeConfiguration/environment``). Setting it also
-    /// sets ``threadCount`` when the new configuration names a thread count.
+    /// The settings in force (initially the defaults; hosts install the process environment's).
+    /// Setting it also sets ``threadCount`` when the new configuration names a thread count.
     public static var configuration: RuntimeConfiguration {
         get { lock.withLock { _configuration } }
         set {
@@ -29,10 +29,8 @@ public enum FlowRuntime {
         }
     }
 
-    /// ``RuntimeConfiguration/threads`` of the environment, else the number of active processors.
-    private static var defaultThreadCount: Int {
-        RuntimeConfiguration.environment.threads ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-    }
+    /// The number of active processors.
+    private static var defaultThreadCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     /// OpenBLAS work buffers warmed so far (``warmUpBLAS(threads:)``); guarded by `warmLock`.
     nonisolated(unsafe) private static var warmedThreads = 0

@@ -1,13 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Every process-wide setting of SwiftFlows, with the environment variable that sets it.
 ///
-/// This is the one place the environment is read: ``environment`` parses the variables below
-/// once, when first used, and ``FlowRuntime/configuration`` starts from it. Programs embedding
-/// the engine may install another configuration (``FlowRuntime/configuration``); the C API's
-/// `sf_set_num_threads` changes ``threads``. No setting changes a result's bits except
+/// The engine reads no environment: ``FlowRuntime/configuration`` starts from the defaults, and
+/// the hosts (the C library, the command-line tool, the benchmark harness) install the process
+/// environment's configuration once, through FlowEnvironment
+/// (`FlowRuntime.configureFromProcessEnvironment()`), which reads the variables below with
+/// ``init(environment:)``. Programs embedding the engine may install any configuration; the C
+/// API's `sf_set_num_threads` changes ``threads``. No setting changes a result's bits except
 /// ``winograd`` (the last bits of float32 image conditioners) — the thread count never does.
 ///
 /// | variable | setting | default |
@@ -51,13 +49,4 @@ public struct RuntimeConfiguration: Equatable, Sendable {
         "SWIFTFLOWS_NUM_THREADS", "SWIFTFLOWS_TAPE_BUDGET", "SWIFTFLOWS_WINOGRAD", "SWIFTFLOWS_FASHION_MNIST_DIR",
         "SWIFTFLOWS_DIGITS_PATH",
     ]
-
-    /// The configuration of this process's environment, read once on first use.
-    public static let environment: RuntimeConfiguration = {
-        var values: [String: String] = [:]
-        for name in variables {
-            if let p = getenv(name) { values[name] = String(cString: p) }
-        }
-        return RuntimeConfiguration(environment: values)
-    }()
 }

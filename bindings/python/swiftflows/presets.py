@@ -37,18 +37,7 @@ def RealNVP(dim, layers=8, hidden=(64, 64), activation="relu", clamp=5.0, actnor
     (LU-decomposed linear layers). ``context``: the context size of a conditional flow
     ``p(x | c)`` whose conditioners also read ``c`` (0: unconditional), or a context object
     (standardisation and embedding, docs/model-format.md). A new model is the identity map."""
-    spec = {
-        "preset": "realnvp",
-        "dim": _int(dim, "dim"),
-        "layers": _int(layers, "layers"),
-        "hidden": _hidden(hidden),
-        "activation": str(activation),
-        "clamp": float(clamp),
-        "actnorm": bool(actnorm),
-        "mixing": str(mixing),
-        "context": _context(context),
-    }
-    return Flow.from_spec(spec, seed=seed)
+    return _affine("realnvp", dim, layers, hidden, activation, clamp, actnorm, mixing, context, seed)
 
 
 def NICE(dim, layers=4, hidden=(64, 64), activation="relu", mixing="alternate", context=0, seed=0):
@@ -90,7 +79,8 @@ def NSF(dim, layers=8, hidden=(64, 64), bins=8, bound=3.0, activation="relu", ac
     return Flow.from_spec(spec, seed=seed)
 
 
-def _autoregressive(preset, dim, layers, hidden, activation, clamp, actnorm, mixing, context, seed):
+def _affine(preset, dim, layers, hidden, activation, clamp, actnorm, mixing, context, seed):
+    """The affine presets (realnvp, maf, iaf) share their options."""
     spec = {
         "preset": preset,
         "dim": _int(dim, "dim"),
@@ -115,7 +105,7 @@ def MAF(dim, layers=5, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=Fa
     one network pass per layer, sampling ``dim`` passes. ``context``: the context size of a
     conditional flow ``p(x | c)`` (0: unconditional), or a context object (standardisation and
     embedding, docs/model-format.md). A new model is the identity map."""
-    return _autoregressive("maf", dim, layers, hidden, activation, clamp, actnorm, mixing, context, seed)
+    return _affine("maf", dim, layers, hidden, activation, clamp, actnorm, mixing, context, seed)
 
 
 def IAF(dim, layers=5, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=False, mixing="alternate", context=0,
@@ -123,7 +113,7 @@ def IAF(dim, layers=5, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=Fa
     """Inverse autoregressive flow (Kingma et al. 2016) for ``dim``-dimensional vectors: the
     layers of :func:`MAF` in the other direction, so sampling takes one network pass per layer
     and the density ``dim`` passes. A new model is the identity map."""
-    return _autoregressive("iaf", dim, layers, hidden, activation, clamp, actnorm, mixing, context, seed)
+    return _affine("iaf", dim, layers, hidden, activation, clamp, actnorm, mixing, context, seed)
 
 
 def _context(context):

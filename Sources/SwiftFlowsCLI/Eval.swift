@@ -15,10 +15,12 @@ struct Evaluation {
     /// Mean NLL of `flow` on `data`. Models that start with `dequantize` get uniform noise on
     /// the levels (one draw from `seed`), so the NLL is the dequantised bound in nats and
     /// bits/dim is the discrete data's code length.
-    static func run(_ flow: NormalizingFlow<Float>, _ data: Tensor<Float>, seed: UInt64 = 0) throws -> Evaluation {
+    static func run(_ flow: NormalizingFlow<Float>, _ data: Tensor<Float>, context: Tensor<Float>? = nil,
+                    seed: UInt64 = 0) throws -> Evaluation {
         guard data.eventSize == flow.eventSize else {
             throw FlowError.shapeMismatch("the model takes \(flow.eventSize) values per row, the data has \(data.eventSize)")
         }
+        try checkContext(context, flow, rows: data.batchCount)
         let n = data.batchCount
         var values = data.scalars
         if Dequantization.applies(to: flow) {
@@ -27,8 +29,13 @@ struct Evaluation {
             }
         }
         var lp = [Double](repeating: 0, count: n)
+        let c = context?.scalars ?? []
         values.withUnsafeBufferPointer { x in
-            lp.withUnsafeMutableBufferPointer { flow.logProb(x.baseAddress!, count: n, into: $0.baseAddress!) }
+            c.withUnsafeBufferPointer { cp in
+                lp.withUnsafeMutableBufferPointer {
+                    flow.logProb(x.baseAddress!, count: n, context: context == nil ? nil : cp.baseAddress, into: $0.baseAddress!)
+                }
+            }
         }
         let mean = -lp.reduce(0, +) / Double(n)
         let variance = n > 1 ? lp.reduce(0) { $0 + ($1 + mean) * ($1 + mean) } / Double(n - 1) : 0
@@ -47,6 +54,9 @@ struct Eval: ParsableCommand {
     @Option(help: "Data source.")
     var data: String
 
+    @Option(help: "Context rows of the data (a conditional model), one per data row.")
+    var context: String?
+
     @Flag(help: "Print JSON.")
     var json = false
 
@@ -55,7 +65,8 @@ struct Eval: ParsableCommand {
     func run() throws {
         try runtime.apply()
         let flow = try NormalizingFlow<Float>.load(path: model)
-        let e = try Evaluation.run(flow, try DataSource.load(data))
+        let rows = try DataSource.load(data)
+        let e = try Evaluation.run(flow, rows, context: try loadContext(context, for: rows, "--context"))
         let work = flow.solverWork()
         if json {
             var o: [String: JSONValue] = [
@@ -75,3 +86,19 @@ struct Eval: ParsableCommand {
         }
     }
 }
+
+/// Refuses a context for an unconditional model, a missing one for a conditional model, and
+/// rows of the wrong width.
+func checkContext(_ context: Tensor<Float>?, _ flow: NormalizingFlow<Float>, rows: Int) throws {
+    guard flow.contextSize > 0 else {
+        if context != nil { throw FlowError.invalidArgument("the model is unconditional: it takes no --context") }
+        return
+    }
+    guard let context else {
+        throw FlowError.invalidArgument("the model is conditional (\(flow.contextSize) context values per row): give --context")
+    }
+    guard context.eventSize == flow.contextSize, context.batchCount == rows || context.batchCount == 1 else {
+        throw FlowError.shapeMismatch("--context must hold \(rows) rows (or one) of \(flow.contextSize) values")
+    }
+}
+

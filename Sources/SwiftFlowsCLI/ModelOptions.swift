@@ -63,13 +63,18 @@ struct ModelOptions: ParsableArguments {
     var modelSeed: UInt64 = 0
 
     /// A new flow for events of `eventShape` (`[D]` for vectors, `[C, H, W]` for images).
-    func makeFlow(eventShape: [Int]) throws -> NormalizingFlow<Float> {
+    /// A new model for rows of `eventShape` (and `contextSize` context values per row: a
+    /// conditional flow when positive).
+    func makeFlow(eventShape: [Int], contextSize: Int = 0) throws -> NormalizingFlow<Float> {
         let size = eventShape.reduce(1, *)
         if let spec {
             let text = spec.hasPrefix("{") ? spec : try readText(spec)
             let flow = try NormalizingFlow<Float>(specJSON: text, seed: modelSeed)
             guard flow.eventSize == size else {
                 throw ValidationError("the spec's events have \(flow.eventSize) values, the data \(size) per row")
+            }
+            guard flow.contextSize == contextSize else {
+                throw ValidationError("the spec's context has \(flow.contextSize) values per row, --context \(contextSize)")
             }
             return flow
         }
@@ -83,6 +88,7 @@ struct ModelOptions: ParsableArguments {
         } else {
             o["dim"] = .number(Double(size))
         }
+        if contextSize > 0 { o["context"] = .number(Double(contextSize)) }
         if let layers { o["layers"] = .number(Double(layers)) }
         if let hidden {
             let widths = hidden.split(separator: ",").map { Int($0.trimmingCharacters(in: " ")) }

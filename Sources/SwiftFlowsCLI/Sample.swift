@@ -23,6 +23,9 @@ struct Sample: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output file (.csv, .npy, .h5); CSV on stdout if omitted.")
     var output: String?
 
+    @Option(help: "A conditional model's context: comma-separated values (one context for all samples), or a data source with one row per sample.")
+    var context: String?
+
     @OptionGroup var runtime: RuntimeOptions
 
     func run() throws {
@@ -32,7 +35,24 @@ struct Sample: ParsableCommand {
         let flow = try NormalizingFlow<Float>.load(path: model)
         let (elements, overflow) = n.multipliedReportingOverflow(by: flow.eventSize)
         guard !overflow, elements <= 1 << 31 else { throw ValidationError("-n \(n) is too many samples") }
-        let samples = flow.sample(n, seed: seed, temperature: temperature)
+        var contextRows: [Float]?
+        if let context {
+            let values = context.split(separator: ",").map { Float($0.trimmingCharacters(in: " ")) }
+            let one = values.allSatisfy { $0 != nil } ? try Tensor<Float>(shape: [1, values.count], scalars: values.map { $0! }) : nil
+            let rows = try one ?? DataSource.load(context)
+            try checkContext(rows, flow, rows: n)
+            guard temperature == 1 else { throw ValidationError("conditional models sample at --temperature 1") }
+            contextRows = rows.batchCount == n ? rows.scalars : (0..<n).flatMap { _ in rows.scalars }
+        } else {
+            try checkContext(nil, flow, rows: n)
+        }
+        var samples = Tensor<Float>(shape: [n] + flow.eventShape)
+        samples.scalars.withUnsafeMutableBufferPointer { out in
+            (contextRows ?? []).withUnsafeBufferPointer { c in
+                flow.sample(count: n, seed: seed, context: contextRows == nil ? nil : c.baseAddress, into: out.baseAddress!,
+                            temperature: temperature)
+            }
+        }
         let flat = try samples.reshaped([n, flow.eventSize])
         if let output {
             try DataSource.save(flat, to: output)

@@ -80,6 +80,15 @@ struct Train: ParsableCommand {
     @Option(help: "Evaluate the trained model on this data source.")
     var test: String?
 
+    @Option(help: "Context rows of --data for a conditional flow p(x | c): a data source with one row per data row (e.g. data.h5:/c). A new model from a preset takes its context size from it.")
+    var context: String?
+
+    @Option(name: .customLong("validation-context"), help: "Context rows of --validation-data.")
+    var validationContext: String?
+
+    @Option(name: .customLong("test-context"), help: "Context rows of --test.")
+    var testContext: String?
+
     @Option(help: "Progress output: auto, bar, plain, json, none.")
     var progress: ProgressStyle = .auto
 
@@ -112,24 +121,33 @@ struct Train: ParsableCommand {
         let started = Terminal.now()
         let rows = try DataSource.load(data)
         let validationRows = try validationData.map(DataSource.load)
+        let contextRows = try loadContext(context, for: rows, "--context")
+        let validationContextRows = try loadContext(validationContext, for: validationRows, "--validation-context")
         let d = rows.eventSize
         let trainer: Trainer<Float>
         if let resume {
             trainer = try rows.scalars.withUnsafeBufferPointer { x in
                 try (validationRows?.scalars ?? []).withUnsafeBufferPointer { v in
-                    try Trainer.resume(checkpoint: resume, data: x, rows: rows.batchCount,
-                                       validation: validationRows == nil ? nil : v,
-                                       validationRows: validationRows?.batchCount ?? 0, epochs: epochs)
+                    try buffers(contextRows, validationContextRows) { c, vc in
+                        try Trainer.resume(checkpoint: resume, data: x, rows: rows.batchCount, context: c,
+                                           validation: validationRows == nil ? nil : v,
+                                           validationRows: validationRows?.batchCount ?? 0, validationContext: vc,
+                                           epochs: epochs)
+                    }
                 }
             }
             trainer.saveCheckpoints(to: checkpoint ?? resume)
             Terminal.error("resuming \(resume) after epoch \(trainer.history.count)\n")
         } else {
-            let flow = try model.makeFlow(eventShape: rows.eventShape)
+            let flow = try model.makeFlow(eventShape: rows.eventShape, contextSize: contextRows?.eventSize ?? 0)
             trainer = try rows.scalars.withUnsafeBufferPointer { x in
                 try (validationRows?.scalars ?? []).withUnsafeBufferPointer { v in
-                    try Trainer(flow: flow, data: x, rows: rows.batchCount, validation: validationRows == nil ? nil : v,
-                                validationRows: validationRows?.batchCount ?? 0, options: try options())
+                    try buffers(contextRows, validationContextRows) { c, vc in
+                        try Trainer(flow: flow, data: x, rows: rows.batchCount, context: c,
+                                    validation: validationRows == nil ? nil : v,
+                                    validationRows: validationRows?.batchCount ?? 0, validationContext: vc,
+                                    options: try options())
+                    }
                 }
             }
             trainer.saveCheckpoints(to: checkpoint)
@@ -158,7 +176,7 @@ struct Train: ParsableCommand {
         if let test {
             let t = try DataSource.load(test)
             _ = flow.solverWork(reset: true)
-            let result = try Evaluation.run(flow, t, seed: seed)
+            let result = try Evaluation.run(flow, t, context: try loadContext(testContext, for: t, "--test-context"), seed: seed)
             summary["test_nll"] = .number(result.meanNLL)
             summary["test_nll_stderr"] = .number(result.standardError)
             summary["test_bits_per_dim"] = .number(result.bitsPerDimension)
@@ -173,6 +191,28 @@ struct Train: ParsableCommand {
             Terminal.out(JSONValue.object(summary).description + "\n")
         } else {
             Terminal.out(text + "\n")
+        }
+    }
+}
+
+/// The context rows of `rows` from a data source (nil without one), checked to have one row per
+/// data row.
+func loadContext(_ source: String?, for rows: Tensor<Float>?, _ option: String) throws -> Tensor<Float>? {
+    guard let source else { return nil }
+    guard let rows else { throw ValidationError("\(option) is given without the data it belongs to") }
+    let context = try DataSource.load(source)
+    guard context.batchCount == rows.batchCount else {
+        throw ValidationError("\(option) has \(context.batchCount) rows; the data has \(rows.batchCount)")
+    }
+    return context
+}
+
+/// Runs `body` with the training and validation context buffers (nil where there are none).
+private func buffers<R>(_ context: Tensor<Float>?, _ validation: Tensor<Float>?,
+                        _ body: (UnsafeBufferPointer<Float>?, UnsafeBufferPointer<Float>?) throws -> R) rethrows -> R {
+    try (context?.scalars ?? []).withUnsafeBufferPointer { c in
+        try (validation?.scalars ?? []).withUnsafeBufferPointer { v in
+            try body(context == nil ? nil : c, validation == nil ? nil : v)
         }
     }
 }

@@ -28,6 +28,12 @@ struct Inspect: ParsableCommand {
             parameters      \(flow.parameterCount)
 
             """
+        if let encoder = flow.contextEncoder {
+            var parts = ["\(encoder.inputSize) values per row"]
+            if encoder.mean != nil || encoder.scale != nil { parts.append("standardised") }
+            if let embedding = encoder.config["embedding"] { parts.append("embedding \(embedding.description) → \(encoder.outputSize)") }
+            text += "context         " + parts.joined(separator: ", ") + "\n"
+        }
         if info.isCheckpoint {
             text += "checkpoint      \(info.epochsCompleted ?? 0) epochs, \(info.steps ?? 0) steps"
             if let best = info.bestValidationNLL { text += ", best validation NLL \(Terminal.fixed(best, 4))" }

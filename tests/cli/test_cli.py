@@ -179,6 +179,7 @@ def test_conditional_training_eval_and_sampling_with_context_sources(tmp_path):
                           "--progress", "json").stdout.splitlines()[-1])
     # The context carries the mean: the conditional NLL beats any model of x alone (about 2.9 nats).
     assert done["test_nll"] < 0.5, done
+    assert "context         1 values per row" in run("inspect", model).stdout
     ev = json.loads(run("eval", model, "--data", f"{data}:/x_test", "--context", f"{data}:/c_test", "--json").stdout)
     assert abs(ev["nll"] - done["test_nll"]) < 1e-9
     # Refused: a conditional model without a context, mismatched rows.

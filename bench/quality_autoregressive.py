@@ -10,8 +10,9 @@ test sets of 20,000 points drawn with another seed):
   rotated by c ~ U(0, 2π) (H(x | c) = 2.831) and checkerboard scaled by e^c, c ~ U(−0.5, 0.5)
   (mean H(x | c) = 3.466).
 
-Prints one row per task: test NLL (mean ± standard error), the truth, the gap, and the wall
-time of training. With zuko installed (``pip install zuko`` next to torch), ``--zuko`` trains
+Prints one row per task: test NLL (mean ± standard error), the truth, the gap, the wall time of
+training, and for the conditional tasks the test NLL with the contexts shuffled among the test
+points (about the test NLL itself when the model ignores its context). With zuko installed (``pip install zuko`` next to torch), ``--zuko`` trains
 zuko's MAF or NSF with the same budget on the same data and adds its rows.
 
     python bench/quality_autoregressive.py [--tasks rings,checkerboard,...] [--epochs N] [--zuko]
@@ -26,6 +27,11 @@ import swiftflows
 from swiftflows import datasets
 
 TRAIN_N, TEST_N = 60_000, 20_000
+
+
+def shuffled_order(n):
+    """The fixed permutation that shuffles the test contexts."""
+    return np.random.default_rng(0).permutation(n)
 
 # name: (data, builder, epochs, lr)
 TASKS = {
@@ -64,7 +70,8 @@ def run_ours(task, epochs):
              validation=0.05, progress=False)
     seconds = time.perf_counter() - start
     nll = -flow.log_prob(xt, context=ct)
-    return nll.mean(), nll.std() / np.sqrt(len(nll)), h, seconds
+    shuffled = None if ct is None else -flow.log_prob(xt, context=ct[shuffled_order(len(ct))]).mean()
+    return nll.mean(), nll.std() / np.sqrt(len(nll)), h, seconds, shuffled
 
 
 def run_zuko(task, epochs):
@@ -96,7 +103,11 @@ def run_zuko(task, epochs):
     with torch.no_grad():
         dist = flow(None if ct is None else torch.from_numpy(ct))
         nll = -dist.log_prob(torch.from_numpy(xt)).double().numpy()
-    return nll.mean(), nll.std() / np.sqrt(len(nll)), h, seconds
+        shuffled = None
+        if ct is not None:
+            other = flow(torch.from_numpy(ct[shuffled_order(len(ct))]))
+            shuffled = float(-other.log_prob(torch.from_numpy(xt)).double().mean())
+    return nll.mean(), nll.std() / np.sqrt(len(nll)), h, seconds, shuffled
 
 
 def main():
@@ -105,14 +116,15 @@ def main():
     parser.add_argument("--epochs", type=int, default=None, help="override every task's epochs")
     parser.add_argument("--zuko", action="store_true", help="also train zuko's NSF with the same budget")
     args = parser.parse_args()
-    print(f"{'task':<22} {'model':<34} {'test NLL':>16} {'truth':>7} {'gap':>7} {'train s':>8}")
+    print(f"{'task':<22} {'model':<34} {'test NLL':>16} {'truth':>7} {'gap':>7} {'train s':>8} {'shuffled c':>10}")
     for task in args.tasks.split(","):
         rows = [("SwiftFlows NSF (autoregressive)", run_ours)]
         if args.zuko:
             rows.append(("zuko NSF", run_zuko))
         for label, fn in rows:
-            mean, se, h, seconds = fn(task, args.epochs)
-            print(f"{task:<22} {label:<34} {mean:>9.3f} ± {se:.3f} {h:>7.3f} {mean - h:>+7.3f} {seconds:>8.1f}",
+            mean, se, h, seconds, shuffled = fn(task, args.epochs)
+            extra = "" if shuffled is None else f" {shuffled:>10.3f}"
+            print(f"{task:<22} {label:<34} {mean:>9.3f} ± {se:.3f} {h:>7.3f} {mean - h:>+7.3f} {seconds:>8.1f}{extra}",
                   flush=True)
 
 

@@ -169,7 +169,7 @@ extension CheckpointFile {
     /// The ``TrainingState`` stored in `g`, for a flow whose parameters hold `parameterCounts`
     /// scalars. Sizes and integer columns are checked before anything is allocated or converted
     /// (a hostile or damaged checkpoint gives ``FlowError/format(_:)``, never a trap);
-    /// ``Trainer/restore(_:)`` checks the values' consistency.
+    /// ``Trainer/restore(_:)`` checks the values' ranges and consistency.
     private static func readState(_ g: HDF5Group, parameterCounts counts: [Int]) throws -> TrainingState<Float> {
         let options = try readOptions(g)
         let completed = try g.intAttribute("epochs_completed")
@@ -193,12 +193,9 @@ extension CheckpointFile {
                                learningRate: r[3], skippedSteps: try count(4, 0...(1 << 50)), samplesPerSecond: r[5],
                                elapsed: r[6], improved: r[7] != 0)
         }
+        // Step, best epoch and the early-stopping counter are range-checked by Trainer.restore.
         let step = try g.intAttribute("step")
-        guard step >= 0, step <= 1 << 53 else { throw FlowError.format("step count \(step) is outside 0...2^53") }
         let bestEpoch = try g.intAttribute("best_epoch"), badEpochs = try g.intAttribute("bad_epochs")
-        guard bestEpoch >= 0, bestEpoch <= completed, badEpochs >= 0, badEpochs <= completed else {
-            throw FlowError.format("best_epoch \(bestEpoch) and bad_epochs \(badEpochs) must lie in 0...\(completed)")
-        }
         guard let fingerprint = UInt64(try g.stringAttribute("data_fingerprint", maxLength: 32), radix: 16) else {
             throw FlowError.format("data_fingerprint is not a 64-bit hexadecimal number")
         }

@@ -23,9 +23,6 @@ public final class Composition<Scalar: FlowScalar>: Bijection {
         hasConditionalLayers = conditional.contains { $0 != nil }
     }
 
-    /// Context scalars per row the conditional layers read (they all read the same rows; 0 for
-    /// none).
-    public var contextFeatures: Int { conditional.lazy.compactMap { $0?.contextFeatures }.max() ?? 0 }
 
     public var parameters: [Parameter<Scalar>] { layers.flatMap { $0.parameters } }
 

@@ -42,10 +42,10 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
             HyperParameter("order", .intArray, shorthand: true,
                            "each feature's position in the autoregressive order (a permutation of 0..<D); "
                                + "or \"natural\" (default), \"reversed\" or \"random\""),
-            HyperParameter("hidden", .intList, "MADE hidden widths (default [64, 64])"),
+            .hidden(of: "MADE"),
             HyperParameter("hidden_degrees", .intArray,
                            "degree of every hidden unit, layer after layer, in 0..<D (default: k mod max(1, D−1) + min(1, D−1))"),
-            HyperParameter("activation", .string, "MADE activation (default \"relu\")"),
+            .activation(of: "MADE"),
             HyperParameter("direction", .string, "\"maf\" (default: density in one pass) or \"iaf\" (sampling in one pass)"),
             .contextFeatures,
         ] + Transform.hyperParameters
@@ -128,10 +128,12 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
     var dimension: Int { features.count }
 
     public func workspaceBytes(count: Int) -> Int {
-        let d = dimension, p = transform.parametersPerFeature
-        return Arena.bytes(Scalar.self, count * net.outFeatures) + net.workspaceBytes(rows: count) + transform.scratchBytes
-            + Arena.bytes(Scalar.self, count * d) + Arena.bytes(Scalar.self, count * p) + Arena.bytes(Scalar.self, count)
-            + Arena.bytes(Scalar.self, count * net.inFeatures) + plan.workspaceBytes(rows: count)
+        let p = transform.parametersPerFeature
+        // P: the network input and output; P⁻¹: the input, one feature's parameters and values,
+        // the plan's hidden activations.
+        return inputBytes(rows: count) + Arena.bytes(Scalar.self, count * net.outFeatures) + net.workspaceBytes(rows: count)
+            + transform.scratchBytes + Arena.bytes(Scalar.self, count * p) + Arena.bytes(Scalar.self, count)
+            + plan.workspaceBytes(rows: count)
     }
 
     /// Scratch of ``networkInput(_:context:rows:arena:)``.
@@ -139,8 +141,8 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
         contextFeatures > 0 ? Arena.bytes(Scalar.self, rows * net.inFeatures) : 0
     }
 
-    /// The network's input rows `[u, c]` as (pointer, row stride): `u` itself without a context,
-    /// else `u` and the context (zeros for nil) gathered into the arena.
+    /// The network's input rows `[u, c]` as (the gathered copy or nil, pointer, row stride): `u`
+    /// itself without a context, else `u` and the context (zeros for nil) gathered into the arena.
     @inline(__always)
     private func networkInput(_ u: UnsafePointer<Scalar>, context: UnsafePointer<Scalar>?, rows: Int,
                               arena: inout Arena) -> (UnsafeMutablePointer<Scalar>?, UnsafePointer<Scalar>, Int) {
@@ -203,18 +205,10 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
     /// features before it (``SequentialPlan``: one network pass of work in all).
     private func sequentialInverse(_ v: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
                                    logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
-        let d = dimension, p = transform.parametersPerFeature, c = contextFeatures
-        let width = d + c
-        // The network's input [u, c]: u starts as v (positions not yet computed are masked out).
-        let input = arena.take(Scalar.self, count * width)
-        for r in 0..<count {
-            (input + r * width).update(from: v + r * d, count: d)
-            if c > 0 {
-                if let context { (input + r * width + d).update(from: context + r * c, count: c) } else {
-                    (input + r * width + d).update(repeating: 0, count: c)
-                }
-            }
-        }
+        let d = dimension, p = transform.parametersPerFeature
+        // The network's input [u, c]: v itself, or a copy with the context; positions not yet
+        // computed still hold v's values, which the masks keep from the outputs that need them.
+        let (gathered, input, width) = networkInput(UnsafePointer(v), context: context, rows: count, arena: &arena)
         // Hidden layer l's activations (all rows, its units in sorted order) at hidden + count·offsets[l].
         let widths = plan.widths, offsets = plan.layerOffsets, layers = widths.count - 2
         let hidden = arena.take(Scalar.self, count * plan.hiddenUnits)
@@ -255,7 +249,7 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
                                 logDet: logDet + first, inverse: true, arena: &scratch)
                 for r in 0..<rows {
                     v[(first + r) * d + f] = blockColumn[r]
-                    input[(first + r) * width + f] = blockColumn[r]
+                    gathered?[(first + r) * width + f] = blockColumn[r]
                 }
             }
         }

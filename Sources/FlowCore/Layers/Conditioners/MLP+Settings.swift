@@ -31,3 +31,15 @@ extension MLP {
         return (hidden, activation)
     }
 }
+
+extension HyperParameter {
+    /// `hidden`: the widths of a layer's `network` (e.g. "conditioner", "MADE"), read by ``MLP/settings``.
+    static func hidden(of network: String) -> HyperParameter {
+        HyperParameter("hidden", .intList, "\(network) hidden widths (default [64, 64])")
+    }
+
+    /// `activation`: the activation of a layer's `network`, read by ``MLP/settings``.
+    static func activation(of network: String) -> HyperParameter {
+        HyperParameter("activation", .string, "\(network) activation (default \"relu\")")
+    }
+}

@@ -27,8 +27,8 @@ public final class Coupling<Transform: ElementwiseTransform>: ConditionalLayer, 
             HyperParameter("mask", .intArray, shorthand: true,
                            "0/1 per feature, 1 = conditioning; or \"half\" (default) or \"alternating\""),
             HyperParameter("invert_mask", .bool, "swap the mask's roles (default false)"),
-            HyperParameter("hidden", .intList, "conditioner hidden widths (default [64, 64])"),
-            HyperParameter("activation", .string, "conditioner activation (default \"relu\")"),
+            .hidden(of: "conditioner"),
+            .activation(of: "conditioner"),
             .contextFeatures,
         ] + Transform.hyperParameters
     }

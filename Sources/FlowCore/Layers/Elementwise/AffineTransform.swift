@@ -54,12 +54,7 @@ public struct AffineTransform<Scalar: FlowScalar>: AutoregressiveTransform {
     public func outputFeature(_ column: Int, features: Int) -> Int { column % features }
     public var scratchBytes: Int { 0 }
 
-    /// The clamped log-scale.
-    @inline(__always) func clamped(_ raw: Scalar) -> Scalar {
-        clamp > 0 ? clamp * Scalar.tanh(raw / clamp) : raw
-    }
-
-    /// `(s, ds/dŝ)` for the parameterisations other than "tanh" (whose rows run the kernels).
+    /// `(s, ds/dŝ)` of the parameterisation.
     @inline(__always) func logScale(_ raw: Scalar) -> (Scalar, Scalar) {
         switch scaleKind {
         case .tanh:
@@ -77,37 +72,14 @@ public struct AffineTransform<Scalar: FlowScalar>: AutoregressiveTransform {
         }
     }
 
-    /// The affine step and its log-determinant feature by feature, for any parameterisation.
-    @inline(__always)
-    private func applyGeneric(_ x: UnsafeMutablePointer<Scalar>, ldx: Int, features: FeatureIndices,
-                              parameters st: UnsafePointer<Scalar>, ldp: Int, rows: Int,
-                              logDet: UnsafeMutablePointer<Double>, inverse: Bool) {
-        let nb = features.count
-        features.indices.withUnsafeBufferPointer { idx in
-            for r in 0..<rows {
-                let row = x + r * ldx, shift = st + r * ldp, rawScale = shift + nb
-                var sum = 0.0
-                for j in 0..<nb {
-                    let s = logScale(rawScale[j]).0
-                    sum += Double(s)
-                    let i = idx[j]
-                    row[i] = inverse ? (row[i] - shift[j]) * Scalar.exp(-s) : row[i] * Scalar.exp(s) + shift[j]
-                }
-                logDet[r] += inverse ? -sum : sum
-            }
-        }
-    }
-
+    /// Rows of contiguous features with the "tanh" scale run the AVX2 kernels (`affineRows`);
+    /// any other rows run feature by feature through the index list.
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func apply(_ x: UnsafeMutablePointer<Scalar>, ldx: Int, features: FeatureIndices,
                       parameters st: UnsafePointer<Scalar>, ldp: Int, rows: Int,
                       logDet: UnsafeMutablePointer<Double>, inverse: Bool, arena: inout Arena) {
         let nb = features.count
-        if scaleKind != .tanh {
-            return applyGeneric(x, ldx: ldx, features: features, parameters: st, ldp: ldp, rows: rows, logDet: logDet,
-                                inverse: inverse)
-        }
-        if let start = features.rangeStart {
+        if scaleKind == .tanh, let start = features.rangeStart {
             Scalar.affineRows(x + start, ldx: ldx, st: st, ldst: ldp, rows: rows, count: nb, clamp: clamp,
                               inverse: inverse, logDet: logDet)
             return
@@ -117,7 +89,8 @@ public struct AffineTransform<Scalar: FlowScalar>: AutoregressiveTransform {
                 let row = x + r * ldx, shift = st + r * ldp, rawScale = shift + nb
                 var sum: Scalar = 0
                 for j in 0..<nb {
-                    let s = clamped(rawScale[j]); sum += s
+                    let s = logScale(rawScale[j]).0
+                    sum += s
                     let i = idx[j]
                     row[i] = inverse ? (row[i] - shift[j]) * Scalar.exp(-s) : row[i] * Scalar.exp(s) + shift[j]
                 }
@@ -126,31 +99,15 @@ public struct AffineTransform<Scalar: FlowScalar>: AutoregressiveTransform {
         }
     }
 
-    /// With `s = c·tanh(ŝ/c)`, `z = x·eˢ + t`, `logDet = Σ s`: `∂L/∂x = g·eˢ`, `∂L/∂t = g`,
-    /// `∂L/∂ŝ = (g·x·eˢ + w)·(1 − tanh²(ŝ/c))`.
+    /// With `s = f(ŝ)`, `z = x·eˢ + t`, `logDet = Σ s`: `∂L/∂x = g·eˢ`, `∂L/∂t = g`,
+    /// `∂L/∂ŝ = (g·x·eˢ + w)·f′(ŝ)`.
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func backward(input x: UnsafePointer<Scalar>, ldx: Int, features: FeatureIndices,
                          parameters h: UnsafeMutablePointer<Scalar>, ldp: Int,
                          gradient g: UnsafeMutablePointer<Scalar>, ldg: Int, rows: Int,
                          logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
         let nb = features.count
-        if scaleKind != .tanh {
-            features.indices.withUnsafeBufferPointer { idx in
-                for r in 0..<rows {
-                    let xr = x + r * ldx, gr = g + r * ldg, hr = h + r * ldp
-                    for j in 0..<nb {
-                        let i = idx[j]
-                        let (s, slope) = logScale(hr[nb + j])
-                        let e = Scalar.exp(s), gz = gr[i]
-                        hr[j] = gz
-                        hr[nb + j] = (gz * xr[i] * e + w[r]) * slope
-                        gr[i] = gz * e
-                    }
-                }
-            }
-            return
-        }
-        if let start = features.rangeStart {
+        if scaleKind == .tanh, let start = features.rangeStart {
             // h = [t, ŝ] is overwritten by [∂L/∂t, ∂L/∂ŝ]; ŝ is read before it is written.
             Scalar.affineRowsBackward(x + start, ldx: ldx, st: h, ldst: ldp, gradient: g + start, ldg: ldg, rows: rows,
                                       count: nb, clamp: clamp, logDetGradient: w, inverse: false)
@@ -161,14 +118,10 @@ public struct AffineTransform<Scalar: FlowScalar>: AutoregressiveTransform {
                 let xr = x + r * ldx, gr = g + r * ldg, hr = h + r * ldp
                 for j in 0..<nb {
                     let i = idx[j]
-                    let raw = hr[nb + j]
-                    let s = clamped(raw), e = Scalar.exp(s)
-                    let gz = gr[i]
-                    let ds = gz * xr[i] * e + w[r]
-                    var slope: Scalar = 1
-                    if clamp > 0 { let th = Scalar.tanh(raw / clamp); slope = 1 - th * th }
+                    let (s, slope) = logScale(hr[nb + j])
+                    let e = Scalar.exp(s), gz = gr[i]
                     hr[j] = gz
-                    hr[nb + j] = ds * slope
+                    hr[nb + j] = (gz * xr[i] * e + w[r]) * slope
                     gr[i] = gz * e
                 }
             }

@@ -216,6 +216,72 @@ FK_AVX2 void fk_linear_narrow_f32_avx2(const float *x, size_t ldx, size_t rows, 
     }
 }
 
+/* ---- Accumulating dense product ---------------------------------------------------------- */
+
+/* One row, NV vectors of outputs (the last masked by ml when `masked`): y += Σ_k x[k]·wt[k·out + ·]
+ * in increasing k, the running values held in registers. */
+#define FK_ACCUMULATE_BLOCK(NV)                                                                        \
+    FK_AVX2 static inline __attribute__((always_inline)) void ablock##NV(                              \
+        const float *xr, size_t in, const float *wt, size_t out, float *yr, int relu, const int masked, __m256i ml) { \
+        __m256 acc[NV];                                                                                \
+        for (int v = 0; v < NV; v++)                                                                   \
+            acc[v] = masked && v == NV - 1 ? _mm256_maskload_ps(yr + 8 * v, ml) : _mm256_loadu_ps(yr + 8 * v); \
+        for (size_t k = 0; k < in; k++) {                                                              \
+            const __m256 xv = _mm256_broadcast_ss(xr + k);                                             \
+            const __m256 xb = relu ? _mm256_max_ps(_mm256_setzero_ps(), xv) : xv; /* NaN passes */     \
+            const float *wk = wt + k * out;                                                            \
+            for (int v = 0; v < NV; v++) {                                                             \
+                const __m256 w = masked && v == NV - 1 ? _mm256_maskload_ps(wk + 8 * v, ml) : _mm256_loadu_ps(wk + 8 * v); \
+                acc[v] = _mm256_fmadd_ps(xb, w, acc[v]);                                               \
+            }                                                                                          \
+        }                                                                                              \
+        for (int v = 0; v < NV; v++) {                                                                 \
+            if (masked && v == NV - 1)                                                                 \
+                _mm256_maskstore_ps(yr + 8 * v, ml, acc[v]);                                           \
+            else                                                                                       \
+                _mm256_storeu_ps(yr + 8 * v, acc[v]);                                                  \
+        }                                                                                              \
+    }
+
+FK_ACCUMULATE_BLOCK(1)
+FK_ACCUMULATE_BLOCK(2)
+FK_ACCUMULATE_BLOCK(3)
+FK_ACCUMULATE_BLOCK(4)
+FK_ACCUMULATE_BLOCK(5)
+FK_ACCUMULATE_BLOCK(6)
+FK_ACCUMULATE_BLOCK(7)
+FK_ACCUMULATE_BLOCK(8)
+
+FK_AVX2 static void accumulate_block(size_t nv, const float *xr, size_t in, const float *wt, size_t out, float *yr,
+                                     int relu, int masked, __m256i ml) {
+    switch (nv) {
+    case 1: ablock1(xr, in, wt, out, yr, relu, masked, ml); break;
+    case 2: ablock2(xr, in, wt, out, yr, relu, masked, ml); break;
+    case 3: ablock3(xr, in, wt, out, yr, relu, masked, ml); break;
+    case 4: ablock4(xr, in, wt, out, yr, relu, masked, ml); break;
+    case 5: ablock5(xr, in, wt, out, yr, relu, masked, ml); break;
+    case 6: ablock6(xr, in, wt, out, yr, relu, masked, ml); break;
+    case 7: ablock7(xr, in, wt, out, yr, relu, masked, ml); break;
+    default: ablock8(xr, in, wt, out, yr, relu, masked, ml); break;
+    }
+}
+
+FK_AVX2 void fk_linear_accumulate_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
+                                           size_t out, float *y, size_t ldy, int relu) {
+    if (rows == 0 || in == 0 || out == 0) return;
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx;
+        float *yr = y + r * ldy;
+        size_t j = 0;
+        for (; j + 64 <= out; j += 64) accumulate_block(8, xr, in, wt + j, out, yr + j, relu, 0, lane_mask(8));
+        const size_t rest = out - j;
+        if (rest > 0) {
+            const size_t nv = (rest + 7) / 8, tail = rest - 8 * (nv - 1);
+            accumulate_block(nv, xr, in, wt + j, out, yr + j, relu, tail < 8, lane_mask(tail));
+        }
+    }
+}
+
 /* ---- Dense layer over sparse (ReLU) inputs ---------------------------------------------- */
 
 /* Rows' nonzero inputs as bitmasks: bit k % 64 of word k / 64 is set where input k is not ±0

@@ -57,6 +57,17 @@ void fk_linear_narrow_f32(const float *x, size_t ldx, size_t rows, size_t in, co
     fk_linear_narrow_f32_portable(x, ldx, rows, in, w, bias, out, y, ldy, relu);
 }
 
+void fk_linear_accumulate_f32(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, size_t out,
+                              float *y, size_t ldy, int relu) {
+#if FK_HAVE_X86
+    if (fk_simd_level() == 1) {
+        fk_linear_accumulate_f32_avx2(x, ldx, rows, in, wt, out, y, ldy, relu);
+        return;
+    }
+#endif
+    fk_linear_accumulate_f32_portable(x, ldx, rows, in, wt, out, y, ldy, relu);
+}
+
 void fk_linear_wgrad_f32(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx, size_t in,
                          float *dw, float *db) {
 #if FK_HAVE_X86

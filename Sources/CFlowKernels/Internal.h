@@ -18,6 +18,8 @@ void fk_affine_rows_f32_portable(float *x, size_t ldx, const float *st, size_t l
                                  float clamp, int inverse, double *logdet);
 void fk_linear_sparse_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
                                    const float *bias, size_t out, float *y, size_t ldy, const float *gate, int relu);
+void fk_linear_accumulate_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
+                                       size_t out, float *y, size_t ldy, int relu);
 void fk_linear_narrow_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *w,
                                    const float *bias, size_t out, float *y, size_t ldy, int relu);
 void fk_linear_wgrad_f32_portable(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx,
@@ -53,6 +55,8 @@ void fk_linear_sparse_f32_avx2(const float *x, size_t ldx, size_t rows, size_t i
                                const float *bias, size_t out, float *y, size_t ldy, const float *gate, int relu);
 void fk_linear_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, const float *bias,
                         size_t out, float *y, size_t ldy, const float *gate, int relu);
+void fk_linear_accumulate_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
+                                   size_t out, float *y, size_t ldy, int relu);
 void fk_linear_narrow_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *w,
                                const float *bias, size_t out, float *y, size_t ldy, int relu);
 void fk_linear_wgrad_f32_avx2(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx,

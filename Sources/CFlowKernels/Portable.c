@@ -49,6 +49,18 @@ void fk_linear_narrow_f32_portable(const float *x, size_t ldx, size_t rows, size
     }
 }
 
+void fk_linear_accumulate_f32_portable(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
+                                       size_t out, float *y, size_t ldy, int relu) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx;
+        float *yr = y + r * ldy;
+        for (size_t k = 0; k < in; k++) {
+            const float xk = relu && xr[k] < 0.0f ? 0.0f : xr[k], *wk = wt + k * out; /* NaN passes */
+            for (size_t j = 0; j < out; j++) yr[j] = fmaf(xk, wk[j], yr[j]);
+        }
+    }
+}
+
 void fk_linear_wgrad_f32_portable(const float *dy, size_t lddy, size_t rows, size_t out, const float *x, size_t ldx,
                                   size_t in, float *dw, float *db) {
     for (size_t j = 0; j < out; j++) {

@@ -138,6 +138,46 @@ final class KernelTests: XCTestCase {
     /// The sparse-input kernel equals the dense one (up to the sign of zeros) on inputs with
     /// +0, −0 and nonzero entries in every pattern of a block of eight, for every column tail,
     /// with and without bias, ReLU and gate; a NaN input still reaches the output.
+    /// `fk_linear_accumulate_f32` adds its terms into the running values in increasing k, one
+    /// fused multiply-add each (the documented order, reproduced in Float with `addingProduct`),
+    /// in both variants; rows are independent and the padding is untouched.
+    func testAccumulateKernelFollowsItsSummationOrder() {
+        for (name, portable) in variants {
+            fk_force_portable(portable)
+            for rows in [1, 2, 5] {
+                for inF in [1, 3, 9, 40] {
+                    for outF in [1, 7, 8, 9, 23, 64, 65, 130] {
+                        let ldx = inF + 1, ldy = outF + 2
+                        let x = values(rows * ldx, seed: 41), wt = values(inF * outF, seed: 42)
+                        var y = values(rows * ldy, seed: 43)
+                        for r in 0..<rows { for j in outF..<ldy { y[r * ldy + j] = .nan } }
+                        let start = y
+                        for relu in [false, true] {
+                            y = start
+                            fk_linear_accumulate_f32(x, ldx, rows, inF, wt, outF, &y, ldy, relu ? 1 : 0)
+                            for r in 0..<rows {
+                                for j in 0..<outF {
+                                    var want = start[r * ldy + j]
+                                    for k in 0..<inF {
+                                        want = want.addingProduct(relu ? max(x[r * ldx + k], 0) : x[r * ldx + k], wt[k * outF + j])
+                                    }
+                                    XCTAssertEqual(y[r * ldy + j].bitPattern, want.bitPattern,
+                                                   "\(name) rows \(rows) in \(inF) out \(outF) relu \(relu) [\(r), \(j)]")
+                                }
+                                for j in outF..<ldy { XCTAssertTrue(y[r * ldy + j].isNaN, "\(name): wrote past the row") }
+                            }
+                            withGuardedCopy(wt) { guarded in
+                                var again = start
+                                fk_linear_accumulate_f32(x, ldx, rows, inF, guarded, outF, &again, ldy, relu ? 1 : 0)
+                                XCTAssertEqual(again.map(\.bitPattern), y.map(\.bitPattern), "\(name) guarded in \(inF) out \(outF)")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     func testSparseInputKernelMatchesDenseKernel() {
         for (name, portable) in variants {
             fk_force_portable(portable)

@@ -64,6 +64,17 @@ void fk_linear_sparse_f32(const float *x, size_t ldx, size_t rows, size_t in, co
 void fk_linear_narrow_f32(const float *x, size_t ldx, size_t rows, size_t in, const float *w, const float *bias,
                           size_t out, float *y, size_t ldy, int relu);
 
+/* Accumulating dense product (the push step of a MADE's sequential pass):
+ *   y[r*ldy + j] += Σ_k act(x[r*ldx + k]) · wt[k*out + j]        for r < rows, j < out
+ * with `wt` transposed (`in × out`, row-major) and act max(0, ·) when relu (NaN passes) or the
+ * identity; x is only read. Each y value gets its terms in increasing k, one
+ * fused multiply-add each, straight into the running value: both variants agree bitwise, and a
+ * row's result does not depend on the other rows. The dependency chains are `in` long and `out`
+ * wide, so few inputs over many outputs (the shape of a push) run near peak.
+ * Complexity: 2·rows·in·out flops; no allocation. */
+void fk_linear_accumulate_f32(const float *x, size_t ldx, size_t rows, size_t in, const float *wt, size_t out,
+                              float *y, size_t ldy, int relu);
+
 /* Weight and bias gradients of a dense layer y = x·Wᵀ + b, accumulated:
  *   dw[j*in + k] += Σ_r dy[r*lddy + j] · x[r*ldx + k]        for j < out, k < in
  *   db[j]        += Σ_r dy[r*lddy + j]                       (when db is not NULL)

@@ -14,6 +14,32 @@ extension FlowScalar {
     /// `fk_linear_narrow_f32`: dot products in eight lanes, summed pairwise (a different
     /// rounding from the sequential sum, the same for every row count).
     /// - Complexity: 2·rows·in·out flops (sparse: 2·rows·nonzeros·out), no allocation.
+    /// `y[r, j] += Σ_k act(x[r, k]) · wt[k, j]` with `wt` transposed (`inFeatures × outFeatures`,
+    /// row-major) and `act` ReLU (NaN passes) or the identity: each value gets its terms in
+    /// increasing `k`, one fused multiply-add each
+    /// (`fk_linear_accumulate_f32` for Float, the same arithmetic in Swift for Double), so a row's
+    /// result does not depend on the other rows. The push step of a MADE's sequential pass.
+    /// - Complexity: 2·rows·in·out flops, no allocation.
+    @inline(__always)
+    static func accumulateLayer(_ x: UnsafePointer<Self>, ldx: Int, rows: Int, inFeatures: Int,
+                                packedWeight wt: UnsafePointer<Self>, outFeatures: Int,
+                                into y: UnsafeMutablePointer<Self>, ldy: Int, relu: Bool = false) {
+        guard rows > 0, inFeatures > 0, outFeatures > 0 else { return }
+        if Self.self == Float.self {
+            fk_linear_accumulate_f32(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), ldx, rows, inFeatures,
+                                     UnsafeRawPointer(wt).assumingMemoryBound(to: Float.self), outFeatures,
+                                     UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self), ldy, relu ? 1 : 0)
+            return
+        }
+        for r in 0..<rows {
+            let xr = x + r * ldx, yr = y + r * ldy
+            for k in 0..<inFeatures {
+                let xk = relu && xr[k] < 0 ? 0 : xr[k], w = wt + k * outFeatures
+                for j in 0..<outFeatures { yr[j] = yr[j].addingProduct(xk, w[j]) }
+            }
+        }
+    }
+
     @inline(__always)
     static func denseLayer(_ x: UnsafePointer<Self>, ldx: Int, rows: Int, inFeatures: Int,
                            packedWeight wt: UnsafePointer<Self>, bias: UnsafePointer<Self>?, outFeatures: Int,

@@ -128,12 +128,9 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
     var dimension: Int { features.count }
 
     public func workspaceBytes(count: Int) -> Int {
-        let p = transform.parametersPerFeature
-        // P: the network input and output; P⁻¹: the input, one feature's parameters and values,
-        // the plan's hidden activations.
-        return inputBytes(rows: count) + Arena.bytes(Scalar.self, count * net.outFeatures) + net.workspaceBytes(rows: count)
-            + transform.scratchBytes + Arena.bytes(Scalar.self, count * p) + Arena.bytes(Scalar.self, count)
-            + plan.workspaceBytes(rows: count)
+        // P: the network input and output; P⁻¹: the plan's running sums and a column.
+        inputBytes(rows: count) + Arena.bytes(Scalar.self, count * net.outFeatures) + net.workspaceBytes(rows: count)
+            + transform.scratchBytes + plan.workspaceBytes(rows: count)
     }
 
     /// Scratch of ``networkInput(_:context:rows:arena:)``.
@@ -202,61 +199,28 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
 
     /// `v ← P⁻¹(v)`, adding `−log|det ∂P/∂u|` at the result: D passes in the order, pass `k`
     /// computing the hidden units of degree `k` and then the feature at position `k` from the
-    /// features before it (``SequentialPlan``: one network pass of work in all).
+    /// features before it (``SequentialPlan``: each connection used once, one network pass of work in all).
     private func sequentialInverse(_ v: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
                                    logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
-        let d = dimension, p = transform.parametersPerFeature
-        // The network's input [u, c]: v itself, or a copy with the context; positions not yet
-        // computed still hold v's values, which the masks keep from the outputs that need them.
-        let (gathered, input, width) = networkInput(UnsafePointer(v), context: context, rows: count, arena: &arena)
-        // Hidden layer l's activations (all rows, its units in sorted order) at hidden + count·offsets[l].
-        let widths = plan.widths, offsets = plan.layerOffsets, layers = widths.count - 2
-        let hidden = arena.take(Scalar.self, count * plan.hiddenUnits)
-        hidden.update(repeating: 0, count: count * plan.hiddenUnits)
-        let theta = arena.take(Scalar.self, count * p)
-        let column = arena.take(Scalar.self, count)
-        let relu = net.activation == .relu
-        // Blocks of rows small enough that their activations stay in L1 across the D passes
-        // (each pass reads every hidden activation of the block for only a few outputs).
-        let blockRows = Self.sequentialBlockRows
-        for first in stride(from: 0, to: count, by: blockRows) {
+        let d = dimension, stride = plan.totalTargets
+        let blockRows = Swift.min(SequentialPlan<Scalar>.blockRows, count)
+        let sums = arena.take(Scalar.self, blockRows * stride)
+        let column = arena.take(Scalar.self, blockRows)
+        for first in Swift.stride(from: 0, to: count, by: blockRows) {
             let rows = Swift.min(blockRows, count - first)
+            plan.begin(sums, rows: rows, context: context.map { $0 + first * contextFeatures })
             for (k, f) in orderedFeatures.enumerated() {
-                for l in 0..<layers {
-                    let n = plan.blockCounts[l * d + k]
-                    guard n > 0 else { continue }
-                    let (x, ldx): (UnsafePointer<Scalar>, Int) = l == 0 ? (UnsafePointer(input + first * width), width)
-                        : (UnsafePointer(hidden + count * offsets[l - 1] + first * widths[l]), widths[l])
-                    let out = hidden + count * offsets[l] + first * widths[l + 1] + plan.blockStarts[l * d + k]
-                    let block = plan.hiddenBlock(l, k)
-                    Scalar.denseLayer(x, ldx: ldx, rows: rows, inFeatures: widths[l], packedWeight: block.weights,
-                                      bias: block.biases, outFeatures: n, into: out, ldy: widths[l + 1], relu: relu,
-                                      weight: block.rows)
-                    if !relu {
-                        for r in 0..<rows { net.activation.apply(out + r * widths[l + 1], count: n) }
-                    }
-                }
-                let (x, ldx): (UnsafePointer<Scalar>, Int) = layers == 0 ? (UnsafePointer(input + first * width), width)
-                    : (UnsafePointer(hidden + count * offsets[layers - 1] + first * widths[layers]), widths[layers])
-                let block = plan.outputBlock(f)
-                let blockTheta = theta + first * p, blockColumn = column + first
-                Scalar.denseLayer(x, ldx: ldx, rows: rows, inFeatures: widths[layers], packedWeight: block.weights,
-                                  bias: block.biases, outFeatures: p, into: blockTheta, ldy: p, relu: false,
-                                  weight: block.rows)
-                for r in 0..<rows { blockColumn[r] = v[(first + r) * d + f] }
+                plan.completeHidden(degree: k, sums, rows: rows, activation: net.activation)
+                for r in 0..<rows { column[r] = v[(first + r) * d + f] }
                 var scratch = arena  // the transform's scratch, released after every pass
-                transform.apply(blockColumn, ldx: 1, features: singleFeature, parameters: blockTheta, ldp: p, rows: rows,
-                                logDet: logDet + first, inverse: true, arena: &scratch)
-                for r in 0..<rows {
-                    v[(first + r) * d + f] = blockColumn[r]
-                    gathered?[(first + r) * width + f] = blockColumn[r]
-                }
+                transform.apply(column, ldx: 1, features: singleFeature, parameters: plan.parameters(position: k, sums),
+                                ldp: stride, rows: rows, logDet: logDet + first, inverse: true, arena: &scratch)
+                for r in 0..<rows { v[(first + r) * d + f] = column[r] }
+                plan.pushInput(position: k, column, ldv: 1, sums, rows: rows)
             }
         }
     }
 
-    /// Rows per block of ``sequentialInverse(_:count:context:logDet:arena:)``.
-    static var sequentialBlockRows: Int { 32 }
 
     /// Tape of a training pass through `P` (direction "maf"): the network output, then its
     /// hidden activations; 0 for "iaf", whose backward pass recomputes.

@@ -122,7 +122,8 @@ const char *sf_preset_name(size_t index);
 
 /* The options of the preset `preset` (a name from sf_preset_name) with their defaults, as a
  * NUL-terminated JSON object owned by the caller (release with sf_buffer_free), e.g. for "nice"
- *   {"activation":"relu","dim":null,"hidden":[64,64],"layers":4,"mixing":"alternate"}
+ *   {"activation":"relu","base":"diagonal_normal","context":0,"dim":null,"hidden":[64,64],"layers":4,
+ *    "mixing":"alternate"}
  * Every option a spec of this preset may give appears once (besides "preset"). null marks an
  * option without a default: the required ones ("dim", "shape") and ones left out unless given
  * ("data_levels"; glow's "alpha", which is 1e-6 with "preprocess": "logit"). *out_json is set to
@@ -213,7 +214,10 @@ sf_status sf_sample_temperature(const sf_model *model, size_t n, uint64_t seed, 
  * variants below accept both kinds: `context` must be NULL for an unconditional model (a
  * context given to it is refused with SF_ERR_INVALID_ARGUMENT) and non-NULL for a conditional
  * one when n > 0. `context` holds n rows of sf_model_context_size floats, borrowed for the call.
- * Thread safety, statuses and ownership as for the functions without context. */
+ * Thread safety, statuses and ownership as for the functions without context.
+ * The base distribution may read the context too ("base": "conditional_diagonal_normal" in the
+ * spec or a vector preset: its mean and log-scale are functions of the encoded context); specs
+ * and files carry it, and the functions below evaluate, sample and train it unchanged. */
 
 /* *out_size = context values per row (0: the model is unconditional). */
 sf_status sf_model_context_size(const sf_model *model, size_t *out_size);

@@ -62,7 +62,13 @@ public enum ModelFile {
         try root.setAttribute("spec", string: flow.spec.description)
 
         let base = try root.createGroup("base")
-        try base.setAttribute("type", string: flow.base.config["type"]?.stringValue ?? "")
+        let baseType = Swift.type(of: flow.base)
+        try base.setAttribute("type", string: baseType.typeName)
+        let baseConfig = flow.base.config
+        for hp in baseType.hyperParameters {
+            guard let value = baseConfig[hp.name] else { continue }
+            try writeHyperParameter(hp, value, to: base)
+        }
         try writeParameters(flow.base.parameters, to: base)
 
         try writeLayers(flow.layers, into: try root.createGroup("layers"))
@@ -278,17 +284,13 @@ public enum ModelFile {
         let eventShape = shape64.map { Int($0) }
         let eventSize = try NormalizingFlow<Float>.validatedEventSize(eventShape)
 
-        // Base distribution.
+        // The context front end (a conditional base reads its encoded rows), then the base.
+        let context = try readContext(root)
         guard root.isGroup("base") else { throw FlowError.format("missing group /base") }
         let baseGroup = try root.openGroup("base")
-        let baseType = try baseGroup.stringAttribute("type", maxLength: 256)
-        let base: any BaseDistribution<Float>
-        do {
-            base = try makeBaseDistribution(["type": .string(baseType)], eventSize: eventSize)
-        } catch let e as FlowError {
-            throw e.prefixed("/base: ")
-        }
+        let base = try readBase(baseGroup, eventSize: eventSize, contextFeatures: context?.outputSize ?? 0)
         try readParameters(base.parameters, from: baseGroup)
+        base.parametersDidChange()
 
         // Layers: first every spec object (recursively), then the layers, then their parameters.
         guard root.isGroup("layers") else { throw FlowError.format("missing group /layers") }
@@ -301,10 +303,34 @@ public enum ModelFile {
             throw e.prefixed("/layers: ")
         }
         try readLayerParameters(layers, from: layersGroup)
-        let context = try readContext(root)
         let flow = try NormalizingFlow(eventShape: eventShape, layers: layers, base: base, context: context)
         flow.parametersDidChange()
         return flow
+    }
+
+    /// The base distribution of `/base`: its `type` and every hyper-parameter its type declares,
+    /// each required (a file states every setting of its base; a missing one is named).
+    private static func readBase(_ group: HDF5Group, eventSize: Int, contextFeatures: Int) throws -> any BaseDistribution<Float> {
+        let typeName = try group.stringAttribute("type", maxLength: 256)
+        guard let type = BaseRegistry.baseType(typeName, Float.self) else {
+            throw FlowError.unknownType("/base: unknown base distribution type \"\(typeName)\" (known: \(BaseRegistry.typeNames.joined(separator: ", ")))")
+        }
+        var config: [String: JSONValue] = ["type": .string(typeName)]
+        for hp in type.hyperParameters {
+            let present = hp.kind == .intArray ? group.isDataset(hp.name) : group.hasAttribute(hp.name)
+            guard present else {
+                throw FlowError.format("/base (\(typeName)): missing \(hp.kind == .intArray ? "dataset" : "attribute") \(hp.name) (\(hp.summary))")
+            }
+            config[hp.name] = try readHyperParameter(hp, from: group)
+        }
+        if contextFeatures == 0, type is any ConditionalBaseDistribution<Float>.Type {
+            throw FlowError.format("/base (\(typeName)) reads the model's context, but the file has no /context group")
+        }
+        do {
+            return try BaseRegistry.make(config, eventSize: eventSize, contextFeatures: contextFeatures, Float.self)
+        } catch let e as FlowError {
+            throw e.prefixed("/base: ")
+        }
     }
 
     /// The spec objects of the layer groups `0000`, `0001`, … of `group` (exactly `count` of them),

@@ -24,7 +24,7 @@ struct Inspect: ParsableCommand {
             file            \(model)
             format          \(ModelFile.formatName) \(info.formatVersion.map(String.init).joined(separator: ".")) (written by SwiftFlows \(info.libraryVersion))
             event shape     \(flow.eventShape)
-            base            \(flow.base.config["type"]?.stringValue ?? "?")
+            base            \(baseDescription(flow))
             parameters      \(flow.parameterCount)
 
             """
@@ -52,5 +52,15 @@ struct Inspect: ParsableCommand {
                 + " " + Terminal.right(String(layer.parameterCount), 8) + "  " + hyper + "\n"
         }
         Terminal.out(text)
+    }
+
+    /// The base's type, hyper-parameters and parameter count (when it has any).
+    private func baseDescription(_ flow: NormalizingFlow<Float>) -> String {
+        let type = Swift.type(of: flow.base)
+        let config = flow.base.config
+        var parts = [type.typeName] + type.hyperParameters.compactMap { hp in config[hp.name].map { "\(hp.name)=\($0.description)" } }
+        let count = flow.base.parameters.reduce(0) { $0 + $1.count }
+        if count > 0 { parts.append("(\(count) parameters)") }
+        return parts.joined(separator: " ")
     }
 }

@@ -59,6 +59,9 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Soft clamp of the couplings' log-scale.")
     var clamp: Double?
 
+    @Option(help: "Vector presets: the base distribution, \(BaseRegistry.typeNames.joined(separator: ", ")) (preset default if omitted; conditional_diagonal_normal needs --context).")
+    var base: String?
+
     @Option(name: .customLong("model-seed"), help: "Seed of the initial parameters.")
     var modelSeed: UInt64 = 0
 
@@ -108,6 +111,7 @@ struct ModelOptions: ParsableArguments {
         if actnorm { o["actnorm"] = .bool(true) }
         if let bins { o["bins"] = .number(Double(bins)) }
         if let bound { o["bound"] = .number(bound) }
+        if let base { o["base"] = .string(base) }
         return try NormalizingFlow<Float>(spec: .object(o), seed: modelSeed)
     }
 }

@@ -121,6 +121,21 @@ public enum Fixtures {
                         "order": .string("reversed")]),
     ]
 
+    /// Base distribution spec objects (name, spec object), each valid in a flow with a context
+    /// (the conditional bases read the flow's encoded context).
+    public static let baseConfigurations: [(String, [String: JSONValue])] = [
+        ("standard normal", ["type": .string("standard_normal")]),
+        ("diagonal normal", ["type": .string("diagonal_normal")]),
+        ("conditional diagonal normal, linear", ["type": .string("conditional_diagonal_normal")]),
+        ("conditional diagonal normal, MLP", ["type": .string("conditional_diagonal_normal"), "hidden": JSONValue([5, 4]),
+                                              "activation": .string("tanh")]),
+    ]
+
+    /// Every base `type` ``baseConfigurations`` holds.
+    public static var coveredBaseTypes: Set<String> {
+        Set(baseConfigurations.compactMap { $0.1["type"]?.stringValue })
+    }
+
     /// Every layer `type` the fixtures above hold, nested ones included.
     public static var coveredLayerTypes: Set<String> {
         func types(_ value: JSONValue) -> [String] {

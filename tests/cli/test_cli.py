@@ -192,3 +192,26 @@ def test_conditional_training_eval_and_sampling_with_context_sources(tmp_path):
     plain = tmp_path / "plain.h5"
     run("train", *train_args(epochs=1), "--output", plain, "--progress", "none")
     assert "unconditional" in run("sample", plain, "--context", "1", check=False).stderr
+
+
+def test_a_preset_with_a_conditional_base(tmp_path):
+    rng = np.random.default_rng(1)
+    c = rng.uniform(-2, 2, size=(4000, 1)).astype(np.float32)
+    x = (np.concatenate([c, -c], axis=1) + 0.2 * rng.normal(size=(4000, 2))).astype(np.float32)
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["x"], f["c"] = x[:3000], c[:3000]
+        f["x_test"], f["c_test"] = x[3000:], c[3000:]
+    data = tmp_path / "data.h5"
+    model = tmp_path / "maf.h5"
+    done = json.loads(run("train", "--data", f"{data}:/x", "--context", f"{data}:/c", "--preset", "maf", "--layers", "1",
+                          "--hidden", "16", "--base", "conditional_diagonal_normal", "--epochs", "8", "--batch-size", "100",
+                          "--lr", "1e-2", "--test", f"{data}:/x_test", "--test-context", f"{data}:/c_test",
+                          "--output", model, "--progress", "json").stdout.splitlines()[-1])
+    # x | c = (c, -c) + N(0, 0.2² I): the base's mean follows c; the true conditional NLL is -0.38 nats.
+    assert done["test_nll"] < 0.0, done
+    assert "base            conditional_diagonal_normal hidden=[] activation=\"relu\"" in run("inspect", model).stdout
+    with h5py.File(model, "r") as f:
+        assert f["base"].attrs["type"] == "conditional_diagonal_normal" and f["base/weight_0"].shape == (4, 1)
+    refused = run("train", "--data", f"{data}:/x", "--preset", "maf", "--base", "conditional_diagonal_normal",
+                  "--epochs", "1", "--output", tmp_path / "bad.h5", check=False)
+    assert refused.returncode != 0 and "context" in refused.stderr

@@ -140,7 +140,7 @@ NAMES = ["0000", "0001", "0005", "9999", "layers", "base", "training", "weight_0
          "mask", "indices", "log_scale", "loc", "x", "hidden", "count", "type", "optimizer", "best"]
 TYPE_NAMES = ["affine_coupling", "additive_coupling", "spline_coupling", "permutation", "actnorm", "lu_linear",
               "squeeze", "invertible_conv1x1", "conv_affine_coupling", "split", "dequantize", "logit", "scale",
-              "cnf", "standard_normal", "diagonal_normal", "", "glow_step"]
+              "cnf", "standard_normal", "diagonal_normal", "conditional_diagonal_normal", "", "glow_step"]
 
 
 def random_value(rng):

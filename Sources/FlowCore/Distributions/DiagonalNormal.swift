@@ -13,6 +13,11 @@ public final class DiagonalNormal<Scalar: FlowScalar>: BaseDistribution {
         logScale = Parameter(name: "log_scale", shape: [eventSize])
     }
 
+    /// The spec has no keys besides `type`; the context (if any) is ignored.
+    public convenience init(config: [String: JSONValue], eventSize: Int, contextFeatures: Int, seed: UInt64) {
+        self.init(eventSize: eventSize)
+    }
+
     public var config: [String: JSONValue] { ["type": .string(Self.typeName)] }
     public var parameters: [Parameter<Scalar>] { [loc, logScale] }
 

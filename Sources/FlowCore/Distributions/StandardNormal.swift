@@ -3,6 +3,10 @@ public final class StandardNormal<Scalar: FlowScalar>: BaseDistribution {
     public static var typeName: String { "standard_normal" }
     public let eventSize: Int
     public init(eventSize: Int) { self.eventSize = eventSize }
+    /// The spec has no keys besides `type`; the context (if any) is ignored.
+    public convenience init(config: [String: JSONValue], eventSize: Int, contextFeatures: Int, seed: UInt64) {
+        self.init(eventSize: eventSize)
+    }
     public var config: [String: JSONValue] { ["type": .string(Self.typeName)] }
     public var parameters: [Parameter<Scalar>] { [] }
 

@@ -73,6 +73,7 @@ extension NormalizingFlow {
         return transform.trainingWorkspaceBytes(count: rows) + 2 * Arena.bytes(Scalar.self, rows * d)
             + 2 * Arena.bytes(Double.self, rows) + Arena.bytes(Scalar.self, rows)
             + Arena.bytes(Scalar.self, Swift.max(layers.count, 1) * rows * d) + tapeBytes + contextBytes
+            + (conditionalBase?.backwardWorkspaceBytes(count: rows) ?? 0)
     }
 
     /// Scratch of a chunk's encoded context, its gradient and the encoder's training pass.
@@ -97,7 +98,8 @@ extension NormalizingFlow {
 
     /// Forward with saved activations, the base's and the layers' backward passes for `count`
     /// rows (at most ``chunkRows``), accumulating into the calling thread's gradient slot.
-    /// Returns `Σ −log p(xᵢ)`.
+    /// A conditional flow's `∂L/∂e` (from the conditional layers and a conditional base) flows
+    /// into the context embedding. Returns `Σ −log p(xᵢ)`.
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     private func chunkGradient(_ x: UnsafePointer<Scalar>, count n: Int, context: UnsafePointer<Scalar>?, scale: Scalar,
                                arena: inout Arena) -> Double {
@@ -126,13 +128,23 @@ extension NormalizingFlow {
         let layerArena = arena
         transform.forward(saving: saved, tape: tape, z, count: n, context: encoded.map { UnsafePointer($0) },
                           logDet: logDet, arena: &arena)
-        base.logProb(z, count: n, into: logProb)
-        var total = 0.0
-        for i in 0..<n {
-            total -= logProb[i] + logDet[i]
-            w[i] = scale
+        if let conditionalBase {
+            // The base reads the encoded context: its ∂L/∂e joins the layers' in the embedding's
+            // output gradient (only needed when there is an embedding to learn).
+            arena = layerArena
+            let e = encoded.map { UnsafePointer($0) }
+            conditionalBase.logProb(z, count: n, context: e, into: logProb, arena: &arena)
+            for i in 0..<n { w[i] = scale }
+            arena = layerArena
+            conditionalBase.backward(z, count: n, context: e, logProbGradient: w, gradient: g,
+                                     contextGradient: recorded == nil ? nil : contextGradient, arena: &arena)
+        } else {
+            base.logProb(z, count: n, into: logProb)
+            for i in 0..<n { w[i] = scale }
+            base.backward(z, count: n, logProbGradient: w, gradient: g)
         }
-        base.backward(z, count: n, logProbGradient: w, gradient: g)
+        var total = 0.0
+        for i in 0..<n { total -= logProb[i] + logDet[i] }
         arena = layerArena
         transform.backward(saved: saved, tape: tape.map { UnsafeRawPointer($0) }, count: n,
                            context: encoded.map { UnsafePointer($0) }, gradient: g, logDetGradient: w,

@@ -23,8 +23,6 @@ extension NormalizingFlow {
             throw FlowError.invalidSpec("\"event_shape\" must be a list of positive integers")
         }
         let size = try Self.validatedEventSize(shape)
-        let baseConfig = object["base"]?.objectValue ?? ["type": .string("standard_normal")]
-        let base: any BaseDistribution<Scalar> = try makeBaseDistribution(baseConfig, eventSize: size)
         guard var layerSpecs = (object["layers"] ?? .array([])).arrayValue else {
             throw FlowError.invalidSpec("\"layers\" must be a list of layer objects")
         }
@@ -37,8 +35,22 @@ extension NormalizingFlow {
             encoder = built
             layerSpecs = Self.withContextFeatures(layerSpecs, built.outputSize)
         }
+        let base: any BaseDistribution<Scalar> = try BaseRegistry.make(try Self.baseConfig(object["base"]), eventSize: size,
+                                                                       contextFeatures: encoder?.outputSize ?? 0, seed: seed)
         let (layers, _) = try LayerRegistry.makeLayers(layerSpecs, eventShape: shape, seed: seed, context: "", Scalar.self)
         try self.init(eventShape: shape, layers: layers, base: base, context: encoder)
+    }
+
+    /// The spec's `base`: an object, or a type name for `{"type": name}`; the standard normal
+    /// when absent.
+    static func baseConfig(_ value: JSONValue?) throws -> [String: JSONValue] {
+        switch value {
+        case nil: return ["type": .string(StandardNormal<Scalar>.typeName)]
+        case .string(let name)?: return ["type": .string(name)]
+        case .object(let object)?: return object
+        case let other?:
+            throw FlowError.invalidSpec("\"base\" must be a base object such as {\"type\": \"standard_normal\"} or a type name, got \(other)")
+        }
     }
 
     /// The layer specs with `context_features` set to `features` in every conditional layer type

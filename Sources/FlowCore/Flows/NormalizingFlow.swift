@@ -16,6 +16,10 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     public let eventSize: Int
     public let transform: Composition<Scalar>
     public let base: any BaseDistribution<Scalar>
+    /// ``base`` when it reads the context (a ``ConditionalBaseDistribution``): the flow then calls
+    /// its context-taking entry points with the encoded context rows. Nil for every other base,
+    /// whose calls stay exactly those of an unconditional flow.
+    let conditionalBase: (any ConditionalBaseDistribution<Scalar>)?
     /// The context front end of a conditional flow `p(x | c)`; nil for an unconditional flow.
     public let contextEncoder: ContextEncoder<Scalar>?
     /// Context scalars per row the flow takes (0: unconditional).
@@ -45,7 +49,8 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     /// A flow from built layers and a base distribution.
     ///
     /// With a `context` encoder every ``ConditionalLayer`` must read its ``ContextEncoder/outputSize``
-    /// scalars (or none); without one, no layer may read a context.
+    /// scalars (or none), and a ``ConditionalBaseDistribution`` exactly that many; without one,
+    /// neither may read a context.
     public init(eventShape: [Int], layers: [any FlowLayer<Scalar>], base: any BaseDistribution<Scalar>,
                 context: ContextEncoder<Scalar>? = nil) throws {
         FlowRuntime.configureBLAS()
@@ -71,6 +76,17 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
                     : "layer \(i) reads \(c) context values; the flow's context gives \(encoded)")
             }
         }
+        var conditionalBase: (any ConditionalBaseDistribution<Scalar>)?
+        if let conditional = base as? any ConditionalBaseDistribution<Scalar> {
+            let c = conditional.contextFeatures
+            guard c == encoded else {
+                throw FlowError.invalidSpec(encoded == 0
+                    ? "the base distribution (\(Swift.type(of: base).typeName)) reads \(c) context values but the flow has no context"
+                    : "the base distribution (\(Swift.type(of: base).typeName)) reads \(c) context values; the flow's context gives \(encoded)")
+            }
+            conditionalBase = conditional
+        }
+        self.conditionalBase = conditionalBase
         self.eventShape = eventShape
         self.eventSize = size
         self.transform = Composition(layers: layers, eventShape: eventShape)
@@ -80,7 +96,7 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
         chunkRows = rows
         chunkWorkspaceBytes = Arena.bytes(Scalar.self, rows * size) + Arena.bytes(Double.self, rows)
             + transform.workspaceBytes(count: rows) + Arena.bytes(Scalar.self, rows * encoded)
-            + (context?.workspaceBytes(rows: rows) ?? 0)
+            + (context?.workspaceBytes(rows: rows) ?? 0) + (conditionalBase?.workspaceBytes(count: rows) ?? 0)
     }
 
     /// The layers, data side first.
@@ -90,9 +106,10 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     public var parameters: [Parameter<Scalar>] { transform.parameters + base.parameters + (contextEncoder?.parameters ?? []) }
 
     /// Recomputes state derived from the parameters (packed weights, LU products) after they
-    /// changed: every layer's and the context embedding's.
+    /// changed: every layer's, the base's and the context embedding's.
     public func parametersDidChange() {
         transform.parametersDidChange()
+        base.parametersDidChange()
         contextEncoder?.parametersDidChange()
     }
 
@@ -170,7 +187,11 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
             ld.update(repeating: 0, count: n)
             let c = encodedContext(context, first: first, rows: n, arena: &arena)
             transform.forward(z, count: n, context: c, logDet: ld, arena: &arena)
-            base.logProb(z, count: n, into: out + first)
+            if let conditionalBase {
+                conditionalBase.logProb(z, count: n, context: c, into: out + first, arena: &arena)
+            } else {
+                base.logProb(z, count: n, into: out + first)
+            }
             for i in 0..<n { out[first + i] += ld[i] }
         }
     }
@@ -179,19 +200,25 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     /// into `out`; with `logProb`, also `log p(xᵢ)` under the flow at temperature 1.
     /// The base draw of sample `i` depends only on `(seed, i)`; results are bit-identical for
     /// any thread count. A conditional flow draws sample `i` from `p(x | cᵢ)` with `cᵢ` row `i` of
-    /// `context` (nil: zeros).
+    /// `context` (nil: zeros); a conditional base draws `zᵢ` from `p_Z(· | eᵢ)` (its mean and
+    /// scale at the encoded context, the standard deviation times `temperature`).
     public func sample(count: Int, seed: UInt64, context: UnsafePointer<Scalar>? = nil, into out: UnsafeMutablePointer<Scalar>,
                        logProb: UnsafeMutablePointer<Double>? = nil, temperature: Scalar = 1) {
         let d = eventSize
         chunked(count) { first, n, arena in
             let x = out + first * d
-            base.sample(into: x, count: n, seed: seed, firstRow: UInt64(first), temperature: temperature)
             let ld = arena.take(Double.self, chunkRows)
             ld.update(repeating: 0, count: n)
-            if let logProb {
-                base.logProb(x, count: n, into: logProb + first)
-            }
             let c = encodedContext(context, first: first, rows: n, arena: &arena)
+            if let conditionalBase {
+                conditionalBase.sample(into: x, count: n, seed: seed, firstRow: UInt64(first), temperature: temperature,
+                                       context: c, logProb: logProb.map { $0 + first }, arena: &arena)
+            } else {
+                base.sample(into: x, count: n, seed: seed, firstRow: UInt64(first), temperature: temperature)
+                if let logProb {
+                    base.logProb(x, count: n, into: logProb + first)
+                }
+            }
             transform.inverse(x, count: n, context: c, logDet: ld, arena: &arena)
             if let logProb {
                 for i in 0..<n { logProb[first + i] -= ld[i] }

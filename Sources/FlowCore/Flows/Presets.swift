@@ -1,5 +1,5 @@
 /// One preset's options and their defaults, in a fixed order: the single source of the defaults
-/// for ``Presets``' spec expansion, for the builders (``NormalizingFlow/realNVP(dim:layers:hidden:activation:clamp:actnorm:mixing:seed:)``
+/// for ``Presets``' spec expansion, for the builders (``NormalizingFlow/realNVP(dim:layers:hidden:activation:clamp:actnorm:mixing:context:base:seed:)``
 /// and the others, which leave out what the caller does not give) and for the C API
 /// (`sf_preset_defaults`, which the Python package's tests compare with its keyword defaults).
 public struct PresetDefaults: Sendable {
@@ -65,7 +65,11 @@ public struct PresetDefaults: Sendable {
 /// - `iaf` (Kingma et al. 2016): the same layers in the inverse direction; sampling in one pass.
 ///
 /// Every vector preset takes `context`: a context size `C` (0, the default: unconditional), or a
-/// context object (``ContextEncoder``); its conditioners then read the encoded context.
+/// context object (``ContextEncoder``); its conditioners then read the encoded context. And
+/// `base`: the base distribution, a type name (``BaseRegistry/typeNames``) or a base spec object
+/// (default `"standard_normal"`; nice `"diagonal_normal"`). `"conditional_diagonal_normal"`
+/// (``ConditionalDiagonalNormal``, a conditional flow only) makes the base's mean and scale
+/// functions of the encoded context too.
 ///
 /// For the autoregressive presets, `mixing: "alternate"` alternates the layers' orders between
 /// natural and reversed (as zuko's MAF); `"reverse"`, `"random"` and `"lu"` keep the natural order
@@ -74,26 +78,27 @@ public enum Presets {
     /// realnvp: `dim` required.
     public static let realNVP = PresetDefaults(name: "realnvp", required: ["dim"], defaults: [
         ("layers", 8), ("hidden", [64, 64]), ("activation", "relu"), ("clamp", 5), ("actnorm", false),
-        ("mixing", "alternate"), ("context", 0),
+        ("mixing", "alternate"), ("context", 0), ("base", "standard_normal"),
     ])
     /// nice: `dim` required.
     public static let nice = PresetDefaults(name: "nice", required: ["dim"], defaults: [
         ("layers", 4), ("hidden", [64, 64]), ("activation", "relu"), ("mixing", "alternate"), ("context", 0),
+        ("base", "diagonal_normal"),
     ])
     /// nsf: `dim` required.
     public static let nsf = PresetDefaults(name: "nsf", required: ["dim"], defaults: [
         ("layers", 8), ("hidden", [64, 64]), ("bins", 8), ("bound", 3), ("activation", "relu"), ("actnorm", false),
-        ("mixing", "alternate"), ("autoregressive", false), ("context", 0),
+        ("mixing", "alternate"), ("autoregressive", false), ("context", 0), ("base", "standard_normal"),
     ])
     /// maf: `dim` required.
     public static let maf = PresetDefaults(name: "maf", required: ["dim"], defaults: [
         ("layers", 5), ("hidden", [64, 64]), ("activation", "relu"), ("clamp", 5), ("actnorm", false),
-        ("mixing", "alternate"), ("context", 0),
+        ("mixing", "alternate"), ("context", 0), ("base", "standard_normal"),
     ])
     /// iaf: `dim` required.
     public static let iaf = PresetDefaults(name: "iaf", required: ["dim"], defaults: [
         ("layers", 5), ("hidden", [64, 64]), ("activation", "relu"), ("clamp", 5), ("actnorm", false),
-        ("mixing", "alternate"), ("context", 0),
+        ("mixing", "alternate"), ("context", 0), ("base", "standard_normal"),
     ])
 
     /// Every preset, vector ones first.
@@ -164,11 +169,14 @@ public enum Presets {
                 }
             }
         }
-        var flow: [String: JSONValue] = [
-            "event_shape": JSONValue([dim]),
-            "base": .object(["type": .string(name == "nice" ? "diagonal_normal" : "standard_normal")]),
-            "layers": .array(layers),
-        ]
+        let base: JSONValue
+        switch object["base"] {
+        case .string(let type)?: base = .object(["type": .string(type)])
+        case .object(let spec)?: base = .object(spec)
+        case let other:
+            throw FlowError.invalidSpec("preset \(name): \"base\" must be a base type name (\(BaseRegistry.typeNames.joined(separator: ", "))) or a base object, got \(other ?? .null)")
+        }
+        var flow: [String: JSONValue] = ["event_shape": JSONValue([dim]), "base": base, "layers": .array(layers)]
         switch object["context"] {
         case nil, .number(0)?: break
         case .number(let size)? where size >= 1 && size.rounded() == size: flow["context"] = .object(["size": .number(size)])
@@ -182,32 +190,34 @@ public enum Presets {
 
 extension NormalizingFlow {
     /// RealNVP for `dim`-dimensional vectors (see ``Presets``); an option left nil takes its
-    /// default from ``Presets/realNVP``.
+    /// default from ``Presets/realNVP``. `base`: a base type name (e.g.
+    /// `"conditional_diagonal_normal"` with a `context`).
     public static func realNVP(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, activation: String? = nil,
                                clamp: Double? = nil, actnorm: Bool? = nil, mixing: String? = nil,
-                               context: Int? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
+                               context: Int? = nil, base: String? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
         try NormalizingFlow(spec: Presets.realNVP.spec([
             "dim": .number(Double(dim)), "layers": layers.map { .number(Double($0)) }, "hidden": hidden.map { JSONValue($0) },
             "activation": activation.map { .string($0) }, "clamp": clamp.map { .number($0) },
             "actnorm": actnorm.map { .bool($0) }, "mixing": mixing.map { .string($0) },
-            "context": context.map { .number(Double($0)) },
+            "context": context.map { .number(Double($0)) }, "base": base.map { .string($0) },
         ]), seed: seed)
     }
 
     /// A neural spline flow for `dim`-dimensional vectors (see ``Presets``): `layers`
     /// ``SplineCoupling`` layers (or, with `autoregressive`, ``SplineAutoregressive`` layers) with
     /// `bins` bins on `[−bound, bound]`, mixed like
-    /// ``realNVP(dim:layers:hidden:activation:clamp:actnorm:mixing:seed:)``; an option left nil
-    /// takes its default from ``Presets/nsf``.
+    /// ``realNVP(dim:layers:hidden:activation:clamp:actnorm:mixing:context:base:seed:)``; an option
+    /// left nil takes its default from ``Presets/nsf``.
     public static func nsf(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, bins: Int? = nil, bound: Double? = nil,
                            activation: String? = nil, actnorm: Bool? = nil, mixing: String? = nil,
-                           autoregressive: Bool? = nil, context: Int? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
+                           autoregressive: Bool? = nil, context: Int? = nil, base: String? = nil,
+                           seed: UInt64 = 0) throws -> NormalizingFlow {
         try NormalizingFlow(spec: Presets.nsf.spec([
             "dim": .number(Double(dim)), "layers": layers.map { .number(Double($0)) }, "hidden": hidden.map { JSONValue($0) },
             "bins": bins.map { .number(Double($0)) }, "bound": bound.map { .number($0) },
             "activation": activation.map { .string($0) }, "actnorm": actnorm.map { .bool($0) },
             "mixing": mixing.map { .string($0) }, "autoregressive": autoregressive.map { .bool($0) },
-            "context": context.map { .number(Double($0)) },
+            "context": context.map { .number(Double($0)) }, "base": base.map { .string($0) },
         ]), seed: seed)
     }
 
@@ -215,8 +225,9 @@ extension NormalizingFlow {
     /// left nil takes its default from ``Presets/maf``.
     public static func maf(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, activation: String? = nil,
                            clamp: Double? = nil, actnorm: Bool? = nil, mixing: String? = nil,
-                           context: Int? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
-        try NormalizingFlow(spec: Presets.maf.spec(autoregressiveOptions(dim, layers, hidden, activation, clamp, actnorm, mixing, context)),
+                           context: Int? = nil, base: String? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
+        try NormalizingFlow(spec: Presets.maf.spec(autoregressiveOptions(dim, layers, hidden, activation, clamp, actnorm, mixing,
+                                                                         context, base)),
                             seed: seed)
     }
 
@@ -224,30 +235,32 @@ extension NormalizingFlow {
     /// option left nil takes its default from ``Presets/iaf``.
     public static func iaf(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, activation: String? = nil,
                            clamp: Double? = nil, actnorm: Bool? = nil, mixing: String? = nil,
-                           context: Int? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
-        try NormalizingFlow(spec: Presets.iaf.spec(autoregressiveOptions(dim, layers, hidden, activation, clamp, actnorm, mixing, context)),
+                           context: Int? = nil, base: String? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
+        try NormalizingFlow(spec: Presets.iaf.spec(autoregressiveOptions(dim, layers, hidden, activation, clamp, actnorm, mixing,
+                                                                         context, base)),
                             seed: seed)
     }
 
     private static func autoregressiveOptions(_ dim: Int, _ layers: Int?, _ hidden: [Int]?, _ activation: String?,
                                               _ clamp: Double?, _ actnorm: Bool?, _ mixing: String?,
-                                              _ context: Int?) -> [String: JSONValue?] {
+                                              _ context: Int?, _ base: String?) -> [String: JSONValue?] {
         [
             "dim": .number(Double(dim)), "layers": layers.map { .number(Double($0)) }, "hidden": hidden.map { JSONValue($0) },
             "activation": activation.map { .string($0) }, "clamp": clamp.map { .number($0) },
             "actnorm": actnorm.map { .bool($0) }, "mixing": mixing.map { .string($0) },
-            "context": context.map { .number(Double($0)) },
+            "context": context.map { .number(Double($0)) }, "base": base.map { .string($0) },
         ]
     }
 
     /// NICE for `dim`-dimensional vectors (see ``Presets``); an option left nil takes its default
     /// from ``Presets/nice``.
     public static func nice(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, activation: String? = nil,
-                            mixing: String? = nil, context: Int? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
+                            mixing: String? = nil, context: Int? = nil, base: String? = nil,
+                            seed: UInt64 = 0) throws -> NormalizingFlow {
         try NormalizingFlow(spec: Presets.nice.spec([
             "dim": .number(Double(dim)), "layers": layers.map { .number(Double($0)) }, "hidden": hidden.map { JSONValue($0) },
             "activation": activation.map { .string($0) }, "mixing": mixing.map { .string($0) },
-            "context": context.map { .number(Double($0)) },
+            "context": context.map { .number(Double($0)) }, "base": base.map { .string($0) },
         ]), seed: seed)
     }
 }

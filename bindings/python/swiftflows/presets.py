@@ -29,20 +29,25 @@ def _hidden(hidden):
 
 
 def RealNVP(dim, layers=8, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=False,
-            mixing="alternate", context=0, seed=0):
+            mixing="alternate", context=0, base="standard_normal", seed=0):
     """RealNVP (Dinh et al. 2017) for ``dim``-dimensional vectors: ``layers`` affine couplings
     with half masks, conditioner MLPs of widths ``hidden``, log-scale soft clamp ``clamp`` (0 =
     none), optional ActNorm before each coupling, and ``mixing`` between couplings:
     ``"alternate"`` (flip the mask), ``"reverse"`` / ``"random"`` (permutations) or ``"lu"``
     (LU-decomposed linear layers). ``context``: the context size of a conditional flow
     ``p(x | c)`` whose conditioners also read ``c`` (0: unconditional), or a context object
-    (standardisation and embedding, docs/model-format.md). A new model is the identity map."""
-    return _affine("realnvp", dim, layers, hidden, activation, clamp, actnorm, mixing, context, seed)
+    (standardisation and embedding, docs/model-format.md). ``base``: the base distribution, a type
+    name (``"standard_normal"``, ``"diagonal_normal"``, or for a conditional flow
+    ``"conditional_diagonal_normal"``, whose mean and log-scale are functions of the encoded
+    context) or a base object such as ``{"type": "conditional_diagonal_normal", "hidden": [32]}``.
+    A new model is the identity map with a standard-normal base (at every context)."""
+    return _affine("realnvp", dim, layers, hidden, activation, clamp, actnorm, mixing, context, base, seed)
 
 
-def NICE(dim, layers=4, hidden=(64, 64), activation="relu", mixing="alternate", context=0, seed=0):
+def NICE(dim, layers=4, hidden=(64, 64), activation="relu", mixing="alternate", context=0, base="diagonal_normal",
+         seed=0):
     """NICE (Dinh et al. 2015) for ``dim``-dimensional vectors: ``layers`` additive couplings
-    and a diagonal-normal base (NICE's scaling layer)."""
+    and a diagonal-normal base (NICE's scaling layer; ``base`` as in :func:`RealNVP`)."""
     spec = {
         "preset": "nice",
         "dim": _int(dim, "dim"),
@@ -51,18 +56,19 @@ def NICE(dim, layers=4, hidden=(64, 64), activation="relu", mixing="alternate", 
         "activation": str(activation),
         "mixing": str(mixing),
         "context": _context(context),
+        "base": _base(base),
     }
     return Flow.from_spec(spec, seed=seed)
 
 
 def NSF(dim, layers=8, hidden=(64, 64), bins=8, bound=3.0, activation="relu", actnorm=False,
-        mixing="alternate", autoregressive=False, context=0, seed=0):
+        mixing="alternate", autoregressive=False, context=0, base="standard_normal", seed=0):
     """Neural spline flow (Durkan et al. 2019) for ``dim``-dimensional vectors: ``layers``
     monotonic rational-quadratic spline couplings with ``bins`` bins on ``[-bound, bound]``
     (identity with unit slope outside), conditioner MLPs of widths ``hidden``, optional ActNorm
     and ``mixing`` as in :func:`RealNVP`. With ``autoregressive=True``, autoregressive splines
     driven by MADE networks of widths ``hidden`` instead of couplings (zuko's NSF); ``mixing`` as
-    in :func:`MAF`. A new model is the identity map."""
+    in :func:`MAF`. ``context`` and ``base`` as in :func:`RealNVP`. A new model is the identity map."""
     spec = {
         "preset": "nsf",
         "dim": _int(dim, "dim"),
@@ -75,11 +81,12 @@ def NSF(dim, layers=8, hidden=(64, 64), bins=8, bound=3.0, activation="relu", ac
         "mixing": str(mixing),
         "autoregressive": bool(autoregressive),
         "context": _context(context),
+        "base": _base(base),
     }
     return Flow.from_spec(spec, seed=seed)
 
 
-def _affine(preset, dim, layers, hidden, activation, clamp, actnorm, mixing, context, seed):
+def _affine(preset, dim, layers, hidden, activation, clamp, actnorm, mixing, context, base, seed):
     """The affine presets (realnvp, maf, iaf) share their options."""
     spec = {
         "preset": preset,
@@ -91,12 +98,13 @@ def _affine(preset, dim, layers, hidden, activation, clamp, actnorm, mixing, con
         "actnorm": bool(actnorm),
         "mixing": str(mixing),
         "context": _context(context),
+        "base": _base(base),
     }
     return Flow.from_spec(spec, seed=seed)
 
 
 def MAF(dim, layers=5, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=False, mixing="alternate", context=0,
-        seed=0):
+        base="standard_normal", seed=0):
     """Masked autoregressive flow (Papamakarios et al. 2017) for ``dim``-dimensional vectors:
     ``layers`` affine autoregressive layers whose MADE networks have widths ``hidden``, log-scale
     soft clamp ``clamp`` (0 = none), optional ActNorm before each layer. ``mixing``:
@@ -104,16 +112,17 @@ def MAF(dim, layers=5, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=Fa
     ``"random"`` (a permutation between layers) or ``"lu"`` (LU linear layers). The density takes
     one network pass per layer, sampling ``dim`` passes. ``context``: the context size of a
     conditional flow ``p(x | c)`` (0: unconditional), or a context object (standardisation and
-    embedding, docs/model-format.md). A new model is the identity map."""
-    return _affine("maf", dim, layers, hidden, activation, clamp, actnorm, mixing, context, seed)
+    embedding, docs/model-format.md); ``base`` as in :func:`RealNVP`. A new model is the identity
+    map."""
+    return _affine("maf", dim, layers, hidden, activation, clamp, actnorm, mixing, context, base, seed)
 
 
 def IAF(dim, layers=5, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=False, mixing="alternate", context=0,
-        seed=0):
+        base="standard_normal", seed=0):
     """Inverse autoregressive flow (Kingma et al. 2016) for ``dim``-dimensional vectors: the
     layers of :func:`MAF` in the other direction, so sampling takes one network pass per layer
     and the density ``dim`` passes. A new model is the identity map."""
-    return _affine("iaf", dim, layers, hidden, activation, clamp, actnorm, mixing, context, seed)
+    return _affine("iaf", dim, layers, hidden, activation, clamp, actnorm, mixing, context, base, seed)
 
 
 def _context(context):
@@ -121,6 +130,15 @@ def _context(context):
     if isinstance(context, dict):
         return context
     return _int(context, "context")
+
+
+def _base(base):
+    """A preset's ``base`` option: a base type name (str) or a base object (dict)."""
+    if isinstance(base, dict):
+        return base
+    if not isinstance(base, str):
+        raise TypeError("base must be a base type name or a base object (dict), got %s" % type(base).__name__)
+    return base
 
 
 def _shape(shape):

@@ -34,8 +34,8 @@ extension MLP {
 
 extension HyperParameter {
     /// `hidden`: the widths of a layer's `network` (e.g. "conditioner", "MADE"), read by ``MLP/settings``.
-    static func hidden(of network: String) -> HyperParameter {
-        HyperParameter("hidden", .intList, "\(network) hidden widths (default [64, 64])")
+    static func hidden(of network: String, default widths: [Int] = [64, 64]) -> HyperParameter {
+        HyperParameter("hidden", .intList, "\(network) hidden widths (default \(widths))")
     }
 
     /// `activation`: the activation of a layer's `network`, read by ``MLP/settings``.

@@ -86,6 +86,78 @@ final class ConditionalTests: XCTestCase {
         }
     }
 
+    /// Continuous layers (`cnf`) at fixed contexts: the bijection contract at the solver's
+    /// accuracy, and the context changes the map. A Hutchinson layer's log-determinant is an
+    /// estimate, so its map is checked through its exact-trace twin (the same trajectory). Fixed
+    /// steps are no exact inverses of each other: RK4 (4th order) passes at looser tolerances,
+    /// Euler (1st order) must converge to the adaptive solution at the same context instead.
+    func testContinuousLayersObeyTheBijectionContractAtAContext() throws {
+        for d in [1, 2, 3] {
+            for (name, config) in Fixtures.conditionalContinuousLayerConfigurations {
+                var exact = config
+                exact["trace"] = .string("exact")
+                let flow = try conditionalFlow(exact, d: d, context: ["size": .number(2)])
+                XCTAssertEqual((flow.layers[0] as? any ConditionalLayer<Double>)?.contextFeatures, 2, name)
+                let contexts: [[Double]] = [[0.3, -1.2], [2.0, 0.5]]
+                switch config["solver"]?.stringValue ?? "dopri5" {
+                case "euler":
+                    var reference = exact
+                    for key in ["solver", "step_size"] { reference[key] = nil }
+                    reference["rtol"] = .number(1e-11)
+                    reference["atol"] = .number(1e-11)
+                    let tight = try conditionalFlow(reference, d: d, context: ["size": .number(2)])
+                    var fine = exact
+                    fine["step_size"] = .number(0.001)
+                    let finer = try conditionalFlow(fine, d: d, context: ["size": .number(2)])
+                    let x = BijectionChecker.randomPoints(4, d, seed: 3)
+                    for c in contexts {
+                        func error(_ f: NormalizingFlow<Double>) -> Double {
+                            let (z, ld) = BijectionChecker.apply(AtContext(f, context: c), x, count: 4, inverse: false)
+                            let (zRef, ldRef) = BijectionChecker.apply(AtContext(tight, context: c), x, count: 4, inverse: false)
+                            return max(BijectionChecker.maxRelativeError(z, zRef), BijectionChecker.maxRelativeError(ld, ldRef))
+                        }
+                        let coarse = error(flow), small = error(finer)
+                        XCTAssertLessThan(small, coarse / 5, "\(name) D=\(d) c=\(c): Euler converges at first order")
+                        XCTAssertLessThan(small, 1e-2, "\(name) D=\(d) c=\(c)")
+                    }
+                default:
+                    var tolerance = BijectionChecker.Tolerance()
+                    let rtol = config["rtol"]?.doubleValue ?? 1e-5
+                    tolerance.roundTrip = config["solver"]?.stringValue == "rk4" ? 1e-6 : max(1e-7, 300 * rtol)
+                    tolerance.logDet = config["solver"]?.stringValue == "rk4" ? 1e-6 : max(1e-6, 300 * rtol)
+                    tolerance.inverseLogDet = tolerance.roundTrip
+                    for (k, c) in contexts.enumerated() {
+                        BijectionChecker.check(AtContext(flow, context: c), points: 3, seed: UInt64(k + 1), tolerance: tolerance,
+                                               "\(name) D=\(d) c=\(c)")
+                    }
+                }
+                let x = BijectionChecker.randomPoints(4, d, seed: 9)
+                let (z1, _) = BijectionChecker.apply(AtContext(flow, context: contexts[0]), x, count: 4, inverse: false)
+                let (z2, _) = BijectionChecker.apply(AtContext(flow, context: contexts[1]), x, count: 4, inverse: false)
+                XCTAssertGreaterThan(BijectionChecker.maxRelativeError(z1, z2), 1e-3, "\(name) D=\(d): the context has no effect")
+            }
+        }
+    }
+
+    /// The mean NLL's gradients through continuous layers equal finite differences for every
+    /// parameter: the layer's (its first layer's context columns included), the base's and the
+    /// context embedding's, which learns from the `∂L/∂context` the layer returns (integrated
+    /// backward with the adjoint, summed over the recorded stages with backpropagation).
+    func testContinuousLayerGradientsThroughTheEmbeddingMatchFiniteDifferences() throws {
+        let context: [String: JSONValue] = [
+            "size": .number(3), "mean": JSONValue.array([.number(0.5), .number(-1), .number(0)]),
+            "scale": JSONValue.array([.number(2), .number(0.5), .number(1)]),
+            "embedding": .object(["hidden": JSONValue([5]), "activation": .string("tanh"), "features": .number(4)]),
+        ]
+        for (name, config) in Fixtures.conditionalContinuousLayerConfigurations {
+            let flow = try conditionalFlow(config, d: 2, context: context)
+            XCTAssertEqual((flow.layers[0] as? any ConditionalLayer<Double>)?.contextFeatures, 4, name)
+            let x = BijectionChecker.randomPoints(12, 2, seed: 5, scale: 1.5)
+            let c = BijectionChecker.randomPoints(12, 3, seed: 6)
+            GradientChecker.check(flow, data: x, count: 12, context: c, step: 1e-5, tolerance: 2e-6, maxPerParameter: 3, name)
+        }
+    }
+
     /// A whole conditional preset over several chunks: gradients, and samples whose reported
     /// log-densities equal `log_prob` at the same contexts.
     func testConditionalPresetsSampleAndScoreConsistently() throws {

@@ -4,14 +4,17 @@ import FlowTestSupport
 import XCTest
 
 /// Reverse-mode building blocks of the adjoint method (ODENet+Reverse.swift): the VJP of the
-/// dynamics and the gradient of the divergence (exact trace and Hutchinson estimate), checked
-/// against central finite differences of ``ContinuousFlow/augmentedDynamics(t:_:rows:rowOffset:)``.
+/// dynamics and the gradient of the divergence (exact trace and Hutchinson estimate), with and
+/// without a context, checked against central finite differences of
+/// ``ContinuousFlow/augmentedDynamics(t:_:rows:rowOffset:context:)``.
 final class ODENetReverseTests: XCTestCase {
     private func cnf<T: FlowScalar>(_ d: Int, hidden: [Int], activation: String, trace: String = "exact",
-                                    probe: String = "gaussian", _: T.Type = T.self) throws -> ContinuousFlow<T> {
-        let config: [String: JSONValue] = ["type": .string("cnf"), "hidden": JSONValue(hidden),
+                                    probe: String = "gaussian", contextFeatures: Int = 0,
+                                    _: T.Type = T.self) throws -> ContinuousFlow<T> {
+        var config: [String: JSONValue] = ["type": .string("cnf"), "hidden": JSONValue(hidden),
                                            "activation": .string(activation), "trace": .string(trace),
                                            "probe": .string(probe), "probe_seed": .number(11)]
+        if contextFeatures > 0 { config["context_features"] = .number(Double(contextFeatures)) }
         try ContinuousFlow<T>.validate(config, context: "test")
         return try ContinuousFlow<T>(config: config, eventShape: [d], seed: 5)
     }
@@ -21,17 +24,21 @@ final class ODENetReverseTests: XCTestCase {
         return (0..<n).map { _ in rng.nextUniform(in: -1, 1) }
     }
 
-    /// Results of one reverse call: input gradient, per-row time gradient, parameter gradients.
+    /// Results of one reverse call: input gradient, per-row time gradient, parameter gradients,
+    /// context gradient (`rows × C`).
     private struct Grads<T: FlowScalar> {
-        var z: [T], t: [T], params: [[T]]
+        var z: [T], t: [T], params: [[T]], c: [T]
     }
 
-    /// Runs `vjp` (`u` given) or `divergenceGradient` (`w` given) from zeroed gradients, `calls` times.
+    /// Runs `vjp` (`u` given) or `divergenceGradient` (`w` given) from zeroed gradients, `calls`
+    /// times, at the context rows `context` (a conditional layer).
     private func reverse<T: FlowScalar>(_ layer: ContinuousFlow<T>, t: T, z: [T], rows: Int, u: [T]?, w: [T]?,
-                                        rowOffset: Int = 0, calls: Int = 1, zero: Bool = true) -> Grads<T> {
+                                        rowOffset: Int = 0, calls: Int = 1, zero: Bool = true,
+                                        context: [T]? = nil) -> Grads<T> {
         let d = layer.dimension
         if zero { for p in layer.parameters { p.zeroGradient() } }
         var gz = [T](repeating: 0, count: rows * d), gt = [T](repeating: 0, count: rows)
+        var gc = [T](repeating: 0, count: rows * layer.contextFeatures)
         let ws = Workspace()
         ws.reserve(bytes: layer.reverseWorkspaceBytes(rows: rows))
         for _ in 0..<calls {
@@ -39,30 +46,37 @@ final class ODENetReverseTests: XCTestCase {
             z.withUnsafeBufferPointer { zp in
                 gz.withUnsafeMutableBufferPointer { gp in
                     gt.withUnsafeMutableBufferPointer { tp in
-                        if let u {
-                            u.withUnsafeBufferPointer { up in
-                                layer.dynamicsVJP(t: t, zp.baseAddress!, ldz: d, rows: rows, cotangent: up.baseAddress!,
-                                                  ldu: d, into: gp.baseAddress!, ldg: d, timeGradient: tp.baseAddress!,
-                                                  arena: &arena)
-                            }
-                        } else {
-                            w!.withUnsafeBufferPointer { wp in
-                                layer.divergenceGradient(t: t, zp.baseAddress!, ldz: d, rows: rows, rowOffset: rowOffset,
-                                                         weights: wp.baseAddress!, addingInto: gp.baseAddress!, ldg: d,
-                                                         timeGradient: tp.baseAddress!, arena: &arena)
+                        (context ?? []).withUnsafeBufferPointer { cp in
+                            gc.withUnsafeMutableBufferPointer { gcp in
+                                let c = context == nil ? nil : cp.baseAddress, dc = context == nil ? nil : gcp.baseAddress
+                                if let u {
+                                    u.withUnsafeBufferPointer { up in
+                                        layer.dynamicsVJP(t: t, zp.baseAddress!, ldz: d, rows: rows, cotangent: up.baseAddress!,
+                                                          ldu: d, into: gp.baseAddress!, ldg: d, timeGradient: tp.baseAddress!,
+                                                          context: c, contextGradient: dc, arena: &arena)
+                                    }
+                                } else {
+                                    w!.withUnsafeBufferPointer { wp in
+                                        layer.divergenceGradient(t: t, zp.baseAddress!, ldz: d, rows: rows, rowOffset: rowOffset,
+                                                                 weights: wp.baseAddress!, addingInto: gp.baseAddress!, ldg: d,
+                                                                 timeGradient: tp.baseAddress!, context: c, contextGradient: dc,
+                                                                 arena: &arena)
+                                    }
+                                }
                             }
                         }
                     }
                 }
             }
         }
-        return Grads(z: gz, t: gt, params: layer.parameters.map { Array($0.gradient) })
+        return Grads(z: gz, t: gt, params: layer.parameters.map { Array($0.gradient) }, c: gc)
     }
 
-    /// Per-row objective: `u_rᵀ g_r` (u given) or `w_r tr_r` (w given).
+    /// Per-row objective: `u_rᵀ g_r` (u given) or `w_r tr_r` (w given), at the context rows `context`.
     private func objective(_ layer: ContinuousFlow<Double>, t: Double, z: [Double], rows: Int, u: [Double]?,
-                           w: [Double]?, rowOffset: Int) -> [Double] {
-        let d = layer.dimension, out = layer.augmentedDynamics(t: t, z, rows: rows, rowOffset: rowOffset)
+                           w: [Double]?, rowOffset: Int, context: [Double]? = nil) -> [Double] {
+        let d = layer.dimension
+        let out = layer.augmentedDynamics(t: t, z, rows: rows, rowOffset: rowOffset, context: context)
         return (0..<rows).map { r in
             if let u { return (0..<d).reduce(0) { $0 + u[r * d + $1] * out[r * (d + 1) + $1] } }
             return w![r] * out[r * (d + 1) + d]
@@ -75,15 +89,25 @@ final class ODENetReverseTests: XCTestCase {
                                  file: file, line: line)
     }
 
-    /// Every output of one reverse call against central differences.
+    /// Every output of one reverse call against central differences (the context gradient too
+    /// for a conditional layer).
     private func checkFD(_ layer: ContinuousFlow<Double>, useU: Bool, rowOffset: Int = 0, context: String) {
-        let d = layer.dimension, rows = 3, t = 0.37, h = 1e-5, tol = 2e-6
+        let d = layer.dimension, rows = 3, t = 0.37, h = 1e-5, tol = 2e-6, cf = layer.contextFeatures
         let z = random(rows * d, seed: 1).map { 1.5 * $0 }
         let u = useU ? random(rows * d, seed: 2) : nil
         let w = useU ? nil : random(rows, seed: 3).map { $0 + 1.5 }
-        let g = reverse(layer, t: t, z: z, rows: rows, u: u, w: w, rowOffset: rowOffset)
+        let c = cf > 0 ? random(rows * cf, seed: 4).map { 2 * $0 } : nil
+        let g = reverse(layer, t: t, z: z, rows: rows, u: u, w: w, rowOffset: rowOffset, context: c)
         let f = { (zz: [Double], tt: Double) in
-            self.objective(layer, t: tt, z: zz, rows: rows, u: u, w: w, rowOffset: rowOffset)
+            self.objective(layer, t: tt, z: zz, rows: rows, u: u, w: w, rowOffset: rowOffset, context: c)
+        }
+        // c: rows are independent, so perturbing entry j of every row at once is exact.
+        for j in 0..<cf {
+            var cp = c!, cm = c!
+            for r in 0..<rows { cp[r * cf + j] += h; cm[r * cf + j] -= h }
+            let fp = objective(layer, t: t, z: z, rows: rows, u: u, w: w, rowOffset: rowOffset, context: cp)
+            let fm = objective(layer, t: t, z: z, rows: rows, u: u, w: w, rowOffset: rowOffset, context: cm)
+            for r in 0..<rows { assertClose(g.c[r * cf + j], (fp[r] - fm[r]) / (2 * h), tol, "\(context) ∂c[\(r),\(j)]") }
         }
         // z: rows are independent, so perturbing feature j of every row at once is exact.
         for j in 0..<d {
@@ -143,6 +167,21 @@ final class ODENetReverseTests: XCTestCase {
                         checkFD(layer, useU: false, rowOffset: 5,
                                 context: "hutchinson \(probe) \(act) D=\(d) hidden=\(hidden)")
                     }
+                }
+            }
+        }
+    }
+
+    /// A conditional network: the context's own gradient, and every other one (the first
+    /// layer's context columns included) with the context in the first layer's input.
+    func testContextGradientsMatchFiniteDifferences() throws {
+        for trace in ["exact", "hutchinson"] {
+            for (d, hidden, cf) in [(1, [5, 4], 2), (3, [Int](), 1), (2, [6], 3)] {
+                let layer = try cnf(d, hidden: hidden, activation: "tanh", trace: trace, contextFeatures: cf, Double.self)
+                XCTAssertEqual(layer.parameters[0].shape, [hidden.first ?? d, d + cf])
+                for useU in [true, false] {
+                    checkFD(layer, useU: useU, rowOffset: 2,
+                            context: "\(trace) \(useU ? "vjp" : "trace") D=\(d) C=\(cf) hidden=\(hidden)")
                 }
             }
         }

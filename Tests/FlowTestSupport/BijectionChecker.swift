@@ -16,6 +16,9 @@ public enum BijectionChecker {
         public var roundTrip = 1e-9
         /// Max |logDet − log|det J_fd||.
         public var logDet = 1e-6
+        /// Max |inverse logDet + forward logDet| relative to max(1, |forward logDet|) (exact for
+        /// closed-form layers; the solver tolerance for continuous ones).
+        public var inverseLogDet = 1e-9
         /// Central-difference step.
         public var step = 1e-5
         public init() {}
@@ -94,7 +97,7 @@ public enum BijectionChecker {
         let err = maxRelativeError(xBack, x)
         XCTAssertLessThan(err, tolerance.roundTrip, "\(label): inverse(forward(x)) error \(err)", file: file, line: line)
         for i in 0..<count {
-            XCTAssertEqual(inverseLogDet[i], -forwardLogDet[i], accuracy: 1e-9 * max(1, abs(forwardLogDet[i])),
+            XCTAssertEqual(inverseLogDet[i], -forwardLogDet[i], accuracy: tolerance.inverseLogDet * max(1, abs(forwardLogDet[i])),
                            "\(label): inverse logDet is not minus forward logDet", file: file, line: line)
             let row = Array(x[(i * d)..<((i + 1) * d)])
             let fd = finiteDifferenceLogDet(bijection, at: row, step: tolerance.step)

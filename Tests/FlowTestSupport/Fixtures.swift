@@ -136,6 +136,30 @@ public enum Fixtures {
         Set(baseConfigurations.compactMap { $0.1["type"]?.stringValue })
     }
 
+    /// Continuous-time layers for a flow with a context (name, spec object): the dynamics read
+    /// the flow's encoded context (`context_features` is filled in by the flow), in both
+    /// gradient modes, with both traces, adaptive and fixed-step solvers, with and without a
+    /// hidden layer (ConditionalTests). Adaptive tolerances are tight, so that finite
+    /// differences see the solution map rather than the solver error; the adjoint (the
+    /// continuous gradient) is only paired with them, while backpropagation (the exact gradient
+    /// of the computed solution) also runs the fixed-step solvers. A CNF is not the identity at
+    /// initialisation (nothing is zero-initialised), so no identity check applies.
+    public static let conditionalContinuousLayerConfigurations: [(String, [String: JSONValue])] = [
+        ("cnf exact, adjoint", ["type": .string("cnf"), "hidden": JSONValue([8]),
+                                "rtol": .number(1e-10), "atol": .number(1e-10)]),
+        ("cnf hutchinson, adjoint, softplus", ["type": .string("cnf"), "hidden": JSONValue([7]), "activation": .string("softplus"),
+                                               "trace": .string("hutchinson"), "probe_seed": .number(3),
+                                               "rtol": .number(1e-10), "atol": .number(1e-10)]),
+        ("cnf exact, backprop, dopri5", ["type": .string("cnf"), "hidden": JSONValue([6, 5]), "gradient": .string("backprop"),
+                                         "rtol": .number(1e-8), "atol": .number(1e-8)]),
+        ("cnf hutchinson rademacher, backprop, rk4", ["type": .string("cnf"), "hidden": JSONValue([8]), "trace": .string("hutchinson"),
+                                                     "probe": .string("rademacher"), "gradient": .string("backprop"),
+                                                     "solver": .string("rk4"), "step_size": .number(0.05)]),
+        ("cnf exact, backprop, euler, no hidden layer", ["type": .string("cnf"), "hidden": JSONValue([Int]()),
+                                                         "gradient": .string("backprop"), "solver": .string("euler"),
+                                                         "step_size": .number(0.01)]),
+    ]
+
     /// Every layer `type` the fixtures above hold, nested ones included.
     public static var coveredLayerTypes: Set<String> {
         func types(_ value: JSONValue) -> [String] {
@@ -144,6 +168,7 @@ public enum Fixtures {
         }
         var specs: [JSONValue] = layerConfigurations(dimension: 8).map { .object($0.1) }
         specs += continuousLayerConfigurations.map { .object($0.1) }
+        specs += conditionalContinuousLayerConfigurations.map { .object($0.1) }
         for (_, layers, _) in imageLayerCases + unitIntervalLayerCases { specs += layers.map(JSONValue.object) }
         return Set(specs.flatMap(types))
     }

@@ -33,6 +33,8 @@ SPECS = {
     "cnf": {"event_shape": [2], "layers": [{"type": "cnf", "hidden": [4], "solver": "rk4", "step_size": 0.25}]},
     "cnf_hutchinson": {"event_shape": [2], "layers": [{"type": "cnf", "hidden": [3], "trace": "hutchinson",
                                                        "rtol": 1e-3, "atol": 1e-3}]},
+    "cnf_context": {"event_shape": [2], "context": {"size": 2, "embedding": {"hidden": [3], "features": 2}},
+                    "layers": [{"type": "cnf", "hidden": [3], "solver": "rk4", "step_size": 0.25}]},
     "every_vector_layer": {
         "event_shape": [4], "base": {"type": "diagonal_normal"},
         "layers": [

@@ -13,10 +13,24 @@
 ///     dθ̄/dt = −Σ_r [aᵀ ∂g/∂θ + w ∂tr/∂θ + c(κ ∂‖g‖²/∂θ + ι ∂‖J‖²/∂θ)]   θ̄(T) = 0
 ///
 /// so `∂L/∂x = a(0)` and `∂L/∂θ = θ̄(0)`. The bracket is one reverse pass of the dynamics
-/// network (``ODENet/adjointStep(t:_:ldz:rows:cotangent:ldu:probes:directions:traceWeights:kineticWeights:jacobianWeights:primalOut:ldp:inputGradient:ldg:arena:)``),
+/// network (``ODENet/adjointStep(t:_:ldz:rows:cotangent:ldu:probes:directions:traceWeights:kineticWeights:jacobianWeights:primalOut:ldp:inputGradient:ldg:context:contextGradient:arena:)``),
 /// which also returns `g` for the `z` equation; the trace directions are the forward solve's
 /// (unit vectors, or the same fixed Hutchinson probe of each row). Memory does not depend on
 /// the number of steps: the state is `[z, a]` per row plus one `θ̄` of P scalars per solve.
+///
+/// ## Context
+///
+/// With a context (``contextFeatures`` `C > 0`) `g = g(z, t, e_r)` with row `r`'s context `e_r`
+/// constant along its trajectory, so `e_r` is a per-row parameter: when the caller asks for
+/// `∂L/∂e`, the state gains one `ē_r` of `C` scalars per row,
+///
+///     dē_r/dt = −[a_rᵀ ∂g/∂e_r + w_r ∂tr_r/∂e_r + c_r(κ ∂‖g‖²/∂e_r + ι ∂‖J‖²/∂e_r)]   ē_r(T) = 0
+///
+/// (the bracket of the `a` equation, differentiated in `e_r` instead of `z`) from the same
+/// reverse pass (the context columns of its first-layer input gradient), and
+/// `∂L/∂e_r = ē_r(0)` is added to the caller's context gradient. Like `θ̄` it is a quadrature
+/// component, outside the error norm, so the steps (and every other result) are the same
+/// whether or not it is integrated.
 ///
 /// ## Error control
 ///
@@ -38,9 +52,9 @@
 ///
 /// ## Failure
 ///
-/// When a solve fails (step limit, underflow, non-finite state) the chunk's input gradients and
-/// this layer's parameter gradients become NaN; the trainer then skips the step as for any
-/// non-finite gradient.
+/// When a solve fails (step limit, underflow, non-finite state) the chunk's input (and context)
+/// gradients and this layer's parameter gradients become NaN; the trainer then skips the step
+/// as for any non-finite gradient.
 extension ContinuousFlow {
     /// How ``backward(input:count:gradient:logDetGradient:arena:)`` differentiates.
     public enum GradientMode: String, CaseIterable, Sendable {
@@ -54,11 +68,11 @@ extension ContinuousFlow {
     /// Number of parameters (the length of `θ̄`).
     var parameterCount: Int { net.parameters.reduce(0) { $0 + $1.count } }
 
-    /// Scratch of one adjoint chunk of `rows` rows: the `[z, a, θ̄]` state and the solver's
+    /// Scratch of one adjoint chunk of `rows` rows: the `[z, a, c̄, θ̄]` state and the solver's
     /// stages over it, the saved parameter gradients, per-row weights, probes and the network's
     /// reverse tape.
     func adjointChunkBytes(rows: Int) -> Int {
-        let d = dimension, p = parameterCount, n = 2 * rows * d + p
+        let d = dimension, p = parameterCount, n = 2 * rows * d + rows * contextFeatures + p
         return Arena.bytes(Scalar.self, n)
             + ODESolver.workspaceBytes(Scalar.self, count: n, method: solverOptions.method)
             + Arena.bytes(Scalar.self, p)
@@ -80,7 +94,8 @@ extension ContinuousFlow {
     /// `x` (chunk by chunk, the same chunks and probes as ``forward(_:count:logDet:arena:)``).
     public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
                          logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) {
-        backward(input: x, endStates: nil, count: count, gradient: g, logDetGradient: w, arena: &arena)
+        backward(input: x, endStates: nil, count: count, context: nil, gradient: g, logDetGradient: w,
+                 contextGradient: nil, arena: &arena)
     }
 
     /// With the adjoint method: `z(T)` of every row (`count × D` scalars), so that training does
@@ -93,7 +108,13 @@ extension ContinuousFlow {
     /// ``forward(_:count:logDet:arena:)``, keeping its output `z(T)` in `tape`.
     public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
                         tape: UnsafeMutableRawPointer, arena: inout Arena) {
-        forward(x, count: count, logDet: logDet, arena: &arena)
+        forward(x, count: count, context: nil, logDet: logDet, tape: tape, arena: &arena)
+    }
+
+    /// ``forward(_:count:context:logDet:arena:)``, keeping its output `z(T)` in `tape`.
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                        logDet: UnsafeMutablePointer<Double>, tape: UnsafeMutableRawPointer, arena: inout Arena) {
+        forward(x, count: count, context: context, logDet: logDet, arena: &arena)
         if gradientMode == .adjoint {
             tape.bindMemory(to: Scalar.self, capacity: count * dimension).update(from: x, count: count * dimension)
         }
@@ -103,30 +124,50 @@ extension ContinuousFlow {
     /// the `z(T)` in `tape` (bit-identical: the same chunks, probes and solves produced them).
     public func backward(input x: UnsafePointer<Scalar>, count: Int, gradient g: UnsafeMutablePointer<Scalar>,
                          logDetGradient w: UnsafePointer<Scalar>, tape: UnsafeRawPointer, arena: inout Arena) {
-        let endStates = gradientMode == .adjoint ? tape.assumingMemoryBound(to: Scalar.self) : nil
-        backward(input: x, endStates: endStates, count: count, gradient: g, logDetGradient: w, arena: &arena)
+        backward(input: x, count: count, context: nil, gradient: g, logDetGradient: w, contextGradient: nil,
+                 recorded: tape, arena: &arena)
+    }
+
+    /// The backward pass at the context rows `context` (`count × C`; nil: zeros): as
+    /// ``backward(input:count:gradient:logDetGradient:arena:)``, and with `contextGradient` also
+    /// adds `∂L/∂c` (`count × C`) there. `recorded`: the tape of
+    /// ``forward(_:count:context:logDet:tape:arena:)`` (the adjoint then starts from its `z(T)`),
+    /// or nil to solve forward again.
+    public func backward(input x: UnsafePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                         gradient g: UnsafeMutablePointer<Scalar>, logDetGradient w: UnsafePointer<Scalar>,
+                         contextGradient: UnsafeMutablePointer<Scalar>?, recorded: UnsafeRawPointer?,
+                         arena: inout Arena) {
+        let endStates = gradientMode == .adjoint ? recorded?.assumingMemoryBound(to: Scalar.self) : nil
+        backward(input: x, endStates: endStates, count: count, context: context, gradient: g, logDetGradient: w,
+                 contextGradient: contextGradient, arena: &arena)
     }
 
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     private func backward(input x: UnsafePointer<Scalar>, endStates: UnsafePointer<Scalar>?, count: Int,
-                          gradient g: UnsafeMutablePointer<Scalar>, logDetGradient w: UnsafePointer<Scalar>,
+                          context: UnsafePointer<Scalar>?, gradient g: UnsafeMutablePointer<Scalar>,
+                          logDetGradient w: UnsafePointer<Scalar>, contextGradient: UnsafeMutablePointer<Scalar>?,
                           arena: inout Arena) {
-        let d = dimension, chunk = rowsPerSolve
+        let d = dimension, chunk = rowsPerSolve, c = contextFeatures
+        // Without a context the layer has no context gradient to give.
+        let contextGradient = c > 0 ? contextGradient : nil
         var start = 0
         while start < count {
             let rows = Swift.min(chunk, count - start)
             var local = arena
             let ok: Bool
+            let rowContext = context.map { $0 + start * c }, rowContextGradient = contextGradient.map { $0 + start * c }
             switch gradientMode {
             case .adjoint:
                 ok = adjointChunk(x + start * d, endState: endStates.map { $0 + start * d }, rows: rows, rowOffset: start,
-                                  gradient: g + start * d, logDetGradient: w + start, arena: &local)
+                                  context: rowContext, gradient: g + start * d, logDetGradient: w + start,
+                                  contextGradient: rowContextGradient, arena: &local)
             case .backprop:
-                ok = backpropChunk(x + start * d, rows: rows, rowOffset: start, gradient: g + start * d,
-                                   logDetGradient: w + start, arena: &local)
+                ok = backpropChunk(x + start * d, rows: rows, rowOffset: start, context: rowContext, gradient: g + start * d,
+                                   logDetGradient: w + start, contextGradient: rowContextGradient, arena: &local)
             }
             if !ok {
                 (g + start * d).update(repeating: .nan, count: rows * d)
+                rowContextGradient?.update(repeating: .nan, count: rows * c)
                 for p in net.parameters { p.gradient.update(repeating: .nan) }
             }
             start += rows
@@ -134,12 +175,16 @@ extension ContinuousFlow {
     }
 
     /// One chunk by the adjoint method, from the forward pass's `z(T)` (`endState`) or a new
-    /// forward solve; false when a solve failed.
+    /// forward solve, at the chunk's context rows; with `contextGradient`, `c̄` is integrated
+    /// too and `∂L/∂c` added there. False when a solve failed.
     private func adjointChunk(_ x: UnsafePointer<Scalar>, endState: UnsafePointer<Scalar>?, rows: Int, rowOffset: Int,
-                              gradient g: UnsafeMutablePointer<Scalar>, logDetGradient w: UnsafePointer<Scalar>,
+                              context: UnsafePointer<Scalar>?, gradient g: UnsafeMutablePointer<Scalar>,
+                              logDetGradient w: UnsafePointer<Scalar>, contextGradient: UnsafeMutablePointer<Scalar>?,
                               arena: inout Arena) -> Bool {
         let d = dimension, k = directions, rd = rows * d, params = net.parameters
-        let p = parameterCount, n = 2 * rd + p
+        // State [z, a, c̄, θ̄]: c̄ (rows × C) only when the caller wants ∂L/∂c.
+        let rc = contextGradient == nil ? 0 : rows * contextFeatures
+        let p = parameterCount, n = 2 * rd + rc + p, thetaOffset = 2 * rd + rc
         let state = arena.take(Scalar.self, n)
         let savedGradient = arena.take(Scalar.self, p)
         let traceW = arena.take(Scalar.self, rows)
@@ -157,7 +202,8 @@ extension ContinuousFlow {
                 (forwardState + r * (d + 1)).update(from: x + r * d, count: d)
                 forwardState[r * (d + 1) + d] = 0
             }
-            guard solveChunk(forwardState, rows: rows, rowOffset: rowOffset, from: 0, to: endTime, arena: &scratch) else {
+            guard solveChunk(forwardState, rows: rows, rowOffset: rowOffset, context: context, from: 0, to: endTime,
+                             arena: &scratch) else {
                 return false
             }
             for r in 0..<rows { (state + r * d).update(from: forwardState + r * (d + 1), count: d) }
@@ -171,7 +217,7 @@ extension ContinuousFlow {
         guard c > 0 else { return true }  // Nothing flows back: ∂L/∂x = 0, no parameter gradient.
         let inverseScale = 1 / c
         for i in 0..<rd { state[rd + i] = g[i] * inverseScale }
-        (state + 2 * rd).update(repeating: 0, count: p)
+        (state + 2 * rd).update(repeating: 0, count: rc + p)
         let lambdaK = Scalar(kineticEnergy), lambdaJ = Scalar(jacobianNorm)
         for r in 0..<rows {
             traceW[r] = w[r] * inverseScale
@@ -186,20 +232,23 @@ extension ContinuousFlow {
             offset += q.count
         }
 
-        let probes = arena.take(Scalar.self, rows * k * d)
+        let probes = arena.take(Scalar.self, rows * k * net.inputWidth)
         let uniforms = arena.take(Double.self, d)
         fillProbes(probes, rows: rows, rowOffset: rowOffset, uniforms: uniforms)
         let net = self.net, useKinetic = kineticEnergy != 0, useJacobian = jacobianNorm != 0
         let tape = arena
         let dynamics: ODESolver.Dynamics<Scalar> = { t, y, dy, _ in
             for q in params { q.zeroGradient() }
+            // The reverse pass adds ∂/∂c into dc̄/dt's slot.
+            if rc > 0 { (dy + 2 * rd).update(repeating: 0, count: rc) }
             var scratch = tape
             net.adjointStep(t: t, y, ldz: d, rows: rows, cotangent: y + rd, ldu: d, probes: probes, directions: k,
                             traceWeights: traceW, kineticWeights: useKinetic ? kineticW : nil,
                             jacobianWeights: useJacobian ? jacobianW : nil, primalOut: dy, ldp: d,
-                            inputGradient: dy + rd, ldg: d, arena: &scratch)
-            for i in 0..<rd { dy[rd + i] = -dy[rd + i] }
-            var o = 2 * rd
+                            inputGradient: dy + rd, ldg: d, context: context,
+                            contextGradient: rc > 0 ? dy + 2 * rd : nil, arena: &scratch)
+            for i in rd..<(2 * rd + rc) { dy[i] = -dy[i] }
+            var o = thetaOffset
             for q in params {
                 let src = q.gradient.baseAddress!
                 for i in 0..<q.count { dy[o + i] = -src[i] }
@@ -220,11 +269,14 @@ extension ContinuousFlow {
         offset = 0
         for q in params {
             let dst = q.gradient.baseAddress!
-            for i in 0..<q.count { dst[i] = savedGradient[offset + i] + (solved ? c * state[2 * rd + offset + i] : 0) }
+            for i in 0..<q.count { dst[i] = savedGradient[offset + i] + (solved ? c * state[thetaOffset + offset + i] : 0) }
             offset += q.count
         }
         guard solved else { return false }
         for i in 0..<rd { g[i] = c * state[rd + i] }
+        if let contextGradient {
+            for i in 0..<rc { contextGradient[i] += c * state[2 * rd + i] }
+        }
         return true
     }
 }

@@ -20,6 +20,10 @@
 /// (DOPRI5: 6, its 7th stage only estimates the error; RK4: 4; Euler: 1). The `Δ` column's
 /// cotangent is constant (`f` does not depend on `Δ`) and weighs each stage's trace term.
 ///
+/// With a context (``ContinuousFlow/contextFeatures`` `C > 0`), each row's `c` enters every
+/// stage as a constant input, so, like `θ̄`, `c̄ += (∂f/∂c)ᵀ k̄ᵢ` over every stage of every
+/// step, added straight into the caller's context gradient.
+///
 /// ## Regularisers
 ///
 /// The RNODE penalties are integrated by the same quadrature (as if `∫ r dt` were one more state
@@ -44,8 +48,9 @@ extension ContinuousFlow {
     }
 
     /// Scratch of one backpropagation chunk of `rows` rows (besides the recorded trajectory):
-    /// the forward solve, the stage inputs, stages and stage cotangents, the state cotangent,
-    /// per-row weights, probes and the network's reverse tape.
+    /// the forward solve (whose scratch the stage recomputation reuses), the stage inputs,
+    /// stages and stage cotangents, the state cotangent, per-row weights, probes and the
+    /// network's reverse tape.
     func backpropChunkBytes(rows: Int) -> Int {
         let d = dimension, n = rows * (d + 1), s = tableau.b.count
         return chunkBytes(rows: rows) + (3 * s + 1) * Arena.bytes(Scalar.self, n)
@@ -53,9 +58,12 @@ extension ContinuousFlow {
             + reverseWorkspaceBytes(rows: rows)
     }
 
-    /// One chunk by backpropagation through the recorded steps; false when the solve failed.
-    func backpropChunk(_ x: UnsafePointer<Scalar>, rows: Int, rowOffset: Int, gradient g: UnsafeMutablePointer<Scalar>,
-                       logDetGradient w: UnsafePointer<Scalar>, arena: inout Arena) -> Bool {
+    /// One chunk by backpropagation through the recorded steps at the chunk's context rows
+    /// (`rows × C`; nil: zeros), adding `∂L/∂c` to `contextGradient` when given; false when the
+    /// solve failed.
+    func backpropChunk(_ x: UnsafePointer<Scalar>, rows: Int, rowOffset: Int, context: UnsafePointer<Scalar>?,
+                       gradient g: UnsafeMutablePointer<Scalar>, logDetGradient w: UnsafePointer<Scalar>,
+                       contextGradient: UnsafeMutablePointer<Scalar>?, arena: inout Arena) -> Bool {
         let d = dimension, n1 = d + 1, n = rows * n1, k = directions
         let (a, b, c) = tableau
         let stages = b.count
@@ -69,7 +77,8 @@ extension ContinuousFlow {
                 (state + r * n1).update(from: x + r * d, count: d)
                 state[r * n1 + d] = 0
             }
-            let ok = solveChunk(state, rows: rows, rowOffset: rowOffset, from: 0, to: endTime, arena: &scratch) { t, h, y in
+            let ok = solveChunk(state, rows: rows, rowOffset: rowOffset, context: context, from: 0, to: endTime,
+                                arena: &scratch) { t, h, y in
                 times.append(t)
                 sizes.append(h)
                 trajectory.append(contentsOf: UnsafeBufferPointer(start: y, count: n))
@@ -86,13 +95,13 @@ extension ContinuousFlow {
         let traceW = local.take(Scalar.self, rows)
         let kineticW = local.take(Scalar.self, rows)
         let jacobianW = local.take(Scalar.self, rows)
-        let probes = local.take(Scalar.self, rows * k * d)
+        let probes = local.take(Scalar.self, rows * k * net.inputWidth)
         let uniforms = local.take(Double.self, d)
         fillProbes(probes, rows: rows, rowOffset: rowOffset, uniforms: uniforms)
         let afterProbes = local
         var dynamicsArena = local
         _ = dynamicsArena.take(UInt8.self, net.reverseWorkspaceBytes(rows: rows, directions: k))
-        let dynamics = makeDynamics(rows: rows, rowOffset: rowOffset, arena: &dynamicsArena)
+        let dynamics = makeDynamics(rows: rows, rowOffset: rowOffset, context: context, arena: &dynamicsArena)
 
         for r in 0..<rows {
             (ybar + r * n1).update(from: g + r * d, count: d)
@@ -138,7 +147,8 @@ extension ContinuousFlow {
                 net.reverse(t: Scalar(t + c[i] * h), yi, ldz: n1, rows: rows, outputCotangent: kb, ldu: n1,
                             probes: probes, directions: k, traceWeights: traceW,
                             kineticWeights: useKinetic ? kineticW : nil, jacobianWeights: useJacobian ? jacobianW : nil,
-                            inputGradient: inputBar, ldg: d, accumulateInput: false, timeGradient: nil, arena: &tape)
+                            inputGradient: inputBar, ldg: d, accumulateInput: false, timeGradient: nil,
+                            context: context, contextGradient: contextGradient, arena: &tape)
                 for r in 0..<rows {
                     for j in 0..<d { ybar[r * n1 + j] += inputBar[r * d + j] }
                 }

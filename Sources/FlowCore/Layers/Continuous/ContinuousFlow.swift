@@ -7,6 +7,19 @@ import RealModule
 ///
 /// with `g` an ``ODENet`` of concat-squash layers.
 ///
+/// ## Context
+///
+/// With ``contextFeatures`` `C > 0` (a conditional flow `p(x | c)`) the layer is a
+/// ``ConditionalLayer``: each data row's context row `c` (the flow's encoded context) is held
+/// fixed along its trajectory and read by the dynamics, `dz/dt = g(z(t), t, c)`, as extra inputs
+/// of the network's first layer (``ODENet``, "Context"). For a fixed `c` the map is still the
+/// time-`T` flow of an ODE in `z`, so everything below holds row by row; the log-determinant
+/// is that of `x ↦ z` at fixed `c`. The gradient passes also return `∂L/∂c`: backpropagation
+/// sums it over the recorded stages, the adjoint method integrates it backward in time like
+/// the parameter gradient (see `ContinuousFlow+Adjoint.swift`). Without a context row (the
+/// ``Bijection`` entry points) the layer runs at `c = 0`. `C = 0` is the unconditional layer,
+/// unchanged (its `config`, and so its files, have no `context_features`).
+///
 /// ## Log-determinant and signs
 ///
 /// Along a trajectory, `d/dt log|det ∂z(t)/∂z(0)| = tr(∂g/∂z(z(t), t))` (Liouville; equivalently
@@ -54,7 +67,7 @@ import RealModule
 /// Hutchinson trace, ``Trainer`` sets ``probeDraw`` to the step number during each gradient
 /// pass, so every training step sees fresh probes (as FFJORD), and back to 0 afterwards.
 /// ``solverWork(reset:)`` counts the solves and their function evaluations (NFE).
-public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
+public final class ContinuousFlow<Scalar: FlowScalar>: ConditionalLayer {
     public static var typeName: String { "cnf" }
     public static var hyperParameters: [HyperParameter] {
         [
@@ -72,6 +85,7 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
             HyperParameter("gradient", .string, "training gradients: \"adjoint\" (default) or \"backprop\" (through the solver's steps)"),
             HyperParameter("kinetic_energy", .double, "RNODE weight λ_K of ∫‖g‖² dt in the training loss (default 0)"),
             HyperParameter("jacobian_norm", .double, "RNODE weight λ_J of ∫‖∂g/∂z‖_F² dt in the training loss (default 0)"),
+            .contextFeatures,
         ]
     }
 
@@ -102,6 +116,8 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
     public let kineticEnergy: Double
     /// RNODE Jacobian-Frobenius weight λ_J (0: off).
     public let jacobianNorm: Double
+    /// Context scalars per row the dynamics read (0: an unconditional layer).
+    public let contextFeatures: Int
     /// Which independent draw of Hutchinson probes the layer uses: probe row = row index +
     /// `probeDraw · 2⁴⁰`. 0 (evaluation, sampling, saved models) unless ``Trainer`` is inside a
     /// gradient pass. Not synchronised: only set it with exclusive access to the flow.
@@ -150,7 +166,9 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
         guard lambdaK.isFinite, lambdaK >= 0, lambdaJ.isFinite, lambdaJ >= 0 else {
             throw FlowError.invalidSpec("cnf: kinetic_energy and jacobian_norm must be finite and non-negative (got \(lambdaK), \(lambdaJ))")
         }
+        let c = try config.contextFeatures(context: "cnf")
         gradientMode = mode
+        contextFeatures = c
         kineticEnergy = lambdaK
         jacobianNorm = lambdaJ
         inputShape = eventShape
@@ -160,11 +178,12 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
         traceMode = trace
         self.probe = probe
         probeSeed = config.int("probe_seed", default: 0)
-        net = try ODENet.checked(widths: [d] + hidden + [d], activation: activation, seed: seed, context: "cnf")
+        net = try ODENet.checked(widths: [d] + hidden + [d], activation: activation, contextFeatures: c, seed: seed,
+                                 context: "cnf")
     }
 
     public var config: [String: JSONValue] {
-        [
+        var config: [String: JSONValue] = [
             "type": .string(Self.typeName),
             "hidden": JSONValue(Array(net.widths.dropFirst().dropLast())),
             "activation": .string(net.activation.rawValue),
@@ -181,6 +200,9 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
             "kinetic_energy": .number(kineticEnergy),
             "jacobian_norm": .number(jacobianNorm),
         ]
+        // Absent when 0, so unconditional layers keep their specs and files.
+        if contextFeatures > 0 { config["context_features"] = .number(Double(contextFeatures)) }
+        return config
     }
 
     public var parameters: [Parameter<Scalar>] { net.parameters }
@@ -203,14 +225,16 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
     }
 
     /// Scratch of one chunk of `rows` rows: the augmented state, the solver's stage buffers, the
-    /// tangent inputs/outputs, the network's scratch and (Rademacher) the uniform draws.
+    /// tangent inputs (`D + C` wide) and outputs, the network's scratch, (Rademacher) the uniform
+    /// draws and (with a context) the first layer's per-row bias.
     func chunkBytes(rows: Int) -> Int {
         let d = dimension, k = directions, n = rows * (d + 1)
         return Arena.bytes(Scalar.self, n)
             + ODESolver.workspaceBytes(Scalar.self, count: n, method: solverOptions.method)
-            + 2 * Arena.bytes(Scalar.self, rows * k * d)
+            + Arena.bytes(Scalar.self, rows * k * net.inputWidth) + Arena.bytes(Scalar.self, rows * k * d)
             + net.scratchBytes(rows: rows, directions: k)
             + Arena.bytes(Double.self, d)
+            + net.contextBiasBytes(rows: rows)
     }
 
     public func workspaceBytes(count: Int) -> Int {
@@ -220,19 +244,35 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int,
                         logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
-        integrate(x, count: count, logDet: logDet, arena: &arena, from: 0, to: endTime)
+        integrate(x, count: count, context: nil, logDet: logDet, arena: &arena, from: 0, to: endTime)
     }
 
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
     public func inverse(_ z: UnsafeMutablePointer<Scalar>, count: Int,
                         logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
-        integrate(z, count: count, logDet: logDet, arena: &arena, from: endTime, to: 0)
+        integrate(z, count: count, context: nil, logDet: logDet, arena: &arena, from: endTime, to: 0)
+    }
+
+    /// ``forward(_:count:logDet:arena:)`` along the dynamics at the context rows `context`
+    /// (`count × C`; nil: zeros).
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func forward(_ x: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        integrate(x, count: count, context: context, logDet: logDet, arena: &arena, from: 0, to: endTime)
+    }
+
+    /// ``inverse(_:count:logDet:arena:)`` along the dynamics at the context rows `context`
+    /// (`count × C`; nil: zeros).
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func inverse(_ z: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                        logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        integrate(z, count: count, context: context, logDet: logDet, arena: &arena, from: endTime, to: 0)
     }
 
     /// The dynamics `g` and the divergence estimate of each row at `t`, for tests and tools:
-    /// `out` gets `[g(z, t), tr]` per row (`rows × (D+1)`); `rowOffset` is the probe row of the
-    /// first row (Hutchinson).
-    func augmentedDynamics(t: Scalar, _ z: [Scalar], rows: Int, rowOffset: Int = 0) -> [Scalar] {
+    /// `out` gets `[g(z, t, c), tr]` per row (`rows × (D+1)`); `rowOffset` is the probe row of the
+    /// first row (Hutchinson); `context`: `rows × C` (nil: zeros).
+    func augmentedDynamics(t: Scalar, _ z: [Scalar], rows: Int, rowOffset: Int = 0, context: [Scalar]? = nil) -> [Scalar] {
         let d = dimension, n1 = d + 1
         var state = [Scalar](repeating: 0, count: rows * n1)
         for r in 0..<rows { for j in 0..<d { state[r * n1 + j] = z[r * d + j] } }
@@ -240,35 +280,52 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
         let ws = Workspace()
         ws.reserve(bytes: chunkBytes(rows: rows))
         var arena = ws.arena()
-        let f = makeDynamics(rows: rows, rowOffset: rowOffset, arena: &arena)
-        state.withUnsafeBufferPointer { s in
-            out.withUnsafeMutableBufferPointer { o in
-                try? f(t, s.baseAddress!, o.baseAddress!, rows * n1)
+        func evaluate(_ c: UnsafePointer<Scalar>?) {
+            let f = makeDynamics(rows: rows, rowOffset: rowOffset, context: c, arena: &arena)
+            state.withUnsafeBufferPointer { s in
+                out.withUnsafeMutableBufferPointer { o in
+                    try? f(t, s.baseAddress!, o.baseAddress!, rows * n1)
+                }
             }
+        }
+        if let context {
+            context.withUnsafeBufferPointer { evaluate($0.baseAddress) }
+        } else {
+            evaluate(nil)
         }
         return out
     }
 
-    /// Sets up the probes and scratch of a chunk of `rows` rows and returns the augmented
-    /// dynamics `[z, Δ] ↦ [g(z, t), tr(∂g/∂z)]` over it.
-    func makeDynamics(rows: Int, rowOffset: Int, arena: inout Arena) -> ODESolver.Dynamics<Scalar> {
-        let d = dimension, n1 = d + 1, k = directions
-        let v = arena.take(Scalar.self, rows * k * d)
+    /// Sets up the probes, scratch and (with a context) the first layer's per-row bias of a
+    /// chunk of `rows` rows at the context rows `context` (`rows × C`; nil: zeros) and returns
+    /// the augmented dynamics `[z, Δ] ↦ [g(z, t, c), tr(∂g/∂z)]` over it.
+    func makeDynamics(rows: Int, rowOffset: Int, context: UnsafePointer<Scalar>?,
+                      arena: inout Arena) -> ODESolver.Dynamics<Scalar> {
+        let d = dimension, n1 = d + 1, k = directions, width = net.inputWidth
+        let v = arena.take(Scalar.self, rows * k * width)
         let jv = arena.take(Scalar.self, rows * k * d)
         let uniforms = arena.take(Double.self, d)
         fillProbes(v, rows: rows, rowOffset: rowOffset, uniforms: uniforms)
         let scratch = net.takeScratch(rows: rows, directions: k, arena: &arena)
+        let contextBias: UnsafePointer<Scalar>?
+        if contextFeatures > 0 {
+            let bias = arena.take(Scalar.self, rows * net.widths[1])
+            net.contextBias(context, rows: rows, into: bias)
+            contextBias = UnsafePointer(bias)
+        } else {
+            contextBias = nil
+        }
         let net = self.net, mode = traceMode
         return { t, y, dy, _ in
             net.evaluate(t: t, y, ldz: n1, rows: rows, into: dy, ldo: n1, tangents: UnsafePointer(v), directions: k,
-                         tangentOut: jv, scratch: scratch)
+                         tangentOut: jv, contextBias: contextBias, scratch: scratch)
             for r in 0..<rows {
                 var tr: Scalar = 0
                 switch mode {
                 case .exact:
                     for i in 0..<d { tr += jv[(r * d + i) * d + i] }
                 case .hutchinson:
-                    for j in 0..<d { tr += v[r * d + j] * jv[r * d + j] }
+                    for j in 0..<d { tr += v[r * width + j] * jv[r * d + j] }
                 }
                 dy[r * n1 + d] = tr
             }
@@ -276,12 +333,14 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
     }
 
     /// Solves the augmented state `[z, Δ]` of one chunk (`rows × (D+1)`, in place) from `t0` to
-    /// `t1` with the probes of rows `rowOffset…`; false when the solver failed. Scratch:
+    /// `t1` with the probes of rows `rowOffset…` at the chunk's context rows `context`
+    /// (`rows × C`; nil: zeros); false when the solver failed. Scratch:
     /// ``chunkBytes(rows:)`` minus the state. The forward and inverse passes and the gradient
     /// passes all solve through here, so their chunks and probes agree.
-    func solveChunk(_ state: UnsafeMutablePointer<Scalar>, rows: Int, rowOffset: Int, from t0: Double, to t1: Double,
-                    arena: inout Arena, onAcceptedStep: ODESolver.StepObserver<Scalar>? = nil) -> Bool {
-        let dynamics = makeDynamics(rows: rows, rowOffset: rowOffset, arena: &arena)
+    func solveChunk(_ state: UnsafeMutablePointer<Scalar>, rows: Int, rowOffset: Int, context: UnsafePointer<Scalar>?,
+                    from t0: Double, to t1: Double, arena: inout Arena,
+                    onAcceptedStep: ODESolver.StepObserver<Scalar>? = nil) -> Bool {
+        let dynamics = makeDynamics(rows: rows, rowOffset: rowOffset, context: context, arena: &arena)
         do {
             let statistics = try ODESolver.solve(state, count: rows * (dimension + 1), from: Scalar(t0), to: Scalar(t1),
                                                  options: solverOptions, arena: &arena, onAcceptedStep: onAcceptedStep,
@@ -293,10 +352,11 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
         }
     }
 
-    /// Solves every chunk of the call from `t0` to `t1`, adding `Δ(t1)` to `logDet`.
-    private func integrate(_ x: UnsafeMutablePointer<Scalar>, count: Int, logDet: UnsafeMutablePointer<Double>,
-                           arena: inout Arena, from t0: Double, to t1: Double) {
-        let d = dimension, n1 = d + 1, chunk = rowsPerSolve
+    /// Solves every chunk of the call from `t0` to `t1` at its context rows (`count × C`; nil:
+    /// zeros), adding `Δ(t1)` to `logDet`.
+    private func integrate(_ x: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                           logDet: UnsafeMutablePointer<Double>, arena: inout Arena, from t0: Double, to t1: Double) {
+        let d = dimension, n1 = d + 1, chunk = rowsPerSolve, c = contextFeatures
         var start = 0
         while start < count {
             let rows = Swift.min(chunk, count - start)
@@ -306,7 +366,8 @@ public final class ContinuousFlow<Scalar: FlowScalar>: FlowLayer {
                 (state + r * n1).update(from: x + (start + r) * d, count: d)
                 state[r * n1 + d] = 0
             }
-            let ok = solveChunk(state, rows: rows, rowOffset: start, from: t0, to: t1, arena: &local)
+            let ok = solveChunk(state, rows: rows, rowOffset: start, context: context.map { $0 + start * c },
+                                from: t0, to: t1, arena: &local)
             for r in 0..<rows {
                 let out = x + (start + r) * d
                 if ok {

@@ -14,7 +14,7 @@ import RealModule
 ///
 /// ## The combined objective
 ///
-/// One reverse pass (``reverse(t:_:ldz:rows:outputCotangent:ldu:probes:directions:traceWeights:inputGradient:ldg:accumulateInput:timeGradient:arena:)``)
+/// One reverse pass (``reverse(t:_:ldz:rows:outputCotangent:ldu:probes:directions:traceWeights:kineticWeights:jacobianWeights:primalOut:ldp:inputGradient:ldg:accumulateInput:timeGradient:context:contextGradient:arena:)``)
 /// differentiates, per row `r`,
 ///
 ///     L_r = u_rᵀ g(z_r, t) + w_r · Σ_k v_{r,k}ᵀ J(z_r, t) v_{r,k}
@@ -53,13 +53,22 @@ import RealModule
 /// (no probes) this is the plain VJP `uᵀ ∂g/∂(z, θ, t)`; with `u = 0` it is
 /// `w · ∂tr/∂(z, θ, t)`.
 ///
+/// ## Context
+///
+/// With a context (``ODENet/contextFeatures`` `C > 0`) the first layer's input is `h_0 = [z, c]`
+/// and the tangents `q_0 = [v, 0]` (``ODENet/inputWidth`` columns, the context ones zero). The
+/// formulas above then run unchanged over the `D + C` columns of layer 0: `W̄_0` covers the
+/// context columns, and `h̄_0 = [z̄, c̄]` splits into the state gradient and `c̄ = ∂L_r/∂c_r`,
+/// which is added to the caller's context gradient (like the parameter gradients: the context
+/// is constant along a trajectory, so its gradient is integrated over time).
+///
 /// Cost: one primal-plus-tangent forward pass and a reverse pass of the same size, i.e. about
 /// `3 (1 + K)` times an evaluation of `g`.
 extension ODENet {
-    /// Bytes of the scratch ``reverse(t:_:ldz:rows:outputCotangent:ldu:probes:directions:traceWeights:inputGradient:ldg:accumulateInput:timeGradient:arena:)``
+    /// Bytes of the scratch ``reverse(t:_:ldz:rows:outputCotangent:ldu:probes:directions:traceWeights:kineticWeights:jacobianWeights:primalOut:ldp:inputGradient:ldg:accumulateInput:timeGradient:context:contextGradient:arena:)``
     /// takes from its arena for `rows` rows and `k` tangent directions per row (`k = 0`: VJP only).
     func reverseWorkspaceBytes(rows: Int, directions k: Int) -> Int {
-        var bytes = 0
+        var bytes = contextFeatures > 0 ? Arena.bytes(T.self, rows * inputWidth) : 0  // [z, c]
         for l in 0..<layerCount {
             let fin = widths[l], fout = widths[l + 1]
             if l > 0 {
@@ -80,13 +89,15 @@ extension ODENet {
     /// `inputGradient = uᵀ ∂g/∂z` (`rows × D`, row stride `ldg`; overwritten), adds
     /// `Σ_r u_rᵀ ∂g/∂θ` into every parameter's ``Parameter/gradient`` (the calling thread's
     /// ``GradientSlot``), and when `timeGradient` is given adds `u_rᵀ ∂g/∂t` to its entry `r`.
+    /// With a context, `context` holds its rows (`rows × C`; nil: zeros) and `contextGradient`,
+    /// when given, gets `u_rᵀ ∂g/∂c_r` added (`rows × C`).
     /// Scratch: ``reverseWorkspaceBytes(rows:directions:)`` with `directions: 0`.
     func vjp(t: T, _ z: UnsafePointer<T>, ldz: Int, rows: Int, cotangent u: UnsafePointer<T>, ldu: Int,
              inputGradient: UnsafeMutablePointer<T>, ldg: Int, timeGradient: UnsafeMutablePointer<T>?,
-             arena: inout Arena) {
+             context: UnsafePointer<T>? = nil, contextGradient: UnsafeMutablePointer<T>? = nil, arena: inout Arena) {
         reverse(t: t, z, ldz: ldz, rows: rows, outputCotangent: u, ldu: ldu, probes: nil, directions: 0,
                 traceWeights: nil, inputGradient: inputGradient, ldg: ldg, accumulateInput: false,
-                timeGradient: timeGradient, arena: &arena)
+                timeGradient: timeGradient, context: context, contextGradient: contextGradient, arena: &arena)
     }
 
     /// The adjoint dynamics of one evaluation: `primalOut = g(z, t)` (stride `ldp`) and
@@ -94,36 +105,44 @@ extension ODENet {
     /// `L_r = u_rᵀ g + w_r Σ_k v_kᵀ J v_k + κ_r ‖g‖² + ι_r Σ_k ‖J v_k‖²`, adding `Σ_r ∂L_r/∂θ` into
     /// the parameter gradients. Any of `traceWeights`, `kineticWeights`, `jacobianWeights` may be
     /// nil (that term is absent); `probes` are needed when the trace or Jacobian term is present.
-    /// Scratch: ``reverseWorkspaceBytes(rows:directions:)``.
+    /// With a context: `context` (`rows × C`; nil: zeros), and `contextGradient` (when given)
+    /// gets `∂L_r/∂c_r` added. Scratch: ``reverseWorkspaceBytes(rows:directions:)``.
     func adjointStep(t: T, _ z: UnsafePointer<T>, ldz: Int, rows: Int, cotangent u: UnsafePointer<T>, ldu: Int,
                      probes: UnsafePointer<T>?, directions k: Int, traceWeights: UnsafePointer<T>?,
                      kineticWeights: UnsafePointer<T>?, jacobianWeights: UnsafePointer<T>?,
                      primalOut: UnsafeMutablePointer<T>, ldp: Int,
-                     inputGradient: UnsafeMutablePointer<T>, ldg: Int, arena: inout Arena) {
+                     inputGradient: UnsafeMutablePointer<T>, ldg: Int, context: UnsafePointer<T>? = nil,
+                     contextGradient: UnsafeMutablePointer<T>? = nil, arena: inout Arena) {
         reverse(t: t, z, ldz: ldz, rows: rows, outputCotangent: u, ldu: ldu, probes: probes, directions: k,
                 traceWeights: traceWeights, kineticWeights: kineticWeights, jacobianWeights: jacobianWeights,
                 primalOut: primalOut, ldp: ldp, inputGradient: inputGradient, ldg: ldg, accumulateInput: false,
-                timeGradient: nil, arena: &arena)
+                timeGradient: nil, context: context, contextGradient: contextGradient, arena: &arena)
     }
 
     /// The gradient of `w_r Σ_k v_{r,k}ᵀ J v_{r,k}` (the divergence: exact with `v = e_k`,
     /// Hutchinson with `v = ε`): ADDS `w_r ∂/∂z` into `inputGradient` (`rows × D`, stride `ldg`),
     /// `Σ_r w_r ∂/∂θ` into the parameter gradients and, when given, `w_r ∂/∂t` into
-    /// `timeGradient[r]`. `probes`: `rows·k × D`, contiguous, direction `i` of row `r` at row
-    /// `r·k + i` (the layout of ``evaluate(t:_:ldz:rows:into:ldo:tangents:directions:tangentOut:scratch:)``).
+    /// `timeGradient[r]`. `probes`: `rows·k ×` ``inputWidth``, contiguous, direction `i` of row
+    /// `r` at row `r·k + i`, context columns zero (the layout of
+    /// ``evaluate(t:_:ldz:rows:into:ldo:tangents:directions:tangentOut:contextBias:scratch:)``).
+    /// With a context: `context` (`rows × C`; nil: zeros), and `contextGradient` (when given)
+    /// gets `w_r ∂/∂c_r` added.
     func traceGradient(t: T, _ z: UnsafePointer<T>, ldz: Int, rows: Int, probes: UnsafePointer<T>, directions k: Int,
                        weights w: UnsafePointer<T>, addingInto inputGradient: UnsafeMutablePointer<T>, ldg: Int,
-                       timeGradient: UnsafeMutablePointer<T>?, arena: inout Arena) {
+                       timeGradient: UnsafeMutablePointer<T>?, context: UnsafePointer<T>? = nil,
+                       contextGradient: UnsafeMutablePointer<T>? = nil, arena: inout Arena) {
         reverse(t: t, z, ldz: ldz, rows: rows, outputCotangent: nil, ldu: 0, probes: probes, directions: k,
                 traceWeights: w, inputGradient: inputGradient, ldg: ldg, accumulateInput: true,
-                timeGradient: timeGradient, arena: &arena)
+                timeGradient: timeGradient, context: context, contextGradient: contextGradient, arena: &arena)
     }
 
     /// The combined reverse pass of `L_r = u_rᵀ g + w_r Σ_k v_kᵀ J v_k` (see the extension's
     /// documentation); either term may be absent (`outputCotangent` nil, or `probes`/`traceWeights`
     /// nil with `k = 0`). `inputGradient` (`rows × D`, stride `ldg`) gets `∂L_r/∂z_r`, added when
-    /// `accumulateInput`, else overwritten; parameter gradients and `timeGradient` are always
-    /// added to. No allocation: scratch ``reverseWorkspaceBytes(rows:directions:)`` from `arena`.
+    /// `accumulateInput`, else overwritten; parameter gradients, `timeGradient` and
+    /// `contextGradient` (`rows × C`, contiguous: `∂L_r/∂c_r` at the `context` rows, nil: zeros)
+    /// are always added to. `probes`: `rows·k ×` ``inputWidth`` with zero context columns.
+    /// No allocation: scratch ``reverseWorkspaceBytes(rows:directions:)`` from `arena`.
     @_specialize(where T == Float) @_specialize(where T == Double)
     func reverse(t: T, _ z: UnsafePointer<T>, ldz: Int, rows: Int,
                  outputCotangent u: UnsafePointer<T>?, ldu: Int,
@@ -131,11 +150,25 @@ extension ODENet {
                  kineticWeights kw: UnsafePointer<T>? = nil, jacobianWeights jw: UnsafePointer<T>? = nil,
                  primalOut: UnsafeMutablePointer<T>? = nil, ldp: Int = 0,
                  inputGradient: UnsafeMutablePointer<T>?, ldg: Int, accumulateInput: Bool,
-                 timeGradient: UnsafeMutablePointer<T>?, arena: inout Arena) {
+                 timeGradient: UnsafeMutablePointer<T>?, context: UnsafePointer<T>? = nil,
+                 contextGradient: UnsafeMutablePointer<T>? = nil, arena: inout Arena) {
         guard rows > 0 else { return }
         let k = (v != nil && (tw != nil || jw != nil)) ? kIn : 0
         let nl = layerCount, d0 = dimension, tr = rows * k, mw = maxWidth
+        let cf = contextFeatures, p0 = inputWidth
         let act = activation
+        // The first layer's input: z in place, or [z, c] gathered (row stride p0 = D + C).
+        var input0 = z, ld0 = ldz
+        if cf > 0 {
+            let gathered = arena.take(T.self, rows * p0)
+            for r in 0..<rows {
+                let dst = gathered + r * p0
+                dst.update(from: z + r * ldz, count: d0)
+                if let context { (dst + d0).update(from: context + r * cf, count: cf) } else { (dst + d0).update(repeating: 0, count: cf) }
+            }
+            input0 = UnsafePointer(gathered)
+            ld0 = p0
+        }
         let tape = arena.take(T.self, tapeScalars(rows: rows, directions: k))
         let ybar0 = arena.take(T.self, rows * mw), ybar1 = arena.take(T.self, rows * mw)
         let qbar0: UnsafeMutablePointer<T>? = k > 0 ? arena.take(T.self, tr * mw) : nil
@@ -144,12 +177,12 @@ extension ODENet {
 
         // ---- Forward: primal and tangent passes, recorded.
         for l in 0..<nl {
-            let fin = widths[l], fout = widths[l + 1]
+            let fin = fanIn(l), fout = widths[l + 1]
             let lt = layerTape(tape, l, rows: rows, directions: k)
             let gw = gateWeights[l].values, gb = gateBiases[l].values
             for j in 0..<fout { lt.s[j] = 1 / (1 + T.exp(-(gw[j] * t + gb[j]))) }
-            let input: UnsafePointer<T> = l == 0 ? z : UnsafePointer(lt.h!)
-            MatrixProducts.linear(input, ldx: l == 0 ? ldz : fin, rows: rows, inFeatures: fin,
+            let input: UnsafePointer<T> = l == 0 ? input0 : UnsafePointer(lt.h!)
+            MatrixProducts.linear(input, ldx: l == 0 ? ld0 : fin, rows: rows, inFeatures: fin,
                                   weight: weights[l].pointer, bias: biases[l].pointer, outFeatures: fout, into: lt.p)
             if k > 0 {
                 let qin: UnsafePointer<T> = l == 0 ? v! : UnsafePointer(lt.q!)
@@ -196,14 +229,14 @@ extension ODENet {
             if k > 0 {
                 let wr = tw?[r] ?? 0, jac: T = 2 * (jw?[r] ?? 0)
                 for i in 0..<k {
-                    let src = v! + (r * k + i) * d0, dst = qbar! + (r * k + i) * dL
+                    let src = v! + (r * k + i) * p0, dst = qbar! + (r * k + i) * dL
                     let jv = last.P! + (r * k + i) * dL
                     for j in 0..<dL { dst[j] = wr * src[j] + jac * jv[j] * last.s[j] }
                 }
             }
         }
         for l in stride(from: nl - 1, through: 0, by: -1) {
-            let fin = widths[l], fout = widths[l + 1]
+            let fin = fanIn(l), fout = widths[l + 1]
             let lt = layerTape(tape, l, rows: rows, directions: k)
             let a = gateWeights[l].values, dt = timeWeights[l].values
             let aGrad = gateWeights[l].gradient, cGrad = gateBiases[l].gradient, dGrad = timeWeights[l].gradient
@@ -232,9 +265,9 @@ extension ODENet {
                 cGrad[j] += sp
             }
             // Through the dense maps.
-            let input: UnsafePointer<T> = l == 0 ? z : UnsafePointer(lt.h!)
+            let input: UnsafePointer<T> = l == 0 ? input0 : UnsafePointer(lt.h!)
             let wGrad = weights[l].gradient.baseAddress!
-            MatrixProducts.linearBackward(input, ldx: l == 0 ? ldz : fin, rows: rows, inFeatures: fin,
+            MatrixProducts.linearBackward(input, ldx: l == 0 ? ld0 : fin, rows: rows, inFeatures: fin,
                                           weight: weights[l].pointer, outFeatures: fout, outputGradient: ybar,
                                           weightGradient: wGrad, biasGradient: biases[l].gradient.baseAddress!,
                                           inputGradient: ybarNext)
@@ -269,12 +302,18 @@ extension ODENet {
         }
         if let inputGradient {
             for r in 0..<rows {
-                let src = ybarNext + r * d0, dst = inputGradient + r * ldg
+                let src = ybarNext + r * p0, dst = inputGradient + r * ldg
                 if accumulateInput {
                     for j in 0..<d0 { dst[j] += src[j] }
                 } else {
                     for j in 0..<d0 { dst[j] = src[j] }
                 }
+            }
+        }
+        if cf > 0, let contextGradient {
+            for r in 0..<rows {
+                let src = ybarNext + r * p0 + d0, dst = contextGradient + r * cf
+                for j in 0..<cf { dst[j] += src[j] }
             }
         }
     }
@@ -351,65 +390,73 @@ extension ODENet {
 
 /// The adjoint building blocks at the layer level: the same probes as the forward solve.
 extension ContinuousFlow {
-    /// Scratch of ``dynamicsVJP(t:_:ldz:rows:cotangent:ldu:into:ldg:timeGradient:arena:)`` and
-    /// ``divergenceGradient(t:_:ldz:rows:rowOffset:weights:addingInto:ldg:timeGradient:arena:)``
+    /// Scratch of ``dynamicsVJP(t:_:ldz:rows:cotangent:ldu:into:ldg:timeGradient:context:contextGradient:arena:)`` and
+    /// ``divergenceGradient(t:_:ldz:rows:rowOffset:weights:addingInto:ldg:timeGradient:context:contextGradient:arena:)``
     /// over `rows` rows (the probes of this layer's trace mode plus the network's tape).
     func reverseWorkspaceBytes(rows: Int) -> Int {
         let d = dimension, k = directions
-        return Arena.bytes(Scalar.self, rows * k * d) + Arena.bytes(Double.self, d)
+        return Arena.bytes(Scalar.self, rows * k * net.inputWidth) + Arena.bytes(Double.self, d)
             + net.reverseWorkspaceBytes(rows: rows, directions: k)
     }
 
-    /// Writes the trace directions of `rows` rows into `v` (`rows·k × D`): the unit vectors
-    /// (exact) or the fixed Hutchinson probe `ε` of probe row `rowOffset + r` (plus
-    /// ``probeDraw``·2⁴⁰) — Philox stream
+    /// Writes the trace directions of `rows` rows into `v` (`rows·k × (D + C)`, the layout of
+    /// ``ODENet/inputWidth``, context columns zero): the unit vectors (exact) or the fixed
+    /// Hutchinson probe `ε` of probe row `rowOffset + r` (plus ``probeDraw``·2⁴⁰) — Philox stream
     /// ``RandomStream/probes`` keyed by `probe_seed`. The forward solve (`makeDynamics`) and the
     /// reverse pass both draw their probes here, so they always agree. `uniforms`:
     /// `D` doubles of scratch (Rademacher).
     func fillProbes(_ v: UnsafeMutablePointer<Scalar>, rows: Int, rowOffset: Int,
                     uniforms: UnsafeMutablePointer<Double>) {
-        let d = dimension
+        let d = dimension, width = net.inputWidth
         switch traceMode {
         case .exact:
-            v.initialize(repeating: 0, count: rows * d * d)
-            for r in 0..<rows { for i in 0..<d { v[(r * d + i) * d + i] = 1 } }
+            v.initialize(repeating: 0, count: rows * d * width)
+            for r in 0..<rows { for i in 0..<d { v[(r * d + i) * width + i] = 1 } }
         case .hutchinson:
             let philox = Philox4x32(seed: UInt64(bitPattern: Int64(probeSeed)))
             for r in 0..<rows {
                 let row = UInt64(rowOffset + r) &+ probeDraw << 40
+                let vr = v + r * width
                 switch probe {
                 case .gaussian:
-                    philox.fillNormal(v + r * d, count: d, row: row, stream: RandomStream.probes)
+                    philox.fillNormal(vr, count: d, row: row, stream: RandomStream.probes)
                 case .rademacher:
                     philox.fillUniform(uniforms, count: d, row: row, stream: RandomStream.probes)
-                    for j in 0..<d { v[r * d + j] = uniforms[j] < 0.5 ? -1 : 1 }
+                    for j in 0..<d { vr[j] = uniforms[j] < 0.5 ? -1 : 1 }
                 }
+                (vr + d).initialize(repeating: 0, count: width - d)
             }
         }
     }
 
     /// `out = uᵀ ∂g/∂z` (overwritten, stride `ldg`); adds `Σ_r u_rᵀ ∂g/∂θ` to the parameter
-    /// gradients and, when given, `u_rᵀ ∂g/∂t` to `timeGradient[r]`. See ``ODENet/vjp(t:_:ldz:rows:cotangent:ldu:inputGradient:ldg:timeGradient:arena:)``.
+    /// gradients and, when given, `u_rᵀ ∂g/∂t` to `timeGradient[r]` and `u_rᵀ ∂g/∂c_r` to
+    /// `contextGradient` (`rows × C`) at the `context` rows (nil: zeros). See
+    /// ``ODENet/vjp(t:_:ldz:rows:cotangent:ldu:inputGradient:ldg:timeGradient:context:contextGradient:arena:)``.
     func dynamicsVJP(t: Scalar, _ z: UnsafePointer<Scalar>, ldz: Int, rows: Int, cotangent u: UnsafePointer<Scalar>,
                      ldu: Int, into out: UnsafeMutablePointer<Scalar>, ldg: Int,
-                     timeGradient: UnsafeMutablePointer<Scalar>?, arena: inout Arena) {
+                     timeGradient: UnsafeMutablePointer<Scalar>?, context: UnsafePointer<Scalar>? = nil,
+                     contextGradient: UnsafeMutablePointer<Scalar>? = nil, arena: inout Arena) {
         net.vjp(t: t, z, ldz: ldz, rows: rows, cotangent: u, ldu: ldu, inputGradient: out, ldg: ldg,
-                timeGradient: timeGradient, arena: &arena)
+                timeGradient: timeGradient, context: context, contextGradient: contextGradient, arena: &arena)
     }
 
     /// The gradient of this layer's divergence term `w_r · tr_r(z, t)` (exact trace, or the
     /// Hutchinson estimate `ε_rᵀ J ε_r` with the forward solve's fixed probe of row
     /// `rowOffset + r`): ADDS `w_r ∂tr_r/∂z_r` into `out` (stride `ldg`), `Σ_r w_r ∂tr_r/∂θ` into
-    /// the parameter gradients and, when given, `w_r ∂tr_r/∂t` into `timeGradient[r]`.
+    /// the parameter gradients and, when given, `w_r ∂tr_r/∂t` into `timeGradient[r]` and
+    /// `w_r ∂tr_r/∂c_r` into `contextGradient` (`rows × C`) at the `context` rows (nil: zeros).
     func divergenceGradient(t: Scalar, _ z: UnsafePointer<Scalar>, ldz: Int, rows: Int, rowOffset: Int,
                             weights w: UnsafePointer<Scalar>, addingInto out: UnsafeMutablePointer<Scalar>, ldg: Int,
-                            timeGradient: UnsafeMutablePointer<Scalar>?, arena: inout Arena) {
+                            timeGradient: UnsafeMutablePointer<Scalar>?, context: UnsafePointer<Scalar>? = nil,
+                            contextGradient: UnsafeMutablePointer<Scalar>? = nil, arena: inout Arena) {
         let d = dimension, k = directions
         var local = arena
-        let v = local.take(Scalar.self, rows * k * d)
+        let v = local.take(Scalar.self, rows * k * net.inputWidth)
         let uniforms = local.take(Double.self, d)
         fillProbes(v, rows: rows, rowOffset: rowOffset, uniforms: uniforms)
         net.traceGradient(t: t, z, ldz: ldz, rows: rows, probes: v, directions: k, weights: w, addingInto: out,
-                          ldg: ldg, timeGradient: timeGradient, arena: &local)
+                          ldg: ldg, timeGradient: timeGradient, context: context, contextGradient: contextGradient,
+                          arena: &local)
     }
 }

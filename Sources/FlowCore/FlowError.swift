@@ -56,6 +56,8 @@ public enum Limits {
     public static let maxHiddenWidth = 1 << 16
     /// Most hidden layers in one conditioner.
     public static let maxHiddenLayers = 64
+    /// Most residual blocks in one residual MADE (two hidden layers each).
+    public static let maxResidualBlocks = 32
     /// Most learnable parameters in one layer / one model.
     public static let maxParametersPerLayer = 1 << 28
     public static let maxParameters = 1 << 30

@@ -29,6 +29,13 @@ struct ModelOptions: ParsableArguments {
     @Flag(help: "Insert ActNorm (data-dependent init) before each coupling.")
     var actnorm = false
 
+    @Flag(help: "nsf: autoregressive splines (MADE conditioners) instead of spline couplings.")
+    var autoregressive = false
+
+    @Option(name: .customLong("residual-blocks"),
+            help: "maf, iaf, nsf --autoregressive: residual blocks of nflows' residual MADE, whose width is the --hidden width (all widths equal; 0 = the plain MADE).")
+    var residualBlocks: Int?
+
     @Option(help: "Spline bins (nsf).")
     var bins: Int?
 
@@ -109,6 +116,8 @@ struct ModelOptions: ParsableArguments {
         if let activation { o["activation"] = .string(activation) }
         if let mixing { o["mixing"] = .string(mixing) }
         if actnorm { o["actnorm"] = .bool(true) }
+        if autoregressive { o["autoregressive"] = .bool(true) }
+        if let residualBlocks { o["residual_blocks"] = .number(Double(residualBlocks)) }
         if let bins { o["bins"] = .number(Double(bins)) }
         if let bound { o["bound"] = .number(bound) }
         if let base { o["base"] = .string(base) }

@@ -3,13 +3,22 @@ import FlowTestSupport
 import XCTest
 
 /// Masked autoregressive layers beyond the shared checkers (LayerTests, GradientTests): the
-/// autoregressive property in the declared order, the two directions, masks held at zero.
+/// autoregressive property in the declared order (plain and residual MADE, with and without a
+/// context, both directions), masks held at zero.
 final class AutoregressiveTests: XCTestCase {
-    private func layer(_ config: [String: JSONValue], d: Int, seed: UInt64 = 3) throws -> any FlowLayer<Double> {
-        let flow = try NormalizingFlow<Double>(spec: Fixtures.singleLayer(config, shape: [d]), seed: seed)
+    /// A one-layer flow around `config` (with a context of `context` values when positive),
+    /// its parameters perturbed.
+    private func flow(_ config: [String: JSONValue], d: Int, context: Int = 0, seed: UInt64 = 3) throws -> NormalizingFlow<Double> {
+        var spec: [String: JSONValue] = ["event_shape": JSONValue([d]), "layers": .array([.object(config)])]
+        if context > 0 { spec["context"] = .object(["size": .number(Double(context))]) }
+        let flow = try NormalizingFlow<Double>(spec: .object(spec), seed: seed)
         BijectionChecker.perturb(flow.parameters, scale: 0.4, seed: seed)
         flow.transform.parametersDidChange()
-        return flow.layers[0]
+        return flow
+    }
+
+    private func layer(_ config: [String: JSONValue], d: Int, context: Int = 0, seed: UInt64 = 3) throws -> any FlowLayer<Double> {
+        try flow(config, d: d, context: context, seed: seed).layers[0]
     }
 
     /// The orders a test covers at `d` features: the shorthands and an explicit permutation.
@@ -17,39 +26,105 @@ final class AutoregressiveTests: XCTestCase {
         [.string("natural"), .string("reversed"), .string("random"), JSONValue((0..<d).map { ($0 * 3 + 1) % d })]
     }
 
+    /// The network configurations of the property tests: plain MADE with several, one or no
+    /// hidden layers, and nflows' residual MADE with one and two blocks.
+    private let networks: [(type: String, hidden: [Int], blocks: Int)] = [
+        ("affine_autoregressive", [16, 12], 0), ("spline_autoregressive", [9], 0), ("affine_autoregressive", [], 0),
+        ("affine_autoregressive", [10], 2), ("spline_autoregressive", [9, 9], 1),
+    ]
+
     /// `∂θ_i/∂x_j = 0` for every `j` not before `i` in the order, exactly (the masked weights are
     /// zero), and `θ_i` does depend on some earlier feature: finite differences of the network's
-    /// output over random orders, both transforms, with and without several hidden layers.
+    /// output over random orders, both transforms, with and without several hidden layers, with
+    /// residual blocks, with and without a context. With a context, every `θ_i` (the first in
+    /// the order's too) depends on it.
     func testConditionerIsAutoregressiveInItsOrder() throws {
         for d in [2, 3, 5, 8] where Set((0..<d).map { ($0 * 3 + 1) % d }).count == d {
             for order in orders(d) {
-                for (type, hidden) in [("affine_autoregressive", [16, 12]), ("spline_autoregressive", [9]),
-                                       ("affine_autoregressive", [Int]())] {
-                    let made = try layer(["type": .string(type), "order": order, "hidden": JSONValue(hidden),
-                                          "activation": .string("tanh")], d: d)
-                    let ar = try XCTUnwrap(made as? any AutoregressiveProbe)
-                    let positions = ar.orderPositions
-                    let x = BijectionChecker.randomPoints(1, d, seed: 4)
-                    let base = ar.conditionerOutputs(x)
-                    for j in 0..<d {
-                        var moved = x
-                        moved[j] += 0.37
-                        let out = ar.conditionerOutputs(moved)
-                        for i in 0..<d {
-                            let changed = ar.columns(of: i).contains { out[$0] != base[$0] }
-                            if positions[j] >= positions[i] {
-                                XCTAssertFalse(changed, "\(type) \(hidden) D=\(d) order \(positions): θ_\(i) depends on x_\(j)")
+                for (type, hidden, blocks) in networks {
+                    for contextSize in [0, 2] {
+                        var config: [String: JSONValue] = ["type": .string(type), "order": order, "hidden": JSONValue(hidden),
+                                                           "activation": .string("tanh")]
+                        if blocks > 0 { config["residual_blocks"] = .number(Double(blocks)) }
+                        let made = try layer(config, d: d, context: contextSize)
+                        let label = "\(type) \(hidden) blocks \(blocks) context \(contextSize) D=\(d)"
+                        let ar = try XCTUnwrap(made as? any AutoregressiveProbe)
+                        let positions = ar.orderPositions
+                        let x = BijectionChecker.randomPoints(1, d, seed: 4)
+                        let c = BijectionChecker.randomPoints(1, contextSize, seed: 5)
+                        let base = ar.conditionerOutputs(x, context: c)
+                        for j in 0..<d {
+                            var moved = x
+                            moved[j] += 0.37
+                            let out = ar.conditionerOutputs(moved, context: c)
+                            for i in 0..<d {
+                                let changed = ar.columns(of: i).contains { out[$0] != base[$0] }
+                                if positions[j] >= positions[i] {
+                                    XCTAssertFalse(changed, "\(label) order \(positions): θ_\(i) depends on x_\(j)")
+                                }
+                            }
+                        }
+                        // Non-vacuous: the feature last in the order sees the one before it.
+                        if d > 1 {
+                            let last = positions.firstIndex(of: d - 1)!, previous = positions.firstIndex(of: d - 2)!
+                            var moved = x
+                            moved[previous] += 0.37
+                            let out = ar.conditionerOutputs(moved, context: c)
+                            XCTAssertTrue(ar.columns(of: last).contains { out[$0] != base[$0] },
+                                          "\(label): θ of the last feature ignores the one before it")
+                        }
+                        if contextSize > 0 {
+                            let out = ar.conditionerOutputs(x, context: c.map { $0 + 0.37 })
+                            for i in 0..<d {
+                                XCTAssertTrue(ar.columns(of: i).contains { out[$0] != base[$0] }, "\(label): θ_\(i) ignores the context")
                             }
                         }
                     }
-                    // Non-vacuous: the feature last in the order sees the one before it.
-                    if d > 1 {
-                        let last = positions.firstIndex(of: d - 1)!, previous = positions.firstIndex(of: d - 2)!
-                        var moved = x
-                        moved[previous] += 0.37
-                        let out = ar.conditionerOutputs(moved)
-                        XCTAssertTrue(ar.columns(of: last).contains { out[$0] != base[$0] },
-                                      "\(type) \(hidden) D=\(d): θ of the last feature ignores the one before it")
+                }
+            }
+        }
+    }
+
+    /// The layer itself, both ways: `∂z_i/∂x_j = 0` (exactly) for every `j` later than `i` in
+    /// the order, for `z = P(x)` (MAF's forward pass: one network pass) and `z = P⁻¹(x)` (IAF's:
+    /// the sequential pass), plain and residual, with and without a context; and the last
+    /// feature in the order depends on the one before it.
+    func testLayerIsAutoregressiveInItsOrderInBothDirections() throws {
+        for d in [4, 5] {
+            for order in orders(d) {
+                for (type, hidden, blocks) in networks where !hidden.isEmpty {
+                    for contextSize in [0, 3] {
+                        for direction in ["maf", "iaf"] {
+                            var config: [String: JSONValue] = ["type": .string(type), "order": order, "hidden": JSONValue(hidden),
+                                                               "activation": .string("tanh"), "direction": .string(direction)]
+                            if blocks > 0 { config["residual_blocks"] = .number(Double(blocks)) }
+                            let f = try flow(config, d: d, context: contextSize)
+                            let label = "\(type) \(hidden) blocks \(blocks) context \(contextSize) \(direction) D=\(d)"
+                            let positions = try XCTUnwrap(f.layers[0] as? any AutoregressiveProbe).orderPositions
+                            let c = BijectionChecker.randomPoints(1, contextSize, seed: 6)
+                            func z(_ x: [Double]) -> [Double] {
+                                var out = x, ld = [0.0]
+                                c.withUnsafeBufferPointer { cp in
+                                    x.withUnsafeBufferPointer { f.forward($0.baseAddress!, count: 1, context: cp.baseAddress, z: &out, logDet: &ld) }
+                                }
+                                return out
+                            }
+                            let x = BijectionChecker.randomPoints(1, d, seed: 7)
+                            let base = z(x)
+                            for j in 0..<d {
+                                var moved = x
+                                moved[j] += 0.37
+                                let out = z(moved)
+                                for i in 0..<d where positions[j] > positions[i] {
+                                    XCTAssertEqual(out[i], base[i], "\(label) order \(positions): z_\(i) depends on x_\(j)")
+                                }
+                                XCTAssertNotEqual(out[j], base[j], "\(label): z_\(j) ignores x_\(j)")
+                            }
+                            let last = positions.firstIndex(of: d - 1)!, previous = positions.firstIndex(of: d - 2)!
+                            var moved = x
+                            moved[previous] += 0.37
+                            XCTAssertNotEqual(z(moved)[last], base[last], "\(label): the last feature ignores the one before it")
+                        }
                     }
                 }
             }
@@ -59,9 +134,11 @@ final class AutoregressiveTests: XCTestCase {
     /// An IAF layer is a MAF layer run the other way: with the same parameters, one's forward
     /// pass is the other's inverse, bit for bit, log-determinants included.
     func testIAFIsMAFReversed() throws {
-        for type in ["affine_autoregressive", "spline_autoregressive"] {
+        for (type, blocks) in [("affine_autoregressive", 0), ("spline_autoregressive", 0), ("affine_autoregressive", 2),
+                               ("spline_autoregressive", 1)] {
             let d = 5
-            let config: [String: JSONValue] = ["type": .string(type), "order": .string("random"), "hidden": JSONValue([10, 10])]
+            var config: [String: JSONValue] = ["type": .string(type), "order": .string("random"), "hidden": JSONValue([10, 10])]
+            if blocks > 0 { config["residual_blocks"] = .number(Double(blocks)) }
             var iafConfig = config
             iafConfig["direction"] = .string("iaf")
             let maf = try NormalizingFlow<Double>(spec: Fixtures.singleLayer(config, shape: [d]), seed: 5)
@@ -124,31 +201,202 @@ final class AutoregressiveTests: XCTestCase {
     }
 
     /// Masked weights stay exactly zero through training, and a file whose masked entries are
-    /// not zero evaluates as if they were (the mask defines the network).
+    /// not zero evaluates as if they were (the mask defines the network): plain and residual.
     func testMaskedWeightsStayZero() throws {
         let d = 4
-        let flow = try NormalizingFlow<Float>.maf(dim: d, layers: 2, hidden: [12], seed: 1)
-        let data = BijectionChecker.randomPoints(512, d, seed: 3).map { Float($0) }
-        var options = TrainingOptions()
-        options.epochs = 2
-        options.batchSize = 64
-        options.validationFraction = 0
-        let trainer = try data.withUnsafeBufferPointer { try Trainer(flow: flow, data: $0, rows: 512, options: options) }
-        try trainer.run()
-        for layer in flow.layers {
-            let made = try XCTUnwrap(layer as? AffineAutoregressive<Float>)
-            for (w, mask) in zip(made.net.weights, try XCTUnwrap(made.net.masks)) {
-                for i in 0..<w.count where mask[i] == 0 { XCTAssertEqual(w.values[i], 0) }
-                XCTAssertTrue(zip(w.array, mask).contains { $0.1 == 1 && $0.0 != 0 }, "training moved no weight")
+        for blocks in [0, 2] {
+            let flow = try NormalizingFlow<Float>.maf(dim: d, layers: 2, hidden: [12], residualBlocks: blocks, seed: 1)
+            let data = BijectionChecker.randomPoints(512, d, seed: 3).map { Float($0) }
+            var options = TrainingOptions()
+            options.epochs = 2
+            options.batchSize = 64
+            options.validationFraction = 0
+            let trainer = try data.withUnsafeBufferPointer { try Trainer(flow: flow, data: $0, rows: 512, options: options) }
+            try trainer.run()
+            for layer in flow.layers {
+                let made = try XCTUnwrap(layer as? AffineAutoregressive<Float>)
+                let weights = maskedWeights(made.net)
+                XCTAssertEqual(weights.count, blocks > 0 ? 2 + 2 * blocks : 2)
+                for (w, mask) in weights {
+                    for i in 0..<w.count where mask[i] == 0 { XCTAssertEqual(w.values[i], 0, "\(w.name)") }
+                    XCTAssertTrue(zip(w.array, mask).contains { $0.1 == 1 && $0.0 != 0 }, "training moved no weight of \(w.name)")
+                    XCTAssertTrue(mask.contains(0), "\(w.name) has no masked entry")
+                }
+            }
+            let x = try Tensor<Float>(shape: [20, d], scalars: Array(data.prefix(20 * d)))
+            let before = try flow.logProb(x)
+            let made = try XCTUnwrap(flow.layers[0] as? AffineAutoregressive<Float>)
+            for (w, mask) in maskedWeights(made.net) {
+                for i in 0..<mask.count where mask[i] == 0 { w.values[i] = 1e3 }
+            }
+            flow.transform.parametersDidChange()
+            XCTAssertEqual(try flow.logProb(x), before, "residual blocks \(blocks)")
+            var sampledBefore = [Float](repeating: 0, count: 30 * d), sampledAfter = sampledBefore
+            flow.sample(count: 30, seed: 2, into: &sampledBefore)
+            for (w, mask) in maskedWeights(made.net) {
+                for i in 0..<mask.count where mask[i] == 0 { w.values[i] = -1e3 }
+            }
+            flow.transform.parametersDidChange()
+            flow.sample(count: 30, seed: 2, into: &sampledAfter)
+            XCTAssertEqual(sampledBefore, sampledAfter, "residual blocks \(blocks): the sequential pass")
+        }
+    }
+
+    /// nflows' residual MADE, written out naively from the parameters (by dataset name) and
+    /// nflows 0.14's `MADE.forward` / `MaskedResidualBlock.forward`, equals the network's output;
+    /// its masks are nflows' (`out_degree ≥ in_degree` into hidden units, `>` into outputs, the
+    /// context layers unmasked), and without a context its default degrees are nflows'.
+    func testResidualMADEIsNflowsResidualMADE() throws {
+        for (d, contextSize, activation, order) in [(4, 0, "relu", JSONValue.string("natural")), (5, 3, "tanh", .string("random")),
+                                                    (3, 2, "elu", .string("reversed")), (1, 2, "softplus", .string("natural"))] {
+            let (h, blocks) = (7, 2)
+            let made = try layer(["type": .string("affine_autoregressive"), "hidden": JSONValue([h, h]), "order": order,
+                                  "residual_blocks": .number(Double(blocks)), "activation": .string(activation)],
+                                 d: d, context: contextSize)
+            let ar = try XCTUnwrap(made as? AffineAutoregressive<Double>)
+            let label = "D=\(d) context \(contextSize) \(activation)"
+            XCTAssertEqual(ar.config["hidden"], JSONValue([h]), label)
+            XCTAssertEqual(ar.config["residual_blocks"], .number(Double(blocks)), label)
+            let p = Dictionary(uniqueKeysWithValues: ar.parameters.map { ($0.name, $0) })
+            var names = ["initial_weight", "initial_bias"] + (contextSize > 0 ? ["context_weight", "context_bias"] : [])
+            for b in 0..<blocks {
+                names += ["block_\(b)_weight_0", "block_\(b)_bias_0"]
+                if contextSize > 0 { names += ["block_\(b)_context_weight", "block_\(b)_context_bias"] }
+                names += ["block_\(b)_weight_1", "block_\(b)_bias_1"]
+            }
+            XCTAssertEqual(ar.parameters.map(\.name), names + ["final_weight", "final_bias"], label)
+            // Degrees: inputs order + 1, context 0; hidden units nflows' cyclic default without a
+            // context (k mod D with one); outputs of feature f: order[f] + 1.
+            let order = ar.structure.order
+            let hiddenDegrees = (0..<h).map { contextSize > 0 ? $0 % d : $0 % max(1, d - 1) + min(1, d - 1) }
+            XCTAssertEqual(ar.structure.hiddenDegrees, [hiddenDegrees], label)
+            let inputDegrees = order.map { $0 + 1 }
+            let out = 2 * d
+            let outputDegrees = (0..<out).map { order[$0 % d] + 1 }
+            func weight(_ name: String, _ k: Int, _ j: Int) -> Double {
+                let w = p[name]!
+                return w.values[k * w.shape[1] + j]
+            }
+            for k in 0..<h {
+                for j in 0..<d where hiddenDegrees[k] < inputDegrees[j] {
+                    XCTAssertEqual(weight("initial_weight", k, j), 0, "\(label): initial mask")
+                }
+                for j in 0..<h where hiddenDegrees[k] < hiddenDegrees[j] {
+                    for b in 0..<blocks {
+                        XCTAssertEqual(weight("block_\(b)_weight_0", k, j), 0, "\(label): block mask")
+                        XCTAssertEqual(weight("block_\(b)_weight_1", k, j), 0, "\(label): block mask")
+                    }
+                }
+            }
+            for c in 0..<out {
+                for j in 0..<h where outputDegrees[c] <= hiddenDegrees[j] {
+                    XCTAssertEqual(weight("final_weight", c, j), 0, "\(label): output mask")
+                }
+            }
+            // The forward pass, naively.
+            let act = try XCTUnwrap(Activation(rawValue: activation))
+            func linear(_ name: String, _ x: [Double]) -> [Double] {
+                let w = p[name + "_weight"] ?? p[name.replacingOccurrences(of: "#", with: "weight")]!
+                let b = p[name + "_bias"] ?? p[name.replacingOccurrences(of: "#", with: "bias")]!
+                let (rows, columns) = (w.shape[0], w.shape[1])
+                var y = [Double](repeating: 0, count: rows)
+                for k in 0..<rows {
+                    var sum: Double = b.values[k]
+                    for j in 0..<columns { sum += w.values[k * columns + j] * x[j] }
+                    y[k] = sum
+                }
+                return y
+            }
+            func apply(_ v: [Double]) -> [Double] {
+                var v = v
+                v.withUnsafeMutableBufferPointer { act.apply($0.baseAddress!, count: $0.count) }
+                return v
+            }
+            for row in 0..<3 {
+                let x = BijectionChecker.randomPoints(1, d, seed: UInt64(10 + row))
+                let e = BijectionChecker.randomPoints(1, contextSize, seed: UInt64(20 + row))
+                var temps = linear("initial", x)  // MADE.forward
+                if contextSize > 0 { temps = zip(temps, apply(linear("context", e))).map(+) }
+                for b in 0..<blocks {  // MaskedResidualBlock.forward
+                    var t = apply(temps)
+                    t = linear("block_\(b)_#_0", t)
+                    if contextSize > 0 { t = zip(t, linear("block_\(b)_context", e)).map(+) }
+                    t = apply(t)
+                    t = linear("block_\(b)_#_1", t)
+                    temps = zip(temps, t).map(+)
+                }
+                let reference = linear("final", temps)
+                let got = ar.conditionerOutputs(x, context: e)
+                XCTAssertLessThan(BijectionChecker.maxRelativeError(got, reference), 1e-12, "\(label) row \(row)")
             }
         }
-        let x = try Tensor<Float>(shape: [20, d], scalars: Array(data.prefix(20 * d)))
-        let before = try flow.logProb(x)
-        let made = try XCTUnwrap(flow.layers[0] as? AffineAutoregressive<Float>)
-        let mask = try XCTUnwrap(made.net.masks)[0]
-        for i in 0..<mask.count where mask[i] == 0 { made.net.weights[0].values[i] = 1e3 }
-        flow.transform.parametersDidChange()
-        XCTAssertEqual(try flow.logProb(x), before)
+    }
+
+    /// A new residual layer is the identity (every block too: the second layer of each and the
+    /// output layer start at zero), and its spec is checked: equal widths, a width at all, a
+    /// block count in range, `H` hidden degrees. The resolved spec stores `hidden = [H]` and
+    /// builds the same layer.
+    func testResidualSpecsAreChecked() throws {
+        let good: [String: JSONValue] = ["type": .string("spline_autoregressive"), "hidden": JSONValue([6, 6, 6]),
+                                         "residual_blocks": .number(3), "order": .string("random"), "bins": .number(3)]
+        let flow = try NormalizingFlow<Float>(spec: Fixtures.singleLayer(good, shape: [4]), seed: 2)
+        let made = try XCTUnwrap(flow.layers[0] as? SplineAutoregressive<Float>)
+        let residual = try XCTUnwrap(made.net.residualMADE)
+        XCTAssertEqual(residual.blocks, 3)
+        XCTAssertEqual(residual.width, 6)
+        for layer in residual.linear1 + [residual.final] { XCTAssertTrue(layer.weight.array.allSatisfy { $0 == 0 }) }
+        XCTAssertTrue(residual.linear0.allSatisfy { $0.weight.array.contains { $0 != 0 } })
+        let layerSpec = try XCTUnwrap(flow.spec["layers"]?.arrayValue?.first)
+        XCTAssertEqual(layerSpec["hidden"], JSONValue([6]))
+        XCTAssertEqual(layerSpec["hidden_degrees"]?.intArrayValue?.count, 6)
+        let again = try NormalizingFlow<Float>(spec: flow.spec, seed: 2)
+        XCTAssertEqual(again.spec, flow.spec)
+        XCTAssertEqual(again.parameters.map(\.shape), flow.parameters.map(\.shape))
+        for (a, b) in zip(again.parameters, flow.parameters) { XCTAssertEqual(a.array, b.array, a.name) }
+        func attempt(_ changes: [String: JSONValue], shape: [Int] = [4]) throws {
+            var config = good
+            for (key, value) in changes { config[key] = value }
+            _ = try NormalizingFlow<Float>(spec: Fixtures.singleLayer(config, shape: shape), seed: 0)
+        }
+        let refusals: [([String: JSONValue], String)] = [
+            (["hidden": JSONValue([6, 5])], "equal hidden widths"),
+            (["hidden": JSONValue([Int]())], "needs a hidden width"),
+            (["residual_blocks": .number(-1)], "residual_blocks must be an integer in 0...32"),
+            (["residual_blocks": .number(33)], "residual_blocks must be an integer in 0...32"),
+            (["hidden_degrees": JSONValue([1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3])], "hidden_degrees has 12 entries for 6"),
+            (["hidden_degrees": JSONValue([0, 1, 2, 3, 4, 1])], "hidden_degrees must lie in 0..<4"),
+        ]
+        for (changes, fragment) in refusals {
+            ErrorAssertions.assertThrows([fragment], ErrorAssertions.isInvalidSpec) { try attempt(changes) }
+        }
+        ErrorAssertions.assertThrows(["residual_blocks"], ErrorAssertions.isInvalidSpec) { try attempt(["residual_blocks": .number(1.5)]) }
+        ErrorAssertions.assertThrows(["residual MADE", "parameters"], ErrorAssertions.isLimit) {
+            try attempt(["hidden": JSONValue([1 << 16]), "residual_blocks": .number(32)])
+        }
+        // Explicit degrees: one list of H, used by every layer.
+        var explicit = good
+        explicit["hidden_degrees"] = JSONValue([3, 2, 1, 0, 0, 1])
+        let custom = try NormalizingFlow<Float>(spec: Fixtures.singleLayer(explicit, shape: [4]), seed: 1)
+        XCTAssertEqual(try XCTUnwrap(custom.layers[0] as? SplineAutoregressive<Float>).structure.hiddenDegrees, [[3, 2, 1, 0, 0, 1]])
+        // Zero blocks is the plain MADE, spec and parameters unchanged.
+        var plain = good
+        plain["residual_blocks"] = .number(0)
+        plain["hidden"] = JSONValue([6, 5])
+        let zero = try NormalizingFlow<Float>(spec: Fixtures.singleLayer(plain, shape: [4]), seed: 2)
+        plain["residual_blocks"] = nil
+        let absent = try NormalizingFlow<Float>(spec: Fixtures.singleLayer(plain, shape: [4]), seed: 2)
+        XCTAssertEqual(zero.spec, absent.spec)
+        XCTAssertNil(zero.spec["layers"]?.arrayValue?.first?["residual_blocks"])
+        for (a, b) in zip(zero.parameters, absent.parameters) { XCTAssertEqual(a.array, b.array) }
+    }
+
+    /// Every masked weight of a MADE network with its mask.
+    private func maskedWeights<T>(_ net: MADENetwork<T>) -> [(Parameter<T>, [T])] {
+        switch net {
+        case .plain(let mlp, _): return Array(zip(mlp.weights, mlp.masks ?? []))
+        case .residual(let made):
+            return ([made.initial] + made.linear0 + made.linear1 + [made.final]).map { ($0.weight, $0.mask ?? []) }
+        }
     }
 
     /// Resolved specs store the order and every hidden degree; building from them gives the same
@@ -161,7 +409,8 @@ final class AutoregressiveTests: XCTestCase {
         let a = try XCTUnwrap(flow.layers[0] as? SplineAutoregressive<Float>)
         let b = try XCTUnwrap(again.layers[0] as? SplineAutoregressive<Float>)
         XCTAssertEqual(a.structure, b.structure)
-        XCTAssertEqual(a.net.masks, b.net.masks)
+        XCTAssertEqual(a.net.mlp?.masks, b.net.mlp?.masks)
+        XCTAssertNil(flow.spec["layers"]?.arrayValue?.first?["residual_blocks"], "a plain MADE's spec has no residual_blocks")
         XCTAssertEqual(a.structure.hiddenDegrees, [[1, 2, 3, 4, 1, 2], [1, 2, 3, 4]])
         for (bad, fragment) in [(JSONValue([0, 0, 1, 2, 3]), "permutation"), (.string("sorted"), "unknown order")] {
             ErrorAssertions.assertThrows([fragment], ErrorAssertions.isInvalidSpec) {
@@ -188,19 +437,22 @@ final class AutoregressiveTests: XCTestCase {
 protocol AutoregressiveProbe {
     var orderPositions: [Int] { get }
     func columns(of feature: Int) -> [Int]
-    func conditionerOutputs(_ x: [Double]) -> [Double]
+    /// The network's outputs at the features `x` and the (encoded) context row `context`.
+    func conditionerOutputs(_ x: [Double], context: [Double]) -> [Double]
 }
 
 extension MaskedAutoregressive: AutoregressiveProbe where Transform.Scalar == Double {
     var orderPositions: [Int] { structure.order }
     func columns(of feature: Int) -> [Int] { featureColumns[feature] }
-    func conditionerOutputs(_ x: [Double]) -> [Double] {
+    func conditionerOutputs(_ x: [Double], context: [Double]) -> [Double] {
         let ws = Workspace()
         ws.reserve(bytes: net.workspaceBytes(rows: 1) + 4096)
         var arena = ws.arena()
         var out = [Double](repeating: 0, count: net.outFeatures)
-        x.withUnsafeBufferPointer { input in
-            out.withUnsafeMutableBufferPointer { net(input.baseAddress!, ldx: x.count, rows: 1, into: $0.baseAddress!, arena: &arena) }
+        let input = x + context
+        precondition(input.count == net.inFeatures)
+        input.withUnsafeBufferPointer { input in
+            out.withUnsafeMutableBufferPointer { net(input.baseAddress!, ldx: input.count, rows: 1, into: $0.baseAddress!, arena: &arena) }
         }
         return out
     }

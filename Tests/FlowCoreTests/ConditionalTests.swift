@@ -163,7 +163,9 @@ final class ConditionalTests: XCTestCase {
     func testConditionalPresetsSampleAndScoreConsistently() throws {
         for flow in [try NormalizingFlow<Double>.maf(dim: 3, layers: 2, hidden: [8], activation: "tanh", context: 2, seed: 1),
                      try .realNVP(dim: 3, layers: 2, hidden: [8], activation: "tanh", context: 2, seed: 2),
-                     try .nsf(dim: 3, layers: 2, hidden: [8], activation: "tanh", autoregressive: true, context: 2, seed: 3)] {
+                     try .nsf(dim: 3, layers: 2, hidden: [8], activation: "tanh", autoregressive: true, context: 2, seed: 3),
+                     try .maf(dim: 3, layers: 2, hidden: [8], activation: "tanh", residualBlocks: 2, context: 2, seed: 4),
+                     try .iaf(dim: 3, layers: 2, hidden: [6], activation: "tanh", residualBlocks: 1, context: 2, seed: 5)] {
             BijectionChecker.perturb(flow.parameters, scale: 0.2, seed: 4)
             flow.parametersDidChange()
             let n = 600

@@ -33,6 +33,13 @@ final class GradientTests: XCTestCase {
             ("nsf actnorm lu", try .nsf(dim: 3, layers: 2, hidden: [6], bins: 4, bound: 2, activation: "softplus",
                                         actnorm: true, mixing: "lu", seed: 7)),
             ("nsf D=1", try .nsf(dim: 1, layers: 2, hidden: [4], activation: "elu", seed: 8)),
+            // Residual MADE: each layer's ∂L/∂x reaches the layer before it.
+            ("maf residual actnorm", try .maf(dim: 4, layers: 3, hidden: [8], activation: "tanh", actnorm: true, residualBlocks: 2,
+                                              seed: 9)),
+            ("iaf residual lu", try .iaf(dim: 3, layers: 2, hidden: [6], activation: "softplus", mixing: "lu", residualBlocks: 1,
+                                         seed: 10)),
+            ("nsf autoregressive residual", try .nsf(dim: 3, layers: 2, hidden: [6], bins: 4, activation: "silu",
+                                                     autoregressive: true, residualBlocks: 2, seed: 11)),
         ]
         for (name, flow) in flows {
             BijectionChecker.perturb(flow.parameters, scale: 0.2, seed: 8)
@@ -55,6 +62,10 @@ final class GradientTests: XCTestCase {
                 ("realnvp tanh lu", try .realNVP(dim: 5, layers: 2, hidden: [8], activation: "tanh", mixing: "lu", seed: 2)),
                 ("nice relu", try .nice(dim: 7, layers: 3, hidden: [12, 12], seed: 3)),
                 ("nsf silu", try .nsf(dim: 4, layers: 2, hidden: [8], bins: 4, activation: "silu", seed: 4)),
+                ("maf residual relu", try .maf(dim: 5, layers: 2, hidden: [16], residualBlocks: 2, seed: 6)),
+                ("maf residual relu wide", try .maf(dim: 6, layers: 2, hidden: [40], residualBlocks: 1, seed: 7)),
+                ("nsf autoregressive residual tanh", try .nsf(dim: 4, layers: 2, hidden: [8], bins: 3, activation: "tanh",
+                                                              autoregressive: true, residualBlocks: 2, seed: 8)),
                 ("affine alternating relu", try NormalizingFlow<T>(spec: [
                     "event_shape": [9],
                     "layers": [["type": "affine_coupling", "mask": "alternating", "hidden": [10, 10]],

@@ -17,6 +17,10 @@ final class PresetTests: XCTestCase {
             ("maf", try .maf(dim: d, layers: 3, hidden: [16, 16], seed: 11)),
             ("maf lu", try .maf(dim: d, layers: 2, hidden: [16], actnorm: true, mixing: "lu", seed: 12)),
             ("iaf", try .iaf(dim: d, layers: 2, hidden: [16], activation: "tanh", seed: 13)),
+            ("maf residual", try .maf(dim: d, layers: 2, hidden: [16], residualBlocks: 2, seed: 14)),
+            ("iaf residual", try .iaf(dim: d, layers: 2, hidden: [12], activation: "tanh", residualBlocks: 1, seed: 15)),
+            ("nsf autoregressive residual", try .nsf(dim: d, layers: 2, hidden: [16], bins: 4, autoregressive: true,
+                                                     residualBlocks: 2, seed: 16)),
         ]
     }
 
@@ -33,7 +37,9 @@ final class PresetTests: XCTestCase {
     func testFreshCouplingFlowsAreTheIdentity() throws {
         for d in [1, 2, 5, 64] {
             for flow in [try NormalizingFlow<Float>.realNVP(dim: d, actnorm: true), try .nice(dim: d), try .nsf(dim: d, actnorm: true),
-                         try .nsf(dim: d, autoregressive: true), try .maf(dim: d), try .iaf(dim: d)] {
+                         try .nsf(dim: d, autoregressive: true), try .maf(dim: d), try .iaf(dim: d),
+                         try .maf(dim: d, residualBlocks: 2), try .iaf(dim: d, residualBlocks: 1),
+                         try .nsf(dim: d, autoregressive: true, residualBlocks: 2)] {
                 let x = try Tensor<Float>(shape: [7, d], scalars: BijectionChecker.randomPoints(7, d, seed: 2).map { Float($0) })
                 let (z, ld) = try flow.forward(x)
                 XCTAssertEqual(z, x)
@@ -81,6 +87,36 @@ final class PresetTests: XCTestCase {
         XCTAssertEqual(masks[1], [0, 0, 1, 1])
         // 8 couplings of 2 → 64 → 64 → 4: (2·64 + 64) + (64·64 + 64) + (64·4 + 4).
         XCTAssertEqual(plain.parameterCount, 8 * ((2 * 64 + 64) + (64 * 64 + 64) + (64 * 4 + 4)))
+    }
+
+    /// `residual_blocks` makes every MADE of the autoregressive presets nflows' residual MADE of
+    /// width `hidden[0]`; coupling presets refuse it.
+    func testAutoregressivePresetsTakeResidualBlocks() throws {
+        for (name, flow) in [("maf", try NormalizingFlow<Float>.maf(dim: 3, layers: 2, residualBlocks: 2)),
+                             ("iaf", try .iaf(dim: 3, layers: 2, hidden: [16, 16], residualBlocks: 1)),
+                             ("nsf", try .nsf(dim: 3, layers: 2, autoregressive: true, residualBlocks: 3))] {
+            let layers = try XCTUnwrap(flow.spec["layers"]?.arrayValue)
+            XCTAssertEqual(layers.count, 2, name)
+            for layer in layers {
+                XCTAssertEqual(layer["residual_blocks"], .number(name == "maf" ? 2 : name == "iaf" ? 1 : 3), name)
+                XCTAssertEqual(layer["hidden"], JSONValue([name == "iaf" ? 16 : 64]), name)
+            }
+        }
+        XCTAssertNil(try NormalizingFlow<Float>.maf(dim: 3, layers: 2, residualBlocks: 0).spec["layers"]?.arrayValue?.first?["residual_blocks"])
+        XCTAssertEqual(try NormalizingFlow<Float>.maf(dim: 3, layers: 2, residualBlocks: 0).spec,
+                       try NormalizingFlow<Float>.maf(dim: 3, layers: 2).spec)
+        ErrorAssertions.assertThrows(["needs autoregressive layers"], ErrorAssertions.isInvalidSpec) {
+            _ = try NormalizingFlow<Float>.nsf(dim: 3, residualBlocks: 1)
+        }
+        ErrorAssertions.assertThrows(["unknown key \"residual_blocks\""], ErrorAssertions.isInvalidSpec) {
+            _ = try NormalizingFlow<Float>(spec: ["preset": "realnvp", "dim": 3, "residual_blocks": 1], seed: 0)
+        }
+        ErrorAssertions.assertThrows(["\"residual_blocks\" must be an integer"], ErrorAssertions.isInvalidSpec) {
+            _ = try NormalizingFlow<Float>(spec: ["preset": "maf", "dim": 3, "residual_blocks": -2], seed: 0)
+        }
+        ErrorAssertions.assertThrows(["equal hidden widths"], ErrorAssertions.isInvalidSpec) {
+            _ = try NormalizingFlow<Float>.maf(dim: 3, hidden: [16, 8], residualBlocks: 1)
+        }
     }
 
     /// A 2-D flow's density integrates to 1 (midpoint rule over a grid covering the mass).

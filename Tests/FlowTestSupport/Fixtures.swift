@@ -34,6 +34,19 @@ public enum Fixtures {
                                        "scale": .string("soft"), "clamp": .number(3)]),
             ("affine coupling sigmoid scale", ["type": .string("affine_coupling"), "hidden": JSONValue([6]),
                                                "scale": .string("sigmoid")]),
+            // nflows' residual MADE.
+            ("maf affine residual", ["type": .string("affine_autoregressive"), "hidden": JSONValue([8]),
+                                     "residual_blocks": .number(2)]),
+            ("iaf affine residual reversed tanh", ["type": .string("affine_autoregressive"), "direction": .string("iaf"),
+                                                   "order": .string("reversed"), "hidden": JSONValue([7, 7]),
+                                                   "residual_blocks": .number(1), "activation": .string("tanh")]),
+            ("maf spline residual", ["type": .string("spline_autoregressive"), "hidden": JSONValue([6]),
+                                     "residual_blocks": .number(2), "bins": .number(3), "activation": .string("softplus")]),
+            ("maf affine residual sigmoid scale", ["type": .string("affine_autoregressive"), "hidden": JSONValue([5]),
+                                                   "residual_blocks": .number(1), "scale": .string("sigmoid"),
+                                                   "activation": .string("elu")]),
+            ("maf affine residual soft scale wide", ["type": .string("affine_autoregressive"), "hidden": JSONValue([32]),
+                                                     "residual_blocks": .number(1), "scale": .string("soft"), "clamp": .number(3)]),
         ]
         if d > 1 {
             configs += [
@@ -44,6 +57,14 @@ public enum Fixtures {
                                              "order": .string("random"), "hidden": JSONValue([6, 5]),
                                              "activation": .string("softplus"), "bins": .number(3),
                                              "bound": .number(4)]),
+                ("iaf spline residual random order", ["type": .string("spline_autoregressive"), "direction": .string("iaf"),
+                                                      "order": .string("random"), "hidden": JSONValue([6]),
+                                                      "residual_blocks": .number(2), "activation": .string("silu"),
+                                                      "bins": .number(3), "bound": .number(4)]),
+                ("iaf affine residual explicit degrees", ["type": .string("affine_autoregressive"), "direction": .string("iaf"),
+                                                          "order": .string("random"), "hidden": JSONValue([5]),
+                                                          "residual_blocks": .number(1), "activation": .string("leaky_relu"),
+                                                          "hidden_degrees": JSONValue((0..<5).map { (d - 1 - $0 % d) })]),
                 ("affine alternating inverted", ["type": .string("affine_coupling"), "mask": .string("alternating"),
                                                  "invert_mask": .bool(true), "hidden": JSONValue([8]),
                                                  "activation": .string("elu")]),
@@ -119,6 +140,15 @@ public enum Fixtures {
                         "activation": .string("softplus")]),
         ("maf spline", ["type": .string("spline_autoregressive"), "hidden": JSONValue([8]), "bins": .number(3),
                         "order": .string("reversed")]),
+        // nflows' residual MADE: the context enters the first layer and gates every block.
+        ("maf affine residual", ["type": .string("affine_autoregressive"), "hidden": JSONValue([8]), "residual_blocks": .number(2),
+                                 "order": .string("random")]),
+        ("iaf affine residual", ["type": .string("affine_autoregressive"), "direction": .string("iaf"), "hidden": JSONValue([7]),
+                                 "residual_blocks": .number(1), "activation": .string("softplus")]),
+        ("maf spline residual", ["type": .string("spline_autoregressive"), "hidden": JSONValue([6]), "residual_blocks": .number(2),
+                                 "bins": .number(3), "order": .string("reversed")]),
+        ("iaf spline residual", ["type": .string("spline_autoregressive"), "direction": .string("iaf"), "hidden": JSONValue([6, 6]),
+                                 "residual_blocks": .number(1), "bins": .number(3), "activation": .string("elu")]),
     ]
 
     /// Base distribution spec objects (name, spec object), each valid in a flow with a context

@@ -215,3 +215,22 @@ def test_a_preset_with_a_conditional_base(tmp_path):
     refused = run("train", "--data", f"{data}:/x", "--preset", "maf", "--base", "conditional_diagonal_normal",
                   "--epochs", "1", "--output", tmp_path / "bad.h5", check=False)
     assert refused.returncode != 0 and "context" in refused.stderr
+
+
+def test_autoregressive_presets_with_residual_blocks(tmp_path):
+    model = tmp_path / "nsf.h5"
+    run("train", "--data", "toy:moons:3000:1", "--preset", "nsf", "--autoregressive", "--residual-blocks", "2",
+        "--layers", "2", "--hidden", "16,16", "--bins", "4", "--epochs", "1", "--batch-size", "256", "--output", model,
+        "--progress", "none")
+    out = run("inspect", model).stdout
+    assert out.count("spline_autoregressive") == 2 and out.count("residual_blocks=2") == 2 and "hidden=[16]" in out
+    with h5py.File(model, "r") as f:
+        assert f["layers/0001/block_1_weight_1"].shape == (16, 16)
+    s = tmp_path / "s.npy"
+    run("sample", model, "-n", "100", "--seed", "1", "-o", s)
+    assert np.all(np.isfinite(np.load(s)))
+    proc = run("train", *train_args(epochs=1), "--preset", "maf", "--hidden", "16,8", "--residual-blocks", "1",
+               "--output", tmp_path / "m.h5", check=False)
+    assert proc.returncode != 0 and "equal hidden widths" in proc.stderr
+    proc = run("train", *train_args(epochs=1), "--residual-blocks", "1", "--output", tmp_path / "r.h5", check=False)
+    assert proc.returncode != 0 and "residual_blocks" in proc.stderr

@@ -24,6 +24,10 @@ SPECS = {
     "autoregressive": {"event_shape": [4], "layers": [
         {"type": "affine_autoregressive", "order": "random", "hidden": [5, 3], "direction": "iaf"},
         {"type": "spline_autoregressive", "hidden": [4], "bins": 3, "activation": "tanh"},
+        {"type": "affine_autoregressive", "hidden": [4], "residual_blocks": 2, "scale": "sigmoid"},
+    ]},
+    "residual_made_context": {"event_shape": [3], "context": {"size": 2}, "layers": [
+        {"type": "spline_autoregressive", "hidden": [5], "residual_blocks": 1, "bins": 3, "direction": "iaf"},
     ]},
     "conditional_base": {"event_shape": [2], "context": {"size": 2, "embedding": {"hidden": [3], "features": 2}},
                          "base": {"type": "conditional_diagonal_normal", "hidden": [3], "activation": "tanh"},

@@ -64,6 +64,11 @@ public struct PresetDefaults: Sendable {
 ///   conditioners of widths `hidden`, log-scale clamp `clamp`; density in one pass.
 /// - `iaf` (Kingma et al. 2016): the same layers in the inverse direction; sampling in one pass.
 ///
+/// The autoregressive presets (`maf`, `iaf`, `nsf` with `autoregressive: true`) take
+/// `residual_blocks` (default 0): N ≥ 1 makes every MADE nflows' residual MADE with N residual
+/// blocks of width `hidden[0]` (all `hidden` widths must then be equal; the default `[64, 64]`
+/// gives width 64), as nflows' `use_residual_blocks=True`.
+///
 /// Every vector preset takes `context`: a context size `C` (0, the default: unconditional), or a
 /// context object (``ContextEncoder``); its conditioners then read the encoded context. And
 /// `base`: the base distribution, a type name (``BaseRegistry/typeNames``) or a base spec object
@@ -88,17 +93,18 @@ public enum Presets {
     /// nsf: `dim` required.
     public static let nsf = PresetDefaults(name: "nsf", required: ["dim"], defaults: [
         ("layers", 8), ("hidden", [64, 64]), ("bins", 8), ("bound", 3), ("activation", "relu"), ("actnorm", false),
-        ("mixing", "alternate"), ("autoregressive", false), ("context", 0), ("base", "standard_normal"),
+        ("mixing", "alternate"), ("autoregressive", false), ("residual_blocks", 0), ("context", 0),
+        ("base", "standard_normal"),
     ])
     /// maf: `dim` required.
     public static let maf = PresetDefaults(name: "maf", required: ["dim"], defaults: [
         ("layers", 5), ("hidden", [64, 64]), ("activation", "relu"), ("clamp", 5), ("actnorm", false),
-        ("mixing", "alternate"), ("context", 0), ("base", "standard_normal"),
+        ("mixing", "alternate"), ("residual_blocks", 0), ("context", 0), ("base", "standard_normal"),
     ])
     /// iaf: `dim` required.
     public static let iaf = PresetDefaults(name: "iaf", required: ["dim"], defaults: [
         ("layers", 5), ("hidden", [64, 64]), ("activation", "relu"), ("clamp", 5), ("actnorm", false),
-        ("mixing", "alternate"), ("context", 0), ("base", "standard_normal"),
+        ("mixing", "alternate"), ("residual_blocks", 0), ("context", 0), ("base", "standard_normal"),
     ])
 
     /// Every preset, vector ones first.
@@ -140,6 +146,16 @@ public enum Presets {
             throw FlowError.invalidSpec("preset \(name): \"autoregressive\" must be true or false")
         }
         let autoregressive = name == "maf" || name == "iaf" || (name == "nsf" && object["autoregressive"]?.boolValue == true)
+        var residualBlocks = 0
+        if let value = object["residual_blocks"] {
+            guard let blocks = value.intValue, blocks >= 0, blocks <= Limits.maxResidualBlocks else {
+                throw FlowError.invalidSpec("preset \(name): \"residual_blocks\" must be an integer in 0...\(Limits.maxResidualBlocks)")
+            }
+            guard blocks == 0 || autoregressive else {
+                throw FlowError.invalidSpec("preset \(name): \"residual_blocks\" needs autoregressive layers (\"autoregressive\": true)")
+            }
+            residualBlocks = blocks
+        }
         var layers: [JSONValue] = []
         for i in 0..<count {
             if actnorm { layers.append(.object(["type": .string("actnorm")])) }
@@ -148,6 +164,7 @@ public enum Presets {
                 layer["type"] = .string(name == "nsf" ? "spline_autoregressive" : "affine_autoregressive")
                 layer["order"] = .string(mixing == "alternate" && i % 2 == 1 ? "reversed" : "natural")
                 layer["direction"] = .string(name == "iaf" ? "iaf" : "maf")
+                if residualBlocks > 0 { layer["residual_blocks"] = .number(Double(residualBlocks)) }
             } else {
                 layer["type"] = .string(name == "nice" ? "additive_coupling" : name == "nsf" ? "spline_coupling" : "affine_coupling")
                 layer["mask"] = .string("half")
@@ -210,45 +227,48 @@ extension NormalizingFlow {
     /// left nil takes its default from ``Presets/nsf``.
     public static func nsf(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, bins: Int? = nil, bound: Double? = nil,
                            activation: String? = nil, actnorm: Bool? = nil, mixing: String? = nil,
-                           autoregressive: Bool? = nil, context: Int? = nil, base: String? = nil,
+                           autoregressive: Bool? = nil, residualBlocks: Int? = nil, context: Int? = nil,
+                           base: String? = nil,
                            seed: UInt64 = 0) throws -> NormalizingFlow {
         try NormalizingFlow(spec: Presets.nsf.spec([
             "dim": .number(Double(dim)), "layers": layers.map { .number(Double($0)) }, "hidden": hidden.map { JSONValue($0) },
             "bins": bins.map { .number(Double($0)) }, "bound": bound.map { .number($0) },
             "activation": activation.map { .string($0) }, "actnorm": actnorm.map { .bool($0) },
             "mixing": mixing.map { .string($0) }, "autoregressive": autoregressive.map { .bool($0) },
-            "context": context.map { .number(Double($0)) }, "base": base.map { .string($0) },
+            "residual_blocks": residualBlocks.map { .number(Double($0)) }, "context": context.map { .number(Double($0)) },
+            "base": base.map { .string($0) },
         ]), seed: seed)
     }
 
     /// A masked autoregressive flow (``Presets``, `maf`) for `dim`-dimensional vectors; an option
     /// left nil takes its default from ``Presets/maf``.
     public static func maf(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, activation: String? = nil,
-                           clamp: Double? = nil, actnorm: Bool? = nil, mixing: String? = nil,
+                           clamp: Double? = nil, actnorm: Bool? = nil, mixing: String? = nil, residualBlocks: Int? = nil,
                            context: Int? = nil, base: String? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
         try NormalizingFlow(spec: Presets.maf.spec(autoregressiveOptions(dim, layers, hidden, activation, clamp, actnorm, mixing,
-                                                                         context, base)),
+                                                                         residualBlocks, context, base)),
                             seed: seed)
     }
 
     /// An inverse autoregressive flow (``Presets``, `iaf`) for `dim`-dimensional vectors; an
     /// option left nil takes its default from ``Presets/iaf``.
     public static func iaf(dim: Int, layers: Int? = nil, hidden: [Int]? = nil, activation: String? = nil,
-                           clamp: Double? = nil, actnorm: Bool? = nil, mixing: String? = nil,
+                           clamp: Double? = nil, actnorm: Bool? = nil, mixing: String? = nil, residualBlocks: Int? = nil,
                            context: Int? = nil, base: String? = nil, seed: UInt64 = 0) throws -> NormalizingFlow {
         try NormalizingFlow(spec: Presets.iaf.spec(autoregressiveOptions(dim, layers, hidden, activation, clamp, actnorm, mixing,
-                                                                         context, base)),
+                                                                         residualBlocks, context, base)),
                             seed: seed)
     }
 
     private static func autoregressiveOptions(_ dim: Int, _ layers: Int?, _ hidden: [Int]?, _ activation: String?,
                                               _ clamp: Double?, _ actnorm: Bool?, _ mixing: String?,
-                                              _ context: Int?, _ base: String?) -> [String: JSONValue?] {
+                                              _ residualBlocks: Int?, _ context: Int?, _ base: String?) -> [String: JSONValue?] {
         [
             "dim": .number(Double(dim)), "layers": layers.map { .number(Double($0)) }, "hidden": hidden.map { JSONValue($0) },
             "activation": activation.map { .string($0) }, "clamp": clamp.map { .number($0) },
             "actnorm": actnorm.map { .bool($0) }, "mixing": mixing.map { .string($0) },
-            "context": context.map { .number(Double($0)) }, "base": base.map { .string($0) },
+            "residual_blocks": residualBlocks.map { .number(Double($0)) }, "context": context.map { .number(Double($0)) },
+            "base": base.map { .string($0) },
         ]
     }
 

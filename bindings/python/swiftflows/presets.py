@@ -62,13 +62,14 @@ def NICE(dim, layers=4, hidden=(64, 64), activation="relu", mixing="alternate", 
 
 
 def NSF(dim, layers=8, hidden=(64, 64), bins=8, bound=3.0, activation="relu", actnorm=False,
-        mixing="alternate", autoregressive=False, context=0, base="standard_normal", seed=0):
+        mixing="alternate", autoregressive=False, context=0, base="standard_normal", seed=0, *, residual_blocks=0):
     """Neural spline flow (Durkan et al. 2019) for ``dim``-dimensional vectors: ``layers``
     monotonic rational-quadratic spline couplings with ``bins`` bins on ``[-bound, bound]``
     (identity with unit slope outside), conditioner MLPs of widths ``hidden``, optional ActNorm
     and ``mixing`` as in :func:`RealNVP`. With ``autoregressive=True``, autoregressive splines
-    driven by MADE networks of widths ``hidden`` instead of couplings (zuko's NSF); ``mixing`` as
-    in :func:`MAF`. ``context`` and ``base`` as in :func:`RealNVP`. A new model is the identity map."""
+    driven by MADE networks of widths ``hidden`` instead of couplings (zuko's NSF); ``mixing`` and
+    ``residual_blocks`` as in :func:`MAF`. ``context`` and ``base`` as in :func:`RealNVP`. A new
+    model is the identity map."""
     spec = {
         "preset": "nsf",
         "dim": _int(dim, "dim"),
@@ -80,14 +81,16 @@ def NSF(dim, layers=8, hidden=(64, 64), bins=8, bound=3.0, activation="relu", ac
         "actnorm": bool(actnorm),
         "mixing": str(mixing),
         "autoregressive": bool(autoregressive),
+        "residual_blocks": _int(residual_blocks, "residual_blocks"),
         "context": _context(context),
         "base": _base(base),
     }
     return Flow.from_spec(spec, seed=seed)
 
 
-def _affine(preset, dim, layers, hidden, activation, clamp, actnorm, mixing, context, base, seed):
-    """The affine presets (realnvp, maf, iaf) share their options."""
+def _affine(preset, dim, layers, hidden, activation, clamp, actnorm, mixing, context, base, seed, residual_blocks=None):
+    """The affine presets (realnvp, maf, iaf) share their options; the autoregressive ones also
+    take ``residual_blocks``."""
     spec = {
         "preset": preset,
         "dim": _int(dim, "dim"),
@@ -100,11 +103,13 @@ def _affine(preset, dim, layers, hidden, activation, clamp, actnorm, mixing, con
         "context": _context(context),
         "base": _base(base),
     }
+    if residual_blocks is not None:
+        spec["residual_blocks"] = _int(residual_blocks, "residual_blocks")
     return Flow.from_spec(spec, seed=seed)
 
 
 def MAF(dim, layers=5, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=False, mixing="alternate", context=0,
-        base="standard_normal", seed=0):
+        base="standard_normal", seed=0, *, residual_blocks=0):
     """Masked autoregressive flow (Papamakarios et al. 2017) for ``dim``-dimensional vectors:
     ``layers`` affine autoregressive layers whose MADE networks have widths ``hidden``, log-scale
     soft clamp ``clamp`` (0 = none), optional ActNorm before each layer. ``mixing``:
@@ -112,17 +117,20 @@ def MAF(dim, layers=5, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=Fa
     ``"random"`` (a permutation between layers) or ``"lu"`` (LU linear layers). The density takes
     one network pass per layer, sampling ``dim`` passes. ``context``: the context size of a
     conditional flow ``p(x | c)`` (0: unconditional), or a context object (standardisation and
-    embedding, docs/model-format.md); ``base`` as in :func:`RealNVP`. A new model is the identity
-    map."""
-    return _affine("maf", dim, layers, hidden, activation, clamp, actnorm, mixing, context, base, seed)
+    embedding, docs/model-format.md); ``base`` as in :func:`RealNVP`. ``residual_blocks``: with
+    N >= 1, every MADE is nflows' residual MADE (``use_residual_blocks=True``) with N residual
+    blocks of width ``hidden[0]`` (every width in ``hidden`` must then be equal; the default
+    ``(64, 64)`` gives width 64). A new model is the identity map."""
+    return _affine("maf", dim, layers, hidden, activation, clamp, actnorm, mixing, context, base, seed, residual_blocks)
 
 
 def IAF(dim, layers=5, hidden=(64, 64), activation="relu", clamp=5.0, actnorm=False, mixing="alternate", context=0,
-        base="standard_normal", seed=0):
+        base="standard_normal", seed=0, *, residual_blocks=0):
     """Inverse autoregressive flow (Kingma et al. 2016) for ``dim``-dimensional vectors: the
     layers of :func:`MAF` in the other direction, so sampling takes one network pass per layer
-    and the density ``dim`` passes. A new model is the identity map."""
-    return _affine("iaf", dim, layers, hidden, activation, clamp, actnorm, mixing, context, base, seed)
+    and the density ``dim`` passes; ``residual_blocks`` as in :func:`MAF`. A new model is the
+    identity map."""
+    return _affine("iaf", dim, layers, hidden, activation, clamp, actnorm, mixing, context, base, seed, residual_blocks)
 
 
 def _context(context):

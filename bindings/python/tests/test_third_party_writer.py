@@ -313,3 +313,129 @@ def test_a_conditional_base_written_from_the_document(tmp_path, base_hidden):
     np.testing.assert_allclose(flow.log_prob(x, context=c), numpy_log_prob(x, c), rtol=1e-4, atol=1e-4)
     samples, lp = flow.sample(200, seed=1, context=c, return_log_prob=True)
     np.testing.assert_allclose(lp, numpy_log_prob(samples, c), rtol=1e-4, atol=1e-4)
+
+
+# ---- a residual MADE written from the document alone ------------------------------------------
+
+def _residual_made(rng, d, e, h, blocks, activation, direction):
+    """An affine_autoregressive layer with nflows' residual MADE (random parameters everywhere,
+    masked entries included: the document says they are treated as zero)."""
+    out = 2 * d
+    layer = {"type": "affine_autoregressive", "order": rng.permutation(d).astype(np.int64),
+             "hidden_degrees": rng.integers(0, d, size=h).astype(np.int64), "hidden": [h],
+             "activation": activation, "direction": direction, "clamp": 2.5, "residual_blocks": blocks,
+             "context_features": e,
+             "initial_weight": _f32(rng, -0.5, 0.5, (h, d)), "initial_bias": _f32(rng, -0.3, 0.3, (h,)),
+             "final_weight": _f32(rng, -0.3, 0.3, (out, h)), "final_bias": _f32(rng, -0.3, 0.3, (out,))}
+    if e > 0:
+        layer["context_weight"] = _f32(rng, -0.8, 0.8, (h, e))
+        layer["context_bias"] = _f32(rng, -0.3, 0.3, (h,))
+    for b in range(blocks):
+        for l in range(2):
+            layer["block_%d_weight_%d" % (b, l)] = _f32(rng, -0.5, 0.5, (h, h))
+            layer["block_%d_bias_%d" % (b, l)] = _f32(rng, -0.3, 0.3, (h,))
+        if e > 0:
+            layer["block_%d_context_weight" % b] = _f32(rng, -0.8, 0.8, (h, e))
+            layer["block_%d_context_bias" % b] = _f32(rng, -0.3, 0.3, (h,))
+    return layer
+
+
+def _write_residual_model(path, d, e, layer):
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "swiftflows-model"
+        f.attrs["format_version"] = np.array([1, 1], dtype=np.int64)
+        f.attrs["event_shape"] = np.array([d], dtype=np.int64)
+        f.create_group("base").attrs["type"] = "standard_normal"
+        if e > 0:
+            f.create_group("context").attrs["size"] = np.int64(e)
+        g = f.create_group("layers")
+        g.attrs["count"] = np.int64(1)
+        g = g.create_group("0000")
+        for key, value in layer.items():
+            if isinstance(value, np.ndarray):
+                g.create_dataset(key, data=value)
+            elif key == "hidden":
+                g.attrs[key] = np.array(value, dtype=np.int64)
+            elif isinstance(value, str):
+                g.attrs[key] = value
+            elif isinstance(value, float):
+                g.attrs[key] = np.float64(value)
+            else:
+                g.attrs[key] = np.int64(value)
+
+
+def _residual_made_parameters(layer, u, e):
+    """θ = MADE(u; e) of the document's "Residual MADE", in float64 (u: (N, D), e: (N, E))."""
+    d = u.shape[1]
+    act = ACTIVATIONS[layer["activation"]]
+    order = layer["order"]
+    deg_in = order + 1
+    deg_h = layer["hidden_degrees"]
+    deg_out = np.concatenate([order + 1, order + 1])  # t = θ[0:D], ŝ = θ[D:2D]
+
+    def masked(name, mask):
+        return layer[name].astype(np.float64) * mask
+
+    def context(name):
+        return e @ layer[name + "_weight"].astype(np.float64).T + layer[name + "_bias"]
+
+    s = u @ masked("initial_weight", deg_h[:, None] >= deg_in[None, :]).T + layer["initial_bias"]
+    if e.shape[1] > 0:
+        s = s + act(context("context"))
+    block_mask = deg_h[:, None] >= deg_h[None, :]
+    for b in range(layer["residual_blocks"]):
+        t = act(s) @ masked("block_%d_weight_0" % b, block_mask).T + layer["block_%d_bias_0" % b]
+        if e.shape[1] > 0:
+            t = t + context("block_%d_context" % b)
+        t = act(t) @ masked("block_%d_weight_1" % b, block_mask).T + layer["block_%d_bias_1" % b]
+        s = s + t
+    theta = s @ masked("final_weight", deg_out[:, None] > deg_h[None, :]).T + layer["final_bias"]
+    return theta[:, :d], theta[:, d:]
+
+
+def _residual_forward(layer, x, e):
+    """(z, log|det J|) of the layer (MAF: z = P(x); IAF: z = P⁻¹(x), position by position)."""
+    d = x.shape[1]
+    c = layer["clamp"]
+
+    def scale(s_hat):
+        return c * np.tanh(s_hat / c)
+
+    if layer["direction"] == "maf":
+        t, s_hat = _residual_made_parameters(layer, x, e)
+        s = scale(s_hat)
+        return x * np.exp(s) + t, s.sum(axis=1)
+    z = np.zeros_like(x)
+    for k in range(d):
+        i = int(np.flatnonzero(layer["order"] == k)[0])
+        t, s_hat = _residual_made_parameters(layer, z, e)
+        z[:, i] = (x[:, i] - t[:, i]) * np.exp(-scale(s_hat[:, i]))
+    t, s_hat = _residual_made_parameters(layer, z, e)
+    return z, -scale(s_hat).sum(axis=1)
+
+
+@pytest.mark.parametrize("direction", ["maf", "iaf"])
+@pytest.mark.parametrize("context", [0, 2])
+def test_library_matches_numpy_on_a_third_party_residual_made(tmp_path, direction, context):
+    from swiftflows import Flow  # the library is used only to load and evaluate
+
+    d, h, blocks = 4, 9, 2
+    rng = np.random.default_rng(11 + context + (direction == "iaf"))
+    layer = _residual_made(rng, d, context, h, blocks, "tanh", direction)
+    path = tmp_path / "residual.h5"
+    _write_residual_model(path, d, context, layer)
+    flow = Flow.load(path)
+    assert flow.context_size == context
+    spec = flow.spec["layers"][0]
+    assert spec["residual_blocks"] == blocks and spec["hidden"] == [h]
+    x = rng.standard_normal((120, d)).astype(np.float32)
+    c = rng.standard_normal((120, context)).astype(np.float32)
+    kwargs = {"context": c} if context else {}
+    z_expected, ld_expected = _residual_forward(layer, x.astype(np.float64), c.astype(np.float64))
+    z, ld = flow.forward(x, **kwargs)
+    np.testing.assert_allclose(z, z_expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ld, ld_expected, rtol=1e-4, atol=1e-4)
+    lp = -0.5 * np.sum(z_expected ** 2, axis=1) - 0.5 * d * LOG_2PI + ld_expected
+    np.testing.assert_allclose(flow.log_prob(x, **kwargs), lp, rtol=1e-4, atol=1e-4)
+    back, _ = flow.inverse(z.astype(np.float32), **kwargs)
+    np.testing.assert_allclose(back, x, rtol=1e-3, atol=1e-3)

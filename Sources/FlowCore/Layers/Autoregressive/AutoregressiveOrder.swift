@@ -76,4 +76,11 @@ struct AutoregressiveOrder: Equatable {
         })
         return masks
     }
+
+    /// The mask of a residual MADE's `H → H` layers (``ResidualMADE``; one hidden layer of
+    /// degrees): unit `k` sees unit `j` when `degree(j) ≤ degree(k)`, `[H, H]` row-major.
+    func residualMask<T: FlowScalar>() -> [T] {
+        let degrees = hiddenDegrees.first ?? []
+        return degrees.flatMap { k in degrees.map { $0 <= k ? 1 : 0 } }
+    }
 }

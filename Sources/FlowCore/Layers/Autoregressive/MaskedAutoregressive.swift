@@ -23,6 +23,13 @@
 /// 0, so every unit of the first hidden layer (every output, without hidden layers) sees them,
 /// as in zuko's and nflows' MADE.
 ///
+/// With `residual_blocks` N ≥ 1 the network is nflows' residual MADE (``ResidualMADE``): a
+/// masked layer to the width `H` (every entry of `hidden` must be `H`), N residual blocks of
+/// two masked `H → H` layers, and a masked output layer; the context, when there is one, is
+/// added at the first layer (through the activation) and inside every block, as in nflows.
+/// Every hidden unit has one degree (`hidden_degrees` holds `H` of them). N = 0 is the plain
+/// masked MLP, unchanged.
+///
 /// - Complexity: `P`: one network pass; `P⁻¹`: D passes; `P⁻¹`'s backward pass: D + 2
 ///   vector-Jacobian products.
 public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: ConditionalLayer, TapedBackward {
@@ -46,6 +53,9 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
             HyperParameter("hidden_degrees", .intArray,
                            "degree of every hidden unit, layer after layer, in 0..<D (default: k mod max(1, D−1) + min(1, D−1))"),
             .activation(of: "MADE"),
+            HyperParameter("residual_blocks", .int,
+                           "nflows' residual blocks (default 0: a plain masked MLP); with N ≥ 1, every hidden width must be the same H, "
+                               + "and hidden_degrees gives H degrees"),
             HyperParameter("direction", .string, "\"maf\" (default: density in one pass) or \"iaf\" (sampling in one pass)"),
             .contextFeatures,
         ] + Transform.hyperParameters
@@ -55,7 +65,8 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
     public var outputShape: [Int] { inputShape }
     let structure: AutoregressiveOrder
     let direction: Direction
-    let net: MLP<Scalar>
+    /// The masked network: plain, with its ``SequentialPlan``, or residual.
+    let net: MADENetwork<Scalar>
     let transform: Transform
     /// All features, `0..<D`.
     let features: FeatureIndices
@@ -64,18 +75,19 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
     let featureColumns: [[Int]]
     /// Features in the autoregressive order.
     let orderedFeatures: [Int]
-    /// The network rearranged for the sequential pass (``SequentialPlan``).
-    let plan: SequentialPlan<Scalar>
     public let contextFeatures: Int
     /// One feature at index 0 (a pass of ``sequentialInverse``).
-    private let singleFeature = FeatureIndices(one: 0)
+    let singleFeature = FeatureIndices(one: 0)
 
     public init(config: [String: JSONValue], eventShape: [Int], seed: UInt64) throws {
         let context = Self.typeName
         let d = eventShape.reduce(1, *)
-        let (hidden, activation) = try MLP<Scalar>.settings(config, context: context)
+        let (widths, activation) = try MLP<Scalar>.settings(config, context: context)
         let contextFeatures = try config.contextFeatures(context: context)
         self.contextFeatures = contextFeatures
+        let blocks = try Self.residualBlocks(config, hidden: widths, context: context)
+        // The residual MADE's units all have one width and one degree each: one hidden layer's worth.
+        let hidden = blocks > 0 ? [widths[0]] : widths
         structure = try AutoregressiveOrder(order: config["order"], hiddenDegrees: config["hidden_degrees"]?.intArrayValue,
                                             hidden: hidden, dimension: d, contextFeatures: contextFeatures, seed: seed,
                                             context: context)
@@ -90,28 +102,63 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
         guard !overflow, outputs <= Limits.maxParametersPerLayer else {
             throw FlowError.limitExceeded("\(context): \(d) features × \(transform.parametersPerFeature) parameters each is too many outputs")
         }
-        let widths = [d + contextFeatures] + hidden + [outputs]
         // Checked before the masks are built (they hold one value per weight).
-        _ = try MLP<Scalar>.checkedSize(widths: widths, context: context)
+        if blocks > 0 {
+            _ = try ResidualMADE<Scalar>.checkedSize(features: d, contextFeatures: contextFeatures, width: hidden[0],
+                                                     blocks: blocks, outputs: outputs, context: context)
+        } else {
+            _ = try MLP<Scalar>.checkedSize(widths: [d + contextFeatures] + hidden + [outputs], context: context)
+        }
         let structure = self.structure
-        let masks: [[Scalar]] = structure.masks(contextSize: contextFeatures, outputs: outputs) { transform.outputFeature($0, features: d) }
-        net = try MLP.checked(widths: widths, activation: activation, seed: seed, context: context, masks: masks)
-        features = FeatureIndices(Array(0..<d))
+        // The residual MADE's first layer reads the features only (its context layers are apart).
+        let masks: [[Scalar]] = structure.masks(contextSize: blocks > 0 ? 0 : contextFeatures, outputs: outputs) {
+            transform.outputFeature($0, features: d)
+        }
         var columns = [[Int]](repeating: [], count: d)
         for c in 0..<outputs { columns[transform.outputFeature(c, features: d)].append(c) }
+        if blocks > 0 {
+            net = .residual(ResidualMADE(features: d, contextFeatures: contextFeatures, width: hidden[0], blocks: blocks,
+                                         outputs: outputs, activation: activation,
+                                         masks: (masks[0], structure.residualMask(), masks[1]), structure: structure,
+                                         featureColumns: columns, seed: seed))
+        } else {
+            let mlp = try MLP.checked(widths: [d + contextFeatures] + hidden + [outputs], activation: activation, seed: seed,
+                                      context: context, masks: masks)
+            net = .plain(mlp, SequentialPlan(net: mlp, structure: structure, featureColumns: columns))
+        }
+        features = FeatureIndices(Array(0..<d))
         featureColumns = columns
         orderedFeatures = (0..<d).sorted { structure.order[$0] < structure.order[$1] }
-        plan = SequentialPlan(net: net, structure: structure, featureColumns: columns)
         inputShape = eventShape
+    }
+
+    /// A validated `residual_blocks` (0 when absent); with N ≥ 1, `hidden` must hold one width,
+    /// possibly repeated.
+    /// - Throws: ``FlowError/invalidSpec(_:)``.
+    private static func residualBlocks(_ config: [String: JSONValue], hidden: [Int], context: String) throws -> Int {
+        guard let value = config["residual_blocks"] else { return 0 }
+        guard let blocks = value.intValue, blocks >= 0, blocks <= Limits.maxResidualBlocks else {
+            throw FlowError.invalidSpec("\(context): residual_blocks must be an integer in 0...\(Limits.maxResidualBlocks), got \(value)")
+        }
+        guard blocks > 0 else { return 0 }
+        guard let width = hidden.first else {
+            throw FlowError.invalidSpec("\(context): residual_blocks needs a hidden width (hidden = [H])")
+        }
+        guard hidden.allSatisfy({ $0 == width }) else {
+            throw FlowError.invalidSpec("\(context): residual blocks need equal hidden widths (nflows' residual MADE has one width H), got \(hidden)")
+        }
+        return blocks
     }
 
     public var config: [String: JSONValue] {
         var c = transform.config
         c["type"] = .string(Self.typeName)
         c["order"] = JSONValue(structure.order)
-        c["hidden"] = JSONValue(Array(net.widths.dropFirst().dropLast()))
+        c["hidden"] = JSONValue(net.hidden)
         c["hidden_degrees"] = JSONValue(structure.hiddenDegrees.flatMap { $0 })
         c["activation"] = .string(net.activation.rawValue)
+        // Only when present, so plain MADE layers keep their specs and files.
+        if net.residualBlocks > 0 { c["residual_blocks"] = .number(Double(net.residualBlocks)) }
         c["direction"] = .string(direction.rawValue)
         c["context_features"] = .number(Double(contextFeatures))
         return c
@@ -122,15 +169,16 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
     /// Zeroes the masked weights and refreshes the network's packed weights and sequential plan.
     public func parametersDidChange() {
         net.repack()
-        plan.refresh(from: net)
     }
 
     var dimension: Int { features.count }
 
     public func workspaceBytes(count: Int) -> Int {
-        // P: the network input and output; P⁻¹: the plan's running sums and a column.
+        // P: the network input and output; P⁻¹: the plan's running sums and a column (plain), or
+        // the residual plan's work and one feature's parameters and values.
         inputBytes(rows: count) + Arena.bytes(Scalar.self, count * net.outFeatures) + net.workspaceBytes(rows: count)
-            + transform.scratchBytes + plan.workspaceBytes(rows: count)
+            + transform.scratchBytes + Arena.bytes(Scalar.self, count * transform.parametersPerFeature)
+            + Arena.bytes(Scalar.self, count) + net.sequentialWorkspaceBytes(rows: count, blockRows: Self.sequentialBlockRows)
     }
 
     /// Scratch of ``networkInput(_:context:rows:arena:)``.
@@ -141,8 +189,8 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
     /// The network's input rows `[u, c]` as (the gathered copy or nil, pointer, row stride): `u`
     /// itself without a context, else `u` and the context (zeros for nil) gathered into the arena.
     @inline(__always)
-    private func networkInput(_ u: UnsafePointer<Scalar>, context: UnsafePointer<Scalar>?, rows: Int,
-                              arena: inout Arena) -> (UnsafeMutablePointer<Scalar>?, UnsafePointer<Scalar>, Int) {
+    func networkInput(_ u: UnsafePointer<Scalar>, context: UnsafePointer<Scalar>?, rows: Int,
+                      arena: inout Arena) -> (UnsafeMutablePointer<Scalar>?, UnsafePointer<Scalar>, Int) {
         let c = contextFeatures, d = dimension
         guard c > 0 else { return (nil, u, d) }
         let w = d + c
@@ -199,11 +247,18 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
 
     /// `v ← P⁻¹(v)`, adding `−log|det ∂P/∂u|` at the result: D passes in the order, pass `k`
     /// computing the hidden units of degree `k` and then the feature at position `k` from the
-    /// features before it (``SequentialPlan``: each connection used once, one network pass of work in all).
+    /// features before it (``SequentialPlan``: each connection used once, one network pass of work
+    /// in all; with a residual MADE, ``residualSequentialInverse(_:count:context:made:logDet:arena:)``).
     private func sequentialInverse(_ v: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
                                    logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        let net: MLP<Scalar>, plan: SequentialPlan<Scalar>
+        switch self.net {
+        case .plain(let mlp, let sequential): (net, plan) = (mlp, sequential)
+        case .residual(let made):
+            return residualSequentialInverse(v, count: count, context: context, made: made, logDet: logDet, arena: &arena)
+        }
         let d = dimension, stride = plan.totalTargets
-        let blockRows = Swift.min(SequentialPlan<Scalar>.blockRows, count)
+        let blockRows = Swift.min(Self.sequentialBlockRows, count)
         let sums = arena.take(Scalar.self, blockRows * stride)
         let column = arena.take(Scalar.self, blockRows)
         for first in Swift.stride(from: 0, to: count, by: blockRows) {
@@ -221,6 +276,8 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
         }
     }
 
+    /// Rows per block of the sequential passes (plain and residual).
+    static var sequentialBlockRows: Int { SequentialPlan<Scalar>.blockRows }
 
     /// Tape of a training pass through `P` (direction "maf"): the network output, then its
     /// hidden activations; 0 for "iaf", whose backward pass recomputes.

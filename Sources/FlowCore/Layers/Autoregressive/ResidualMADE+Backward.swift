@@ -1,24 +1,9 @@
 /// Training passes of ``ResidualMADE``: the tape of a recording forward pass and the
 /// hand-derived backward pass, with the interface of ``MLP``'s (`couplingTape…`, `backward`).
-extension ResidualMADE {
+extension ResidualMADE: CouplingTaped {
     /// Scalars of the tape ``run(_:ldx:rows:into:tape:scratch:)`` writes over `rows` rows:
     /// ``headSections`` and ``blockSections`` per block, each `rows × H`.
     func tapeCount(rows: Int) -> Int { rows * width * (headSections + blocks * blockSections) }
-
-    /// Bytes of a training tape over `rows` rows: the network's output (`rows × out`), then
-    /// its own tape (``tapeCount(rows:)``).
-    func couplingTapeBytes(rows: Int) -> Int {
-        Arena.bytes(T.self, rows * outFeatures) + Arena.bytes(T.self, tapeCount(rows: rows))
-    }
-
-    /// The two parts of a tape of ``couplingTapeBytes(rows:)`` bytes.
-    @inline(__always)
-    private func couplingTapeParts(_ tape: UnsafeRawPointer, rows: Int) -> (output: UnsafeMutablePointer<T>,
-                                                                             tape: UnsafeMutablePointer<T>) {
-        let base = UnsafeMutableRawPointer(mutating: tape)
-        return (base.assumingMemoryBound(to: T.self),
-                (base + Arena.bytes(T.self, rows * outFeatures)).assumingMemoryBound(to: T.self))
-    }
 
     /// A training forward pass over `x` (`rows` rows, stride `ldx`), its output and tape kept
     /// in `couplingTape` (``couplingTapeBytes(rows:)`` bytes). Returns the output.

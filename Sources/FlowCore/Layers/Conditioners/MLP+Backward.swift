@@ -1,4 +1,4 @@
-extension MLP {
+extension MLP: CouplingTaped {
     /// Whether the tape keeps pre-activations: every activation's derivative needs them but
     /// ReLU's, which reads off the activation itself (`h > 0` exactly where `a > 0`).
     private var tapesPreActivations: Bool { activation != .relu }
@@ -8,21 +8,6 @@ extension MLP {
     /// ReLU.
     func tapeCount(rows: Int) -> Int {
         (tapesPreActivations ? 2 : 1) * rows * widths.dropFirst().dropLast().reduce(0, +)
-    }
-
-    /// Bytes of an MLP coupling's training tape over `rows` rows (``Bijection/tapeBytes(count:)``):
-    /// the network's output (`rows × out`), then its own tape (``tapeCount(rows:)``).
-    func couplingTapeBytes(rows: Int) -> Int {
-        Arena.bytes(T.self, rows * outFeatures) + Arena.bytes(T.self, tapeCount(rows: rows))
-    }
-
-    /// The two parts of a coupling tape of ``couplingTapeBytes(rows:)`` bytes.
-    @inline(__always)
-    private func couplingTapeParts(_ tape: UnsafeRawPointer, rows: Int) -> (output: UnsafeMutablePointer<T>,
-                                                                             tape: UnsafeMutablePointer<T>) {
-        let base = UnsafeMutableRawPointer(mutating: tape)
-        return (base.assumingMemoryBound(to: T.self),
-                (base + Arena.bytes(T.self, rows * outFeatures)).assumingMemoryBound(to: T.self))
     }
 
     /// An MLP coupling's training forward pass: the network over `x` (`rows` rows, stride `ldx`),

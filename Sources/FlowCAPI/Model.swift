@@ -80,6 +80,13 @@ public func sf_model_spec(_ handle: OpaquePointer?, _ outJSON: UnsafeMutablePoin
 @_cdecl("sf_buffer_free")
 public func sf_buffer_free(_ buffer: UnsafeMutableRawPointer?) { free(buffer) }
 
+@_cdecl("sf_cancel")
+public func sf_cancel(_ handle: OpaquePointer?) -> Int32 {
+    guard let handle else { return fail(.invalidArgument, "model is NULL") }
+    ModelHandle.from(handle).cancellation.cancel()
+    return Status.ok.rawValue
+}
+
 @_cdecl("sf_model_free")
 public func sf_model_free(_ handle: OpaquePointer?) {
     guard let handle else { return }

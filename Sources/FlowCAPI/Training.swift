@@ -190,7 +190,11 @@ public func sf_train_context(_ handle: OpaquePointer?, _ x: UnsafePointer<Float>
             let (trainContext, validationContext) = try contextBuffers(flow, context, n, contextVal, nVal)
             let trainer = try Trainer(flow: flow, data: data, rows: Int(n), context: trainContext, validation: validation,
                                       validationRows: Int(nVal), validationContext: validationContext, options: o)
-            if let path = c.checkpoint_path { trainer.saveCheckpoints(to: try string(path, "checkpoint_path", limit: 4096)) }
+            if let path = c.checkpoint_path {
+                let checkpoint = try string(path, "checkpoint_path", limit: 4096)
+                try ModelFile.checkSaveTarget(checkpoint)
+                trainer.saveCheckpoints(to: checkpoint)
+            }
             try runAndReport(trainer, c.progress, c.user_data, history, historyCapacity, outEpochs)
             return Status.ok.rawValue
         }

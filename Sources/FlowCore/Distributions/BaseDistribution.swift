@@ -39,7 +39,7 @@ package func makeBaseDistribution<T: FlowScalar>(_ config: [String: JSONValue], 
     }
     switch type {
     case StandardNormal<T>.typeName: return StandardNormal<T>(eventSize: eventSize)
-    case DiagonalNormal<T>.typeName: return DiagonalNormal<T>(eventSize: eventSize)
+    case DiagonalNormal<T>.typeName: return try DiagonalNormal<T>(eventSize: eventSize)
     default:
         throw FlowError.unknownType("unknown base distribution type \"\(type)\" (known: standard_normal, diagonal_normal)")
     }

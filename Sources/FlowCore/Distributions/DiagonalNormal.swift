@@ -7,10 +7,10 @@ public final class DiagonalNormal<Scalar: FlowScalar>: BaseDistribution {
     public let loc: Parameter<Scalar>
     public let logScale: Parameter<Scalar>
 
-    public init(eventSize: Int) {
+    public init(eventSize: Int) throws {
         self.eventSize = eventSize
-        loc = Parameter(name: "loc", shape: [eventSize])
-        logScale = Parameter(name: "log_scale", shape: [eventSize])
+        loc = try Parameter(name: "loc", shape: [eventSize])
+        logScale = try Parameter(name: "log_scale", shape: [eventSize], bound: Scalar(Limits.maxLogScale))
     }
 
     public var config: [String: JSONValue] { ["type": .string(Self.typeName)] }

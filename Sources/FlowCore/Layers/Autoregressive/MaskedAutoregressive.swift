@@ -91,8 +91,10 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
             throw FlowError.limitExceeded("\(context): \(d) features × \(transform.parametersPerFeature) parameters each is too many outputs")
         }
         let widths = [d + contextFeatures] + hidden + [outputs]
-        // Checked before the masks are built (they hold one value per weight).
-        _ = try MLP<Scalar>.checkedSize(widths: widths, context: context)
+        // Checked and charged before the masks are built (they hold one value per weight).
+        let weights = try MLP<Scalar>.checkedSize(widths: widths, context: context)
+        try MemoryBudget.charge(try MemoryBudget.bytes(Scalar.self, weights, context), "\(context): the masks of its network")
+        try MemoryBudget.requireAvailable(weights * MemoryLayout<Scalar>.stride, "\(context): the masks of its network")
         let structure = self.structure
         let masks: [[Scalar]] = structure.masks(contextSize: contextFeatures, outputs: outputs) { transform.outputFeature($0, features: d) }
         net = try MLP.checked(widths: widths, activation: activation, seed: seed, context: context, masks: masks)
@@ -101,7 +103,7 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
         for c in 0..<outputs { columns[transform.outputFeature(c, features: d)].append(c) }
         featureColumns = columns
         orderedFeatures = (0..<d).sorted { structure.order[$0] < structure.order[$1] }
-        plan = SequentialPlan(net: net, structure: structure, featureColumns: columns)
+        plan = try SequentialPlan(net: net, structure: structure, featureColumns: columns)
         inputShape = eventShape
     }
 

@@ -37,7 +37,9 @@ final class SequentialPlan<T: FlowScalar> {
     let dimension: Int
     let outputsPerFeature: Int
 
-    init(net: MLP<T>, structure: AutoregressiveOrder, featureColumns: [[Int]]) {
+    /// - Throws: ``FlowError/limitExceeded(_:)`` or ``FlowError/outOfMemory(_:)`` from the
+    ///   ``MemoryBudget`` (the plan holds about two copies of the network's weights).
+    init(net: MLP<T>, structure: AutoregressiveOrder, featureColumns: [[Int]]) throws {
         let d = structure.dimension
         widths = net.widths
         self.featureColumns = featureColumns
@@ -80,12 +82,11 @@ final class SequentialPlan<T: FlowScalar> {
         blockStarts = ranges.flatMap { $0.map(\.lowerBound) }
         blockCounts = ranges.flatMap { $0.map(\.count) }
         storageCount = Swift.max(cursor, 1)
-        storage = UnsafeMutablePointer<T>.allocate(capacity: storageCount)
-        storage.initialize(repeating: 0, count: storageCount)
+        storage = try MemoryBudget.allocate(T.self, count: storageCount, "the sequential plan of a masked network")
         refresh(from: net)
     }
 
-    deinit { storage.deallocate() }
+    deinit { MemoryBudget.free(storage) }
 
     /// Hidden layer `l`'s units of degree `k`: packed weights (`in × n`), biases (`n`) and the
     /// untransposed weights (`n × in`, for the narrow-output kernel).

@@ -191,7 +191,9 @@ extension ContinuousFlow {
         fillProbes(probes, rows: rows, rowOffset: rowOffset, uniforms: uniforms)
         let net = self.net, useKinetic = kineticEnergy != 0, useJacobian = jacobianNorm != 0
         let tape = arena
+        let scope = CallScope.current
         let dynamics: ODESolver.Dynamics<Scalar> = { t, y, dy, _ in
+            if let scope, scope.isStopped { throw FlowError.cancelled("the adjoint solve was cancelled") }
             for q in params { q.zeroGradient() }
             var scratch = tape
             net.adjointStep(t: t, y, ldz: d, rows: rows, cotangent: y + rd, ldu: d, probes: probes, directions: k,

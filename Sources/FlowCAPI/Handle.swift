@@ -42,17 +42,21 @@ func string(_ p: UnsafePointer<CChar>?, _ name: String, limit: Int = maxCStringB
 func reading<R>(_ p: OpaquePointer?, _ body: (NormalizingFlow<Float>) throws -> R) throws -> R {
     guard let p else { throw FlowError.invalidArgument("model is NULL") }
     let handle = ModelHandle.from(p)
-    let scope = CallScope(cancellation: handle.cancellation)
-    return try handle.lock.withReadLock { try CallScope.run(scope) { try body(handle.flow) } }
+    let start = handle.cancellation.current
+    return try handle.lock.withReadLock {
+        try CallScope.run(cancellation: handle.cancellation, since: start) { try body(handle.flow) }
+    }
 }
 
 /// Runs `body` with the model behind a handle argument under its exclusive (write) lock, inside
-/// a ``CallScope`` as for ``reading(_:_:)``.
+/// a `CallScope` as for ``reading(_:_:)``.
 func writing<R>(_ p: OpaquePointer?, _ body: (NormalizingFlow<Float>) throws -> R) throws -> R {
     guard let p else { throw FlowError.invalidArgument("model is NULL") }
     let handle = ModelHandle.from(p)
-    let scope = CallScope(cancellation: handle.cancellation)
-    return try handle.lock.withWriteLock { try CallScope.run(scope) { try body(handle.flow) } }
+    let start = handle.cancellation.current
+    return try handle.lock.withWriteLock {
+        try CallScope.run(cancellation: handle.cancellation, since: start) { try body(handle.flow) }
+    }
 }
 
 /// Checks `n` samples of the model's event size against address-space limits and returns the

@@ -25,6 +25,8 @@ public enum ModelFile {
     /// The model as an HDF5 file image, with `extra` adding groups beside the model's (training
     /// checkpoints add `/training`).
     static func image(of flow: NormalizingFlow<Float>, extra: ((HDF5Group) throws -> Void)?) throws -> [UInt8] {
+        // HDF5's in-memory file and the image copied out of it hold the parameters twice.
+        try MemoryBudget.requireAvailable(2 * 4 * flow.parameterCount + (1 << 20), "the file image of the model")
         do {
             let file = try HDF5File.createInMemory(userBlock: FileIntegrity.userBlockSize)
             let root = try file.root

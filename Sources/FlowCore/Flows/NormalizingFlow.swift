@@ -144,10 +144,30 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
         let rows = chunkRows
         let chunks = (count + rows - 1) / rows
         let scope = CallScope.current
+        let workers = Swift.min(chunks, workersWithinBudget(scratch: chunkWorkspaceBytes))
+        if workers == 1 {
+            // One worker (batch-1 calls among them): no arrays, nothing allocated once warm.
+            let ws: Workspace
+            do { ws = try pool.checkOutOne(bytes: chunkWorkspaceBytes) } catch {
+                scope?.record(error as? FlowError ?? .outOfMemory("cannot allocate scratch: \(error)"))
+                skipped(0, count)
+                return
+            }
+            defer { pool.checkIn(one: ws) }
+            for c in 0..<chunks {
+                let first = c * rows, n = min(rows, count - first)
+                if let scope, scope.isStopped {
+                    skipped(first, n)
+                    continue
+                }
+                var arena = ws.arena()
+                body(first, n, &arena)
+            }
+            return
+        }
         let workspaces: [Workspace]
         do {
-            workspaces = try pool.checkOut(Swift.min(chunks, workersWithinBudget(scratch: chunkWorkspaceBytes)),
-                                           bytes: chunkWorkspaceBytes)
+            workspaces = try pool.checkOut(workers, bytes: chunkWorkspaceBytes)
         } catch {
             scope?.record(error as? FlowError ?? .outOfMemory("cannot allocate scratch: \(error)"))
             skipped(0, count)

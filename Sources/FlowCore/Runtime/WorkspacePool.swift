@@ -43,6 +43,25 @@ final class WorkspacePool: @unchecked Sendable {
         lock.withLock { free.append(contentsOf: workspaces) }
     }
 
+    /// One workspace of at least `bytes` bytes, without the arrays of ``checkOut(_:bytes:)``
+    /// (a single-worker call allocates nothing once the pool holds a workspace); give it back
+    /// with ``checkIn(one:)``.
+    func checkOutOne(bytes: Int) throws -> Workspace {
+        let ws = lock.withLock { free.popLast() } ?? Workspace()
+        do {
+            try ws.reserve(bytes: bytes)
+        } catch {
+            checkIn(one: ws)
+            throw error
+        }
+        return ws
+    }
+
+    /// Returns a workspace from ``checkOutOne(bytes:)``.
+    func checkIn(one workspace: Workspace) {
+        lock.withLock { free.append(workspace) }
+    }
+
     /// Runs `body` with one workspace of at least `bytes` bytes.
     func withWorkspace<R>(bytes: Int, _ body: (Workspace) throws -> R) throws -> R {
         let ws = try checkOut(1, bytes: bytes)

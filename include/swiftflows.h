@@ -33,8 +33,8 @@
  * - sf_train takes a model exclusively: calls on the same model from other threads wait until
  *   it returns (a readers-writer lock per model). The lock prefers writers: once sf_train waits,
  *   calls that arrive after it wait behind it, so a stream of readers cannot starve training.
- * - sf_cancel may be called from any thread at any time while the model exists (also from a
- *   progress callback or a signal-free watchdog thread); it takes no lock.
+ * - sf_cancel may be called from any thread at any time while the model exists (a watchdog
+ *   thread, another request's handler); it takes no lock and returns at once.
  * - sf_model_free must not overlap with any other call on the same model (sf_cancel included).
  * - File I/O is serialised internally (the HDF5 library has one global lock).
  * - Batch work is spread over sf_get_num_threads() threads (default: the environment variable

@@ -268,7 +268,11 @@ public func sf_train_resume_context(_ path: UnsafePointer<CChar>?, _ x: UnsafePo
                                   epochs: epochs > 0 ? Int(epochs) : nil)
         trainer.saveCheckpoints(to: checkpoint)
         do {
-            try runAndReport(trainer, progress, userData, history, historyCapacity, outEpochs)
+            // A scope without cancellation (the model has no handle yet): it records scratch that
+            // cannot be allocated, which then ends the run with its status.
+            try CallScope.run(cancellation: nil, since: 0) {
+                try runAndReport(trainer, progress, userData, history, historyCapacity, outEpochs)
+            }
         } catch {
             return fail(error)  // no model is handed out on failure
         }

@@ -17,8 +17,13 @@
  * - Ownership: the caller owns every buffer it passes; the library never keeps a pointer to one
  *   after the call returns. Memory the library returns (sf_model_save_memory, sf_model_spec,
  *   sf_preset_defaults) is released with sf_buffer_free; models with sf_model_free. Every *_free accepts NULL.
- * - Nothing in this library aborts the process: every pointer, size and file is validated first.
+ * - Nothing in this library aborts the process: every pointer, size and file is validated first,
+ *   and what a call allocates is bounded by the memory limit (sf_set_memory_limit) and checked
+ *   before it is allocated; an allocation the system refuses gives SF_ERR_MEMORY.
  *   Non-finite inputs are not refused: they propagate to NaN/Inf outputs.
+ * - Files: the library opens only the paths it is given (never a file a model file names), opens
+ *   them without blocking, and reads or replaces only regular files (a FIFO, device or socket is
+ *   refused with SF_ERR_IO).
  *
  * Thread safety
  * - The library is thread-safe. A model is read-only during sf_forward, sf_inverse, sf_log_prob,
@@ -26,8 +31,11 @@
  *   sf_model_event_shape: any number of threads may call these on one model at once, and get
  *   the same results as one thread would.
  * - sf_train takes a model exclusively: calls on the same model from other threads wait until
- *   it returns (a readers-writer lock per model).
- * - sf_model_free must not overlap with any other call on the same model.
+ *   it returns (a readers-writer lock per model). The lock prefers writers: once sf_train waits,
+ *   calls that arrive after it wait behind it, so a stream of readers cannot starve training.
+ * - sf_cancel may be called from any thread at any time while the model exists (a watchdog
+ *   thread, another request's handler); it takes no lock and returns at once.
+ * - sf_model_free must not overlap with any other call on the same model (sf_cancel included).
  * - File I/O is serialised internally (the HDF5 library has one global lock).
  * - Batch work is spread over sf_get_num_threads() threads (default: the environment variable
  *   SWIFTFLOWS_NUM_THREADS, else the number of processors). Results do not depend on it.
@@ -69,11 +77,27 @@ typedef enum sf_status {
     SF_ERR_UNKNOWN_TYPE = 7,        /* unknown layer, distribution or preset type           */
     SF_ERR_LIMIT = 8,               /* a size limit was exceeded (dimensions, counts, text) */
     SF_ERR_NUMERIC = 9,             /* non-finite values: computed, or stored in a model file */
-    SF_ERR_CANCELLED = 10,          /* cancelled by a callback                              */
+    SF_ERR_CANCELLED = 10,          /* cancelled by a callback or sf_cancel                 */
     SF_ERR_INTERNAL = 11,           /* a bug in SwiftFlows: please report it                */
-    SF_ERR_CORRUPT = 12             /* damaged model file: checksum mismatch, truncated or
+    SF_ERR_CORRUPT = 12,            /* damaged model file: checksum mismatch, truncated or
                                        extended, damaged checksum block or HDF5 structures  */
+    SF_ERR_MEMORY = 13              /* an allocation failed: the system is out of memory (a
+                                       request above the memory limit is SF_ERR_LIMIT)      */
 } sf_status;
+
+/* Largest magnitude of a stored log-scale (the "log_scale" datasets of diagonal_normal, actnorm,
+ * lu_linear and the LU invertible_conv1x1): e^30 keeps every scale and its inverse inside float32. */
+#define SF_MAX_LOG_SCALE 30
+
+/* Largest condition number ||W||_1 ||W^-1||_1 of an lu_linear or invertible_conv1x1 weight (plain or
+ * LU): beyond it the float32 inverse no longer undoes the forward map. */
+#define SF_MAX_CONDITION_NUMBER 1e6
+
+/* Largest "max_steps" of a cnf layer (steps of one ODE solve; docs/model-format.md, "cnf"). */
+#define SF_MAX_SOLVER_STEPS 100000
+
+/* The default memory limit (bytes): see sf_set_memory_limit. */
+#define SF_DEFAULT_MEMORY_LIMIT ((uint64_t)2 << 30)
 
 /* An opaque model: a flow (layers + base distribution) and its parameters. */
 typedef struct sf_model sf_model;
@@ -100,6 +124,23 @@ const char *sf_last_error(void);
  * thread, up to 16 threads, a few milliseconds each (see FlowRuntime+BLASWarmUp.swift). */
 int sf_set_num_threads(int num_threads);
 int sf_get_num_threads(void);
+
+/* The memory limit: the most bytes one call may allocate, process-wide (default
+ * SF_DEFAULT_MEMORY_LIMIT, 2 GiB; the environment variable SWIFTFLOWS_MEMORY_LIMIT sets the
+ * initial value in bytes). Everything is charged before it is allocated, and a call that would
+ * pass the limit fails with SF_ERR_LIMIT without taking the memory:
+ * - sf_model_create / sf_model_load / sf_model_load_memory / sf_train_resume: the model
+ *   (parameters and their gradients, packed copies of weights, masks and plans, one chunk's
+ *   scratch) and, for loads, the file's bytes (about three copies while HDF5 opens them);
+ * - sf_train: the copies of the rows, the optimiser state and the gradient copies of a batch;
+ * - evaluations: their scratch (calls run on fewer threads rather than pass the limit; results
+ *   do not change).
+ * A model of P float32 parameters needs about 12·P bytes (16·P to 24·P for autoregressive layers);
+ * training adds about (16 + 4·copies)·P (copies: up to 16 gradient copies per batch).
+ * sf_set_memory_limit: SF_ERR_INVALID_ARGUMENT below 1 MiB (1 << 20). Thread-safe; calls already
+ * running keep the limit they started with. */
+sf_status sf_set_memory_limit(uint64_t bytes);
+uint64_t sf_get_memory_limit(void);
 
 /* ---- Creating, loading, saving ----------------------------------------------------------- */
 
@@ -132,25 +173,42 @@ const char *sf_preset_name(size_t index);
 sf_status sf_preset_defaults(const char *preset, char **out_json);
 
 /* Loads a model from an HDF5 file at `path` (UTF-8).
+ * The path is opened without blocking and must be a regular file (a FIFO, device or directory
+ * gives SF_ERR_IO at once). Its first bytes must start a model file (a SwiftFlows checksum block,
+ * or the HDF5 signature at byte 0, 512, 1024, ...) before the rest is read (SF_ERR_FORMAT), and
+ * its size counts against the memory limit (SF_ERR_LIMIT).
  * Before HDF5 parses anything, the file is checked (docs/model-format.md, "File checksum and
  * pre-checks"): files written by SwiftFlows carry a CRC-32 of their bytes, and a mismatch, a
  * truncated or extended file or a damaged checksum block gives SF_ERR_CORRUPT (a checksum block
  * of a newer version: SF_ERR_UNSUPPORTED_VERSION). Files without the block (written by h5py)
- * load after a structural pre-check. Other failures: SF_ERR_IO (cannot read the path),
- * SF_ERR_FORMAT (not a model file, missing/extra/mistyped groups, attributes or datasets),
- * SF_ERR_UNSUPPORTED_VERSION (newer format major version), SF_ERR_UNKNOWN_TYPE, SF_ERR_LIMIT,
- * SF_ERR_NUMERIC (NaN or infinite parameter values). */
+ * load after a structural pre-check. A file that would make HDF5 open another file — a dataset
+ * with external storage, a virtual dataset, an external link — gives SF_ERR_FORMAT naming the
+ * object, before any value is read. Other failures: SF_ERR_IO (cannot read the path),
+ * SF_ERR_FORMAT (not a model file, missing/extra/mistyped groups, attributes or datasets, a
+ * log-scale outside +-SF_MAX_LOG_SCALE), SF_ERR_UNSUPPORTED_VERSION (newer format major version),
+ * SF_ERR_UNKNOWN_TYPE, SF_ERR_LIMIT (sizes, the memory limit, a cnf layer's solver limits),
+ * SF_ERR_MEMORY, SF_ERR_NUMERIC (NaN or infinite parameter values; an lu_linear or
+ * invertible_conv1x1 weight that is singular or has a condition number above
+ * SF_MAX_CONDITION_NUMBER).
+ * A model that loads has finite parameters and an inverse; its outputs are finite for finite
+ * inputs unless an intermediate value overflows float32 (docs/model-format.md, "Readers"). */
 sf_status sf_model_load(const char *path, sf_model **out_model);
 
 /* Loads a model from an HDF5 file image of `size` bytes at `data` (e.g. read from a database).
  * The bytes are copied; the caller keeps ownership of `data`. Same checks and statuses as
- * sf_model_load. */
+ * sf_model_load (an image never makes the library open a file). */
 sf_status sf_model_load_memory(const void *data, size_t size, sf_model **out_model);
 
-/* Saves the model to `path` as HDF5. The file is written beside the target under a temporary
- * name and renamed into place, so an existing file is replaced whole or not at all. A process
- * killed mid-save can leave its temporary file (".<name>.tmp.<pid>.<n>") beside the target; the
- * next save to that path removes those of processes that no longer exist. */
+/* Saves the model to `path` as HDF5. The file is written beside the target as a temporary file
+ * and renamed into place, so an existing file is replaced whole or not at all.
+ * - `path` must be a regular file or not exist: a FIFO, device, socket or directory is refused
+ *   with SF_ERR_IO (nothing is written). A symbolic link is followed: the regular file it points
+ *   to is replaced and the link stays (a dangling link or a loop: SF_ERR_IO).
+ * - The temporary file is created exclusively: on Linux file systems with O_TMPFILE (ext4, xfs,
+ *   btrfs, tmpfs) it has no name until it is complete, so a process killed mid-save leaves
+ *   nothing; elsewhere it is ".<name>.tmp.<16 random hex digits>" from the start and a killed
+ *   process can leave it. The library removes only the temporary file of its own save, never
+ *   another file. */
 sf_status sf_model_save(const sf_model *model, const char *path);
 
 /* Serialises the model as an HDF5 file image. On success *out_data points to *out_size bytes
@@ -166,6 +224,15 @@ void sf_buffer_free(void *buffer);
 
 /* Releases a model. NULL is a no-op. */
 void sf_model_free(sf_model *model);
+
+/* Cancels the calls on `model` that are running or waiting for the model when sf_cancel is
+ * called: each returns SF_ERR_CANCELLED at its next check — between chunks of rows, at every
+ * function evaluation of a cnf layer's ODE solver, after every training step — with its outputs
+ * partly written (sf_train: the model keeps the parameters of its last step). Calls that start
+ * after sf_cancel returns run normally. Does not wait for the calls to stop. Thread-safe and
+ * lock-free (see "Thread safety"). SF_ERR_INVALID_ARGUMENT for NULL. sf_train_resume builds its
+ * model inside the call: cancel it from its progress callback. */
+sf_status sf_cancel(const sf_model *model);
 
 /* ---- Shape ------------------------------------------------------------------------------- */
 
@@ -332,8 +399,15 @@ void sf_train_options_init(sf_train_options *options);
  * refused (SF_ERR_NUMERIC, naming the row and column). If history is not NULL, the first
  * min(history_capacity, epochs run) epochs are written to it; *out_epochs (if not NULL) receives
  * the number of epochs run. Training takes the model exclusively: other calls on the same model
- * from other threads wait until it returns. Returns SF_ERR_NUMERIC if 100 consecutive steps had
- * a non-finite loss or gradient (lower the learning rate, clip gradients or warm up). */
+ * from other threads wait until it returns. A step whose loss or gradient is not finite is
+ * skipped, and so is a step that would make a parameter non-finite, move a log-scale past
+ * +-SF_MAX_LOG_SCALE or leave an lu_linear or invertible_conv1x1 weight without a usable inverse
+ * (the step is undone): the model always saves as a file that loads. Skipped steps are reported
+ * (SF_PROGRESS_SKIPPED with the reason, sf_epoch_report.skipped_steps); SF_ERR_NUMERIC if 100
+ * consecutive steps were skipped (lower the learning rate, clip gradients or warm up).
+ * SF_ERR_IO at once if options->checkpoint_path is not a regular file (see sf_model_save);
+ * SF_ERR_LIMIT / SF_ERR_MEMORY for memory (sf_set_memory_limit); SF_ERR_CANCELLED after
+ * sf_cancel or a progress callback's request. */
 sf_status sf_train(sf_model *model, const float *x, size_t n, const float *x_val, size_t n_val,
                    const sf_train_options *options, sf_epoch_report *history, size_t history_capacity,
                    size_t *out_epochs);

@@ -195,6 +195,9 @@ public func sf_sample_context(_ handle: OpaquePointer?, _ n: UInt, _ seed: UInt6
             // n / n_context samples for each context, in blocks: context j's rows are
             // j·(n / n_context) ..< (j + 1)·(n / n_context).
             let perContext = count / Int(nContext)
+            let bytes = count * c * MemoryLayout<Float>.stride
+            try MemoryBudget.charge(bytes, "the \(count) context rows of sf_sample_context")
+            try MemoryBudget.requireAvailable(bytes, "the \(count) context rows of sf_sample_context")
             var expanded = [Float](repeating: 0, count: count * c)
             for j in 0..<Int(nContext) {
                 for k in 0..<perContext {

@@ -4,12 +4,14 @@ import FlowModelFile
 import Glibc
 #endif
 
-/// The object behind an `sf_model*`: a flow in Float32 and the readers-writer lock that lets
-/// inference calls run concurrently while training takes the model exclusively. Retained by
-/// `passRetained` in the creating call and released by `sf_model_free`.
+/// The object behind an `sf_model*`: a flow in Float32, the readers-writer lock that lets
+/// inference calls run concurrently while training takes the model exclusively, and the
+/// ``CancellationSource`` that `sf_cancel` signals. Retained by `passRetained` in the creating
+/// call and released by `sf_model_free`.
 final class ModelHandle {
     let flow: NormalizingFlow<Float>
     let lock = ReadWriteLock()
+    let cancellation = CancellationSource()
     init(_ flow: NormalizingFlow<Float>) { self.flow = flow }
 
     var opaque: OpaquePointer { OpaquePointer(Unmanaged.passRetained(self).toOpaque()) }
@@ -34,19 +36,27 @@ func string(_ p: UnsafePointer<CChar>?, _ name: String, limit: Int = maxCStringB
     return s
 }
 
-/// Runs `body` with the model behind a handle argument under its shared (read) lock; an error
-/// for NULL.
+/// Runs `body` with the model behind a handle argument under its shared (read) lock, inside a
+/// ``CallScope`` that `sf_cancel` on the handle cancels (the scope starts before the lock is
+/// taken, so a call still waiting for the lock is cancelled too); an error for NULL.
 func reading<R>(_ p: OpaquePointer?, _ body: (NormalizingFlow<Float>) throws -> R) throws -> R {
     guard let p else { throw FlowError.invalidArgument("model is NULL") }
     let handle = ModelHandle.from(p)
-    return try handle.lock.withReadLock { try body(handle.flow) }
+    let start = handle.cancellation.current
+    return try handle.lock.withReadLock {
+        try CallScope.run(cancellation: handle.cancellation, since: start) { try body(handle.flow) }
+    }
 }
 
-/// Runs `body` with the model behind a handle argument under its exclusive (write) lock.
+/// Runs `body` with the model behind a handle argument under its exclusive (write) lock, inside
+/// a `CallScope` as for ``reading(_:_:)``.
 func writing<R>(_ p: OpaquePointer?, _ body: (NormalizingFlow<Float>) throws -> R) throws -> R {
     guard let p else { throw FlowError.invalidArgument("model is NULL") }
     let handle = ModelHandle.from(p)
-    return try handle.lock.withWriteLock { try body(handle.flow) }
+    let start = handle.cancellation.current
+    return try handle.lock.withWriteLock {
+        try CallScope.run(cancellation: handle.cancellation, since: start) { try body(handle.flow) }
+    }
 }
 
 /// Checks `n` samples of the model's event size against address-space limits and returns the

@@ -39,6 +39,22 @@ public func sf_set_num_threads(_ n: Int32) -> Int32 {
     return Status.ok.rawValue
 }
 
+@_cdecl("sf_set_memory_limit")
+public func sf_set_memory_limit(_ bytes: UInt64) -> Int32 {
+    FlowRuntime.configureFromProcessEnvironment()
+    guard bytes >= UInt64(MemoryBudget.minimumLimit), bytes <= UInt64(Int.max) else {
+        return fail(.invalidArgument, "the memory limit must be between \(MemoryBudget.minimumLimit) and \(Int.max) bytes, got \(bytes)")
+    }
+    FlowRuntime.memoryLimit = Int(bytes)
+    return Status.ok.rawValue
+}
+
+@_cdecl("sf_get_memory_limit")
+public func sf_get_memory_limit() -> UInt64 {
+    FlowRuntime.configureFromProcessEnvironment()
+    return UInt64(FlowRuntime.memoryLimit)
+}
+
 @_cdecl("sf_get_num_threads")
 public func sf_get_num_threads() -> Int32 {
     FlowRuntime.configureFromProcessEnvironment()

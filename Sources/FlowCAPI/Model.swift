@@ -58,7 +58,9 @@ public func sf_model_save_memory(_ handle: OpaquePointer?, _ outData: UnsafeMuta
     guard let outData, let outSize else { return fail(.invalidArgument, "out_data or out_size is NULL") }
     return guarded {
         let bytes = try reading(handle) { try $0.fileImage() }
-        guard let buffer = malloc(max(bytes.count, 1)) else { return fail(.internal, "out of memory (\(bytes.count) bytes)") }
+        guard let buffer = malloc(max(bytes.count, 1)) else {
+            return fail(.memory, "cannot allocate the \(bytes.count)-byte model image: out of memory")
+        }
         bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
         outData.pointee = buffer
         outSize.pointee = UInt(bytes.count)
@@ -79,6 +81,13 @@ public func sf_model_spec(_ handle: OpaquePointer?, _ outJSON: UnsafeMutablePoin
 
 @_cdecl("sf_buffer_free")
 public func sf_buffer_free(_ buffer: UnsafeMutableRawPointer?) { free(buffer) }
+
+@_cdecl("sf_cancel")
+public func sf_cancel(_ handle: OpaquePointer?) -> Int32 {
+    guard let handle else { return fail(.invalidArgument, "model is NULL") }
+    ModelHandle.from(handle).cancellation.cancel()
+    return Status.ok.rawValue
+}
 
 @_cdecl("sf_model_free")
 public func sf_model_free(_ handle: OpaquePointer?) {

@@ -20,6 +20,7 @@ enum Status: Int32, CaseIterable {
     case cancelled = 10
     case `internal` = 11
     case corrupt = 12
+    case memory = 13
 
     init(_ error: FlowError) {
         switch error {
@@ -34,6 +35,7 @@ enum Status: Int32, CaseIterable {
         case .limitExceeded: self = .limit
         case .numerical: self = .numeric
         case .cancelled: self = .cancelled
+        case .outOfMemory: self = .memory
         }
     }
 
@@ -52,6 +54,7 @@ enum Status: Int32, CaseIterable {
         case .cancelled: return "cancelled"
         case .internal: return "internal error"
         case .corrupt: return "damaged model file"
+        case .memory: return "out of memory"
         }
     }
 }

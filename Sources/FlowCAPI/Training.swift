@@ -190,7 +190,11 @@ public func sf_train_context(_ handle: OpaquePointer?, _ x: UnsafePointer<Float>
             let (trainContext, validationContext) = try contextBuffers(flow, context, n, contextVal, nVal)
             let trainer = try Trainer(flow: flow, data: data, rows: Int(n), context: trainContext, validation: validation,
                                       validationRows: Int(nVal), validationContext: validationContext, options: o)
-            if let path = c.checkpoint_path { trainer.saveCheckpoints(to: try string(path, "checkpoint_path", limit: 4096)) }
+            if let path = c.checkpoint_path {
+                let checkpoint = try string(path, "checkpoint_path", limit: 4096)
+                try ModelFile.checkSaveTarget(checkpoint)
+                trainer.saveCheckpoints(to: checkpoint)
+            }
             try runAndReport(trainer, c.progress, c.user_data, history, historyCapacity, outEpochs)
             return Status.ok.rawValue
         }
@@ -264,7 +268,11 @@ public func sf_train_resume_context(_ path: UnsafePointer<CChar>?, _ x: UnsafePo
                                   epochs: epochs > 0 ? Int(epochs) : nil)
         trainer.saveCheckpoints(to: checkpoint)
         do {
-            try runAndReport(trainer, progress, userData, history, historyCapacity, outEpochs)
+            // A scope without cancellation (the model has no handle yet): it records scratch that
+            // cannot be allocated, which then ends the run with its status.
+            try CallScope.run(cancellation: nil, since: 0) {
+                try runAndReport(trainer, progress, userData, history, historyCapacity, outEpochs)
+            }
         } catch {
             return fail(error)  // no model is handed out on failure
         }

@@ -22,14 +22,16 @@ public enum FlowError: Error, Equatable, CustomStringConvertible {
     case limitExceeded(String)
     /// A computation produced non-finite values where finite ones are required.
     case numerical(String)
-    /// A long operation was cancelled by the caller.
+    /// A long operation was cancelled by the caller (a progress callback or `sf_cancel`).
     case cancelled(String)
+    /// Memory could not be allocated (the system refused it; see ``MemoryBudget``).
+    case outOfMemory(String)
 
     public var message: String {
         switch self {
         case .invalidArgument(let m), .shapeMismatch(let m), .invalidSpec(let m), .io(let m),
              .format(let m), .corrupt(let m), .unsupportedVersion(let m), .unknownType(let m), .limitExceeded(let m),
-             .numerical(let m), .cancelled(let m):
+             .numerical(let m), .cancelled(let m), .outOfMemory(let m):
             return m
         }
     }
@@ -58,10 +60,20 @@ public enum Limits {
     public static let maxHiddenLayers = 64
     /// Most residual blocks in one residual MADE (two hidden layers each).
     public static let maxResidualBlocks = 32
-    /// Most learnable parameters in one layer / one model.
+    /// Most learnable parameters in one layer / one model (``MemoryBudget/limit`` usually binds
+    /// first: a model's bytes are limited too).
     public static let maxParametersPerLayer = 1 << 28
     public static let maxParameters = 1 << 30
     /// Longest spec JSON text (bytes) and deepest nesting.
     public static let maxSpecBytes = 64 << 20
     public static let maxSpecDepth = 32
+    /// Largest magnitude of a log-scale parameter (`log_scale` of `diagonal_normal`, `actnorm`,
+    /// `lu_linear` and the LU `invertible_conv1x1`): e^±30 keeps every scale and its inverse well
+    /// inside the float32 range.
+    public static let maxLogScale = 30.0
+    /// Largest condition number ‖W‖₁·‖W⁻¹‖₁ of an `lu_linear` or `invertible_conv1x1` weight
+    /// (plain or LU): beyond it the float32 inverse no longer undoes the forward map.
+    public static let maxConditionNumber = 1e6
+    /// Most steps one ODE solve of a `cnf` layer may take (its `max_steps`).
+    public static let maxSolverSteps = 100_000
 }

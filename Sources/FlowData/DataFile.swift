@@ -25,11 +25,12 @@ final class DataFile {
     /// Bytes consumed by ``read(_:)`` so far.
     private(set) var offset = 0
 
-    /// Opens the regular file at `path` read-only.
+    /// Opens the regular file at `path` read-only. The open does not block (`O_NONBLOCK`: a FIFO
+    /// without a writer would block `open` itself); anything but a regular file is refused.
     init(path: String) throws {
         if path.isEmpty { throw FlowError.io("cannot open data file: empty path") }
         if path.utf8.contains(0) { throw FlowError.io("cannot open '\(path)': the path contains a NUL byte") }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         if fd < 0 { throw FlowError.io("cannot open '\(path)': \(String(cString: strerror(errno)))") }
         var st = stat()
         if fstat(fd, &st) != 0 {

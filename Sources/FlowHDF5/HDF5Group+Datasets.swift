@@ -4,7 +4,10 @@ import CHDF5
 /// read from any layout HDF5 supports (contiguous, compact, chunked, gzip-compressed).
 ///
 /// Every reader validates the dataspace (rank at most 8, element count without overflow, at most
-/// `maxElements`) and the optional expected shape before allocating anything.
+/// `maxElements`) and the optional expected shape before allocating anything, and refuses
+/// datasets whose values live in other files — HDF5 external storage and virtual datasets —
+/// before reading any value: HDF5 would open whatever files they name (FIFOs and devices
+/// included).
 extension HDF5Group {
     // MARK: - Writing
 
@@ -140,6 +143,7 @@ extension HDF5Group {
         guard isDataset(name) else { throw HDF5Error("\(label): " + notAnObject(name, "\(childPath(name)) is not a dataset")) }
         let dataset = try HDF5Library.check(H5Dopen2(id, name, hid_t(H5P_DEFAULT)), "cannot open \(label)")
         defer { H5Dclose(dataset) }
+        try requireStorageInFile(dataset, label)
         let type = try HDF5Library.check(H5Dget_type(dataset), "cannot read the type of \(label)")
         defer { H5Tclose(type) }
         let space = try HDF5Library.check(H5Dget_space(dataset), "cannot read the dataspace of \(label)")
@@ -148,6 +152,23 @@ extension HDF5Group {
             throw HDF5Error("\(label) has no data (empty dataspace)")
         }
         return try body(dataset, type, shape, label)
+    }
+
+    /// Throws unless the values of `dataset` are stored in this file: no external data files, not a
+    /// virtual dataset.
+    private func requireStorageInFile(_ dataset: hid_t, _ label: String) throws {
+        let dcpl = try HDF5Library.check(H5Dget_create_plist(dataset), "cannot read the storage of \(label)")
+        defer { H5Pclose(dcpl) }
+        let external = H5Pget_external_count(dcpl)
+        if external < 0 { throw HDF5Library.failure("cannot read the storage of \(label)") }
+        if external > 0 {
+            throw HDF5Error("\(label) keeps its values in \(external) other file(s) (HDF5 external storage); "
+                + "only values stored in the file itself are read")
+        }
+        if H5Pget_layout(dcpl) == H5D_VIRTUAL {
+            throw HDF5Error("\(label) is a virtual dataset (its values are mapped from other datasets, possibly in other "
+                + "files); only values stored in the file itself are read")
+        }
     }
 
     /// Throws unless `type` is of class `typeClass`, naming what was found.

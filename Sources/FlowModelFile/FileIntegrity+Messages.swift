@@ -22,8 +22,9 @@ extension FileIntegrity.StructureWalker {
         }
     }
 
-    /// A link message; returns the target of a hard link.
-    func link(_ r: inout Cursor) throws -> UInt64? {
+    /// A link message; returns the link's name and the target of a hard link. An external link
+    /// (type 64: an object in another file) is refused.
+    func link(_ r: inout Cursor) throws -> (name: String, target: UInt64?) {
         guard try r.u8() == 1 else { throw r.fail("link message version") }
         let flags = try r.u8()
         let kind = try flags & 0x08 != 0 ? r.u8() : 0
@@ -31,13 +32,16 @@ extension FileIntegrity.StructureWalker {
         if flags & 0x10 != 0 { try r.skip(1) }
         let nameLength = try r.uint(1 << Int(flags & 3))
         guard nameLength > 0, nameLength <= UInt64(r.remaining) else { throw r.fail("link name of \(nameLength) bytes") }
+        let name = String(decoding: bytes[r.position..<r.position + Int(Swift.min(nameLength, 256))], as: UTF8.self)
         try r.skip(Int(nameLength))
         switch kind {
-        case 0: return try r.uint(sb.offsetSize)
-        case 1, 64:
+        case 0: return (name, try r.uint(sb.offsetSize))
+        case 1:
             let length = try r.uint(2)
             try r.skip(Int(length))
-            return nil
+            return (name, nil)
+        case 64:
+            throw outsideTheFile("\(Self.join(currentPath ?? "?", name)) is an external link (to an object in another file)")
         default: throw r.fail("link type \(kind)")
         }
     }
@@ -255,8 +259,11 @@ extension FileIntegrity.StructureWalker {
                 for _ in 0..<rank {
                     guard try r.uint(4) > 0 else { throw r.fail("chunk dimension 0") }
                 }
-            case 2, 3:
-                break  // version-4 chunk indexes and virtual datasets: checksummed structures
+            case 2:
+                break  // version-4 chunk indexes: checksummed structures
+            case 3:
+                throw outsideTheFile("dataset \(currentObject) is a virtual dataset (its values are mapped from other datasets, "
+                    + "which may lie in other files)")
             default:
                 throw r.fail("layout class \(layoutClass)")
             }

@@ -89,6 +89,25 @@ enum FileIntegrity {
         try image.withUnsafeMutableBytes { try seal($0) }
     }
 
+    /// The check made before a file is read whole: its first bytes must be able to start a model
+    /// file — a SwiftFlows checksum block (intact, damaged or cut: ``hasHeader(_:)``, which the
+    /// full checks then judge) or the HDF5 signature where HDF5 looks for it (byte 0, 512, 1024,
+    /// 2048, …). `read(offset, count)` returns up to `count` bytes at `offset` of a file of `size`
+    /// bytes. A large file of anything else is refused without being read.
+    /// - Throws: ``FlowError/format(_:)``.
+    static func precheck(size: Int, _ read: (Int, Int) throws -> [UInt8]) throws {
+        guard size > 0 else { throw FlowError.format("the file is empty") }
+        let head = try read(0, Swift.min(size, userBlockSize + hdf5Signature.count))
+        if head.withUnsafeBytes({ hasHeader($0) }) { return }
+        var offset = 0
+        while offset + hdf5Signature.count <= size {
+            if try read(offset, hdf5Signature.count) == hdf5Signature { return }
+            offset = offset == 0 ? userBlockSize : offset * 2
+        }
+        throw FlowError.format("not an HDF5 file: no HDF5 signature at byte 0, \(userBlockSize), \(2 * userBlockSize), … "
+            + "and no SwiftFlows checksum block")
+    }
+
     /// Runs every pre-check on a whole file's bytes. Throws ``FlowError/corrupt(_:)`` (or
     /// ``FlowError/unsupportedVersion(_:)`` for a newer checksum header) naming what is wrong.
     static func check(_ bytes: UnsafeRawBufferPointer) throws -> Verdict {

@@ -25,6 +25,8 @@ public enum ModelFile {
     /// The model as an HDF5 file image, with `extra` adding groups beside the model's (training
     /// checkpoints add `/training`).
     static func image(of flow: NormalizingFlow<Float>, extra: ((HDF5Group) throws -> Void)?) throws -> [UInt8] {
+        // HDF5's in-memory file and the image copied out of it hold the parameters twice.
+        try MemoryBudget.requireAvailable(2 * 4 * flow.parameterCount + (1 << 20), "the file image of the model")
         do {
             let file = try HDF5File.createInMemory(userBlock: FileIntegrity.userBlockSize)
             let root = try file.root
@@ -39,9 +41,22 @@ public enum ModelFile {
         }
     }
 
-    /// Saves the model to `path` atomically (temporary file, fsync, rename).
+    /// Saves the model to `path` atomically (temporary file, fsync, rename). `path` must name a
+    /// regular file or nothing; a symbolic link is followed to the regular file it names
+    /// (``checkSaveTarget(_:)``).
     public static func save(_ flow: NormalizingFlow<Float>, to path: String) throws {
         try save(flow, to: path, extra: nil)
+    }
+
+    /// Throws ``FlowError/io(_:)`` unless a save may replace `path`: a regular file, nothing yet,
+    /// or a symbolic link to an existing regular file (FIFOs, devices, sockets and directories
+    /// are refused).
+    public static func checkSaveTarget(_ path: String) throws {
+        do {
+            try FlowHDF5.checkSaveTarget(path)
+        } catch let e as HDF5Error {
+            throw FlowError.io(e.message)
+        }
     }
 
     /// Saves the model and `extra` groups atomically.
@@ -184,44 +199,68 @@ public enum ModelFile {
     /// Reads the file at `path` (a readable regular file of at most ``maxFileBytes``), runs the
     /// pre-checks of ``FileIntegrity`` on its bytes and opens them as an HDF5 file image, which it
     /// passes with a description for messages to `body`. HDF5 parses exactly the bytes that were
-    /// checked (the file may change on disk meanwhile).
+    /// checked (the file may change on disk meanwhile). Everything the load allocates (the file's
+    /// bytes, HDF5's copies, the model) is charged to one ``MemoryBudget`` ledger.
     static func withFile<T>(path: String, _ body: (HDF5File, String) throws -> T) throws -> T {
-        let bytes = try readWholeFile(path)
-        return try bytes.withUnsafeBytes { try withImage($0, source: "'\(path)'", body) }
+        try MemoryBudget.measure {
+            let bytes = try readWholeFile(path)
+            return try bytes.withUnsafeBytes { try withImage($0, source: "'\(path)'", body) }
+        }.result
     }
 
-    /// The pre-checks, then `body` with the bytes opened as an HDF5 file image.
+    /// The pre-checks, then `body` with the bytes opened as an HDF5 file image (charging HDF5's
+    /// two copies of the image to the ``MemoryBudget``).
     static func withImage<T>(_ image: UnsafeRawBufferPointer, source: String, _ body: (HDF5File, String) throws -> T) throws -> T {
         guard image.count > 0 else { throw FlowError.format("\(source) is empty") }
         guard image.count <= maxFileBytes else {
             throw FlowError.limitExceeded("\(source) is \(image.count) bytes, more than the limit of \(maxFileBytes)")
         }
-        do {
-            _ = try FileIntegrity.check(image)
-        } catch let e as FlowError {
-            throw e.prefixed("\(source): ")
-        }
-        let file: HDF5File
-        do { file = try HDF5File.openImage(image) } catch let e as HDF5Error {
-            throw FlowError.format("\(source) is not a readable HDF5 file: \(e.message)")
-        }
-        return try body(file, source)
+        return try MemoryBudget.measure {
+            do {
+                try FileIntegrity.precheck(size: image.count) { offset, count in
+                    Array(UnsafeRawBufferPointer(rebasing: image[offset..<Swift.min(offset + count, image.count)]))
+                }
+                _ = try FileIntegrity.check(image)
+            } catch let e as FlowError {
+                throw e.prefixed("\(source): ")
+            }
+            try MemoryBudget.charge(2 * image.count, "HDF5's copies of the \(image.count)-byte file image of \(source)")
+            try MemoryBudget.requireAvailable(2 * image.count, "HDF5's copies of the file image of \(source)")
+            let file: HDF5File
+            do { file = try HDF5File.openImage(image) } catch let e as HDF5Error {
+                throw FlowError.format("\(source) is not a readable HDF5 file: \(e.message)")
+            }
+            return try body(file, source)
+        }.result
     }
 
     /// The bytes of the regular file at `path`; ``FlowError/io(_:)`` naming the path otherwise.
+    ///
+    /// The path is opened without blocking (`O_NONBLOCK`: a FIFO without a writer or a device
+    /// that waits for a carrier would block `open` itself) and refused unless it is a regular
+    /// file; its first bytes must then be able to start a model file (``FileIntegrity/precheck(size:_:)``)
+    /// before the rest is read, and its size is charged to the ``MemoryBudget``.
     static func readWholeFile(_ path: String) throws -> [UInt8] {
         func failure(_ why: String) -> FlowError { FlowError.io("cannot open '\(path)': \(why)") }
         if path.isEmpty { throw failure("empty path") }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { throw failure(String(cString: strerror(errno))) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw failure(String(cString: strerror(errno))) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw failure("not a regular file") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw failure("not a regular file (\(fileKind(st.st_mode)))") }
         guard st.st_size >= 0, Int(st.st_size) <= maxFileBytes else {
             throw FlowError.limitExceeded("'\(path)' is \(st.st_size) bytes, more than the limit of \(maxFileBytes)")
         }
-        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
+        let size = Int(st.st_size)
+        do {
+            try FileIntegrity.precheck(size: size) { offset, count in try readAt(fd, offset: offset, count: count, path: path) }
+        } catch let e as FlowError {
+            throw e.prefixed("'\(path)': ")
+        }
+        try MemoryBudget.charge(size, "the \(size) bytes of '\(path)'")
+        try MemoryBudget.requireAvailable(size, "the \(size) bytes of '\(path)'")
+        var bytes = [UInt8](repeating: 0, count: size)
         var offset = 0
         try bytes.withUnsafeMutableBytes { buffer in
             while offset < buffer.count {
@@ -238,6 +277,37 @@ public enum ModelFile {
         return bytes
     }
 
+    /// Up to `count` bytes of the open file `fd` at `offset` (fewer at its end).
+    private static func readAt(_ fd: Int32, offset: Int, count: Int, path: String) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        try bytes.withUnsafeMutableBytes { buffer in
+            while done < count {
+                let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset + done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw FlowError.io("cannot read '\(path)': \(String(cString: strerror(errno)))")
+                }
+                if n == 0 { break }
+                done += n
+            }
+        }
+        return Array(bytes.prefix(done))
+    }
+
+    /// What kind of file `mode` describes, for messages ("a FIFO", "a character device", …).
+    static func fileKind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFIFO: return "a FIFO"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        case S_IFDIR: return "a directory"
+        case S_IFLNK: return "a symbolic link"
+        default: return "not a regular file"
+        }
+    }
+
     /// Loads a model from an HDF5 file image in memory.
     public static func load(image: UnsafeRawBufferPointer) throws -> NormalizingFlow<Float> {
         guard image.count > 0 else { throw FlowError.format("the model image is empty") }
@@ -251,7 +321,7 @@ public enum ModelFile {
             throw FlowError.format("\(source): \(e.message)")
         } catch let e as FlowError {
             switch e {
-            case .unsupportedVersion, .unknownType, .limitExceeded, .format, .corrupt, .numerical:
+            case .unsupportedVersion, .unknownType, .limitExceeded, .format, .corrupt, .numerical, .outOfMemory:
                 throw e.prefixed("\(source): ")
             default: throw FlowError.format("\(source): \(e.message)")
             }
@@ -284,6 +354,25 @@ public enum ModelFile {
         let eventShape = shape64.map { Int($0) }
         let eventSize = try NormalizingFlow<Float>.validatedEventSize(eventShape)
 
+        // The parts, charged to the memory budget as they are built (before any allocation).
+        let (parts, charged) = try MemoryBudget.measure { try readParts(root, eventShape: eventShape, eventSize: eventSize) }
+        let flow = try NormalizingFlow(eventShape: eventShape, layers: parts.layers, base: parts.base, context: parts.context,
+                                       charged: charged)
+        flow.parametersDidChange()
+        // Values the flow cannot invert (a singular plain 1x1 convolution) do not load.
+        for (i, layer) in flow.allLayers.enumerated() {
+            if let constrained = layer as? any InvertibilityConstrained, let problem = constrained.invertibilityProblem {
+                throw FlowError.numerical("layer \(i) (\(Swift.type(of: layer).typeName)): \(problem)")
+            }
+        }
+        return flow
+    }
+
+    /// The base distribution, the layers and the context encoder of a model file, with their
+    /// parameters read.
+    private static func readParts(_ root: HDF5Group, eventShape: [Int], eventSize: Int) throws
+        -> (base: any BaseDistribution<Float>, layers: [any FlowLayer<Float>], context: ContextEncoder<Float>?)
+    {
         // The context front end (a conditional base reads its encoded rows), then the base.
         let context = try readContext(root)
         guard root.isGroup("base") else { throw FlowError.format("missing group /base") }
@@ -303,9 +392,7 @@ public enum ModelFile {
             throw e.prefixed("/layers: ")
         }
         try readLayerParameters(layers, from: layersGroup)
-        let flow = try NormalizingFlow(eventShape: eventShape, layers: layers, base: base, context: context)
-        flow.parametersDidChange()
-        return flow
+        return (base, layers, context)
     }
 
     /// The base distribution of `/base`: its `type` and every hyper-parameter its type declares,
@@ -420,14 +507,21 @@ public enum ModelFile {
         }
     }
 
+    /// Reads each parameter's dataset: the shape the layer declares, finite values
+    /// (``FlowError/numerical(_:)``), inside the parameter's ``Parameter/bound``
+    /// (``FlowError/format(_:)``).
     private static func readParameters(_ parameters: [Parameter<Float>], from group: HDF5Group) throws {
         for p in parameters {
             guard group.isDataset(p.name) else {
                 throw FlowError.format("missing dataset \(group.path)/\(p.name) (float32, shape \(p.shape))")
             }
+            try MemoryBudget.requireAvailable(p.count * MemoryLayout<Float>.stride, "reading dataset \(group.path)/\(p.name)")
             let (values, _) = try group.readFloats(p.name, expectedShape: p.shape, maxElements: p.count)
             guard values.allSatisfy({ $0.isFinite }) else {
                 throw FlowError.numerical("dataset \(group.path)/\(p.name) contains NaN or infinite values")
+            }
+            if let bound = p.bound, let i = values.firstIndex(where: { $0.magnitude > bound }) {
+                throw FlowError.format("dataset \(group.path)/\(p.name)[\(i)] = \(values[i]) is outside ±\(bound), the range of a log-scale")
             }
             p.assign(values)
         }

@@ -76,7 +76,7 @@ func perturb(_ flow: NormalizingFlow<Float>, steps: Int = 25) throws {
     let x = AlignedBuffer<Float>(count: rows * d, repeating: 0)
     defer { x.free() }
     fillData(x.pointer, rows: rows, dim: d, seed: 7)
-    flow.initializeDataDependentLayers(x.pointer, count: rows)
+    try flow.initializeDataDependentLayers(x.pointer, count: rows)
     let learningRate = 5e-3
     let optimizer = try Optimizer(flow.parameters, settings: OptimizerSettings(kind: .adam, learningRate: learningRate))
     for step in 0..<steps {

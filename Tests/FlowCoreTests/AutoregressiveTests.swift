@@ -446,7 +446,7 @@ extension MaskedAutoregressive: AutoregressiveProbe where Transform.Scalar == Do
     func columns(of feature: Int) -> [Int] { featureColumns[feature] }
     func conditionerOutputs(_ x: [Double], context: [Double]) -> [Double] {
         let ws = Workspace()
-        ws.reserve(bytes: net.workspaceBytes(rows: 1) + 4096)
+        try! ws.reserve(bytes: net.workspaceBytes(rows: 1) + 4096)
         var arena = ws.arena()
         var out = [Double](repeating: 0, count: net.outFeatures)
         let input = x + context

@@ -29,7 +29,7 @@ final class CNFContextTests: XCTestCase {
         let rows = w.count
         var z = x, logDet = [Double](repeating: 0, count: rows)
         let ws = Workspace()
-        ws.reserve(bytes: layer.workspaceBytes(count: rows))
+        try! ws.reserve(bytes: layer.workspaceBytes(count: rows))
         var arena = ws.arena()
         c.withUnsafeBufferPointer { layer.forward(&z, count: rows, context: $0.baseAddress, logDet: &logDet, arena: &arena) }
         return zip(u, z).reduce(0) { $0 + $1.0 * $1.1 } + zip(w, logDet).reduce(0) { $0 + $1.0 * $1.1 }
@@ -57,7 +57,7 @@ final class CNFContextTests: XCTestCase {
             let offset = 0.25  // the pass adds to the context gradient
             var gc = [Double](repeating: offset, count: rows * cf)
             let ws = Workspace()
-            ws.reserve(bytes: layer.backwardWorkspaceBytes(count: rows))
+            try ws.reserve(bytes: layer.backwardWorkspaceBytes(count: rows))
             var arena = ws.arena()
             c.withUnsafeBufferPointer { cp in
                 layer.backward(input: x, count: rows, context: cp.baseAddress, gradient: &g, logDetGradient: w,
@@ -143,7 +143,7 @@ final class CNFContextTests: XCTestCase {
         func apply(_ l: ContinuousFlow<Double>, _ rows: [Double], _ ctx: [Double], count: Int) -> ([Double], [Double]) {
             var z = rows, logDet = [Double](repeating: 0, count: count)
             let ws = Workspace()
-            ws.reserve(bytes: l.workspaceBytes(count: count))
+            try! ws.reserve(bytes: l.workspaceBytes(count: count))
             var arena = ws.arena()
             ctx.withUnsafeBufferPointer { l.forward(&z, count: count, context: $0.baseAddress, logDet: &logDet, arena: &arena) }
             return (z, logDet)
@@ -221,7 +221,7 @@ final class CNFContextTests: XCTestCase {
                 defer { tape.deallocate() }
                 flow.zeroGradients()
                 let ws = Workspace()
-                ws.reserve(bytes: transform.trainingWorkspaceBytes(count: rows))
+                try! ws.reserve(bytes: transform.trainingWorkspaceBytes(count: rows))
                 context.withUnsafeBufferPointer { cp in
                     var arena = ws.arena()
                     transform.forward(saving: &saved, tape: taped ? tape : nil, &z, count: rows, context: cp.baseAddress,

@@ -174,7 +174,7 @@ final class ConditionalBaseTests: XCTestCase {
         var z = BijectionChecker.randomPoints(n, d, seed: 3), ctx = BijectionChecker.randomPoints(n, e, seed: 4)
         let w = BijectionChecker.randomPoints(n, 1, seed: 5)
         let workspace = Workspace()
-        workspace.reserve(bytes: max(base.workspaceBytes(count: n), base.backwardWorkspaceBytes(count: n)))
+        try workspace.reserve(bytes: max(base.workspaceBytes(count: n), base.backwardWorkspaceBytes(count: n)))
         func loss() -> Double {
             var lp = [Double](repeating: 0, count: n)
             var arena = workspace.arena()

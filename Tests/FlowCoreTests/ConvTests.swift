@@ -399,7 +399,7 @@ final class ConvTests: XCTestCase {
     }
 
     func testParametersInFileOrderWithPyTorchShapesAndInitialisation() {
-        let net = ConvNet<Double>(channels: 3, hidden: 8, outChannels: 6, height: 4, width: 5, seed: 42)
+        let net = try! ConvNet<Double>(channels: 3, hidden: 8, outChannels: 6, height: 4, width: 5, seed: 42)
         XCTAssertEqual(net.parameters.map(\.name), ["weight_0", "bias_0", "weight_1", "bias_1", "weight_2", "bias_2"])
         XCTAssertEqual(net.parameters.map(\.shape), [[8, 3, 3, 3], [8], [8, 8, 1, 1], [8], [6, 8, 3, 3], [6]])
         XCTAssertEqual(net.inFeatures, 3 * 20)
@@ -412,22 +412,22 @@ final class ConvTests: XCTestCase {
         }
         XCTAssertTrue(net.parameters.suffix(2).allSatisfy { $0.array.allSatisfy { $0 == 0 } }, "last layer not zero")
         // Deterministic in the seed, and Float draws the same values.
-        let again = ConvNet<Float>(channels: 3, hidden: 8, outChannels: 6, height: 4, width: 5, seed: 42)
+        let again = try! ConvNet<Float>(channels: 3, hidden: 8, outChannels: 6, height: 4, width: 5, seed: 42)
         for (a, b) in zip(net.parameters, again.parameters) { XCTAssertEqual(a.array.map { Float($0) }, b.array, a.name) }
-        let other = ConvNet<Double>(channels: 3, hidden: 8, outChannels: 6, height: 4, width: 5, seed: 43)
+        let other = try! ConvNet<Double>(channels: 3, hidden: 8, outChannels: 6, height: 4, width: 5, seed: 43)
         XCTAssertNotEqual(net.parameters[0].array, other.parameters[0].array)
     }
 
     func testFreshNetworkOutputsExactlyZero() {
         let rows = 3
-        let double = ConvNet<Double>(channels: 4, hidden: 16, outChannels: 8, height: 6, width: 5, seed: 1)
+        let double = try! ConvNet<Double>(channels: 4, hidden: 16, outChannels: 8, height: 6, width: 5, seed: 1)
         let x = normals(rows * double.inFeatures, seed: 18, scale: 3)
         XCTAssertTrue(run(double, x, ldx: double.inFeatures, rows: rows).allSatisfy { $0 == 0 })
-        let single = ConvNet<Float>(channels: 4, hidden: 16, outChannels: 8, height: 6, width: 5, seed: 1)
+        let single = try! ConvNet<Float>(channels: 4, hidden: 16, outChannels: 8, height: 6, width: 5, seed: 1)
         XCTAssertTrue(run(single, x.map { Float($0) }, ldx: single.inFeatures, rows: rows).allSatisfy { $0 == 0 })
         // The contiguous convenience entry point, through a pooled-style workspace.
         let ws = Workspace()
-        ws.reserve(bytes: single.workspaceBytes(rows: 2))
+        try! ws.reserve(bytes: single.workspaceBytes(rows: 2))
         var arena = ws.arena()
         var z = [Float](repeating: 1, count: 2 * single.outFeatures)
         let xf = [Float](repeating: 1, count: 2 * single.inFeatures)
@@ -437,7 +437,7 @@ final class ConvTests: XCTestCase {
 
     func testForwardMatchesComposedReference() {
         for (c, hid, o, hgt, wid, rows) in [(3, 5, 4, 5, 7, 1), (4, 6, 2, 6, 3, 3), (2, 3, 6, 1, 4, 3)] {
-            let net = ConvNet<Double>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 2)
+            let net = try! ConvNet<Double>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 2)
             BijectionChecker.perturb(net.parameters, scale: 0.5, seed: 3)
             net.repack()
             let ldx = net.inFeatures + 4
@@ -461,7 +461,7 @@ final class ConvTests: XCTestCase {
         let h = 1e-5
         for (c, hid, o, hgt, wid, rows, contiguous) in [(3, 5, 4, 5, 4, 2, false), (6, 4, 2, 3, 5, 3, true),
                                                        (2, 3, 3, 1, 3, 1, true)] {
-            let net = ConvNet<Double>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 4)
+            let net = try! ConvNet<Double>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 4)
             BijectionChecker.perturb(net.parameters, scale: 0.5, seed: 5)
             net.repack()
             let ldx = contiguous ? net.inFeatures : net.inFeatures + 3
@@ -503,10 +503,10 @@ final class ConvTests: XCTestCase {
     }
 
     func testGradientsGoToTheCallingThreadsSlot() {
-        let net = ConvNet<Double>(channels: 2, hidden: 3, outChannels: 2, height: 3, width: 3, seed: 6)
+        let net = try! ConvNet<Double>(channels: 2, hidden: 3, outChannels: 2, height: 3, width: 3, seed: 6)
         BijectionChecker.perturb(net.parameters, scale: 0.5, seed: 7)
         net.repack()
-        for p in net.parameters { p.reserveGradientSlots(1); p.zeroGradient() }
+        for p in net.parameters { try! p.reserveGradientSlots(1); p.zeroGradient() }
         let x = normals(2 * net.inFeatures, seed: 22), r = normals(2 * net.outFeatures, seed: 23)
         GradientSlot.with(1) { _ = recordAndBackward(net, x, ldx: net.inFeatures, rows: 2, outputGradient: r) }
         for p in net.parameters {
@@ -520,7 +520,7 @@ final class ConvTests: XCTestCase {
     /// 64, 16, 35 and 18 pixels; and it is the one taken where it applies.
     func testBlockForwardEqualsLayerByLayerForward() {
         func check<T: FlowScalar>(_: T.Type, _ c: Int, _ hid: Int, _ o: Int, _ hgt: Int, _ wid: Int, _ rows: Int) {
-            let net = ConvNet<T>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 5)
+            let net = try! ConvNet<T>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 5)
             BijectionChecker.perturb(net.parameters, scale: 0.5, seed: 6)
             net.repack()
             XCTAssertTrue(net.usesBlockForward(rows: rows), "\(c)→\(hid)→\(o) \(hgt)×\(wid) rows \(rows)")
@@ -559,14 +559,14 @@ final class ConvTests: XCTestCase {
     /// products can round differently).
     func testWinogradLastLayerAgreesWithIm2col() {
         FlowRuntime.configureBLAS()
-        XCTAssertFalse(ConvNet<Double>(channels: 2, hidden: 8, outChannels: 4, height: 4, width: 4, seed: 1).usesWinograd)
+        XCTAssertFalse(try! ConvNet<Double>(channels: 2, hidden: 8, outChannels: 4, height: 4, width: 4, seed: 1).usesWinograd)
         for (c, hid, o, hgt, wid, rows) in [(6, 64, 12, 8, 8, 7), (12, 64, 24, 4, 4, 9), (3, 16, 6, 5, 7, 3),
                                             (2, 8, 4, 1, 3, 2)] {
-            let reference = ConvNet<Double>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 5)
+            let reference = try! ConvNet<Double>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 5)
             BijectionChecker.perturb(reference.parameters, scale: 0.5, seed: 6)
             reference.repack()
             let nets = [true, false].map { winograd in
-                let net = ConvNet<Float>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 5,
+                let net = try! ConvNet<Float>(channels: c, hidden: hid, outChannels: o, height: hgt, width: wid, seed: 5,
                                          winograd: winograd)
                 for (pd, pf) in zip(reference.parameters, net.parameters) { pf.assign(pd.array.map { Float($0) }) }
                 net.repack()
@@ -593,10 +593,10 @@ final class ConvTests: XCTestCase {
 
     func testFloatNetworkAgreesWithDouble() {
         let rows = 4
-        let double = ConvNet<Double>(channels: 6, hidden: 32, outChannels: 12, height: 8, width: 8, seed: 8)
+        let double = try! ConvNet<Double>(channels: 6, hidden: 32, outChannels: 12, height: 8, width: 8, seed: 8)
         BijectionChecker.perturb(double.parameters, scale: 0.3, seed: 9)
         double.repack()
-        let single = ConvNet<Float>(channels: 6, hidden: 32, outChannels: 12, height: 8, width: 8, seed: 8)
+        let single = try! ConvNet<Float>(channels: 6, hidden: 32, outChannels: 12, height: 8, width: 8, seed: 8)
         for (pd, pf) in zip(double.parameters, single.parameters) { pf.assign(pd.array.map { Float($0) }) }
         single.repack()
         let x = normals(rows * double.inFeatures, seed: 24), r = normals(rows * double.outFeatures, seed: 25)
@@ -624,7 +624,7 @@ final class ConvTests: XCTestCase {
             (8, 9, 64, 3, 5, 2, 1), (64, 8, 5, 2, 3, 3, 2),
         ]
         for (i, t) in cases.enumerated() {
-            let double = ConvNet<Double>(channels: t.c, hidden: t.hid, outChannels: t.o, height: t.h, width: t.w,
+            let double = try! ConvNet<Double>(channels: t.c, hidden: t.hid, outChannels: t.o, height: t.h, width: t.w,
                                          seed: 30 + UInt64(i))
             BijectionChecker.perturb(double.parameters, scale: 0.3, seed: 31 + UInt64(i))
             double.repack()
@@ -632,7 +632,7 @@ final class ConvTests: XCTestCase {
             let x = normals(t.rows * ldx, seed: 32 + UInt64(i)), r = normals(t.rows * double.outFeatures, seed: 33)
             for p in double.parameters { p.zeroGradient() }
             let (yD, dxD) = recordAndBackward(double, x, ldx: ldx, rows: t.rows, outputGradient: r)
-            let single = ConvNet<Float>(channels: t.c, hidden: t.hid, outChannels: t.o, height: t.h, width: t.w,
+            let single = try! ConvNet<Float>(channels: t.c, hidden: t.hid, outChannels: t.o, height: t.h, width: t.w,
                                         seed: 30 + UInt64(i))
             for (pd, pf) in zip(double.parameters, single.parameters) { pf.assign(pd.array.map { Float($0) }) }
             single.repack()

@@ -40,7 +40,7 @@ final class ODENetReverseTests: XCTestCase {
         var gz = [T](repeating: 0, count: rows * d), gt = [T](repeating: 0, count: rows)
         var gc = [T](repeating: 0, count: rows * layer.contextFeatures)
         let ws = Workspace()
-        ws.reserve(bytes: layer.reverseWorkspaceBytes(rows: rows))
+        try! ws.reserve(bytes: layer.reverseWorkspaceBytes(rows: rows))
         for _ in 0..<calls {
             var arena = ws.arena()
             z.withUnsafeBufferPointer { zp in
@@ -261,7 +261,7 @@ final class ODENetReverseTests: XCTestCase {
     /// Parallel passes accumulate into the calling thread's gradient slot.
     func testHonoursGradientSlot() throws {
         let layer = try cnf(2, hidden: [4], activation: "softplus", Double.self)
-        for p in layer.parameters { p.reserveGradientSlots(1) }
+        for p in layer.parameters { try! p.reserveGradientSlots(1) }
         let z = random(4, seed: 10), w: [Double] = [0.5, -1]
         let reference = reverse(layer, t: 0.3, z: z, rows: 2, u: nil, w: w)
         let slotted = GradientSlot.with(1) { reverse(layer, t: 0.3, z: z, rows: 2, u: nil, w: w, zero: false) }

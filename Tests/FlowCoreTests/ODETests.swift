@@ -31,7 +31,7 @@ final class ODETests: XCTestCase {
     ) throws -> ODESolver.Statistics {
         let bytes = ODESolver.workspaceBytes(T.self, count: y.count, method: options.method)
         let workspace = Workspace()
-        workspace.reserve(bytes: bytes)
+        try! workspace.reserve(bytes: bytes)
         var arena = workspace.arena()
         let n = y.count
         var placeholder: [T] = [0]  // an empty array may have no base address
@@ -174,7 +174,7 @@ final class ODETests: XCTestCase {
     func testSingleStepLocalErrorOrders() throws {
         let q = DormandPrince.Coefficients<Double>()
         let workspace = Workspace()
-        workspace.reserve(bytes: ODESolver.workspaceBytes(Double.self, count: 1, method: .dopri5))
+        try! workspace.reserve(bytes: ODESolver.workspaceBytes(Double.self, count: 1, method: .dopri5))
         var arena = workspace.arena()
         let k = DormandPrince.Stages(k1: arena.take(Double.self, 1), k2: arena.take(Double.self, 1),
                                      k3: arena.take(Double.self, 1), k4: arena.take(Double.self, 1),

@@ -34,22 +34,25 @@ final class RuntimeTests: XCTestCase {
         XCTAssertNil(defaults.threads)
         XCTAssertEqual(defaults.tapeBudget, 64 << 20)
         XCTAssertTrue(defaults.winograd)
+        XCTAssertEqual(defaults.memoryLimit, MemoryBudget.defaultLimit)
         let set = RuntimeConfiguration(environment: [
             "SWIFTFLOWS_NUM_THREADS": "3", "SWIFTFLOWS_TAPE_BUDGET": "0", "SWIFTFLOWS_WINOGRAD": "0",
             "SWIFTFLOWS_FASHION_MNIST_DIR": "/data/fm", "SWIFTFLOWS_DIGITS_PATH": "d.h5", "OTHER": "1",
+            "SWIFTFLOWS_MEMORY_LIMIT": "123456789",
         ])
         XCTAssertEqual(set.threads, 3)
         XCTAssertEqual(set.tapeBudget, 0)
         XCTAssertFalse(set.winograd)
         XCTAssertEqual(set.fashionMNISTDirectory, "/data/fm")
         XCTAssertEqual(set.digitsPath, "d.h5")
+        XCTAssertEqual(set.memoryLimit, 123_456_789)
         XCTAssertEqual(RuntimeConfiguration(environment: ["SWIFTFLOWS_NUM_THREADS": "1000"]).threads, 256)
         let bad = RuntimeConfiguration(environment: [
             "SWIFTFLOWS_NUM_THREADS": "0", "SWIFTFLOWS_TAPE_BUDGET": "-5", "SWIFTFLOWS_WINOGRAD": "no",
-            "SWIFTFLOWS_FASHION_MNIST_DIR": "", "SWIFTFLOWS_DIGITS_PATH": "",
+            "SWIFTFLOWS_FASHION_MNIST_DIR": "", "SWIFTFLOWS_DIGITS_PATH": "", "SWIFTFLOWS_MEMORY_LIMIT": "1000",
         ])
         XCTAssertEqual(bad, defaults)
-        XCTAssertEqual(Set(RuntimeConfiguration.variables).count, 5)
+        XCTAssertEqual(Set(RuntimeConfiguration.variables).count, 6)
     }
 
     /// Installing a configuration that names a thread count sets the thread knob.

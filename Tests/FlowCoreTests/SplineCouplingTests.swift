@@ -152,7 +152,7 @@ final class SplineCouplingTests: XCTestCase {
             }
             var g = gz
             let ws = Workspace()
-            ws.reserve(bytes: layer.backwardWorkspaceBytes(count: n))
+            try! ws.reserve(bytes: layer.backwardWorkspaceBytes(count: n))
             flow.zeroGradients()
             x.withUnsafeBufferPointer { xp in
                 g.withUnsafeMutableBufferPointer { gp in

@@ -22,7 +22,7 @@ final class TrainingTests: XCTestCase {
     // MARK: Optimisers and schedules
 
     func testAdamFirstStepMovesEachParameterByTheLearningRate() throws {
-        let p = Parameter<Double>(name: "w", shape: [3])
+        let p = try! Parameter<Double>(name: "w", shape: [3])
         p.assign([1, 2, 3])
         for (i, g) in [0.5, -2, 1e-3].enumerated() { p.gradient[i] = g }
         let adam = try Optimizer([p], settings: OptimizerSettings(kind: .adam, learningRate: 0.1, epsilon: 1e-12))
@@ -44,7 +44,7 @@ final class TrainingTests: XCTestCase {
             var results: [[[Float]]] = []
             for threads in [1, 2, 3] {
                 FlowRuntime.threadCount = threads
-                let params = sizes.enumerated().map { Parameter<Float>(name: "p\($0.offset)", shape: [$0.element]) }
+                let params = sizes.enumerated().map { try! Parameter<Float>(name: "p\($0.offset)", shape: [$0.element]) }
                 var rng = PhiloxStream(seed: 4, row: 0, stream: 1)
                 for p in params { for i in 0..<p.count { p.values[i] = Float(rng.nextNormal()) } }
                 let settings = OptimizerSettings(kind: kind, learningRate: 0.01, weightDecay: 0.01, momentum: 0.9)
@@ -61,7 +61,7 @@ final class TrainingTests: XCTestCase {
         }
         // Adam against its recurrence, element 39,999 (the last of the first parameter's third block).
         FlowRuntime.threadCount = 2
-        let p = Parameter<Double>(name: "w", shape: [70_000])
+        let p = try! Parameter<Double>(name: "w", shape: [70_000])
         let adam = try Optimizer([p], settings: OptimizerSettings(kind: .adam, learningRate: 0.1))
         var w = 0.5, m = 0.0, v = 0.0
         p.values[39_999] = w
@@ -77,7 +77,7 @@ final class TrainingTests: XCTestCase {
     }
 
     func testSGDMomentumAndDecoupledWeightDecayFollowTheirRecurrences() throws {
-        let p = Parameter<Double>(name: "w", shape: [1])
+        let p = try! Parameter<Double>(name: "w", shape: [1])
         p.assign([2])
         let sgd = try Optimizer([p], settings: OptimizerSettings(kind: .sgd, weightDecay: 0.1, momentum: 0.5))
         var w = 2.0, buf = 0.0
@@ -92,7 +92,7 @@ final class TrainingTests: XCTestCase {
     }
 
     func testAdamaxUsesTheInfinityNorm() throws {
-        let p = Parameter<Double>(name: "w", shape: [1])
+        let p = try! Parameter<Double>(name: "w", shape: [1])
         let opt = try Optimizer([p], settings: OptimizerSettings(kind: .adamax, learningRate: 0.01, epsilon: 1e-12))
         var m = 0.0, u = 0.0, w = 0.0
         for (t, g) in [3.0, -1.0, 0.5].enumerated() {
@@ -119,7 +119,7 @@ final class TrainingTests: XCTestCase {
     }
 
     func testGradientNormAndClippingScaleAllGradients() throws {
-        let a = Parameter<Float>(name: "a", shape: [2]), b = Parameter<Float>(name: "b", shape: [1])
+        let a = try! Parameter<Float>(name: "a", shape: [2]), b = try! Parameter<Float>(name: "b", shape: [1])
         a.gradient[0] = 3
         b.gradient[0] = 4
         let opt = try Optimizer([a, b], settings: OptimizerSettings())
@@ -227,6 +227,92 @@ final class TrainingTests: XCTestCase {
             XCTAssertTrue(m.contains("4 consecutive"), m)
         }
         XCTAssertEqual(skips, 4)
+    }
+
+    /// A step that would make a parameter non-finite, or move a bounded one (a log-scale) past
+    /// its bound, is refused whole: values, moments and the step count stay as they were.
+    func testOptimizerRefusesAStepThatLeavesTheParametersRange() throws {
+        for kind in OptimizerKind.allCases {
+            let p = try Parameter<Float>(name: "w", shape: [3])
+            let bounded = try Parameter<Float>(name: "log_scale", shape: [2], bound: 30)
+            p.assign([1, 2, 3])
+            bounded.assign([29.5, -1])
+            for i in 0..<3 { p.gradient[i] = 0.5 }
+            for i in 0..<2 { bounded.gradient[i] = -1 }
+            let optimizer = try Optimizer([p, bounded], settings: OptimizerSettings(kind: kind, learningRate: 1e300))
+            XCTAssertFalse(optimizer.step(learningRate: 1e300), "\(kind): a step to ±inf")
+            XCTAssertEqual(p.array, [1, 2, 3])
+            XCTAssertEqual(optimizer.stepCount, 0)
+            XCTAssertTrue(optimizer.first[0].allSatisfy { $0 == 0 })
+            XCTAssertFalse(optimizer.step(learningRate: 1), "\(kind): log_scale 29.5 → past 30")
+            XCTAssertEqual(bounded.array, [29.5, -1])
+            XCTAssertTrue(optimizer.step(learningRate: 0.1), "\(kind): an ordinary step")
+            XCTAssertEqual(optimizer.stepCount, 1)
+            XCTAssertTrue(p.valuesAreValid && bounded.valuesAreValid)
+        }
+    }
+
+    /// `saveState`/`restoreState` undo a step exactly (parameters, moments, step count).
+    func testOptimizerStateRestoresExactly() throws {
+        let flow = try NormalizingFlow<Float>.realNVP(dim: 2, layers: 2, hidden: [4], seed: 1)
+        let data = gaussianData(64, seed: 5)
+        let optimizer = try Optimizer(flow.parameters, settings: OptimizerSettings(kind: .adam, learningRate: 1e-2))
+        for _ in 0..<2 {
+            flow.zeroGradients()
+            data.withUnsafeBufferPointer { _ = flow.accumulateNLLGradient($0.baseAddress!, count: 64) }
+            XCTAssertTrue(optimizer.step(learningRate: 1e-2))
+        }
+        let values = flow.parameters.map(\.array), first = optimizer.first[0], count = optimizer.stepCount
+        optimizer.saveState()
+        XCTAssertTrue(optimizer.step(learningRate: 0.5))
+        XCTAssertNotEqual(flow.parameters.map(\.array), values)
+        optimizer.restoreState()
+        XCTAssertEqual(flow.parameters.map(\.array), values)
+        XCTAssertEqual(optimizer.first[0], first)
+        XCTAssertEqual(optimizer.stepCount, count)
+    }
+
+    /// Training never leaves parameters a loader refuses: steps that would make an LU weight
+    /// non-finite, move its log-scales past ±30 or make it ill-conditioned are undone and
+    /// reported as skipped; the model then saves as a file that loads.
+    func testTrainingUndoesStepsThatWouldMakeTheModelUnloadable() throws {
+        let flow = try NormalizingFlow<Float>(specJSON: #"{"event_shape": [3], "layers": [{"type": "lu_linear"}]}"#, seed: 1)
+        var data = [Float]()
+        var s = PhiloxStream(seed: 4, row: 0, stream: 9)
+        for _ in 0..<256 { data += [Float(s.nextNormal()), Float(100 * s.nextNormal()), Float(0.01 * s.nextNormal())] }
+        var reasons: [String] = []
+        for rate in [1e300, 1e6, 1e3, 10] {
+            var o = options(epochs: 1)
+            o.batchSize = 64
+            o.validationFraction = 0
+            o.optimizer = OptimizerSettings(kind: .sgd, learningRate: rate, momentum: 0)
+            _ = try? data.withUnsafeBufferPointer { buffer in
+                try Trainer(flow: flow, data: buffer, rows: 256, options: o).run { event in
+                    if case .skipped(_, _, let reason) = event { reasons.append(reason) }
+                    return true
+                }
+            }
+            XCTAssertNil(flow.parameterProblem, "learning rate \(rate)")
+            XCTAssertNoThrow(try NormalizingFlow<Float>.load(image: try flow.fileImage()), "learning rate \(rate)")
+        }
+        XCTAssertTrue(reasons.contains { $0.contains("non-finite") }, "\(reasons)")
+    }
+
+    /// What the trainer checks after a step of a flow with mixing matrices: an LU weight whose
+    /// factors are finite and in range but ill-conditioned is reported (and a loader refuses it).
+    func testIllConditionedLUWeightsAreDetected() throws {
+        let flow = try NormalizingFlow<Float>(specJSON: #"{"event_shape": [3], "layers": [{"type": "lu_linear"}]}"#, seed: 1)
+        XCTAssertNil(flow.parameterProblem)
+        XCTAssertEqual(flow.invertibilityConstrainedLayers.count, 1)
+        let upper = try XCTUnwrap(flow.parameters.first { $0.name == "upper" })
+        upper.values[1] = 1e7  // row 0, column 1: strictly upper
+        flow.parametersDidChange()
+        let problem = try XCTUnwrap(flow.parameterProblem)
+        XCTAssertTrue(problem.contains("lu_linear") && problem.contains("condition number"), problem)
+        XCTAssertThrowsError(try NormalizingFlow<Float>.load(image: try flow.fileImage())) { error in
+            guard case FlowError.numerical(let m) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(m.contains("condition number"), m)
+        }
     }
 
     func testEarlyStoppingRestoresTheBestEpoch() throws {

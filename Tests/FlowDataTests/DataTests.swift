@@ -2,6 +2,7 @@
 @testable import FlowHDF5
 @testable import FlowData
 import FlowTestSupport
+import Foundation
 import Glibc
 import XCTest
 
@@ -555,6 +556,70 @@ final class DataTests: XCTestCase {
         assertThrows(["cannot write"], isIO) {
             try HDF5DatasetWriter.write(try self.tensor([1, 1]) { _ in 1 }, to: self.path("no/dir.h5"))
         }
+    }
+
+    /// The Python interpreter with h5py (`SWIFTFLOWS_PYTHON`, else the repository's `.venv`), or nil.
+    func pythonWithH5py() -> String? {
+        var candidates: [String] = []
+        if let configured = getenv("SWIFTFLOWS_PYTHON").map({ String(cString: $0) }), !configured.isEmpty {
+            candidates.append(configured)
+        }
+        let root = String(#filePath.split(separator: "/").dropLast(3).joined(separator: "/"))
+        candidates.append("/" + root + "/.venv/bin/python")
+        return candidates.first { access($0, X_OK) == 0 && (try? runPython($0, "import h5py", []).status) == 0 }
+    }
+
+    func runPython(_ python: String, _ script: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", script] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// A data file whose dataset keeps its values in another file (HDF5 external storage) or maps
+    /// them from one (a virtual dataset) is refused naming the dataset, before a value is read:
+    /// HDF5 would open whatever file it names, a FIFO (a hang) or a file the user never meant to
+    /// train on included (issue 25; docs/reliability.md).
+    func testHDF5DataInOtherFilesIsRefused() throws {
+        guard let python = pythonWithH5py() else { throw XCTSkip("no Python with h5py") }
+        let script = """
+        import os, sys, h5py, numpy as np
+        d = sys.argv[1]
+        np.arange(8, dtype=np.float32).tofile(os.path.join(d, "raw.bin"))
+        os.mkfifo(os.path.join(d, "fifo"))
+        with h5py.File(os.path.join(d, "source.h5"), "w") as f:
+            f.create_dataset("x", data=np.arange(8, dtype=np.float32).reshape(4, 2))
+        with h5py.File(os.path.join(d, "external.h5"), "w") as f:
+            f.create_dataset("x", shape=(4, 2), dtype=np.float32, external=[(os.path.join(d, "raw.bin"), 0, 32)])
+        with h5py.File(os.path.join(d, "fifo.h5"), "w") as f:
+            f.create_dataset("x", shape=(4, 2), dtype=np.float32, external=[(os.path.join(d, "fifo"), 0, 32)])
+        with h5py.File(os.path.join(d, "virtual.h5"), "w") as f:
+            layout = h5py.VirtualLayout(shape=(4, 2), dtype=np.float32)
+            layout[...] = h5py.VirtualSource(os.path.join(d, "source.h5"), "x", shape=(4, 2))
+            f.create_virtual_dataset("x", layout)
+        """
+        let result = try runPython(python, script, [directory])
+        XCTAssertEqual(result.status, 0, result.output)
+        assertThrows(["/x", "external storage"], isFormat) { _ = try HDF5DatasetReader.read(path: self.path("external.h5"), dataset: "/x") }
+        assertThrows(["/x", "external storage"], isFormat) { _ = try HDF5DatasetReader.read(path: self.path("fifo.h5"), dataset: "/x") }
+        assertThrows(["/x", "virtual dataset"], isFormat) { _ = try HDF5DatasetReader.read(path: self.path("virtual.h5"), dataset: "/x") }
+        XCTAssertEqual(try HDF5DatasetReader.read(path: path("source.h5"), dataset: "/x").shape, [4, 2])
+    }
+
+    /// Data paths that are FIFOs or devices are refused at once (open without O_NONBLOCK blocked
+    /// on a FIFO without a writer).
+    func testSpecialFilesAreRefusedWithoutBlocking() throws {
+        let fifo = path("data.csv")
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        assertThrows(["not a regular file"], isIO) { _ = try DataSource.load(fifo) }
+        assertThrows(["not a regular file"], isIO) { _ = try HDF5DatasetReader.read(path: fifo, dataset: "/x") }
+        assertThrows(["not a regular file"], isIO) { _ = try HDF5DatasetReader.read(path: "/dev/zero", dataset: "/x") }
     }
 
     // MARK: - DataSource

@@ -240,12 +240,13 @@ final class HDF5Tests: XCTestCase {
 
     func testFailedAtomicWriteRemovesTemporaryFileAndKeepsTarget() throws {
         let directory = try makeTemporaryDirectory()
-        // rename(2) of a file over a non-empty directory fails after the temporary file was written.
+        // A target that is not a regular file (here a non-empty directory) is refused before
+        // anything is written; nothing is left beside it.
         let target = directory + "/target"
         try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: false)
         try Data([9]).write(to: URL(fileURLWithPath: target + "/keep"))
         XCTAssertThrowsError(try writeFileAtomically([1, 2, 3], to: target)) { error in
-            XCTAssertTrue("\(error)".contains("rename"), "\(error)")
+            XCTAssertTrue("\(error)".contains("not a regular file (a directory)"), "\(error)")
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory), ["target"])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: target), ["keep"])

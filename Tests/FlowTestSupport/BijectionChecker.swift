@@ -30,7 +30,7 @@ public enum BijectionChecker {
         var out = rows
         var logDet = [Double](repeating: 0, count: count)
         let ws = Workspace()
-        ws.reserve(bytes: bijection.workspaceBytes(count: count))
+        try! ws.reserve(bytes: bijection.workspaceBytes(count: count))
         out.withUnsafeMutableBufferPointer { o in
             logDet.withUnsafeMutableBufferPointer { l in
                 var arena = ws.arena()

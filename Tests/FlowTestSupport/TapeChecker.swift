@@ -21,7 +21,7 @@ public enum TapeChecker {
             defer { tape.deallocate() }
             for p in c.parameters { p.zeroGradient() }
             let ws = Workspace()
-            ws.reserve(bytes: c.trainingWorkspaceBytes(count: rows))
+            try! ws.reserve(bytes: c.trainingWorkspaceBytes(count: rows))
             saved.withUnsafeBufferPointer { sp in
                 let s = UnsafeMutablePointer(mutating: sp.baseAddress!)
                 var arena = ws.arena()

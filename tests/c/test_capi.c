@@ -24,8 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -342,21 +345,21 @@ static void test_version(void) {
     }
     CHECK(SF_FORMAT_VERSION_MAJOR == 1 && SF_MAX_EVENT_RANK == 4, "format version / rank macros");
 
-    const char *texts[SF_ERR_CORRUPT + 1];
-    for (int code = SF_OK; code <= SF_ERR_CORRUPT; code++) {
+    const char *texts[SF_ERR_MEMORY + 1];
+    for (int code = SF_OK; code <= SF_ERR_MEMORY; code++) {
         texts[code] = sf_status_string(code);
         CHECKF(texts[code] != NULL && texts[code][0] != '\0', "sf_status_string(%d) is a non-empty text", code);
         if (!texts[code]) texts[code] = "";
     }
-    for (int i = 0; i <= SF_ERR_CORRUPT; i++)
-        for (int j = i + 1; j <= SF_ERR_CORRUPT; j++)
+    for (int i = 0; i <= SF_ERR_MEMORY; i++)
+        for (int j = i + 1; j <= SF_ERR_MEMORY; j++)
             CHECKF(strcmp(texts[i], texts[j]) != 0, "sf_status_string(%d) and (%d) differ (\"%s\")", i, j, texts[i]);
-    const int unknown[] = {SF_ERR_CORRUPT + 1, 99, 1000, -1, INT_MAX, INT_MIN};
+    const int unknown[] = {SF_ERR_MEMORY + 1, 99, 1000, -1, INT_MAX, INT_MIN};
     for (size_t k = 0; k < sizeof unknown / sizeof unknown[0]; k++) {
         const char *s = sf_status_string(unknown[k]);
         CHECKF(s != NULL && strcmp(s, "unknown status") == 0, "sf_status_string(%d) = \"%s\", expected \"unknown status\"",
                unknown[k], s ? s : "(null)");
-        for (int i = 0; s && i <= SF_ERR_CORRUPT; i++)
+        for (int i = 0; s && i <= SF_ERR_MEMORY; i++)
             CHECKF(strcmp(s, texts[i]) != 0, "unknown code %d text differs from code %d", unknown[k], i);
     }
 }
@@ -2153,13 +2156,14 @@ static void test_misuse(void) {
     o.checkpoint_path = NULL;
 
     /* Library information: never NULL, whatever the argument. */
-    const int codes[] = {-1, 12, 13, 99, INT_MAX, INT_MIN};
+    const int codes[] = {-1, 12, 13, 14, 99, INT_MAX, INT_MIN};
     for (size_t k = 0; k < sizeof codes / sizeof codes[0]; k++) {
         const char *text = sf_status_string(codes[k]);
         CHECKF(text != NULL && text[0] != '\0', "sf_status_string(%d) = \"%s\"", codes[k], text ? text : "(null)");
     }
     CHECK(strcmp(sf_status_string(SF_ERR_CORRUPT), "damaged model file") == 0, "SF_ERR_CORRUPT has its text");
-    CHECK(strcmp(sf_status_string(13), "unknown status") == 0, "13 is unknown");
+    CHECK(strcmp(sf_status_string(SF_ERR_MEMORY), "out of memory") == 0, "SF_ERR_MEMORY has its text");
+    CHECK(strcmp(sf_status_string(14), "unknown status") == 0, "14 is unknown");
 
     /* Every pointer argument NULL, one at a time: SF_ERR_INVALID_ARGUMENT, outputs NULLed. */
 #define NULL_ARG(expr)                                                                  \
@@ -2716,6 +2720,421 @@ static void test_conditional_base(void) {
     CHECK_ST(sf_log_prob(m, x, 1, lp), SF_ERR_INVALID_ARGUMENT);
     free(x);
     free(cx);
+
+/* ---- hostile files and careless callers (issue 25) ------------------------------------------ */
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Caps this process's address space at `bytes` (the section runs in its own child); returns the
+ * previous limit through *old. */
+static int cap_address_space(uint64_t bytes, struct rlimit *old) {
+    if (getrlimit(RLIMIT_AS, old) != 0) return 0;
+    struct rlimit cap = *old;
+    cap.rlim_cur = (rlim_t)bytes;
+    return setrlimit(RLIMIT_AS, &cap) == 0;
+}
+
+/* Loading special files never blocks, and a large file that is not HDF5 is refused from its first
+ * bytes without being read whole. */
+static void test_hostile_paths(void) {
+    char dir[] = "/tmp/sf_test_hostile_XXXXXX";
+    if (!CHECK(mkdtemp(dir) != NULL, "mkdtemp")) return;
+    char *fifo = path_join(dir, "fifo.h5"), *big = path_join(dir, "zeros.h5");
+    sf_model *m = NOT_NULL_MODEL;
+
+    /* A FIFO without a writer used to block in open() forever. */
+    CHECK(mkfifo(fifo, 0600) == 0, "mkfifo");
+    double t0 = now_seconds();
+    CHECK_ST(sf_model_load(fifo, &m), SF_ERR_IO);
+    CHECKF(now_seconds() - t0 < 5, "loading a FIFO returns at once (%.2f s)", now_seconds() - t0);
+    CHECKF(strstr(sf_last_error(), "FIFO") != NULL, "the message names a FIFO: \"%s\"", sf_last_error());
+    CHECK(m == NULL, "out_model is NULL after a failure");
+    CHECK_ST(sf_model_load(dir, &m), SF_ERR_IO);
+    CHECK_ST(sf_model_load("/dev/zero", &m), SF_ERR_IO);
+    CHECKF(strstr(sf_last_error(), "character device") != NULL, "the message names a device: \"%s\"", sf_last_error());
+
+    /* A 4 GiB sparse file of zeros, loaded under a 1 GiB address-space cap: refused from its
+     * signature (it used to be read whole: 12.6 GB and 104 s). */
+    int fd = open(big, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int sized = fd >= 0 && ftruncate(fd, (off_t)4 << 30) == 0;
+    if (fd >= 0) close(fd);
+    struct rlimit old;
+    if (CHECK(sized, "a sparse 4 GiB file") && CHECK(cap_address_space((uint64_t)1 << 30, &old), "RLIMIT_AS 1 GiB")) {
+        t0 = now_seconds();
+        CHECK_ST(sf_model_load(big, &m), SF_ERR_FORMAT);
+        CHECKF(now_seconds() - t0 < 5, "a large non-HDF5 file is refused at once (%.2f s)", now_seconds() - t0);
+        CHECKF(strstr(sf_last_error(), "no HDF5 signature") != NULL, "the message says why: \"%s\"", sf_last_error());
+        setrlimit(RLIMIT_AS, &old);
+    }
+    unlink(big);
+    unlink(fifo);
+    rmdir(dir);
+    free(fifo);
+    free(big);
+}
+
+/* The memory limit: a tiny spec that needs gigabytes fails with a status, never an abort. */
+static const char *const SPEC_BOMB = "{\"preset\":\"realnvp\",\"dim\":16777216,\"layers\":2,\"hidden\":[8]}";
+
+static void test_memory_limit(void) {
+    CHECKF(sf_get_memory_limit() == SF_DEFAULT_MEMORY_LIMIT, "default limit %llu",
+           (unsigned long long)sf_get_memory_limit());
+    CHECK_ST(sf_set_memory_limit(0), SF_ERR_INVALID_ARGUMENT);
+    CHECK_ST(sf_set_memory_limit((1u << 20) - 1), SF_ERR_INVALID_ARGUMENT);
+    CHECK(sf_get_memory_limit() == SF_DEFAULT_MEMORY_LIMIT, "a refused limit changes nothing");
+
+    /* A model of 1.2 million parameters (about 15 MB) does not fit a 1 MiB limit. */
+    const char *medium = "{\"preset\":\"realnvp\",\"dim\":64,\"layers\":4,\"hidden\":[512,512]}";
+    sf_model *m = NOT_NULL_MODEL;
+    CHECK_ST(sf_set_memory_limit(1u << 20), SF_OK);
+    CHECK_ST(sf_model_create(medium, 0, &m), SF_ERR_LIMIT);
+    CHECKF(strstr(sf_last_error(), "memory limit") != NULL, "the message names the memory limit: \"%s\"", sf_last_error());
+    CHECK(m == NULL, "out_model is NULL");
+    CHECK_ST(sf_set_memory_limit(SF_DEFAULT_MEMORY_LIMIT), SF_OK);
+    m = CREATE(medium, 0);
+    sf_model_free(m);
+
+    /* 58 bytes of spec, within every size limit, that need about 5 GB: refused before anything is
+     * allocated, under a 3 GB address-space cap (the issue: abort). */
+    struct rlimit old;
+    if (!CHECK(cap_address_space((uint64_t)3 << 30, &old), "RLIMIT_AS 3 GiB")) return;
+    m = NOT_NULL_MODEL;
+    double t0 = now_seconds();
+    CHECK_ST(sf_model_create(SPEC_BOMB, 0, &m), SF_ERR_LIMIT);
+    CHECKF(now_seconds() - t0 < 10, "refused before allocating (%.2f s)", now_seconds() - t0);
+    CHECK(m == NULL, "out_model is NULL");
+    /* With the limit raised past the cap, the allocation that fails becomes SF_ERR_MEMORY. */
+    CHECK_ST(sf_set_memory_limit((uint64_t)64 << 30), SF_OK);
+    CHECK_ST(sf_model_create(SPEC_BOMB, 0, &m), SF_ERR_MEMORY);
+    CHECKF(strstr(sf_last_error(), "out of memory") != NULL, "the message says so: \"%s\"", sf_last_error());
+    /* The process lives on: a small model still works under the cap. */
+    sf_model *small = CREATE(SPEC_RNVP2, 1);
+    if (small) {
+        float x[4] = {0.1f, 0.2f, 0.3f, 0.4f};
+        double lp[2];
+        CHECK_ST(sf_log_prob(small, x, 2, lp), SF_OK);
+        sf_model_free(small);
+    }
+    CHECK_ST(sf_set_memory_limit(SF_DEFAULT_MEMORY_LIMIT), SF_OK);
+    setrlimit(RLIMIT_AS, &old);
+}
+
+/* ---- sf_cancel ---- */
+
+typedef struct {
+    sf_model *model;
+    size_t n;
+    int train; /* 0: sf_log_prob, 1: sf_train */
+    int status;
+    double finished;
+} long_call;
+
+static void *run_long_call(void *arg) {
+    long_call *c = arg;
+    float *x = random_data(c->n * 2, 5);
+    if (c->train) {
+        sf_train_options o;
+        sf_train_options_init(&o);
+        o.epochs = 1000;
+        o.validation_fraction = 0;
+        c->status = sf_train(c->model, x, c->n, NULL, 0, &o, NULL, 0, NULL);
+    } else {
+        double *lp = alloc_d(c->n);
+        c->status = sf_log_prob(c->model, x, c->n, lp);
+        free(lp);
+    }
+    c->finished = now_seconds();
+    free(x);
+    return NULL;
+}
+
+/* A CNF whose solves take minutes (a tolerance float32 cannot reach: every solve runs into its
+ * 100,000-step limit). */
+static const char *const SPEC_SLOW_CNF =
+    "{\"event_shape\": [2], \"layers\": [{\"type\": \"cnf\", \"hidden\": [64, 64], \"rtol\": 1e-12, \"atol\": 1e-12,"
+    " \"max_steps\": 100000}]}";
+
+static void test_cancel(void) {
+    CHECK_ST(sf_cancel(NULL), SF_ERR_INVALID_ARGUMENT);
+    sf_model *m = CREATE(SPEC_SLOW_CNF, 1);
+    sf_model *fast = CREATE(SPEC_RNVP2, 1);
+    if (!m || !fast) goto done;
+    /* Nothing runs: a cancel affects no later call. */
+    CHECK_ST(sf_cancel(m), SF_OK);
+    char *spec = model_spec(m);
+    CHECK(spec != NULL, "a call after sf_cancel runs normally");
+    sf_buffer_free(spec);
+
+    /* A long evaluation stops soon after sf_cancel. */
+    long_call c = {m, 256, 0, -1, 0};
+    pthread_t t;
+    if (CHECK(pthread_create(&t, NULL, run_long_call, &c) == 0, "pthread_create")) {
+        struct timespec pause = {0, 300 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        double cancelled = now_seconds();
+        CHECK_ST(sf_cancel(m), SF_OK);
+        pthread_join(t, NULL);
+        CHECKF(c.status == SF_ERR_CANCELLED, "the evaluation returns SF_ERR_CANCELLED (got %d)", c.status);
+        CHECKF(c.finished - cancelled < 5, "it stops %.2f s after sf_cancel", c.finished - cancelled);
+    }
+    void *image = NULL;
+    size_t size = 0;
+    CHECK_ST(sf_model_save_memory(m, &image, &size), SF_OK);
+    sf_buffer_free(image);
+
+    /* A long training run stops after its current step. */
+    long_call tc = {fast, 20000, 1, -1, 0};
+    if (CHECK(pthread_create(&t, NULL, run_long_call, &tc) == 0, "pthread_create")) {
+        struct timespec pause = {0, 300 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        double cancelled = now_seconds();
+        CHECK_ST(sf_cancel(fast), SF_OK);
+        pthread_join(t, NULL);
+        CHECKF(tc.status == SF_ERR_CANCELLED, "sf_train returns SF_ERR_CANCELLED (got %d)", tc.status);
+        CHECKF(tc.finished - cancelled < 5, "it stops %.2f s after sf_cancel", tc.finished - cancelled);
+        float x[4] = {0.1f, 0.2f, 0.3f, 0.4f};
+        double lp[2];
+        CHECK_ST(sf_log_prob(fast, x, 2, lp), SF_OK);
+        CHECK(isfinite(lp[0]) && isfinite(lp[1]), "the model keeps the parameters of its last step");
+    }
+done:
+    sf_model_free(m);
+    sf_model_free(fast);
+}
+
+/* ---- the per-model lock prefers writers ---- */
+
+typedef struct {
+    sf_model *model;
+    volatile int *stop;
+    long calls;
+} reader;
+
+static void *read_until_stopped(void *arg) {
+    reader *r = arg;
+    float *x = random_data(256 * 2, 9);
+    double *lp = alloc_d(256);
+    while (!*r->stop) {
+        if (sf_log_prob(r->model, x, 256, lp) == SF_OK) r->calls++;
+    }
+    free(x);
+    free(lp);
+    return NULL;
+}
+
+static void test_writer_preference(void) {
+    sf_model *m = CREATE(SPEC_RNVP2, 2);
+    float *x = toy_points("8gaussians", 1000, 3);
+    if (!m || !x) goto done;
+    volatile int stop = 0;
+    reader readers[8];
+    pthread_t threads[8];
+    int started = 0;
+    for (int i = 0; i < 8; i++) {
+        readers[i] = (reader){m, &stop, 0};
+        if (pthread_create(&threads[i], NULL, read_until_stopped, &readers[i]) == 0) started++;
+    }
+    CHECKF(started == 8, "8 reader threads (%d)", started);
+    struct timespec pause = {0, 200 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    sf_train_options o;
+    sf_train_options_init(&o);
+    o.epochs = 1;
+    double t0 = now_seconds();
+    CHECK_ST(sf_train(m, x, 1000, NULL, 0, &o, NULL, 0, NULL), SF_OK);
+    double waited = now_seconds() - t0;
+    stop = 1;
+    long calls = 0;
+    for (int i = 0; i < started; i++) {
+        pthread_join(threads[i], NULL);
+        calls += readers[i].calls;
+    }
+    /* Uncontended the run takes well under a second; a reader-preferring lock starved it for
+     * more than 10 minutes. */
+    CHECKF(waited < 30, "sf_train finishes in %.2f s behind 8 busy readers", waited);
+    CHECKF(calls > 0, "the readers ran (%ld calls)", calls);
+done:
+    free(x);
+    sf_model_free(m);
+}
+
+/* ---- save targets ---- */
+
+/* mknod(2) (XSI; not declared under _POSIX_C_SOURCE alone). */
+int mknod(const char *path, mode_t mode, dev_t dev);
+
+static int is_kind(const char *path, mode_t kind) {
+    struct stat st;
+    return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == kind;
+}
+
+static void test_save_targets(void) {
+    char dir[] = "/tmp/sf_test_targets_XXXXXX";
+    if (!CHECK(mkdtemp(dir) != NULL, "mkdtemp")) return;
+    char *fifo = path_join(dir, "fifo.h5"), *dev = path_join(dir, "null.h5"), *real = path_join(dir, "real.h5");
+    char *link = path_join(dir, "link.h5"), *dangling = path_join(dir, "dangling.h5");
+    char *decoy = path_join(dir, ".real.h5.tmp.999999.0"), *sub = path_join(dir, "sub");
+    sf_model *m = CREATE(SPEC_RNVP2, 4), *other = CREATE(SPEC_LU3, 5), *back = NULL;
+    float *x = toy_points("8gaussians", 600, 4);
+    if (!m || !other || !x) goto done;
+
+    /* A FIFO: refused at once, left as it is (it used to be replaced by a regular file). */
+    CHECK(mkfifo(fifo, 0600) == 0, "mkfifo");
+    double t0 = now_seconds();
+    CHECK_ST(sf_model_save(m, fifo), SF_ERR_IO);
+    CHECKF(now_seconds() - t0 < 5, "refused at once (%.2f s)", now_seconds() - t0);
+    CHECKF(strstr(sf_last_error(), "not a regular file") != NULL, "message: \"%s\"", sf_last_error());
+    CHECK(is_kind(fifo, S_IFIFO), "the FIFO is still a FIFO");
+    /* A device node (a copy of /dev/null's; mknod needs root). */
+    struct stat null_st;
+    if (stat("/dev/null", &null_st) == 0 && mknod(dev, S_IFCHR | 0600, null_st.st_rdev) == 0) {
+        CHECK_ST(sf_model_save(m, dev), SF_ERR_IO);
+        CHECK(is_kind(dev, S_IFCHR), "the device node is still a device node");
+        unlink(dev);
+    }
+    CHECK(mkdir(sub, 0700) == 0, "mkdir");
+    CHECK_ST(sf_model_save(m, sub), SF_ERR_IO);
+    CHECK(is_kind(sub, S_IFDIR), "a directory stays a directory");
+
+    /* A symbolic link is followed: its target is replaced, the link stays. */
+    CHECK_ST(sf_model_save(other, real), SF_OK);
+    CHECK(symlink("real.h5", link) == 0, "symlink");
+    CHECK_ST(sf_model_save(m, link), SF_OK);
+    CHECK(is_kind(link, S_IFLNK) && is_kind(real, S_IFREG), "the link stays a link to the regular file");
+    back = NULL;
+    CHECK_ST(sf_model_load(real, &back), SF_OK);
+    CHECK(back && same_results(m, back), "the link's target holds the saved model");
+    sf_model_free(back);
+    back = NULL;
+    /* A link to nothing (or to a FIFO) is refused. */
+    CHECK(symlink("missing.h5", dangling) == 0, "symlink");
+    CHECK_ST(sf_model_save(m, dangling), SF_ERR_IO);
+    CHECK(is_kind(dangling, S_IFLNK) && !file_exists(dangling), "the dangling link is left alone");
+    unlink(dangling);
+    CHECK(symlink("fifo.h5", dangling) == 0, "symlink");
+    CHECK_ST(sf_model_save(m, dangling), SF_ERR_IO);
+    CHECK(is_kind(fifo, S_IFIFO), "the FIFO behind the link is still a FIFO");
+
+    /* Temporaries of the old naming scheme of a dead process are not the library's to delete. */
+    CHECK(write_file(decoy, "mine", 4), "a file named like an old temporary");
+    CHECK_ST(sf_model_save(m, real), SF_OK);
+    CHECK(file_exists(decoy), "a save deletes no file it did not create");
+    CHECKF(dir_count(dir, 0) == 6, "no temporary file is left (%d entries)", dir_count(dir, 0));
+
+    /* A checkpoint path that is not a regular file is refused before training starts. */
+    sf_train_options o;
+    sf_train_options_init(&o);
+    o.epochs = 1;
+    o.checkpoint_path = fifo;
+    t0 = now_seconds();
+    CHECK_ST(sf_train(m, x, 600, NULL, 0, &o, NULL, 0, NULL), SF_ERR_IO);
+    CHECK(is_kind(fifo, S_IFIFO), "the FIFO is still a FIFO");
+done:
+    sf_model_free(m);
+    sf_model_free(other);
+    free(x);
+    remove_tree(sub);
+    remove_tree(dir);
+    free(fifo);
+    free(dev);
+    free(real);
+    free(link);
+    free(dangling);
+    free(decoy);
+    free(sub);
+}
+
+/* ---- a training step that makes parameters non-finite is undone ---- */
+
+static int count_skipped(const sf_progress *p, void *user_data) {
+    if (p->kind == SF_PROGRESS_SKIPPED) (*(int *)user_data)++;
+    return 0;
+}
+
+static void test_train_nonfinite(void) {
+    char dir[] = "/tmp/sf_test_nonfinite_XXXXXX";
+    if (!CHECK(mkdtemp(dir) != NULL, "mkdtemp")) return;
+    char *path = path_join(dir, "model.h5"), *checkpoint = path_join(dir, "checkpoint.h5");
+    const size_t n = 1000;
+    float *x = toy_points("8gaussians", n, 6);
+    sf_model *m = CREATE(SPEC_TRAIN2, 7), *back = NULL;
+    double *before = alloc_d(n), *after = alloc_d(n);
+    if (!x || !m) goto done;
+    /* One ordinary epoch first (ActNorm initialised, parameters away from the identity). */
+    sf_train_options o;
+    sf_train_options_init(&o);
+    o.epochs = 1;
+    o.validation_fraction = 0;
+    CHECK_ST(sf_train(m, x, n, NULL, 0, &o, NULL, 0, NULL), SF_OK);
+    CHECK_ST(sf_log_prob(m, x, n, before), SF_OK);
+    /* A learning rate of 1e300 makes every Adam (and SGD) step overflow float32. */
+    int optimizers[2] = {SF_OPTIMIZER_ADAM, SF_OPTIMIZER_SGD};
+    for (int k = 0; k < 2; k++) {
+        int skipped = 0;
+        sf_epoch_report hist[2];
+        sf_train_options_init(&o);
+        o.epochs = 1;
+        o.validation_fraction = 0;
+        o.optimizer = optimizers[k];
+        o.learning_rate = 1e300;
+        o.checkpoint_path = checkpoint;
+        o.progress = count_skipped;
+        o.user_data = &skipped;
+        CHECK_ST(sf_train(m, x, n, NULL, 0, &o, hist, 2, NULL), SF_OK);
+        CHECKF(skipped == 4 && hist[0].skipped_steps == 4, "every step is skipped and reported (%d, %u)", skipped,
+               hist[0].skipped_steps);
+        CHECK_ST(sf_log_prob(m, x, n, after), SF_OK);
+        CHECK(memcmp(before, after, n * sizeof(double)) == 0, "the parameters are unchanged");
+        CHECK_ST(sf_model_load(checkpoint, &back), SF_OK);
+        sf_model_free(back);
+        back = NULL;
+    }
+    /* The model saves as a file that loads. */
+    CHECK_ST(sf_model_save(m, path), SF_OK);
+    CHECK_ST(sf_model_load(path, &back), SF_OK);
+    CHECK(back && same_results(m, back), "the saved model loads with the same results");
+    /* 100 consecutive skipped steps end the run. */
+    sf_train_options_init(&o);
+    o.epochs = 30;
+    o.batch_size = 32;
+    o.validation_fraction = 0;
+    o.learning_rate = 1e300;
+    CHECK_ST(sf_train(m, x, n, NULL, 0, &o, NULL, 0, NULL), SF_ERR_NUMERIC);
+    CHECKF(strstr(sf_last_error(), "skipped") != NULL, "message: \"%s\"", sf_last_error());
+done:
+    sf_model_free(m);
+    sf_model_free(back);
+    free(x);
+    free(before);
+    free(after);
+    unlink(path);
+    unlink(checkpoint);
+    rmdir(dir);
+    free(path);
+    free(checkpoint);
+}
+
+/* ---- the ODE solver's work is bounded ---- */
+
+static void test_solver_limits(void) {
+    sf_model *m = NOT_NULL_MODEL;
+    CHECK_ST(sf_model_create("{\"event_shape\": [2], \"layers\": [{\"type\": \"cnf\", \"max_steps\": 1000000000}]}", 0, &m),
+             SF_ERR_LIMIT);
+    CHECKF(strstr(sf_last_error(), "max_steps") != NULL, "message: \"%s\"", sf_last_error());
+    CHECK_ST(sf_model_create("{\"event_shape\": [2], \"layers\": [{\"type\": \"cnf\", \"solver\": \"euler\","
+                             " \"step_size\": 1e-9, \"max_steps\": 100000}]}", 0, &m),
+             SF_ERR_SPEC);
+    CHECK_ST(sf_model_create("{\"event_shape\": [2], \"layers\": [{\"type\": \"cnf\", \"solver\": \"rk4\","
+                             " \"step_size\": 0.05, \"max_steps\": 19}]}", 0, &m),
+             SF_ERR_SPEC);
+    m = CREATE("{\"event_shape\": [2], \"layers\": [{\"type\": \"cnf\", \"solver\": \"rk4\", \"step_size\": 0.05,"
+               " \"max_steps\": 20}]}", 0);
+    sf_model_free(m);
+    m = CREATE("{\"event_shape\": [2], \"layers\": [{\"type\": \"cnf\", \"max_steps\": 100000}]}", 0);
     sf_model_free(m);
 }
 
@@ -2735,6 +3154,10 @@ static const section SECTIONS[] = {
     {"integrity", test_integrity},     {"misuse", test_misuse},
     {"tables", test_tables},           {"checksum", test_checksum},
     {"conditional", test_conditional}, {"conditional_base", test_conditional_base},
+    {"hostile_paths", test_hostile_paths},
+    {"memory_limit", test_memory_limit}, {"cancel", test_cancel}, {"writer_preference", test_writer_preference},
+    {"save_targets", test_save_targets}, {"train_nonfinite", test_train_nonfinite},
+    {"solver_limits", test_solver_limits},
 };
 
 /* Runs one section in a child process; the child reports one byte per check through a pipe. */

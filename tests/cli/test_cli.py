@@ -162,6 +162,21 @@ def test_errors_are_reported_without_crashing(tmp_path):
     assert not (tmp_path / "m.h5").exists()
 
 
+def test_special_files_are_refused_at_once(tmp_path):
+    """`inspect`, `eval` and `--data` on a FIFO (no writer) or a device answer at once (issue 25):
+    they used to block in open(); `--output` onto a FIFO is refused and the FIFO stays."""
+    fifo = tmp_path / "fifo.h5"
+    os.mkfifo(fifo)
+    for args in (("inspect", fifo), ("eval", fifo, "--data", "toy:moons:10"), ("inspect", "/dev/zero"),
+                 ("train", "--data", fifo, "--epochs", "1", "--output", tmp_path / "m.h5")):
+        proc = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode != 0 and "not a regular file" in proc.stderr, (args, proc.stderr)
+    proc = run("train", "--data", "toy:moons:500:1", "--layers", "2", "--hidden", "8", "--epochs", "1", "--output", fifo,
+               check=False)
+    assert proc.returncode != 0 and "not a regular file" in proc.stderr, proc.stderr
+    assert fifo.is_fifo()
+
+
 def test_conditional_training_eval_and_sampling_with_context_sources(tmp_path):
     rng = np.random.default_rng(0)
     c = rng.uniform(-2, 2, size=(6000, 1)).astype(np.float32)

@@ -18,7 +18,15 @@ Mutations:
 - structure (with h5py, on files h5py itself wrote or SwiftFlows wrote): attribute values and
   types, dataset shapes and types, deleted and added groups, datasets and attributes, NaN/Inf
   weights, huge dimensions and counts, deep nesting, format version bumps, soft/external links
-  (cycles, links outside the file).
+  (cycles, links outside the file), and the hostile edits of issue 25: datasets with external
+  storage (naming another input, a FIFO or a device) or mapped from another file (virtual
+  datasets), oversized layer declarations (hidden widths, layer counts and event shapes just
+  under the size limits: allocation bombs), unbounded `cnf` solver settings, singular or
+  ill-conditioned mixing matrices and out-of-range log-scales;
+- special files: now and then the harness is given a FIFO, a device or a directory instead of a
+  file (it must answer at once).
+The harness child runs with the library's memory limit at --memory-limit MB and is killed when
+its resident memory passes --memory-cap MB, so an allocation bomb is a finding ("memory").
 SwiftFlows files carry a CRC-32 of the whole file in their user block (docs/model-format.md). A
 share of the mutated files gets a fresh, valid checksum ("resealed"), so the HDF5 structures
 behind the checksum are fuzzed too, as a hostile file would do.
@@ -186,7 +194,70 @@ def all_objects(f):
     return objects
 
 
-def structural_edit(rng, f, other_path):
+def hostile_edit(rng, f, other_path, fifo_path):
+    """One of the hostile edits of issue 25 (external storage, virtual datasets, oversized layers,
+    solver limits, invertibility, log-scale ranges)."""
+    objects = all_objects(f)
+    groups = [o for o in objects if isinstance(o, h5py.Group)]
+    datasets = [o for o in objects if isinstance(o, h5py.Dataset)]
+    op = rng.randrange(7)
+    if op == 0 and datasets:  # values kept in another file: an input, a FIFO, a device
+        d = rng.choice(datasets)
+        name, shape, dtype = d.name, d.shape, d.dtype
+        size = max(1, int(np.prod(shape))) * dtype.itemsize
+        source = rng.choice([other_path, fifo_path, "/dev/zero", "/dev/urandom", "missing.bin", "/"])
+        del f[name]
+        f.create_dataset(name, shape=shape, dtype=dtype, external=[(source, rng.choice([0, 512, 2**40]), size)])
+    elif op == 1 and datasets:  # a virtual dataset mapping a dataset of another file (or of this one)
+        d = rng.choice(datasets)
+        name, shape, dtype = d.name, d.shape, d.dtype
+        if not shape:
+            return
+        del f[name]
+        layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+        layout[...] = h5py.VirtualSource(rng.choice([other_path, fifo_path, "."]), rng.choice(["/base/loc", name]),
+                                         shape=shape)
+        f.create_virtual_dataset(name, layout)
+    elif op == 2:  # oversized layer declarations: just under the size limits
+        layered = [g for g in groups if "hidden" in g.attrs] or groups
+        g = rng.choice(layered)
+        g.attrs["hidden"] = np.array(rng.choice([[16384, 16000], [65536], [8192, 8192, 8192], [1 << 16] * 4,
+                                                 [4096] * 64]), dtype=np.int64)
+        if rng.random() < 0.3:
+            f.attrs["event_shape"] = np.array(rng.choice([[1 << 24], [1 << 23, 2], [4, 1024, 4096]]), dtype=np.int64)
+    elif op == 3:  # solver work: tiny steps, huge step limits, long integration times
+        g = rng.choice(groups)
+        g.attrs["solver"] = rng.choice(["euler", "rk4", "dopri5"])
+        g.attrs["step_size"] = np.float64(rng.choice([1e-9, 1e-300, 5e-324, 1e-5]))
+        g.attrs["max_steps"] = np.int64(rng.choice([10**9, 2**53, 100000, 100001]))
+        if rng.random() < 0.3:
+            g.attrs["end_time"] = np.float64(rng.choice([1e300, 1e9, 1e-300]))
+        if rng.random() < 0.3:
+            g.attrs["rtol"] = g.attrs["atol"] = np.float64(rng.choice([1e-300, 1e-15, 0.0]))
+    elif op == 4 and datasets:  # mixing matrices: singular or ill-conditioned weights
+        d = rng.choice(datasets)
+        if d.dtype.kind == "f" and d.size:
+            a = d[...]
+            a[...] = rng.choice([0.0, 1.0, 1e20])
+            d[...] = a
+    elif op == 5:  # log-scales at and past the bound
+        scales = [o for o in datasets if o.name.endswith("log_scale")]
+        if scales:
+            d = rng.choice(scales)
+            a = d[...]
+            a.flat[rng.randrange(a.size)] = rng.choice([30.0, -30.0, 30.001, 100.0, -1e30, 88.0])
+            d[...] = a
+    else:  # an external link in place of a dataset or group
+        target = rng.choice(objects[1:] or objects)
+        if target.name != "/":
+            name = target.name
+            del f[name]
+            f[name] = h5py.ExternalLink(rng.choice([other_path, fifo_path, "/dev/zero"]), "/")
+
+
+def structural_edit(rng, f, other_path, fifo_path):
+    if rng.random() < 0.25:
+        return hostile_edit(rng, f, other_path, fifo_path)
     objects = all_objects(f)
     groups = [o for o in objects if isinstance(o, h5py.Group)]
     datasets = [o for o in objects if isinstance(o, h5py.Dataset)]
@@ -313,14 +384,14 @@ def structural_edit(rng, f, other_path):
             rng.choice(typed).attrs["type"] = rng.choice(TYPE_NAMES)
 
 
-def mutate_structure(rng, data, other_path, tmpdir):
+def mutate_structure(rng, data, other_path, fifo_path, tmpdir):
     path = os.path.join(tmpdir, "struct.h5")
     with open(path, "wb") as fh:
         fh.write(data)
     try:
         with h5py.File(path, "r+") as f:
             for _ in range(rng.choice([1, 1, 2, 3])):
-                structural_edit(rng, f, other_path)
+                structural_edit(rng, f, other_path, fifo_path)
     except Exception:  # noqa: BLE001 - an edit h5py refuses: keep what was written
         pass
     with open(path, "rb") as fh:
@@ -343,13 +414,15 @@ def signature(line):
 
 
 class Harness:
-    def __init__(self, exe, timeout, env):
+    def __init__(self, exe, timeout, env, memory_limit, memory_cap):
         self.exe, self.timeout, self.env = exe, timeout, env
+        self.memory = ["--memory-limit", str(memory_limit), "--memory-cap", str(memory_cap)]
         self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen([self.exe, "--server", "--timeout", str(self.timeout)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env, bufsize=0)
+        self.proc = subprocess.Popen([self.exe, "--server", "--timeout", str(self.timeout)] + self.memory,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=self.env, bufsize=0)
         os.set_blocking(self.proc.stderr.fileno(), False)
 
     def run(self, path):
@@ -386,6 +459,10 @@ def main():
     ap.add_argument("--structural", type=float, default=0.3, help="share of structure-aware (h5py) mutations")
     ap.add_argument("--reseal", type=float, default=0.5, help="share of mutated sealed files given a valid checksum")
     ap.add_argument("--minimize", action="store_true", help="copy new interesting inputs into the corpus")
+    ap.add_argument("--memory-limit", type=int, default=512, help="the harness child's library memory limit (MB)")
+    ap.add_argument("--memory-cap", type=int, default=2048,
+                    help="resident memory (MB) at which the harness kills its child: a finding")
+    ap.add_argument("--special", type=float, default=0.002, help="share of inputs that are special files")
     args = ap.parse_args()
 
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
@@ -397,15 +474,21 @@ def main():
     tmpdir = tempfile.mkdtemp(prefix="sf-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     scratch = os.path.join(tmpdir, "scratch")
     os.makedirs(scratch)
+    # Failed allocations return NULL under ASan too (the library turns them into SF_ERR_MEMORY);
+    # ASan's own RSS limit stays above the harness's cap as a backstop.
     env = dict(os.environ, FUZZ_SCRATCH=scratch, SWIFTFLOWS_NUM_THREADS="1",
-               ASAN_OPTIONS="exitcode=86:detect_leaks=0:allocator_may_return_null=0:hard_rss_limit_mb=3000",
+               ASAN_OPTIONS="exitcode=86:detect_leaks=0:allocator_may_return_null=1:hard_rss_limit_mb=%d"
+               % (args.memory_cap + 1024),
                UBSAN_OPTIONS="exitcode=86:halt_on_error=1")
-    harness = Harness(os.path.abspath(args.harness), args.timeout, env)
+    harness = Harness(os.path.abspath(args.harness), args.timeout, env, args.memory_limit, args.memory_cap)
+    fifo_path = os.path.join(tmpdir, "fifo.h5")
+    os.mkfifo(fifo_path)
+    special = [fifo_path, "/dev/zero", "/dev/null", tmpdir]
 
     corpus = []  # (name, bytes, h5py_safe)
     for name in sorted(os.listdir(args.corpus)):
         with open(os.path.join(args.corpus, name), "rb") as fh:
-            corpus.append((name, fh.read(), name.startswith("seed-") or name.startswith("s-")))
+            corpus.append((name, fh.read(), name.startswith(("seed-", "s-", "hostile-"))))
     if not corpus:
         sys.exit("empty corpus: run tests/fuzz/make_seeds.py first")
     seen = {}
@@ -423,13 +506,22 @@ def main():
     deadline = start + args.minutes * 60
     last_report = start
     while time.time() < deadline:
+        if rng.random() < args.special:  # a FIFO, a device or a directory: refused at once
+            line, err = harness.run(rng.choice(special))
+            stats["executions"] += 1
+            kind = line.partition(" ")[0]
+            if kind != "ok":
+                stats["findings"] += 1
+                stats["finding_kinds"][kind] = stats["finding_kinds"].get(kind, 0) + 1
+                print("FINDING %s on a special file: %s\n%s" % (kind, line, err[-2000:]), flush=True)
+            continue
         name, data, safe = rng.choice(corpus)
         _, other, _ = rng.choice(corpus)
         structural = h5py is not None and safe and rng.random() < args.structural
         if structural:
             with open(other_path, "wb") as fh:
                 fh.write(other)
-            child = mutate_structure(rng, data, other_path, tmpdir)
+            child = mutate_structure(rng, data, other_path, fifo_path, tmpdir)
             stats["structural"] += 1
             if rng.random() < 0.3:
                 child = mutate_bytes(rng, child, other)

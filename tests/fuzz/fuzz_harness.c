@@ -13,21 +13,28 @@
  *      (for 2-D models the toy set 8gaussians, seed 1, which the corpus checkpoints were trained
  *      on), cancelled after a few steps.
  * Any status is fine except SF_ERR_INTERNAL; what must never happen is a crash (a signal), a
- * hang (SIGALRM after the time limit), a sanitizer report (exit status 86) or an inconsistency
- * (exit status 87).
+ * hang (SIGALRM after the time limit), a sanitizer report (exit status 86), an inconsistency
+ * (exit status 87) or an allocation bomb: the child sets the library's memory limit to
+ * --memory-limit MB (default 512) and the parent kills it when its resident memory passes
+ * --memory-cap MB (default 2048; outcome "memory"), which a model within the limit never comes
+ * near. (An address-space cap would not do: AddressSanitizer maps terabytes of shadow memory.)
+ * A path that is not a regular file (a FIFO, a device) is loaded by path only.
  *
  * Usage:
- *   fuzz_harness [--timeout S] FILE...   replay: one line per file, exit 1 if any file crashed,
+ *   fuzz_harness [OPTIONS] FILE...        replay: one line per file, exit 1 if any file crashed,
  *                                         hung, failed a check or gave SF_ERR_INTERNAL
- *   fuzz_harness --server [--timeout S]  reads one path per line on stdin, answers one line per
+ *   fuzz_harness --server [OPTIONS]       reads one path per line on stdin, answers one line per
  *                                         path on stdout (see `report` below)
- *   fuzz_harness --no-fork FILE          runs one file in this process (for a debugger)
+ *   fuzz_harness --no-fork FILE           runs one file in this process (for a debugger)
+ * OPTIONS: --timeout S, --memory-limit MB, --memory-cap MB
  *
  * The parent process never calls the library (so it has no threads when it forks).
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,6 +54,8 @@
 #define MAX_EVENT_EXERCISED (1u << 20) /* larger models are loaded but not evaluated */
 
 static int g_pipe = -1; /* child -> parent: the summary line */
+static unsigned long g_memory_limit_mb = 512;  /* the child's sf_set_memory_limit */
+static unsigned long g_memory_cap_mb = 2048;   /* resident memory at which the parent kills the child */
 
 /* The summary sent to the parent: "<path status> <memory status> <message>". */
 static void summary(int st_path, int st_mem, const char *message) {
@@ -75,15 +84,27 @@ static void check_status(int st, const char *call) {
         fprintf(stderr, "fuzz_harness: %s returned SF_ERR_INTERNAL: %s\n", call, sf_last_error());
         _exit(EXIT_INTERNAL);
     }
-    if (st < 0 || st > SF_ERR_CORRUPT) {
+    if (st < 0 || st > SF_ERR_MEMORY) {
         fprintf(stderr, "fuzz_harness: %s returned an undocumented status %d\n", call, st);
         _exit(EXIT_INCONSISTENT);
     }
 }
 
+/* The bytes of the regular file at `path` (NULL for anything else: opened without blocking, so a
+ * FIFO never blocks the harness). */
 static unsigned char *read_all(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) return NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return NULL;
+    }
     size_t cap = 1 << 16, len = 0;
     unsigned char *buf = malloc(cap);
     while (buf) {
@@ -262,12 +283,34 @@ static outcome run_forked(const char *path, unsigned timeout) {
         close(fds[0]);
         g_pipe = fds[1];
         alarm(timeout);
+        if (sf_set_memory_limit((uint64_t)g_memory_limit_mb << 20) != SF_OK) _exit(EXIT_INCONSISTENT);
         run_one(path);
         _exit(0);
     }
     close(fds[1]);
     size_t len = 0;
+    int over_cap = 0;
+    char statm[64];
+    snprintf(statm, sizeof statm, "/proc/%ld/statm", (long)pid);
+    long page = sysconf(_SC_PAGESIZE);
     for (;;) {
+        /* Every 20 ms: the child's resident memory against the cap. */
+        struct pollfd pfd = {fds[0], POLLIN, 0};
+        int ready = poll(&pfd, 1, 20);
+        if (ready == 0 || (ready < 0 && errno == EINTR)) {
+            FILE *f = fopen(statm, "r");
+            unsigned long vm = 0, resident = 0;
+            if (f) {
+                if (fscanf(f, "%lu %lu", &vm, &resident) != 2) resident = 0;
+                fclose(f);
+            }
+            if ((unsigned long long)resident * (unsigned long long)page > (unsigned long long)g_memory_cap_mb << 20) {
+                over_cap = 1;
+                kill(pid, SIGKILL);
+                break;
+            }
+            continue;
+        }
         ssize_t r = read(fds[0], o.line + len, sizeof o.line - 1 - len);
         if (r > 0) { len += (size_t)r; if (len >= sizeof o.line - 1) break; continue; }
         if (r < 0 && errno == EINTR) continue;
@@ -278,7 +321,10 @@ static outcome run_forked(const char *path, unsigned timeout) {
     if (len > 0 && o.line[len - 1] == '\n') o.line[len - 1] = '\0';
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    if (WIFSIGNALED(status)) {
+    if (over_cap) {
+        o.signal_or_code = (int)g_memory_cap_mb;
+        snprintf(o.kind, sizeof o.kind, "memory");
+    } else if (WIFSIGNALED(status)) {
         o.signal_or_code = WTERMSIG(status);
         snprintf(o.kind, sizeof o.kind, "%s", WTERMSIG(status) == SIGALRM ? "timeout" : "crash");
     } else {
@@ -298,10 +344,13 @@ int main(int argc, char **argv) {
         if (strcmp(argv[first], "--server") == 0) server = 1;
         else if (strcmp(argv[first], "--no-fork") == 0) no_fork = 1;
         else if (strcmp(argv[first], "--timeout") == 0 && first + 1 < argc) timeout = (unsigned)atoi(argv[++first]);
+        else if (strcmp(argv[first], "--memory-limit") == 0 && first + 1 < argc) g_memory_limit_mb = strtoul(argv[++first], NULL, 10);
+        else if (strcmp(argv[first], "--memory-cap") == 0 && first + 1 < argc) g_memory_cap_mb = strtoul(argv[++first], NULL, 10);
         else break;
     }
     signal(SIGPIPE, SIG_IGN);
     if (no_fork) {
+        if (sf_set_memory_limit((uint64_t)g_memory_limit_mb << 20) != SF_OK) return 2;
         for (int i = first; i < argc; i++) run_one(argv[i]);
         return 0;
     }
@@ -318,7 +367,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (first >= argc) {
-        fprintf(stderr, "usage: %s [--timeout S] FILE... | --server [--timeout S] | --no-fork FILE\n", argv[0]);
+        fprintf(stderr, "usage: %s [--timeout S] [--memory-limit MB] [--memory-cap MB] FILE... | --server [...] | --no-fork FILE\n",
+                argv[0]);
         return 2;
     }
     int bad = 0, loaded = 0;

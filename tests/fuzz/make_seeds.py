@@ -1,12 +1,16 @@
 """Writes the seed models of the loader fuzzer: one small valid model of every layer type and preset,
 an initialised ActNorm, a training checkpoint, and models written by h5py alone (no SwiftFlows),
-in HDF5's oldest and newest file formats and with chunked, compressed datasets.
+in HDF5's oldest and newest file formats and with chunked, compressed datasets; and the hostile
+models of issue 25 ("hostile-*.h5", each refused with a status): values in other files (external
+storage, a virtual dataset, an external link), layers that declare gigabytes, a `cnf` layer whose
+solver never finishes, a singular 1x1 convolution and out-of-range log-scales.
 
-    python tests/fuzz/make_seeds.py OUTDIR
+    python tests/fuzz/make_seeds.py OUTDIR [--hostile-only]
 
 The files are small (a few kB each) so that mutations hit structure rather than weights.
 """
 
+import io
 import os
 import sys
 
@@ -15,6 +19,7 @@ import numpy as np
 
 import swiftflows
 from swiftflows import Flow, datasets
+from swiftflows.integrity import reseal_bytes
 
 SPECS = {
     "realnvp": {"preset": "realnvp", "dim": 2, "layers": 2, "hidden": [4]},
@@ -97,8 +102,87 @@ def write_h5py_model(path, libver, chunked):
         g.create_dataset("indices", data=np.array([2, 0, 1], dtype=np.int64), **kwargs)
 
 
-def main(out):
+def edited(data, edit):
+    """A model image after `edit(h5py_file)`, with a fresh checksum (as a hostile writer would)."""
+    buf = io.BytesIO(data)
+    with h5py.File(buf, "r+") as f:
+        edit(f)
+    return reseal_bytes(buf.getvalue())
+
+
+def replace_dataset(name, **create):
+    """An edit that replaces dataset `name` by one made with `create_dataset(**create)`."""
+    def edit(f):
+        shape, dtype = f[name].shape, f[name].dtype
+        del f[name]
+        f.create_dataset(name, shape=shape, dtype=dtype, **create)
+    return edit
+
+
+def write_hostile_models(out):
+    """The hostile models of issue 25; relative file names point into `out` (the fuzz corpus)."""
+    small = Flow.from_spec(SPECS["realnvp"], seed=3).to_bytes()
+    with open(os.path.join(out, "hostile-source.bin"), "wb") as fh:
+        fh.write(b"root:x:0:0:root:/root:/bin/bash\n" * 8)
+    source = os.path.join(out, "hostile-source.h5")
+    with h5py.File(source, "w") as f:
+        f.create_dataset("w", data=np.arange(4, dtype=np.float32))
+
+    def virtual(f):
+        layout = h5py.VirtualLayout(shape=(2,), dtype=np.float32)
+        layout[...] = h5py.VirtualSource("hostile-source.h5", "w", shape=(2,))
+        del f["layers/0000/bias_1"]
+        f.create_virtual_dataset("layers/0000/bias_1", layout)
+
+    def external_link(f):
+        del f["layers/0000/bias_1"]
+        f["layers/0000/bias_1"] = h5py.ExternalLink("hostile-source.h5", "/w")
+
+    def attrs(path, **values):
+        def edit(f):
+            for key, value in values.items():
+                f[path].attrs[key] = value
+        return edit
+
+    cnf = Flow.from_spec({"event_shape": [2], "layers": [{"type": "cnf", "hidden": [4]}]}, seed=3).to_bytes()
+    conv = Flow.from_spec({"event_shape": [2, 2, 2], "layers": [{"type": "invertible_conv1x1", "lu": False}]},
+                          seed=3).to_bytes()
+    diagonal = Flow.from_spec({"event_shape": [2], "base": {"type": "diagonal_normal"}, "layers": []},
+                              seed=3).to_bytes()
+    lu = Flow.from_spec({"event_shape": [3], "layers": [{"type": "lu_linear"}]}, seed=3).to_bytes()
+    models = {
+        "external-storage": edited(small, replace_dataset("layers/0000/bias_1",
+                                                          external=[("hostile-source.bin", 0, 8)])),
+        "external-storage-dev": edited(small, replace_dataset("layers/0000/bias_1", external=[("/dev/zero", 0, 8)])),
+        "virtual-dataset": edited(small, virtual),
+        "external-link": edited(small, external_link),
+        "huge-layer": edited(small, attrs("layers/0000", hidden=np.array([16384, 16000], np.int64))),
+        "huge-layers": edited(small, attrs("layers/0001", hidden=np.array([8192, 8192, 8192], np.int64))),
+        "huge-event": edited(small, lambda f: f.attrs.__setitem__("event_shape", np.array([1 << 24], np.int64))),
+        "solver-steps": edited(cnf, attrs("layers/0000", solver="euler", step_size=1e-9, max_steps=np.int64(10**9))),
+        "solver-step-size": edited(cnf, attrs("layers/0000", solver="euler", step_size=1e-9,
+                                              max_steps=np.int64(100000))),
+        "singular-conv": edited(conv, lambda f: f["layers/0000/weight"].__setitem__(Ellipsis, 0)),
+        "base-log-scale": edited(diagonal, lambda f: f["base/log_scale"].__setitem__(Ellipsis, 1e30)),
+        "lu-log-scale": edited(lu, lambda f: f["layers/0000/log_scale"].__setitem__(Ellipsis, [100, -100, 0])),
+        "lu-condition": edited(lu, lambda f: f["layers/0000/log_scale"].__setitem__(Ellipsis, [30, -30, 0])),
+    }
+    for name, data in models.items():
+        with open(os.path.join(out, "hostile-%s.h5" % name), "wb") as fh:
+            fh.write(data)
+        try:
+            Flow.from_bytes(data).close()
+        except swiftflows.SwiftFlowsError:
+            continue
+        raise SystemExit("make_seeds: hostile-%s.h5 loads" % name)
+
+
+def main(out, hostile_only=False):
     os.makedirs(out, exist_ok=True)
+    write_hostile_models(out)
+    if hostile_only:
+        print("hostile models written to", out)
+        return
     for name, spec in SPECS.items():
         Flow.from_spec(spec, seed=3).save(os.path.join(out, "seed-%s.h5" % name))
     # An ActNorm flow initialised from data (initialized = 1) and trained one epoch.
@@ -121,4 +205,6 @@ def main(out):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus"))
+    arguments = [a for a in sys.argv[1:] if a != "--hostile-only"]
+    main(arguments[0] if arguments else os.path.join(os.path.dirname(__file__), "corpus"),
+         hostile_only="--hostile-only" in sys.argv[1:])

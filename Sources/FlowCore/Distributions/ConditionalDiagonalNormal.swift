@@ -49,7 +49,7 @@ public final class ConditionalDiagonalNormal<Scalar: FlowScalar>: ConditionalBas
         _ = try MLP<Scalar>.checkedSize(widths: widths, context: context)
         self.eventSize = eventSize
         self.contextFeatures = contextFeatures
-        network = MLP(widths: widths, activation: activation, seed: seed, row: Self.initializationRow)
+        network = try MLP(widths: widths, activation: activation, seed: seed, row: Self.initializationRow)
     }
 
     public var config: [String: JSONValue] {
@@ -177,34 +177,39 @@ public final class ConditionalDiagonalNormal<Scalar: FlowScalar>: ConditionalBas
     // MARK: Without a context (at e = 0)
 
     /// Runs `body` with an arena of `bytes` bytes of fresh scratch (the context-free entry
-    /// points, which have no caller's arena; flows never use them).
-    private func withScratch(_ bytes: Int, _ body: (inout Arena) -> Void) {
+    /// points, which have no caller's arena; flows never use them); false, without running it,
+    /// when the scratch cannot be allocated.
+    private func withScratch(_ bytes: Int, _ body: (inout Arena) -> Void) -> Bool {
         let workspace = Workspace()
-        workspace.reserve(bytes: bytes)
+        guard (try? workspace.reserve(bytes: bytes)) != nil else { return false }
         var arena = workspace.arena()
         body(&arena)
+        return true
     }
 
     /// ``logProb(_:count:context:into:arena:)`` at `e = 0`.
     public func logProb(_ z: UnsafePointer<Scalar>, count: Int, into out: UnsafeMutablePointer<Double>) {
-        withScratch(workspaceBytes(count: count)) { logProb(z, count: count, context: nil, into: out, arena: &$0) }
+        let done = withScratch(workspaceBytes(count: count)) { logProb(z, count: count, context: nil, into: out, arena: &$0) }
+        if !done { out.update(repeating: .nan, count: count) }
     }
 
     /// ``sample(into:count:seed:firstRow:temperature:context:logProb:arena:)`` at `e = 0`.
     public func sample(into out: UnsafeMutablePointer<Scalar>, count: Int, seed: UInt64, firstRow: UInt64,
                        temperature: Scalar) {
-        withScratch(workspaceBytes(count: count)) {
+        let done = withScratch(workspaceBytes(count: count)) {
             sample(into: out, count: count, seed: seed, firstRow: firstRow, temperature: temperature, context: nil,
                    logProb: nil, arena: &$0)
         }
+        if !done { out.update(repeating: .nan, count: count * eventSize) }
     }
 
     /// ``backward(_:count:context:logProbGradient:gradient:contextGradient:arena:)`` at `e = 0`.
     public func backward(_ z: UnsafePointer<Scalar>, count: Int, logProbGradient w: UnsafePointer<Scalar>,
                          gradient: UnsafeMutablePointer<Scalar>) {
-        withScratch(backwardWorkspaceBytes(count: count)) {
+        let done = withScratch(backwardWorkspaceBytes(count: count)) {
             backward(z, count: count, context: nil, logProbGradient: w, gradient: gradient, contextGradient: nil,
                      arena: &$0)
         }
+        if !done { gradient.update(repeating: .nan, count: count * eventSize) }
     }
 }

@@ -7,15 +7,15 @@ public final class DiagonalNormal<Scalar: FlowScalar>: BaseDistribution {
     public let loc: Parameter<Scalar>
     public let logScale: Parameter<Scalar>
 
-    public init(eventSize: Int) {
+    public init(eventSize: Int) throws {
         self.eventSize = eventSize
-        loc = Parameter(name: "loc", shape: [eventSize])
-        logScale = Parameter(name: "log_scale", shape: [eventSize])
+        loc = try Parameter(name: "loc", shape: [eventSize])
+        logScale = try Parameter(name: "log_scale", shape: [eventSize], bound: Scalar(Limits.maxLogScale))
     }
 
     /// The spec has no keys besides `type`; the context (if any) is ignored.
-    public convenience init(config: [String: JSONValue], eventSize: Int, contextFeatures: Int, seed: UInt64) {
-        self.init(eventSize: eventSize)
+    public convenience init(config: [String: JSONValue], eventSize: Int, contextFeatures: Int, seed: UInt64) throws {
+        try self.init(eventSize: eventSize)
     }
 
     public var config: [String: JSONValue] { ["type": .string(Self.typeName)] }

@@ -61,7 +61,7 @@ public final class ContextEncoder<Scalar: FlowScalar> {
             let (hidden, activation) = try MLP<Scalar>.settings(object, context: "context embedding")
             let widths = [size] + hidden + [features]
             _ = try MLP<Scalar>.checkedSize(widths: widths, context: "context embedding")
-            embedding = MLP(widths: widths, activation: activation, seed: seed, row: 1 << 40, zeroLastLayer: false)
+            embedding = try MLP(widths: widths, activation: activation, seed: seed, row: 1 << 40, zeroLastLayer: false)
         } else {
             embedding = nil
         }

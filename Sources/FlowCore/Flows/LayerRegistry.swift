@@ -51,11 +51,30 @@ public enum LayerRegistry {
         guard specs.count <= Limits.maxLayers else {
             throw FlowError.limitExceeded("\(context)\(specs.count) layers; the limit is \(Limits.maxLayers)")
         }
+        if !MemoryBudget.isSizing {
+            // A sizing pass first: a flow whose layers together pass the memory limit fails before
+            // the first one is built (MemoryBudget).
+            var shape = eventShape
+            let estimate = MemoryBudget.estimate(specs.enumerated().map { i, spec in
+                {
+                    guard let config = spec.objectValue else { return }
+                    try chargeIndexArrays(eventSize: shape.reduce(1, *), context: "\(context)layer \(i)")
+                    let layer: any FlowLayer<T> = try makeLayer(config, eventShape: shape, seed: seed, index: i)
+                    shape = layer.outputShape
+                }
+            })
+            guard estimate <= MemoryBudget.remaining else {
+                throw FlowError.limitExceeded("\(context)the \(specs.count) layers need at least \(estimate) bytes, more than the "
+                    + "\(MemoryBudget.remaining) bytes left of the memory limit of \(MemoryBudget.limit) bytes (raise it with "
+                    + "sf_set_memory_limit, swiftflows.set_memory_limit or SWIFTFLOWS_MEMORY_LIMIT)")
+            }
+        }
         var layers: [any FlowLayer<T>] = []
         var shape = eventShape
         var total = 0
         for (i, spec) in specs.enumerated() {
             guard let config = spec.objectValue else { throw FlowError.invalidSpec("\(context)layer \(i) must be a JSON object") }
+            try chargeIndexArrays(eventSize: shape.reduce(1, *), context: "\(context)layer \(i)")
             let layer: any FlowLayer<T>
             do {
                 layer = try makeLayer(config, eventShape: shape, seed: seed, index: i)
@@ -70,6 +89,20 @@ public enum LayerRegistry {
             layers.append(layer)
         }
         return (layers, shape)
+    }
+
+    /// Bytes charged for the per-feature index arrays and masks a layer over events of `size`
+    /// values builds outside its parameters (masks, feature lists, permutations and their
+    /// inverses: up to four arrays of `Int`).
+    static func indexArrayBytes(eventSize size: Int) -> Int { 4 * MemoryLayout<Int>.stride * size }
+
+    /// Charges ``indexArrayBytes(eventSize:)`` for the next layer to the ``MemoryBudget`` and, when
+    /// building for real, checks that twice as much can be allocated (Swift arrays stop the
+    /// process when their allocation fails).
+    private static func chargeIndexArrays(eventSize: Int, context: String) throws {
+        let bytes = indexArrayBytes(eventSize: eventSize)
+        try MemoryBudget.charge(bytes, "\(context): index arrays of \(eventSize) features")
+        try MemoryBudget.requireAvailable(2 * bytes, "\(context): index arrays of \(eventSize) features")
     }
 
     /// The initialisation seed of layer `index`: one Philox block of the flow's seed.
@@ -95,6 +128,7 @@ extension FlowError {
         case .limitExceeded(let m): return .limitExceeded(prefix + m)
         case .numerical(let m): return .numerical(prefix + m)
         case .cancelled(let m): return .cancelled(prefix + m)
+        case .outOfMemory(let m): return .outOfMemory(prefix + m)
         }
     }
 }

@@ -22,6 +22,10 @@ extension NormalizingFlow {
     ///
     /// A conditional flow reads `count` context rows from `context` (nil: zeros); the gradient
     /// then also flows through the context embedding into its parameters.
+    ///
+    /// Scratch and gradient copies come from fallible allocations (``prepareGradientPasses(rows:)``
+    /// makes them ahead); when they cannot be allocated, or the caller's ``CallScope`` is cancelled,
+    /// the pass stops and returns NaN (the failure is recorded in the scope).
     public func accumulateNLLGradient(_ x: UnsafePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>? = nil,
                                       normalizer: Int? = nil) -> Double {
         let rows = chunkRows
@@ -29,28 +33,42 @@ extension NormalizingFlow {
         guard chunks > 0 else { return 0 }
         let scale = -1 / Scalar(normalizer ?? count)
         let bytes = gradientChunkBytes
+        let scope = CallScope.current
+        func failed(_ error: Error) -> Double {
+            scope?.record(error as? FlowError ?? .outOfMemory("cannot allocate gradient scratch: \(error)"))
+            return .nan
+        }
         if chunks == 1 {
-            trainingWorkspace.reserve(bytes: bytes)
+            do { try trainingWorkspace.reserve(bytes: bytes) } catch { return failed(error) }
             var arena = trainingWorkspace.arena()
             return chunkGradient(x, count: count, context: context, scale: scale, arena: &arena)
         }
         let params = parameters
         let group = Swift.min(Self.gradientGroup, chunks)
-        for p in params { p.reserveGradientSlots(group) }
+        let workspaces: [Workspace]
+        do {
+            for p in params { try p.reserveGradientSlots(group) }
+            workspaces = try pool.checkOut(Swift.min(group, workersWithinBudget(scratch: bytes)), bytes: bytes)
+        } catch {
+            return failed(error)
+        }
+        defer { pool.checkIn(workspaces) }
         var total = 0.0
         var partial = [Double](repeating: 0, count: group)
         var start = 0
         while start < chunks {
             let size = Swift.min(group, chunks - start)
             partial.withUnsafeMutableBufferPointer { part in
-                FlowRuntime.forEachChunk(size) { i in
+                FlowRuntime.forEachChunk(size, workers: workspaces.count) { worker, i in
                     let first = (start + i) * rows
-                    pool.withWorkspace(bytes: bytes) { ws in
-                        var arena = ws.arena()
-                        part[i] = GradientSlot.with(i + 1) {
-                            chunkGradient(x + first * eventSize, count: Swift.min(rows, count - first),
-                                          context: context.map { $0 + first * contextSize }, scale: scale, arena: &arena)
-                        }
+                    if let scope, scope.isStopped {
+                        part[i] = .nan
+                        return
+                    }
+                    var arena = workspaces[worker].arena()
+                    part[i] = GradientSlot.with(i + 1) {
+                        chunkGradient(x + first * eventSize, count: Swift.min(rows, count - first),
+                                      context: context.map { $0 + first * contextSize }, scale: scale, arena: &arena)
                     }
                 }
             }
@@ -61,6 +79,23 @@ extension NormalizingFlow {
             start += size
         }
         return total
+    }
+
+    /// Allocates ahead what ``accumulateNLLGradient(_:count:context:normalizer:)`` needs for
+    /// batches of up to `rows` rows: the scratch of its chunks and one gradient copy per chunk of
+    /// a group, charged to the calling thread's ``MemoryBudget`` ledger.
+    /// - Throws: ``FlowError/limitExceeded(_:)`` or ``FlowError/outOfMemory(_:)``.
+    public func prepareGradientPasses(rows: Int) throws {
+        let chunks = (Swift.max(rows, 1) + chunkRows - 1) / chunkRows
+        let bytes = gradientChunkBytes
+        if chunks == 1 {
+            try trainingWorkspace.reserve(bytes: bytes)
+            return
+        }
+        let group = Swift.min(Self.gradientGroup, chunks)
+        for p in parameters { try p.reserveGradientSlots(group) }
+        let workspaces = try pool.checkOut(Swift.min(group, workersWithinBudget(scratch: bytes)), bytes: bytes)
+        pool.checkIn(workspaces)
     }
 
     /// Chunks per parallel group of ``accumulateNLLGradient(_:count:normalizer:)`` (bounds the

@@ -17,15 +17,17 @@ extension NormalizingFlow {
     /// go through the flow layer by layer, and each uninitialised layer is initialised from the
     /// rows that reach it, so its output has zero mean and unit variance per channel.
     /// Initialised layers are left alone. A conditional flow's layers see the rows' `context`.
-    public func initializeDataDependentLayers(_ x: UnsafePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>? = nil) {
+    /// - Throws: ``FlowError/outOfMemory(_:)`` or ``FlowError/limitExceeded(_:)`` when the
+    ///   scratch cannot be allocated (nothing is initialised then).
+    public func initializeDataDependentLayers(_ x: UnsafePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>? = nil) throws {
         guard count > 0, needsDataDependentInitialization else { return }
-        guard let encoder = contextEncoder else { return DataDependentInitialization.run(layers, x, count: count) }
+        guard let encoder = contextEncoder else { return try DataDependentInitialization.run(layers, x, count: count) }
         let workspace = Workspace()
-        workspace.reserve(bytes: Arena.bytes(Scalar.self, count * encoder.outputSize) + encoder.workspaceBytes(rows: count))
+        try workspace.reserve(bytes: Arena.bytes(Scalar.self, count * encoder.outputSize) + encoder.workspaceBytes(rows: count))
         var arena = workspace.arena()
         let encoded = arena.take(Scalar.self, count * encoder.outputSize)
         encoder.encode(context, rows: count, into: encoded, arena: &arena)
-        DataDependentInitialization.run(layers, x, count: count, context: UnsafePointer(encoded))
+        try DataDependentInitialization.run(layers, x, count: count, context: UnsafePointer(encoded))
     }
 }
 
@@ -41,22 +43,22 @@ enum DataDependentInitialization {
 
     /// Pushes a copy of the rows through `layers`, initialising each layer that needs it first.
     static func run<T: FlowScalar>(_ layers: [any FlowLayer<T>], _ x: UnsafePointer<T>, count: Int,
-                                   context: UnsafePointer<T>? = nil) {
+                                   context: UnsafePointer<T>? = nil) throws {
         guard count > 0, needed(layers), let first = layers.first else { return }
         let d = first.eventSize
         var rows = [T](UnsafeBufferPointer(start: x, count: count * d))
         var logDet = [Double](repeating: 0, count: count)
         let bytes = layers.map { $0.workspaceBytes(count: count) }.max() ?? 0
         let workspace = Workspace()
-        workspace.reserve(bytes: bytes)
-        rows.withUnsafeMutableBufferPointer { r in
-            logDet.withUnsafeMutableBufferPointer { ld in
+        try workspace.reserve(bytes: bytes)
+        try rows.withUnsafeMutableBufferPointer { r in
+            try logDet.withUnsafeMutableBufferPointer { ld in
                 for layer in layers {
                     if let layer = layer as? any DataDependentInitializable<T>, !layer.isInitialized {
                         layer.initialize(from: r.baseAddress!, count: count)
                     }
                     if let container = layer as? any LayerContainer<T> {
-                        container.initializeDataDependentSublayers(r.baseAddress!, count: count)
+                        try container.initializeDataDependentSublayers(r.baseAddress!, count: count)
                     }
                     var arena = workspace.arena()
                     if let conditional = layer as? any ConditionalLayer<T>, conditional.contextFeatures > 0 {

@@ -11,8 +11,18 @@ extension NormalizingFlow {
         try self.init(spec: try JSONValue.parse(specJSON), seed: seed)
     }
 
-    /// Builds a flow from a parsed spec.
+    /// Builds a flow from a parsed spec. Everything the flow allocates is charged to the
+    /// ``MemoryBudget`` before it is allocated: a spec whose model needs more than the limit fails
+    /// with ``FlowError/limitExceeded(_:)`` without taking the memory.
     public convenience init(spec: JSONValue, seed: UInt64) throws {
+        let (parts, bytes) = try MemoryBudget.measure { try Self.parts(spec: spec, seed: seed) }
+        try self.init(eventShape: parts.shape, layers: parts.layers, base: parts.base, context: parts.encoder, charged: bytes)
+    }
+
+    /// The event shape, layers, base and context encoder a spec describes.
+    private static func parts(spec: JSONValue, seed: UInt64) throws
+        -> (shape: [Int], layers: [any FlowLayer<Scalar>], base: any BaseDistribution<Scalar>, encoder: ContextEncoder<Scalar>?)
+    {
         guard var object = spec.objectValue else { throw FlowError.invalidSpec("the spec must be a JSON object") }
         if object["preset"] != nil { object = try Presets.expand(object) }
         let known: Set<String> = ["event_shape", "base", "layers", "context", "format", "version"]
@@ -38,7 +48,7 @@ extension NormalizingFlow {
         let base: any BaseDistribution<Scalar> = try BaseRegistry.make(try Self.baseConfig(object["base"]), eventSize: size,
                                                                        contextFeatures: encoder?.outputSize ?? 0, seed: seed)
         let (layers, _) = try LayerRegistry.makeLayers(layerSpecs, eventShape: shape, seed: seed, context: "", Scalar.self)
-        try self.init(eventShape: shape, layers: layers, base: base, context: encoder)
+        return (shape, layers, base, encoder)
     }
 
     /// The spec's `base`: an object, or a type name for `{"type": name}`; the standard normal

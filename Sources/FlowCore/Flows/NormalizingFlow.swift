@@ -43,6 +43,10 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
 
     let pool = WorkspacePool()
     private let chunkWorkspaceBytes: Int
+    /// What building the flow charged to the ``MemoryBudget``: parameters with their gradients,
+    /// derived state (packed weights, plans) and one chunk's scratch. Batch calls keep their
+    /// scratch within the rest of the limit by running on fewer threads.
+    public private(set) var allocatedBytes = 0
     /// Scratch of training passes (which are single-threaded per flow).
     let trainingWorkspace = Workspace()
 
@@ -50,9 +54,11 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     ///
     /// With a `context` encoder every ``ConditionalLayer`` must read its ``ContextEncoder/outputSize``
     /// scalars (or none), and a ``ConditionalBaseDistribution`` exactly that many; without one,
-    /// neither may read a context.
+    /// neither may read a context. `charged` is what building the parts charged to the
+    /// ``MemoryBudget`` outside the calling thread's ledger (if any); the scratch of one chunk is
+    /// charged on top.
     public init(eventShape: [Int], layers: [any FlowLayer<Scalar>], base: any BaseDistribution<Scalar>,
-                context: ContextEncoder<Scalar>? = nil) throws {
+                context: ContextEncoder<Scalar>? = nil, charged: Int = 0) throws {
         FlowRuntime.configureBLAS()
         guard let size = Tensor<Scalar>.elementCount(eventShape), size > 0 else {
             throw FlowError.invalidSpec("event shape \(eventShape) is empty or invalid")
@@ -97,6 +103,16 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
         chunkWorkspaceBytes = Arena.bytes(Scalar.self, rows * size) + Arena.bytes(Double.self, rows)
             + transform.workspaceBytes(count: rows) + Arena.bytes(Scalar.self, rows * encoded)
             + (context?.workspaceBytes(rows: rows) ?? 0) + (conditionalBase?.workspaceBytes(count: rows) ?? 0)
+        if MemoryBudget.isMeasuring {
+            try MemoryBudget.charge(chunkWorkspaceBytes, "the scratch of one chunk of \(rows) rows")
+        } else {
+            _ = try MemoryBudget.measure {
+                try MemoryBudget.charge(charged, "the model's parameters and derived state")
+                try MemoryBudget.charge(chunkWorkspaceBytes, "the scratch of one chunk of \(rows) rows")
+            }
+        }
+        let parameterBytes = parameters.reduce(0) { $0 + 2 * $1.count * MemoryLayout<Scalar>.stride }
+        allocatedBytes = Swift.max(charged, parameterBytes) + chunkWorkspaceBytes
     }
 
     /// The layers, data side first.
@@ -128,17 +144,61 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
 
     // MARK: - Batch computation on raw buffers
 
+    /// Worker threads whose scratch fits the ``MemoryBudget`` next to the flow, for scratch of
+    /// `bytes` per worker (at least one).
+    func workersWithinBudget(scratch bytes: Int) -> Int {
+        let room = MemoryBudget.limit - allocatedBytes
+        return Swift.max(1, Swift.min(FlowRuntime.threadCount, room / Swift.max(bytes, 1)))
+    }
+
     /// Splits `count` rows into chunks and runs `body(firstRow, rows, arena)` for each.
-    private func chunked(_ count: Int, _ body: (Int, Int, inout Arena) -> Void) {
+    ///
+    /// Chunks that do not run — the scratch could not be allocated, or the caller's ``CallScope``
+    /// was cancelled or failed — are handed to `skipped(firstRow, rows)` instead (the batch
+    /// methods write NaN there); an allocation failure is recorded in the scope.
+    private func chunked(_ count: Int, skipped: (Int, Int) -> Void, _ body: (Int, Int, inout Arena) -> Void) {
         guard count > 0 else { return }
         let rows = chunkRows
         let chunks = (count + rows - 1) / rows
-        FlowRuntime.forEachChunk(chunks) { c in
-            let first = c * rows, n = min(rows, count - first)
-            pool.withWorkspace(bytes: chunkWorkspaceBytes) { ws in
+        let scope = CallScope.current
+        let workers = Swift.min(chunks, workersWithinBudget(scratch: chunkWorkspaceBytes))
+        if workers == 1 {
+            // One worker (batch-1 calls among them): no arrays, nothing allocated once warm.
+            let ws: Workspace
+            do { ws = try pool.checkOutOne(bytes: chunkWorkspaceBytes) } catch {
+                scope?.record(error as? FlowError ?? .outOfMemory("cannot allocate scratch: \(error)"))
+                skipped(0, count)
+                return
+            }
+            defer { pool.checkIn(one: ws) }
+            for c in 0..<chunks {
+                let first = c * rows, n = min(rows, count - first)
+                if let scope, scope.isStopped {
+                    skipped(first, n)
+                    continue
+                }
                 var arena = ws.arena()
                 body(first, n, &arena)
             }
+            return
+        }
+        let workspaces: [Workspace]
+        do {
+            workspaces = try pool.checkOut(workers, bytes: chunkWorkspaceBytes)
+        } catch {
+            scope?.record(error as? FlowError ?? .outOfMemory("cannot allocate scratch: \(error)"))
+            skipped(0, count)
+            return
+        }
+        defer { pool.checkIn(workspaces) }
+        FlowRuntime.forEachChunk(chunks, workers: workspaces.count) { worker, c in
+            let first = c * rows, n = min(rows, count - first)
+            if let scope, scope.isStopped {
+                skipped(first, n)
+                return
+            }
+            var arena = workspaces[worker].arena()
+            body(first, n, &arena)
         }
     }
 
@@ -148,7 +208,10 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     public func forward(_ x: UnsafePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>? = nil,
                         z: UnsafeMutablePointer<Scalar>, logDet: UnsafeMutablePointer<Double>?) {
         let d = eventSize
-        chunked(count) { first, n, arena in
+        chunked(count, skipped: { first, n in
+            (z + first * d).update(repeating: .nan, count: n * d)
+            logDet?.advanced(by: first).update(repeating: .nan, count: n)
+        }) { first, n, arena in
             let out = z + first * d
             if UnsafePointer(out) != x + first * d { out.update(from: x + first * d, count: n * d) }
             let ld = arena.take(Double.self, chunkRows)
@@ -164,7 +227,10 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     public func inverse(_ z: UnsafePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>? = nil,
                         x: UnsafeMutablePointer<Scalar>, logDet: UnsafeMutablePointer<Double>?) {
         let d = eventSize
-        chunked(count) { first, n, arena in
+        chunked(count, skipped: { first, n in
+            (x + first * d).update(repeating: .nan, count: n * d)
+            logDet?.advanced(by: first).update(repeating: .nan, count: n)
+        }) { first, n, arena in
             let out = x + first * d
             if UnsafePointer(out) != z + first * d { out.update(from: z + first * d, count: n * d) }
             let ld = arena.take(Double.self, chunkRows)
@@ -180,7 +246,7 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     public func logProb(_ x: UnsafePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>? = nil,
                         into out: UnsafeMutablePointer<Double>) {
         let d = eventSize
-        chunked(count) { first, n, arena in
+        chunked(count, skipped: { first, n in (out + first).update(repeating: .nan, count: n) }) { first, n, arena in
             let z = arena.take(Scalar.self, chunkRows * d)
             let ld = arena.take(Double.self, chunkRows)
             z.update(from: x + first * d, count: n * d)
@@ -205,7 +271,10 @@ public final class NormalizingFlow<Scalar: FlowScalar> {
     public func sample(count: Int, seed: UInt64, context: UnsafePointer<Scalar>? = nil, into out: UnsafeMutablePointer<Scalar>,
                        logProb: UnsafeMutablePointer<Double>? = nil, temperature: Scalar = 1) {
         let d = eventSize
-        chunked(count) { first, n, arena in
+        chunked(count, skipped: { first, n in
+            (out + first * d).update(repeating: .nan, count: n * d)
+            logProb?.advanced(by: first).update(repeating: .nan, count: n)
+        }) { first, n, arena in
             let x = out + first * d
             let ld = arena.take(Double.self, chunkRows)
             ld.update(repeating: 0, count: n)

@@ -30,8 +30,8 @@ public final class ActNorm<Scalar: FlowScalar>: FlowLayer {
         channels = c
         spatial = eventShape.dropFirst().reduce(1, *)
         inputShape = eventShape
-        bias = Parameter(name: "bias", shape: [c])
-        logScale = Parameter(name: "log_scale", shape: [c])
+        bias = try Parameter(name: "bias", shape: [c])
+        logScale = try Parameter(name: "log_scale", shape: [c], bound: Scalar(Limits.maxLogScale))
         isInitialized = config.bool("initialized", default: false)
     }
 

@@ -81,7 +81,8 @@ public protocol LayerContainer<Scalar>: FlowLayer {
     /// Parameters stored in the container's own group.
     var ownParameters: [Parameter<Scalar>] { get }
     /// Runs data-dependent initialisation of nested layers on `count` rows reaching the container.
-    func initializeDataDependentSublayers(_ x: UnsafePointer<Scalar>, count: Int)
+    /// - Throws: ``FlowError/outOfMemory(_:)`` or ``FlowError/limitExceeded(_:)`` for scratch.
+    func initializeDataDependentSublayers(_ x: UnsafePointer<Scalar>, count: Int) throws
 }
 
 extension FlowLayer {

@@ -26,6 +26,8 @@ public final class LULinear<Scalar: FlowScalar>: FlowLayer {
     /// `W` and `W⁻¹`, `[D, D]` row-major, rebuilt by ``parametersDidChange()``.
     private var weight: [Scalar] = []
     private var inverseWeight: [Scalar] = []
+    /// ‖W‖₁·‖W⁻¹‖₁, rebuilt with them.
+    private var conditionNumber = 1.0
 
     public init(config: [String: JSONValue], eventShape: [Int], seed: UInt64) throws {
         let d = eventShape.reduce(1, *)
@@ -48,6 +50,7 @@ public final class LULinear<Scalar: FlowScalar>: FlowLayer {
         weight = w.map { Scalar($0) }
         let inv = DenseLinearAlgebra.inverse(w, dimension) ?? [Double](repeating: .nan, count: w.count)
         inverseWeight = inv.map { Scalar($0) }
+        conditionNumber = DenseLinearAlgebra.conditionNumber(w, inverse: inv, dimension)
     }
 
     public func workspaceBytes(count: Int) -> Int { Arena.bytes(Scalar.self, count * dimension) }
@@ -110,5 +113,18 @@ extension LULinear {
         var wSum = 0.0
         for r in 0..<count { wSum += Double(w[r]) }
         lu.accumulateGradient(weightGradient: dW, logDetWeight: wSum)
+    }
+}
+
+extension LULinear: InvertibilityConstrained {
+    /// `W` is invertible for every finite parameter value, but its inverse is only usable in the
+    /// scalar type up to a condition number of ``Limits/maxConditionNumber`` (log-scales of ±30
+    /// alone could reach e⁶⁰).
+    public var invertibilityProblem: String? {
+        guard inverseWeight.allSatisfy({ $0.isFinite }) else { return "the weight's inverse is not finite" }
+        guard conditionNumber <= Limits.maxConditionNumber else {
+            return "the weight's condition number \(conditionNumber) exceeds \(Limits.maxConditionNumber): its inverse is not usable in float32"
+        }
+        return nil
     }
 }

@@ -25,9 +25,9 @@ struct LUWeight<Scalar: FlowScalar> {
     /// A random orthogonal start from `seed`; `permutation`/`sign` from `config` when given.
     init(dimension d: Int, config: [String: JSONValue], seed: UInt64, context: String) throws {
         dimension = d
-        lower = Parameter(name: "lower", shape: [d, d])
-        upper = Parameter(name: "upper", shape: [d, d])
-        logScale = Parameter(name: "log_scale", shape: [d])
+        lower = try Parameter(name: "lower", shape: [d, d])
+        upper = try Parameter(name: "upper", shape: [d, d])
+        logScale = try Parameter(name: "log_scale", shape: [d], bound: Scalar(Limits.maxLogScale))
         var rng = PhiloxStream(seed: seed, row: 0, stream: RandomStream.initialization)
         let q = DenseLinearAlgebra.randomOrthogonal(d, rng: &rng)
         guard let (lu, order) = DenseLinearAlgebra.luDecompose(q, d) else {

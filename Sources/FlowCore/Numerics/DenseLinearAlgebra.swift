@@ -79,4 +79,20 @@ enum DenseLinearAlgebra {
         }
         return (logAbs, sign)
     }
+
+    /// The 1-norm condition number ‖a‖₁·‖a⁻¹‖₁ from `a` and its inverse (∞ when the inverse is
+    /// not finite).
+    static func conditionNumber(_ a: [Double], inverse: [Double], _ n: Int) -> Double {
+        func norm1(_ m: [Double]) -> Double {
+            var largest = 0.0
+            for j in 0..<n {
+                var column = 0.0
+                for i in 0..<n { column += abs(m[i * n + j]) }
+                if !column.isFinite { return .infinity }
+                largest = Swift.max(largest, column)
+            }
+            return largest
+        }
+        return norm1(a) * norm1(inverse)
+    }
 }

@@ -305,7 +305,7 @@ public enum ODESolver {
         options: Options, dynamics: Dynamics<T>
     ) throws -> Statistics {
         let workspace = Workspace()
-        workspace.reserve(bytes: workspaceBytes(T.self, count: Swift.max(count, 0), method: options.method))
+        try workspace.reserve(bytes: workspaceBytes(T.self, count: Swift.max(count, 0), method: options.method))
         var arena = workspace.arena()
         return try solve(y, count: count, from: t0, to: t1, options: options, arena: &arena, dynamics: dynamics)
     }

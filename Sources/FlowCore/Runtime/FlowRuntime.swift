@@ -68,37 +68,41 @@ public enum FlowRuntime {
         }
     }
 
+    /// Most bytes one call may allocate (``MemoryBudget``; ``RuntimeConfiguration/memoryLimit``),
+    /// at least ``MemoryBudget/minimumLimit``.
+    public static var memoryLimit: Int {
+        get { configuration.memoryLimit }
+        set { lock.withLock { _configuration.memoryLimit = Swift.max(newValue, MemoryBudget.minimumLimit) } }
+    }
+
     /// Runs `body(chunk)` for chunks `0..<chunks`, over up to ``threadCount`` threads. Each
     /// worker takes the next unclaimed chunk (one atomic counter), so a thread slowed by other
     /// load on its core does fewer chunks instead of holding up the call; what a chunk computes
-    /// never depends on which thread runs it.
+    /// never depends on which thread runs it. The workers run in the caller's ``CallScope``.
     static func forEachChunk(_ chunks: Int, _ body: (Int) -> Void) {
+        forEachChunk(chunks, workers: threadCount) { _, c in body(c) }
+    }
+
+    /// ``forEachChunk(_:_:)`` over at most `workers` threads, with the worker's index
+    /// (`0..<min(workers, chunks)`; no two workers share an index at the same time) passed to
+    /// `body(worker, chunk)`.
+    static func forEachChunk(_ chunks: Int, workers limit: Int, _ body: (Int, Int) -> Void) {
         _ = blasConfigured
-        let workers = min(threadCount, chunks)
+        let workers = min(limit, chunks)
         if workers <= 1 {
-            for c in 0..<chunks { body(c) }
+            for c in 0..<chunks { body(0, c) }
             return
         }
+        let scope = CallScope.current
         let next = Atomic<Int>(0)
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            while true {
-                let c = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                guard c < chunks else { return }
-                body(c)
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            CallScope.with(scope) {
+                while true {
+                    let c = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                    guard c < chunks else { return }
+                    body(worker, c)
+                }
             }
         }
-    }
-}
-
-/// A thread-safe pool of ``Workspace``s, so concurrent calls on one flow never share scratch.
-final class WorkspacePool: @unchecked Sendable {
-    private let lock = PosixMutex()
-    private var free: [Workspace] = []
-
-    func withWorkspace<R>(bytes: Int, _ body: (Workspace) throws -> R) rethrows -> R {
-        let ws = lock.withLock { free.popLast() } ?? Workspace()
-        defer { lock.withLock { free.append(ws) } }
-        ws.reserve(bytes: bytes)
-        return try body(ws)
     }
 }

@@ -15,6 +15,7 @@
 /// | `SWIFTFLOWS_WINOGRAD` | ``winograd`` (`0` switches it off) | on |
 /// | `SWIFTFLOWS_FASHION_MNIST_DIR` | ``fashionMNISTDirectory`` | none (the Debian package's directory) |
 /// | `SWIFTFLOWS_DIGITS_PATH` | ``digitsPath`` | none (`build/data/digits.h5`) |
+/// | `SWIFTFLOWS_MEMORY_LIMIT` | ``memoryLimit`` (bytes, ≥ 1 MiB) | 2 GiB (``MemoryBudget/defaultLimit``) |
 ///
 /// Malformed or out-of-range values are ignored (the default applies).
 public struct RuntimeConfiguration: Equatable, Sendable {
@@ -31,6 +32,9 @@ public struct RuntimeConfiguration: Equatable, Sendable {
     public var fashionMNISTDirectory: String?
     /// Where FlowData's image readers find the digits file (nil: their default).
     public var digitsPath: String?
+    /// Most bytes one call may allocate (``MemoryBudget``): a model built or loaded, a training
+    /// run's state, an evaluation's scratch.
+    public var memoryLimit: Int = MemoryBudget.defaultLimit
 
     /// The built-in defaults.
     public init() {}
@@ -42,11 +46,14 @@ public struct RuntimeConfiguration: Equatable, Sendable {
         if environment["SWIFTFLOWS_WINOGRAD"] == "0" { winograd = false }
         if let dir = environment["SWIFTFLOWS_FASHION_MNIST_DIR"], !dir.isEmpty { fashionMNISTDirectory = dir }
         if let path = environment["SWIFTFLOWS_DIGITS_PATH"], !path.isEmpty { digitsPath = path }
+        if let text = environment["SWIFTFLOWS_MEMORY_LIMIT"], let bytes = Int(text), bytes >= MemoryBudget.minimumLimit {
+            memoryLimit = bytes
+        }
     }
 
     /// The names of the variables ``init(environment:)`` reads.
     public static let variables = [
         "SWIFTFLOWS_NUM_THREADS", "SWIFTFLOWS_TAPE_BUDGET", "SWIFTFLOWS_WINOGRAD", "SWIFTFLOWS_FASHION_MNIST_DIR",
-        "SWIFTFLOWS_DIGITS_PATH",
+        "SWIFTFLOWS_DIGITS_PATH", "SWIFTFLOWS_MEMORY_LIMIT",
     ]
 }

@@ -24,35 +24,62 @@ public final class Parameter<Scalar: FlowScalar> {
     /// Slots 1, 2, … of parallel gradient passes (see ``reserveGradientSlots(_:)``).
     private(set) var extraGradients: [UnsafeMutableBufferPointer<Scalar>] = []
 
-    /// A zero-filled parameter.
-    public init(name: String, shape: [Int]) {
+    /// Largest magnitude a value may have, if the parameter has a documented range (log-scales:
+    /// ``Limits/maxLogScale``). Loaders refuse values outside it and an optimiser step that would
+    /// leave it is skipped, so every model that trains also loads.
+    public let bound: Scalar?
+
+    /// A zero-filled parameter of `shape`, charged to the ``MemoryBudget`` (values and gradient)
+    /// before it is allocated.
+    /// - Throws: ``FlowError/limitExceeded(_:)`` past the memory limit or for a shape whose size
+    ///   overflows, ``FlowError/outOfMemory(_:)`` when the allocation fails.
+    public init(name: String, shape: [Int], bound: Scalar? = nil) throws {
+        guard let count = Tensor<Scalar>.elementCount(shape) else {
+            throw FlowError.limitExceeded("parameter \(name): shape \(shape) overflows the address space")
+        }
         self.name = name
         self.shape = shape
-        self.count = Tensor<Scalar>.elementCount(shape) ?? 0
-        let v = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * MemoryLayout<Scalar>.stride,
-                                                 alignment: 64).bindMemory(to: Scalar.self, capacity: Swift.max(count, 1))
-        let g = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * MemoryLayout<Scalar>.stride,
-                                                 alignment: 64).bindMemory(to: Scalar.self, capacity: Swift.max(count, 1))
-        v.initialize(repeating: 0, count: Swift.max(count, 1))
-        g.initialize(repeating: 0, count: Swift.max(count, 1))
+        self.count = count
+        self.bound = bound
+        let bytes = try MemoryBudget.bytes(Scalar.self, count, "parameter \(name)")
+        try MemoryBudget.charge(2 * bytes, "parameter \(name) (\(count) values and their gradient)")
+        let v = try MemoryBudget.allocateUncharged(Scalar.self, count: count, "parameter \(name)")
+        let g: UnsafeMutablePointer<Scalar>
+        do {
+            g = try MemoryBudget.allocateUncharged(Scalar.self, count: count, "the gradient of parameter \(name)")
+        } catch {
+            MemoryBudget.free(v)
+            throw error
+        }
         values = UnsafeMutableBufferPointer(start: v, count: count)
         ownGradient = UnsafeMutableBufferPointer(start: g, count: count)
     }
 
     deinit {
-        UnsafeMutableRawPointer(values.baseAddress!).deallocate()
-        UnsafeMutableRawPointer(ownGradient.baseAddress!).deallocate()
-        for g in extraGradients { UnsafeMutableRawPointer(g.baseAddress!).deallocate() }
+        MemoryBudget.free(values.baseAddress!)
+        MemoryBudget.free(ownGradient.baseAddress!)
+        for g in extraGradients { MemoryBudget.free(g.baseAddress!) }
     }
 
     /// Makes sure gradient slots `1...slots` exist (single-threaded; before a parallel pass).
-    func reserveGradientSlots(_ slots: Int) {
+    /// - Throws: ``FlowError/outOfMemory(_:)`` or ``FlowError/limitExceeded(_:)`` (charged to the
+    ///   calling thread's ledger); the slots made so far stay.
+    func reserveGradientSlots(_ slots: Int) throws {
         while extraGradients.count < slots {
-            let g = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * MemoryLayout<Scalar>.stride,
-                                                     alignment: 64).bindMemory(to: Scalar.self, capacity: Swift.max(count, 1))
-            g.initialize(repeating: 0, count: Swift.max(count, 1))
+            let g = try MemoryBudget.allocate(Scalar.self, count: count, "gradient copy \(extraGradients.count + 1) of parameter \(name)")
             extraGradients.append(UnsafeMutableBufferPointer(start: g, count: count))
         }
+    }
+
+    /// Whether every value is finite and inside ``bound``.
+    public var valuesAreValid: Bool { firstInvalidIndex == nil }
+
+    /// The index of the first value that is not finite or lies outside ``bound``, if any.
+    public var firstInvalidIndex: Int? {
+        if let bound {
+            return values.firstIndex { !$0.isFinite || $0.magnitude > bound }
+        }
+        return values.firstIndex { !$0.isFinite }
     }
 
     /// Adds slot `slot` into slot 0 and zeroes it.

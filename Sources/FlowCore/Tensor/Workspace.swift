@@ -11,15 +11,22 @@ public final class Workspace {
 
     public init() {}
 
-    deinit { storage?.deallocate() }
+    deinit { storage.map { MemoryBudget.free($0) } }
 
     /// Ensures at least `bytes` of scratch; earlier pointers are invalid after a growth.
-    public func reserve(bytes: Int) {
+    /// - Throws: ``FlowError/limitExceeded(_:)`` past ``MemoryBudget/limit`` (charged to the
+    ///   calling thread's ledger, if any), ``FlowError/outOfMemory(_:)`` when the allocation
+    ///   fails; the workspace is then empty.
+    public func reserve(bytes: Int) throws {
         guard bytes > capacity else { return }
-        storage?.deallocate()
-        let rounded = (bytes + 4095) & ~4095
-        storage = UnsafeMutableRawPointer.allocate(byteCount: rounded, alignment: 64)
-        capacity = rounded
+        storage.map { MemoryBudget.free($0) }
+        storage = nil
+        capacity = 0
+        let (rounded, overflow) = bytes.addingReportingOverflow(4095)
+        guard !overflow else { throw FlowError.limitExceeded("scratch of \(bytes) bytes overflows the address space") }
+        let size = rounded & ~4095
+        storage = UnsafeMutableRawPointer(try MemoryBudget.allocate(UInt8.self, count: size, "\(size) bytes of scratch"))
+        capacity = size
     }
 
     /// A fresh bump allocator over the whole workspace.

@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -88,13 +89,60 @@ public final class Optimizer<Scalar: FlowScalar> {
         self.settings = settings
         self.parameters = parameters
         let counts = parameters.map(\.count)
-        first = MomentStore(counts: counts)
-        second = MomentStore(counts: settings.kind == .sgd ? counts.map { _ in 0 } : counts)
+        first = try MomentStore(counts: counts)
+        second = try MomentStore(counts: settings.kind == .sgd ? counts.map { _ in 0 } : counts)
         var blocks: [(Int, Int, Int)] = []
         for (k, n) in counts.enumerated() {
             for start in stride(from: 0, to: n, by: Self.blockSize) { blocks.append((k, start, Swift.min(n, start + Self.blockSize))) }
         }
         self.blocks = blocks
+    }
+
+    /// What ``saveState()`` kept: every parameter's values (concatenated), both moments and the
+    /// step count; the buffers are reused from step to step.
+    private var savedValues: [Scalar] = []
+    private var savedFirst: [Double] = []
+    private var savedSecond: [Double] = []
+    private var savedStepCount: Int?
+
+    /// Keeps a copy of the parameters and the optimiser state, so ``restoreState()`` can undo the
+    /// next step (for flows whose layers check more than ``Parameter/bound`` after a step: the
+    /// invertibility of ``InvertibilityConstrained`` layers). O(P) time; the copies (about
+    /// `4 + 16` bytes per parameter) are allocated on the first call.
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func saveState() {
+        if savedValues.count != first.total {
+            savedValues = [Scalar](repeating: 0, count: first.total)
+            savedFirst = [Double](repeating: 0, count: first.total)
+            savedSecond = [Double](repeating: 0, count: second.total)
+        }
+        savedValues.withUnsafeMutableBufferPointer { out in
+            var offset = 0
+            for p in parameters {
+                (out.baseAddress! + offset).update(from: p.pointer, count: p.count)
+                offset += p.count
+            }
+        }
+        savedFirst.withUnsafeMutableBufferPointer { first.copy(into: $0.baseAddress!) }
+        savedSecond.withUnsafeMutableBufferPointer { second.copy(into: $0.baseAddress!) }
+        savedStepCount = stepCount
+    }
+
+    /// Puts back what ``saveState()`` kept (parameters, moments, step count); the caller then
+    /// calls the flow's `parametersDidChange()`.
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    public func restoreState() {
+        guard let savedStepCount else { return }
+        savedValues.withUnsafeBufferPointer { saved in
+            var offset = 0
+            for p in parameters {
+                p.pointer.update(from: saved.baseAddress! + offset, count: p.count)
+                offset += p.count
+            }
+        }
+        savedFirst.withUnsafeBufferPointer { first.restore(from: $0.baseAddress!) }
+        savedSecond.withUnsafeBufferPointer { second.restore(from: $0.baseAddress!) }
+        stepCount = savedStepCount
     }
 
     /// The global L2 norm of all gradients, in Double (NaN or ∞ if any gradient is non-finite).
@@ -117,45 +165,92 @@ public final class Optimizer<Scalar: FlowScalar> {
         }
     }
 
-    /// Applies one update with the current gradients at `learningRate`.
+    /// Applies one update with the current gradients at `learningRate`, unless it would make a
+    /// parameter non-finite or move it outside its ``Parameter/bound`` (or make the optimiser
+    /// state non-finite): then nothing changes and the result is false.
+    ///
+    /// The update is computed twice: a first pass only checks the new values (so a refused step
+    /// leaves parameters, moments and ``stepCount`` exactly as they were), the second writes them.
+    /// - Complexity: O(P), about twice a plain update.
+    @discardableResult
     @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
-    public func step(learningRate lr: Double) {
-        stepCount += 1
+    public func step(learningRate lr: Double) -> Bool {
+        guard update(learningRate: lr, commit: false) else { return false }
+        _ = update(learningRate: lr, commit: true)
+        return true
+    }
+
+    /// One pass of ``step(learningRate:)``: with `commit`, writes the new values and moments and
+    /// counts the step; without, returns whether every new value is finite and in bounds.
+    @_specialize(where Scalar == Float) @_specialize(where Scalar == Double)
+    private func update(learningRate lr: Double, commit: Bool) -> Bool {
+        let stepNumber = stepCount + 1
+        if commit { stepCount = stepNumber }
         let s = settings
         let decay = 1 - lr * s.weightDecay
         let beta1 = s.beta1, beta2 = s.beta2, epsilon = s.epsilon, momentum = s.momentum
-        let c1 = 1 - pow(beta1, Double(stepCount)), c2 = 1 - pow(beta2, Double(stepCount))
+        let c1 = 1 - pow(beta1, Double(stepNumber)), c2 = 1 - pow(beta2, Double(stepNumber))
         let c2Root = c2.squareRoot()
         let parameters = self.parameters, first = self.first, second = self.second, blocks = self.blocks
-        // One block: raw pointers hoisted out of the element loops, so they vectorise.
+        let invalid = Atomic<Bool>(false)
+        // One block: raw pointers hoisted out of the element loops, so they vectorise. The check
+        // pass sums the magnitudes of the new moments and values (finite exactly when every term
+        // is; NaN propagates) and tracks the largest new value against the parameter's bound.
         let update = { (b: Int) in
             let (k, start, end) = blocks[b]
             let p = parameters[k]
             let grad = p.ownGradient.baseAddress!, values = p.pointer
             let m = first.pointer(k), v = second.pointer(k)
+            var sum = 0.0, largest: Scalar = 0
             switch s.kind {
             case .adam:
                 let stepSize = lr / c1
                 for i in start..<end {
                     let g = Double(grad[i])
-                    m[i] = beta1 * m[i] + (1 - beta1) * g
-                    v[i] = beta2 * v[i] + (1 - beta2) * g * g
-                    let denom = v[i].squareRoot() / c2Root + epsilon
-                    values[i] = Scalar(Double(values[i]) * decay - stepSize * m[i] / denom)
+                    let mi = beta1 * m[i] + (1 - beta1) * g
+                    let vi = beta2 * v[i] + (1 - beta2) * g * g
+                    let denom = vi.squareRoot() / c2Root + epsilon
+                    let value = Scalar(Double(values[i]) * decay - stepSize * mi / denom)
+                    if commit {
+                        m[i] = mi
+                        v[i] = vi
+                        values[i] = value
+                    } else {
+                        sum += mi.magnitude + vi + Double(value.magnitude)
+                        largest = Swift.max(largest, value.magnitude)
+                    }
                 }
             case .adamax:
                 let stepSize = lr / c1
                 for i in start..<end {
                     let g = Double(grad[i])
-                    m[i] = beta1 * m[i] + (1 - beta1) * g
-                    v[i] = Swift.max(beta2 * v[i], abs(g) + epsilon)
-                    values[i] = Scalar(Double(values[i]) * decay - stepSize * m[i] / v[i])
+                    let mi = beta1 * m[i] + (1 - beta1) * g
+                    let vi = Swift.max(beta2 * v[i], abs(g) + epsilon)
+                    let value = Scalar(Double(values[i]) * decay - stepSize * mi / vi)
+                    if commit {
+                        m[i] = mi
+                        v[i] = vi
+                        values[i] = value
+                    } else {
+                        sum += mi.magnitude + vi + Double(value.magnitude)
+                        largest = Swift.max(largest, value.magnitude)
+                    }
                 }
             case .sgd:
                 for i in start..<end {
-                    m[i] = momentum * m[i] + Double(grad[i])
-                    values[i] = Scalar(Double(values[i]) * decay - lr * m[i])
+                    let mi = momentum * m[i] + Double(grad[i])
+                    let value = Scalar(Double(values[i]) * decay - lr * mi)
+                    if commit {
+                        m[i] = mi
+                        values[i] = value
+                    } else {
+                        sum += mi.magnitude + Double(value.magnitude)
+                        largest = Swift.max(largest, value.magnitude)
+                    }
                 }
+            }
+            if !commit, !sum.isFinite || largest > (p.bound ?? .greatestFiniteMagnitude) {
+                invalid.store(true, ordering: .relaxed)
             }
         }
         if first.total >= Self.parallelThreshold {
@@ -163,6 +258,7 @@ public final class Optimizer<Scalar: FlowScalar> {
         } else {
             for b in 0..<blocks.count { update(b) }
         }
+        return !invalid.load(ordering: .relaxed)
     }
 }
 
@@ -175,22 +271,27 @@ final class MomentStore: @unchecked Sendable {
     /// Scalars over all parameters.
     let total: Int
 
-    /// Zero-filled state for parameters of `counts` scalars.
-    init(counts: [Int]) {
+    /// Zero-filled state for parameters of `counts` scalars, from the ``MemoryBudget``.
+    /// - Throws: ``FlowError/limitExceeded(_:)`` or ``FlowError/outOfMemory(_:)``.
+    init(counts: [Int]) throws {
         var offsets: [Int] = [], total = 0
         for n in counts { offsets.append(total); total += n }
         self.counts = counts
         self.offsets = offsets
         self.total = total
-        base = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(total, 1) * MemoryLayout<Double>.stride, alignment: 64)
-            .bindMemory(to: Double.self, capacity: Swift.max(total, 1))
-        base.initialize(repeating: 0, count: Swift.max(total, 1))
+        base = try MemoryBudget.allocate(Double.self, count: total, "optimiser state of \(total) values")
     }
 
-    deinit { UnsafeMutableRawPointer(base).deallocate() }
+    deinit { MemoryBudget.free(base) }
 
     /// Parameter `k`'s state (`counts[k]` values).
     @inline(__always) func pointer(_ k: Int) -> UnsafeMutablePointer<Double> { base + offsets[k] }
+
+    /// Copies every parameter's state (``total`` values) to `out`.
+    func copy(into out: UnsafeMutablePointer<Double>) { out.update(from: base, count: total) }
+
+    /// Replaces every parameter's state by ``total`` values from `source`.
+    func restore(from source: UnsafePointer<Double>) { base.update(from: source, count: total) }
 
     /// A copy of parameter `k`'s state; setting replaces it (the new value must have `counts[k]` elements).
     subscript(k: Int) -> [Double] {

@@ -11,8 +11,15 @@ import Glibc
 /// initialisation (ActNorm) are initialised from the first minibatch.
 ///
 /// - A step whose loss or gradient is not finite is skipped (parameters untouched) and reported
-///   with ``TrainingEvent/skipped(epoch:batch:reason:)``; ``TrainingOptions/maxConsecutiveSkips``
-///   skips in a row end the run with ``FlowError/numerical(_:)``.
+///   with ``TrainingEvent/skipped(epoch:batch:reason:)``; so is a step that would make a parameter
+///   non-finite or move it outside its ``Parameter/bound``, or leave an
+///   ``InvertibilityConstrained`` layer without a usable inverse (it is undone): a model being
+///   trained always saves as a file that loads. ``TrainingOptions/maxConsecutiveSkips`` skips in a
+///   row end the run with ``FlowError/numerical(_:)``.
+/// - Memory: the optimiser state, the gradient copies, the scratch and the copies of the rows are
+///   charged to the ``MemoryBudget`` before they are allocated (``FlowError/limitExceeded(_:)``).
+/// - Inside a ``CallScope`` (the C API), a cancelled scope ends the run after the current step
+///   with ``FlowError/cancelled(_:)``.
 /// - Flows that start with ``Dequantize`` get uniform noise on every minibatch
 ///   (``Dequantization``) and one fixed draw on the validation rows.
 /// - With validation rows, the validation NLL is measured after each epoch; early stopping
@@ -56,6 +63,9 @@ public final class Trainer<Scalar: FlowScalar> {
     /// The flow's continuous layers (``NormalizingFlow/continuousLayers``), whose probes change
     /// every step.
     private let continuousLayers: [ContinuousFlow<Scalar>]
+    /// Whether the flow has ``InvertibilityConstrained`` layers, checked (and undone if need be)
+    /// after every step.
+    private let checksInvertibility: Bool
 
     /// A trainer over `rows` rows of `data` (copied). Validation rows are `validation` if given,
     /// otherwise a seeded ``TrainingOptions/validationFraction`` of `data`.
@@ -72,6 +82,8 @@ public final class Trainer<Scalar: FlowScalar> {
                 options: TrainingOptions) throws {
         try options.validate()
         let d = flow.eventSize, c = flow.contextSize
+        try Self.checkMemory(flow: flow, values: data.count + (validation?.count ?? 0),
+                             contextValues: (context?.count ?? 0) + (validationContext?.count ?? 0), options: options)
         guard rows >= 1, data.count == rows * d else {
             throw FlowError.shapeMismatch("training data holds \(data.count) values, expected \(rows) rows of \(d)")
         }
@@ -131,6 +143,7 @@ public final class Trainer<Scalar: FlowScalar> {
         }
         self.dequantize = Dequantization.applies(to: flow)
         self.continuousLayers = flow.continuousLayers
+        self.checksInvertibility = !flow.invertibilityConstrainedLayers.isEmpty
         self.flow = flow
         self.options = options
         self.optimizer = try Optimizer(flow.parameters, settings: options.optimizer)
@@ -146,6 +159,30 @@ public final class Trainer<Scalar: FlowScalar> {
             fingerprint ^= Self.fingerprint(trainContextValues, validationContextValues, eventSize: c) &* 0x9E37_79B9_7F4A_7C15
         }
         self.dataFingerprint = fingerprint
+        try flow.prepareGradientPasses(rows: Swift.min(options.batchSize, trainRows))
+    }
+
+    /// Charges what a run on `values` data and `contextValues` context scalars allocates to a
+    /// ledger of the ``MemoryBudget`` before anything is allocated: the copies of the rows, the
+    /// optimiser's moments and the gradient copies of a batch.
+    private static func checkMemory(flow: NormalizingFlow<Scalar>, values: Int, contextValues: Int,
+                                    options: TrainingOptions) throws {
+        let parameters = flow.parameterCount
+        let chunks = (Swift.max(options.batchSize, 1) + flow.chunkRows - 1) / flow.chunkRows
+        let copies = chunks > 1 ? Swift.min(NormalizingFlow<Scalar>.gradientGroup, chunks) : 0
+        let moments = options.optimizer.kind == .sgd ? 1 : 2
+        // Flows with invertibility checks keep a copy of the parameters and moments per step.
+        let undo = flow.invertibilityConstrainedLayers.isEmpty ? 0 : MemoryLayout<Scalar>.stride + 8 * moments
+        _ = try MemoryBudget.measure {
+            try MemoryBudget.charge(parameters * undo, "the copy of \(parameters) parameters that undoes a step")
+            try MemoryBudget.charge(try MemoryBudget.bytes(Scalar.self, values + contextValues, "training rows"),
+                                    "the copy of \(values + contextValues) training values")
+            try MemoryBudget.charge(try MemoryBudget.bytes(Double.self, parameters, "optimiser state") * moments,
+                                    "the optimiser state of \(parameters) parameters")
+            try MemoryBudget.charge(try MemoryBudget.bytes(Scalar.self, parameters, "gradient copies") * copies,
+                                    "\(copies) gradient copies of \(parameters) parameters")
+        }
+        try MemoryBudget.requireAvailable((values + contextValues) * MemoryLayout<Scalar>.stride, "the copy of the training rows")
     }
 
     /// Minibatches per epoch.
@@ -205,35 +242,52 @@ public final class Trainer<Scalar: FlowScalar> {
                                                 row: UInt64(epoch) << 24 | UInt64(b))
                     }
                 }
-                let loss = batch.withUnsafeBufferPointer { x -> Double in batchContext.withUnsafeBufferPointer { bc -> Double in
+                let loss = try batch.withUnsafeBufferPointer { x -> Double in try batchContext.withUnsafeBufferPointer { bc -> Double in
                     let context = c > 0 ? bc.baseAddress : nil
-                    flow.initializeDataDependentLayers(x.baseAddress!, count: n, context: context)
+                    try flow.initializeDataDependentLayers(x.baseAddress!, count: n, context: context)
                     flow.zeroGradients()
                     // Fresh Hutchinson probes for every step (continuous flows), from the step number.
                     for layer in continuousLayers { layer.probeDraw = UInt64(optimizer.stepCount + 1) }
                     defer { for layer in continuousLayers { layer.probeDraw = 0 } }
                     return flow.accumulateNLLGradient(x.baseAddress!, count: n, context: context) / Double(n)
                 } }
+                // Cancelled (sf_cancel), or scratch that could not be allocated: end the run.
+                try CallScope.current?.check()
                 let norm = optimizer.gradientNorm()
-                guard loss.isFinite, norm.isFinite else {
+                var problem: String?
+                if !loss.isFinite {
+                    problem = "non-finite loss (\(loss))"
+                } else if !norm.isFinite {
+                    problem = "non-finite gradient"
+                } else {
+                    if let clip = options.clipNorm, norm > clip { optimizer.scaleGradients(by: clip / norm) }
+                    let rate = options.optimizer.learningRate * options.schedule.factor(step: optimizer.stepCount, total: totalSteps)
+                    if checksInvertibility { optimizer.saveState() }
+                    if optimizer.step(learningRate: rate) {
+                        flow.parametersDidChange()
+                        learningRate = rate
+                        if checksInvertibility, let invalid = flow.parameterProblem {
+                            optimizer.restoreState()
+                            flow.parametersDidChange()
+                            problem = "the step was undone: \(invalid)"
+                        }
+                    } else {
+                        problem = "the step was skipped: it would make parameters non-finite or move a log-scale past ±\(Limits.maxLogScale)"
+                    }
+                }
+                if let reason = problem {
                     skipped += 1
                     consecutiveSkips += 1
-                    let reason = loss.isFinite ? "non-finite gradient" : "non-finite loss (\(loss))"
                     if let progress, !progress(.skipped(epoch: epoch, batch: b + 1, reason: reason)) {
                         throw FlowError.cancelled("training cancelled in epoch \(epoch), batch \(b + 1)")
                     }
                     if consecutiveSkips >= options.maxConsecutiveSkips {
-                        throw FlowError.numerical("\(consecutiveSkips) consecutive steps had a \(reason) in epoch \(epoch); "
-                            + "lower the learning rate, enable gradient clipping or a warm-up")
+                        throw FlowError.numerical("\(consecutiveSkips) consecutive steps were skipped in epoch \(epoch) (the last: "
+                            + "\(reason)); lower the learning rate, enable gradient clipping or a warm-up")
                     }
                     continue
                 }
                 consecutiveSkips = 0
-                if let clip = options.clipNorm, norm > clip { optimizer.scaleGradients(by: clip / norm) }
-                learningRate = options.optimizer.learningRate
-                    * options.schedule.factor(step: optimizer.stepCount, total: totalSteps)
-                optimizer.step(learningRate: learningRate)
-                flow.parametersDidChange()
                 lossSum += loss * Double(n)
                 lossRows += n
                 if let progress {

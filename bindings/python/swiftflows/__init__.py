@@ -15,7 +15,8 @@ Training and toy data:
 """
 
 from ._version import __version__
-from ._native import get_num_threads, library_path, library_version, set_num_threads
+from ._native import (get_memory_limit, get_num_threads, library_path, library_version, set_memory_limit,
+                      set_num_threads)
 from .errors import SwiftFlowsError
 from .flow import Flow
 from .presets import IAF, MAF, NICE, NSF, Glow, RealNVP, RealNVPImage
@@ -24,5 +25,6 @@ from .integrity import reseal
 from . import datasets, integrity, training
 
 __all__ = ["Flow", "RealNVP", "NICE", "NSF", "MAF", "IAF", "Glow", "RealNVPImage", "SwiftFlowsError", "TrainingCancelled", "EpochReport", "TextProgressBar",
-           "TqdmProgressBar", "datasets", "integrity", "reseal", "training", "set_num_threads", "get_num_threads", "library_version",
+           "TqdmProgressBar", "datasets", "integrity", "reseal", "training", "set_num_threads", "get_num_threads",
+           "set_memory_limit", "get_memory_limit", "library_version",
            "library_path", "__version__"]

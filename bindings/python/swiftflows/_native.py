@@ -21,7 +21,8 @@ from pathlib import Path
 from ._version import VERSION_MAJOR, __version__
 from .errors import SwiftFlowsError
 
-__all__ = ["lib", "library_path", "library_version", "set_num_threads", "get_num_threads",
+__all__ = ["lib", "library_path", "library_version", "set_num_threads", "get_num_threads", "set_memory_limit",
+           "get_memory_limit", "DEFAULT_MEMORY_LIMIT",
            "ModelPtr", "float_ptr", "double_ptr", "MAX_EVENT_RANK", "EpochReportStruct", "ProgressStruct",
            "TrainOptionsStruct", "ProgressFn", "OPTIMIZERS", "SCHEDULES", "PROGRESS_KINDS",
            "preset_names", "preset_defaults", "toy_names", "toy_entropy"]
@@ -29,6 +30,7 @@ __all__ = ["lib", "library_path", "library_version", "set_num_threads", "get_num
 LIBRARY_NAME = "libswiftflows.so"
 ENV_VAR = "SWIFTFLOWS_LIBRARY"
 MAX_EVENT_RANK = 4  # SF_MAX_EVENT_RANK
+DEFAULT_MEMORY_LIMIT = 2 << 30  # SF_DEFAULT_MEMORY_LIMIT
 
 
 class _SFModel(ctypes.Structure):
@@ -157,6 +159,9 @@ _SIGNATURES = {
     "sf_last_error": (c_char_p, [], False),
     "sf_set_num_threads": (c_int, [c_int], True),
     "sf_get_num_threads": (c_int, [], False),
+    "sf_set_memory_limit": (c_int, [c_uint64], True),
+    "sf_get_memory_limit": (c_uint64, [], False),
+    "sf_cancel": (c_int, [ModelPtr], True),
     "sf_model_create": (c_int, [c_char_p, c_uint64, POINTER(ModelPtr)], True),
     "sf_model_load": (c_int, [c_char_p, POINTER(ModelPtr)], True),
     "sf_model_load_memory": (c_int, [c_void_p, c_size_t, POINTER(ModelPtr)], True),
@@ -306,3 +311,22 @@ def set_num_threads(num_threads):
 def get_num_threads():
     """The number of threads the library uses for batch work."""
     return int(lib.sf_get_num_threads())
+
+
+def set_memory_limit(num_bytes):
+    """Sets the most bytes one call into the library may allocate (process-wide; at least 1 MiB).
+
+    Creating or loading a model, a training run and an evaluation each check what they need
+    against it before allocating, and fail with ``SF_ERR_LIMIT`` instead (``sf_set_memory_limit``;
+    default ``DEFAULT_MEMORY_LIMIT``, 2 GiB, or the environment variable
+    ``SWIFTFLOWS_MEMORY_LIMIT``).
+    """
+    value = operator.index(num_bytes)
+    if not 0 <= value < 2**64:
+        raise ValueError("num_bytes out of range: %d" % value)
+    lib.sf_set_memory_limit(value)
+
+
+def get_memory_limit():
+    """The memory limit in bytes (``sf_get_memory_limit``)."""
+    return int(lib.sf_get_memory_limit())

@@ -17,6 +17,7 @@ STATUS_NAMES = {
     10: "SF_ERR_CANCELLED",
     11: "SF_ERR_INTERNAL",
     12: "SF_ERR_CORRUPT",
+    13: "SF_ERR_MEMORY",
 }
 
 

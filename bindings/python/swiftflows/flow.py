@@ -158,12 +158,20 @@ class Flow:
     are float32 with the input's shape; log-densities and log-determinants are float64 with the
     batch shape (a NumPy scalar for a single event).
 
-    A Flow may be used from several threads at once; :meth:`close` waits for running calls.
+    A Flow may be used from several threads at once; :meth:`close` refuses new calls and waits for
+    running ones; :meth:`cancel` stops running ones.
     """
 
     def __init__(self, spec, seed=0):
-        """Same as :meth:`from_spec`."""
-        self._attach(_create(spec, seed))
+        """Same as :meth:`from_spec`. Calling it again on a Flow replaces its model: the previous
+        one is closed first (as :meth:`close` does), so nothing leaks."""
+        handle = _create(spec, seed)
+        try:
+            self.close()
+        except BaseException:
+            lib.sf_model_free(handle)
+            raise
+        self._attach(handle)
 
     # ---- construction -------------------------------------------------------------------
 
@@ -180,6 +188,7 @@ class Flow:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._closers = 0  # close() calls waiting on _cond for running calls to finish
+        self._closing = False  # set by close(): no new call is admitted
         self._active = 0
         self._training_threads = set()  # idents of threads inside fit() on this flow
         if not handle:
@@ -249,7 +258,7 @@ class Flow:
 
     def _acquire(self):
         with self._lock:
-            if not self._ptr:
+            if not self._ptr or self._closing:
                 raise ValueError("I/O operation on a closed Flow")
             self._refuse_in_training_callback()
             self._active += 1
@@ -263,16 +272,30 @@ class Flow:
 
     @property
     def closed(self):
-        """True once :meth:`close` has been called."""
-        return not getattr(self, "_ptr", None)
+        """True once :meth:`close` has been called (also while it waits for running calls)."""
+        return not getattr(self, "_ptr", None) or getattr(self, "_closing", False)
+
+    def cancel(self):
+        """Cancels the calls running on this flow in other threads (``sf_cancel``): each raises
+        :class:`SwiftFlowsError` with status ``SF_ERR_CANCELLED`` at its next check (between chunks
+        of rows, every ODE step of a ``cnf`` layer, every training step). Calls made afterwards
+        run normally. Returns at once; a no-op on a closed flow. Safe from any thread."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:
+            return
+        with lock:
+            if self._ptr:
+                lib.sf_cancel(self._ptr)
 
     def close(self):
-        """Releases the model (idempotent). Waits for calls running in other threads."""
+        """Releases the model (idempotent). From the moment it is called, new calls on the flow
+        raise ``ValueError`` (closed); it then waits for calls running in other threads."""
         cond = getattr(self, "_cond", None)
         if cond is None:
             return
         with cond:
             self._refuse_in_training_callback()
+            self._closing = True
             while self._active:
                 self._closers += 1
                 try:

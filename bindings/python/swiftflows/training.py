@@ -20,8 +20,9 @@ apply to an event's kind are ``None``:
 - ``"batch"`` (after every optimisation step): ``epoch``, ``batch`` (1-based within the epoch),
   ``batches_per_epoch``, ``loss`` (the minibatch's mean NLL in nats), ``samples_per_second``
   (training rows per second so far in the epoch), ``elapsed_seconds`` (since the run started);
-- ``"skipped"`` (a step skipped for a non-finite loss or gradient): ``epoch``, ``batch``,
-  ``message`` (the reason);
+- ``"skipped"`` (a step skipped for a non-finite loss or gradient, or undone because it would
+  make a parameter non-finite or leave its range): ``epoch``, ``batch``, ``message`` (the
+  reason);
 - ``"epoch"`` (an epoch finished): ``epoch``, ``elapsed_seconds`` and ``report``, the
   :meth:`EpochReport.as_dict` of the epoch;
 - ``"stopped"`` (early stopping ends the run): ``epoch`` and ``best_epoch``.

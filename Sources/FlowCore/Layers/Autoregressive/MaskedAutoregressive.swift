@@ -102,13 +102,13 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
         guard !overflow, outputs <= Limits.maxParametersPerLayer else {
             throw FlowError.limitExceeded("\(context): \(d) features × \(transform.parametersPerFeature) parameters each is too many outputs")
         }
-        // Checked before the masks are built (they hold one value per weight).
-        if blocks > 0 {
-            _ = try ResidualMADE<Scalar>.checkedSize(features: d, contextFeatures: contextFeatures, width: hidden[0],
-                                                     blocks: blocks, outputs: outputs, context: context)
-        } else {
-            _ = try MLP<Scalar>.checkedSize(widths: [d + contextFeatures] + hidden + [outputs], context: context)
-        }
+        // Checked and charged before the masks are built (they hold one value per weight).
+        let weights = blocks > 0
+            ? try ResidualMADE<Scalar>.checkedSize(features: d, contextFeatures: contextFeatures, width: hidden[0],
+                                                   blocks: blocks, outputs: outputs, context: context)
+            : try MLP<Scalar>.checkedSize(widths: [d + contextFeatures] + hidden + [outputs], context: context)
+        try MemoryBudget.charge(try MemoryBudget.bytes(Scalar.self, weights, context), "\(context): the masks of its network")
+        try MemoryBudget.requireAvailable(weights * MemoryLayout<Scalar>.stride, "\(context): the masks of its network")
         let structure = self.structure
         // The residual MADE's first layer reads the features only (its context layers are apart).
         let masks: [[Scalar]] = structure.masks(contextSize: blocks > 0 ? 0 : contextFeatures, outputs: outputs) {
@@ -117,14 +117,14 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
         var columns = [[Int]](repeating: [], count: d)
         for c in 0..<outputs { columns[transform.outputFeature(c, features: d)].append(c) }
         if blocks > 0 {
-            net = .residual(ResidualMADE(features: d, contextFeatures: contextFeatures, width: hidden[0], blocks: blocks,
+            net = .residual(try ResidualMADE(features: d, contextFeatures: contextFeatures, width: hidden[0], blocks: blocks,
                                          outputs: outputs, activation: activation,
                                          masks: (masks[0], structure.residualMask(), masks[1]), structure: structure,
                                          featureColumns: columns, seed: seed))
         } else {
             let mlp = try MLP.checked(widths: [d + contextFeatures] + hidden + [outputs], activation: activation, seed: seed,
                                       context: context, masks: masks)
-            net = .plain(mlp, SequentialPlan(net: mlp, structure: structure, featureColumns: columns))
+            net = .plain(mlp, try SequentialPlan(net: mlp, structure: structure, featureColumns: columns))
         }
         features = FeatureIndices(Array(0..<d))
         featureColumns = columns

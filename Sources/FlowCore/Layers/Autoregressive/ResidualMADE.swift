@@ -53,33 +53,33 @@ final class ResidualMADE<T: FlowScalar> {
     ///     (for the sequential plan).
     init(features d: Int, contextFeatures e: Int, width h: Int, blocks: Int, outputs: Int, activation: Activation,
          masks: (initial: [T], block: [T], final: [T]), structure: AutoregressiveOrder, featureColumns: [[Int]],
-         seed: UInt64) {
+         seed: UInt64) throws {
         features = d
         contextFeatures = e
         width = h
         self.activation = activation
         var rng = PhiloxStream(seed: seed, row: 0, stream: RandomStream.initialization)
-        initial = MaskedLinear(in: d, out: h, weightName: "initial_weight", biasName: "initial_bias", mask: masks.initial,
+        initial = try MaskedLinear(in: d, out: h, weightName: "initial_weight", biasName: "initial_bias", mask: masks.initial,
                                random: true, rng: &rng)
-        context = e > 0 ? MaskedLinear(in: e, out: h, weightName: "context_weight", biasName: "context_bias", mask: nil,
+        context = e > 0 ? try MaskedLinear(in: e, out: h, weightName: "context_weight", biasName: "context_bias", mask: nil,
                                        random: true, rng: &rng) : nil
         var first: [MaskedLinear<T>] = [], second: [MaskedLinear<T>] = [], contexts: [MaskedLinear<T>] = []
         for b in 0..<blocks {
-            first.append(MaskedLinear(in: h, out: h, weightName: "block_\(b)_weight_0", biasName: "block_\(b)_bias_0",
+            first.append(try MaskedLinear(in: h, out: h, weightName: "block_\(b)_weight_0", biasName: "block_\(b)_bias_0",
                                       mask: masks.block, random: true, rng: &rng))
             if e > 0 {
-                contexts.append(MaskedLinear(in: e, out: h, weightName: "block_\(b)_context_weight",
+                contexts.append(try MaskedLinear(in: e, out: h, weightName: "block_\(b)_context_weight",
                                              biasName: "block_\(b)_context_bias", mask: nil, random: true, rng: &rng))
             }
-            second.append(MaskedLinear(in: h, out: h, weightName: "block_\(b)_weight_1", biasName: "block_\(b)_bias_1",
+            second.append(try MaskedLinear(in: h, out: h, weightName: "block_\(b)_weight_1", biasName: "block_\(b)_bias_1",
                                        mask: masks.block, random: false, rng: &rng))
         }
         linear0 = first
         linear1 = second
         blockContexts = contexts
-        final = MaskedLinear(in: h, out: outputs, weightName: "final_weight", biasName: "final_bias",
+        final = try MaskedLinear(in: h, out: outputs, weightName: "final_weight", biasName: "final_bias",
                              mask: masks.final, random: false, rng: &rng)
-        plan = ResidualSequentialPlan(structure: structure, featureColumns: featureColumns, width: h, blocks: blocks,
+        plan = try ResidualSequentialPlan(structure: structure, featureColumns: featureColumns, width: h, blocks: blocks,
                                       contextFeatures: e, activation: activation)
         plan.refresh(from: self)
     }

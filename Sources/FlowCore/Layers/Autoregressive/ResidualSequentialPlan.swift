@@ -43,7 +43,7 @@ final class ResidualSequentialPlan<T: FlowScalar> {
     private let outputOffsets: [Int]
 
     init(structure: AutoregressiveOrder, featureColumns: [[Int]], width h: Int, blocks: Int, contextFeatures e: Int,
-         activation: Activation) {
+         activation: Activation) throws {
         let d = structure.dimension
         dimension = d
         contextFeatures = e
@@ -94,11 +94,10 @@ final class ResidualSequentialPlan<T: FlowScalar> {
         contextOffsets = contexts
         outputOffsets = outputs
         let count = Swift.max(cursor, 1)
-        storage = UnsafeMutablePointer<T>.allocate(capacity: count)
-        storage.initialize(repeating: 0, count: count)
+        storage = try MemoryBudget.allocate(T.self, count: count, "the sequential plan of a residual MADE")
     }
 
-    deinit { storage.deallocate() }
+    deinit { MemoryBudget.free(storage) }
 
     /// Packs rows `units` of `layer`'s weight (and their biases) at `offset`, input `q` of the
     /// packed block read from column `input(q)` of the weight, for `q < fanIn`.

@@ -67,7 +67,11 @@ final class SequentialPlan<T: FlowScalar> {
     private let inputPushes: UnsafeMutablePointer<Push>
     private let hiddenLayers: Int
 
-    init(net: MLP<T>, structure: AutoregressiveOrder, featureColumns: [[Int]]) {
+    /// - Throws: ``FlowError/limitExceeded(_:)`` or ``FlowError/outOfMemory(_:)`` from the
+    ///   ``MemoryBudget`` (the plan holds about two copies of the network's weights).
+    /// - Throws: ``FlowError/limitExceeded(_:)`` or ``FlowError/outOfMemory(_:)`` from the
+    ///   ``MemoryBudget`` (the plan holds about one copy of the network's weights).
+    init(net: MLP<T>, structure: AutoregressiveOrder, featureColumns: [[Int]]) throws {
         let d = structure.dimension
         dimension = d
         contextSize = net.inFeatures - d
@@ -114,28 +118,30 @@ final class SequentialPlan<T: FlowScalar> {
         blockOffsets = blocks
         let layers = targets.count - 1
         hiddenLayers = layers
-        hiddenPushes = .allocate(capacity: Swift.max(d * layers, 1))
+        var hidden: [Push] = []
         for k in 0..<d {
             for l in 0..<layers {
                 let first = suffixStarts[l][k], start = suffixStarts[l + 1][k]
-                hiddenPushes[k * layers + l] = Push(source: offsets[l] + first, sources: suffixStarts[l][k + 1] - first,
-                                                    weights: blocks[l][k], target: offsets[l + 1] + start,
-                                                    targets: targets[l + 1] - start)
+                hidden.append(Push(source: offsets[l] + first, sources: suffixStarts[l][k + 1] - first,
+                                   weights: blocks[l][k], target: offsets[l + 1] + start, targets: targets[l + 1] - start))
             }
         }
-        inputPushes = .allocate(capacity: Swift.max(d, 1))
-        for (position, offset) in inputOffsets.enumerated() {
+        let inputs = inputOffsets.enumerated().map { position, offset in
             let start = suffixStarts[0][position + 1]
-            inputPushes[position] = Push(source: 0, sources: 1, weights: offset, target: start, targets: targets[0] - start)
+            return Push(source: 0, sources: 1, weights: offset, target: start, targets: targets[0] - start)
         }
         storageCount = Swift.max(cursor, 1)
-        storage = UnsafeMutablePointer<T>.allocate(capacity: storageCount)
-        storage.initialize(repeating: 0, count: storageCount)
+        storage = try MemoryBudget.allocate(T.self, count: storageCount, "the sequential plan of a masked network")
+        // Nothing throws from here on: the small push tables are plain allocations.
+        hiddenPushes = .allocate(capacity: Swift.max(hidden.count, 1))
+        hiddenPushes.initialize(from: hidden, count: hidden.count)
+        inputPushes = .allocate(capacity: Swift.max(inputs.count, 1))
+        inputPushes.initialize(from: inputs, count: inputs.count)
         refresh(from: net)
     }
 
     deinit {
-        storage.deallocate()
+        MemoryBudget.free(storage)
         hiddenPushes.deallocate()
         inputPushes.deallocate()
     }

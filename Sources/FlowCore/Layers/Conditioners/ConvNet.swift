@@ -58,8 +58,10 @@ final class ConvNet<T: FlowScalar> {
     ///   ``checked(channels:hidden:outChannels:height:width:seed:context:)``.
     /// - `winograd`: whether a float32 network runs its last convolution's forward pass by
     ///   Winograd F(m×m, 3×3) (``usesWinograd``); tests pass both.
+    /// - Throws: ``FlowError/limitExceeded(_:)`` or ``FlowError/outOfMemory(_:)`` from the
+    ///   ``MemoryBudget``.
     init(channels: Int, hidden: Int, outChannels: Int, height: Int, width: Int, seed: UInt64,
-         winograd: Bool = FlowRuntime.configuration.winograd) {
+         winograd: Bool = FlowRuntime.configuration.winograd) throws {
         inChannels = channels
         self.hidden = hidden
         self.outChannels = outChannels
@@ -73,8 +75,8 @@ final class ConvNet<T: FlowScalar> {
         var ws: [Parameter<T>] = [], bs: [Parameter<T>] = []
         var rng = PhiloxStream(seed: seed, row: 0, stream: RandomStream.initialization)
         for (l, conv) in layers.enumerated() {
-            let w = Parameter<T>(name: "weight_\(l)", shape: conv.weightShape)
-            let b = Parameter<T>(name: "bias_\(l)", shape: [conv.outChannels])
+            let w = try Parameter<T>(name: "weight_\(l)", shape: conv.weightShape)
+            let b = try Parameter<T>(name: "bias_\(l)", shape: [conv.outChannels])
             if l < layers.count - 1 {
                 let bound = 1 / Double(conv.patch).squareRoot()
                 for i in 0..<w.count { w.values[i] = T(rng.nextUniform(in: -bound, bound)) }
@@ -85,25 +87,29 @@ final class ConvNet<T: FlowScalar> {
         }
         weights = ws
         biases = bs
-        packed = layers.map { conv in
-            let count = conv.packedWeightCount
-            guard count > 0 else { return nil }
-            return UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<T>.stride, alignment: 64)
-                .bindMemory(to: T.self, capacity: count)
+        var buffers: [UnsafeMutablePointer<T>?] = []
+        var winogradBuffer: UnsafeMutablePointer<Float>?
+        do {
+            for (l, conv) in layers.enumerated() {
+                let count = conv.packedWeightCount
+                buffers.append(count > 0 ? try MemoryBudget.allocate(T.self, count: count, "the packed copy of weight_\(l)") : nil)
+            }
+            if winograd && T.self == Float.self && layers[2].kernel == 3 {
+                let count = fk_winograd3x3_packed_count(outChannels, hidden, height, width)
+                winogradBuffer = try MemoryBudget.allocate(Float.self, count: count, "the Winograd weights")
+            }
+        } catch {
+            for p in buffers { p.map { MemoryBudget.free($0) } }
+            throw error
         }
-        if winograd && T.self == Float.self && layers[2].kernel == 3 {
-            let count = fk_winograd3x3_packed_count(outChannels, hidden, height, width)
-            winogradPack = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Float>.stride, alignment: 64)
-                .bindMemory(to: Float.self, capacity: count)
-        } else {
-            winogradPack = nil
-        }
+        packed = buffers
+        winogradPack = winogradBuffer
         repack()
     }
 
     deinit {
-        for p in packed { p.map { UnsafeMutableRawPointer($0).deallocate() } }
-        winogradPack.map { UnsafeMutableRawPointer($0).deallocate() }
+        for p in packed { p.map { MemoryBudget.free($0) } }
+        winogradPack.map { MemoryBudget.free($0) }
     }
 
     /// Layer `l`'s packed weight, or nil when it reads the OIHW weight directly.
@@ -143,8 +149,11 @@ final class ConvNet<T: FlowScalar> {
         guard !overflow, total <= Limits.maxParametersPerLayer else {
             throw FlowError.limitExceeded("\(context): conditioner \(channels) → \(hidden) → \(outChannels) channels has more than \(Limits.maxParametersPerLayer) parameters")
         }
-        return ConvNet(channels: channels, hidden: hidden, outChannels: outChannels, height: height, width: width,
-                       seed: seed)
+        // Parameters, their gradients and the packed copies of the weights.
+        return try MemoryBudget.reserve(3 * total * MemoryLayout<T>.stride, "\(context): a conditioner of \(total) parameters") {
+            try ConvNet(channels: channels, hidden: hidden, outChannels: outChannels, height: height, width: width,
+                        seed: seed)
+        }
     }
 
     /// Elements of one input sample: `in·H·W`.

@@ -29,8 +29,10 @@ final class MLP<T: FlowScalar> {
     ///   - masks: per layer, 0/1 per weight entry (`[out, in]`), or nil.
     ///   - zeroLastLayer: start the last layer at zero (conditioners: a new layer is the
     ///     identity); false initialises it like the others (embedding networks).
+    /// - Throws: ``FlowError/limitExceeded(_:)`` or ``FlowError/outOfMemory(_:)`` from the
+    ///   ``MemoryBudget``.
     init(widths: [Int], activation: Activation, seed: UInt64, row: UInt64, masks: [[T]]? = nil,
-         zeroLastLayer: Bool = true) {
+         zeroLastLayer: Bool = true) throws {
         self.widths = widths
         self.activation = activation
         self.masks = masks
@@ -38,8 +40,8 @@ final class MLP<T: FlowScalar> {
         var rng = PhiloxStream(seed: seed, row: row, stream: RandomStream.initialization)
         for l in 0..<(widths.count - 1) {
             let fanIn = widths[l], fanOut = widths[l + 1]
-            let w = Parameter<T>(name: "weight_\(l)", shape: [fanOut, fanIn])
-            let b = Parameter<T>(name: "bias_\(l)", shape: [fanOut])
+            let w = try Parameter<T>(name: "weight_\(l)", shape: [fanOut, fanIn])
+            let b = try Parameter<T>(name: "bias_\(l)", shape: [fanOut])
             if l < widths.count - 2 || !zeroLastLayer, fanIn > 0 {
                 let bound = 1 / Double(fanIn).squareRoot()
                 for i in 0..<w.count { w.values[i] = T(rng.nextUniform(in: -bound, bound)) }
@@ -50,14 +52,18 @@ final class MLP<T: FlowScalar> {
         }
         weights = ws
         biases = bs
-        packed = ws.map { w in
-            UnsafeMutableRawPointer.allocate(byteCount: Swift.max(w.count, 1) * MemoryLayout<T>.stride, alignment: 64)
-                .bindMemory(to: T.self, capacity: Swift.max(w.count, 1))
+        var buffers: [UnsafeMutablePointer<T>] = []
+        do {
+            for w in ws { buffers.append(try MemoryBudget.allocate(T.self, count: w.count, "the packed copy of \(w.name)")) }
+        } catch {
+            for p in buffers { MemoryBudget.free(p) }
+            throw error
         }
+        packed = buffers
         repack()
     }
 
-    deinit { for p in packed { UnsafeMutableRawPointer(p).deallocate() } }
+    deinit { for p in packed { MemoryBudget.free(p) } }
 
     /// Layer `l`'s transposed weight (`in × out`).
     @inline(__always) func packedWeight(_ l: Int) -> UnsafePointer<T> { UnsafePointer(packed[l]) }
@@ -98,8 +104,11 @@ final class MLP<T: FlowScalar> {
     /// Builds a conditioner after checking its size against ``Limits`` (before allocating).
     static func checked(widths: [Int], activation: Activation, seed: UInt64, context: String,
                         masks: [[T]]? = nil) throws -> MLP {
-        _ = try checkedSize(widths: widths, context: context)
-        return MLP(widths: widths, activation: activation, seed: seed, row: 0, masks: masks)
+        let total = try checkedSize(widths: widths, context: context)
+        // Weights and biases, their gradients and the packed copies of the weights.
+        return try MemoryBudget.reserve(3 * total * MemoryLayout<T>.stride, "\(context): a conditioner \(widths) of \(total) parameters") {
+            try MLP(widths: widths, activation: activation, seed: seed, row: 0, masks: masks)
+        }
     }
 
     /// The parameter count of a network of `widths`, checked against ``Limits`` without

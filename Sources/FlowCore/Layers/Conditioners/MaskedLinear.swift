@@ -19,25 +19,23 @@ final class MaskedLinear<T: FlowScalar> {
     /// start from PyTorch's default `U(−1/√in, 1/√in)`, drawn from `rng` (weights first, in
     /// storage order, then biases); otherwise at zero, drawing nothing.
     init(in inFeatures: Int, out outFeatures: Int, weightName: String, biasName: String, mask: [T]?,
-         random: Bool, rng: inout PhiloxStream) {
+         random: Bool, rng: inout PhiloxStream) throws {
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
         self.mask = mask
-        weight = Parameter<T>(name: weightName, shape: [outFeatures, inFeatures])
-        bias = Parameter<T>(name: biasName, shape: [outFeatures])
+        weight = try Parameter<T>(name: weightName, shape: [outFeatures, inFeatures])
+        bias = try Parameter<T>(name: biasName, shape: [outFeatures])
         if random, inFeatures > 0 {
             let bound = 1 / Double(inFeatures).squareRoot()
             for i in 0..<weight.count { weight.values[i] = T(rng.nextUniform(in: -bound, bound)) }
             for i in 0..<bias.count { bias.values[i] = T(rng.nextUniform(in: -bound, bound)) }
         }
         let capacity = Swift.max(weight.count, 1)
-        packed = UnsafeMutableRawPointer.allocate(byteCount: capacity * MemoryLayout<T>.stride, alignment: 64)
-            .bindMemory(to: T.self, capacity: capacity)
-        packed.initialize(repeating: 0, count: capacity)
+        packed = try MemoryBudget.allocate(T.self, count: capacity, "the packed copy of \(weightName)")
         repack()
     }
 
-    deinit { UnsafeMutableRawPointer(packed).deallocate() }
+    deinit { MemoryBudget.free(packed) }
 
     var parameters: [Parameter<T>] { [weight, bias] }
 

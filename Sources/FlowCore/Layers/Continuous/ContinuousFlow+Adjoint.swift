@@ -237,7 +237,9 @@ extension ContinuousFlow {
         fillProbes(probes, rows: rows, rowOffset: rowOffset, uniforms: uniforms)
         let net = self.net, useKinetic = kineticEnergy != 0, useJacobian = jacobianNorm != 0
         let tape = arena
+        let scope = CallScope.current
         let dynamics: ODESolver.Dynamics<Scalar> = { t, y, dy, _ in
+            if let scope, scope.isStopped { throw FlowError.cancelled("the adjoint solve was cancelled") }
             for q in params { q.zeroGradient() }
             // The reverse pass adds ∂/∂c into dc̄/dt's slot.
             if rc > 0 { (dy + 2 * rd).update(repeating: 0, count: rc) }

@@ -147,6 +147,15 @@ public final class ContinuousFlow<Scalar: FlowScalar>: ConditionalLayer {
             throw FlowError.invalidSpec("cnf: " + e.message)
         }
         guard h.isFinite, h > 0 else { throw FlowError.invalidSpec("cnf: step_size must be positive and finite (got \(h))") }
+        // Bounded work per solve: at most Limits.maxSolverSteps steps (dopri5: attempted steps,
+        // NFE ≤ 2 + 6·max_steps), and a fixed step that reaches end_time within max_steps.
+        guard options.maxSteps <= Limits.maxSolverSteps else {
+            throw FlowError.limitExceeded("cnf: max_steps \(options.maxSteps) exceeds the limit of \(Limits.maxSolverSteps)")
+        }
+        if !method.isAdaptive, (t / h).rounded(.up) > Double(options.maxSteps) {
+            throw FlowError.invalidSpec("cnf: end_time \(t) with step_size \(h) needs \((t / h).rounded(.up)) steps, more than "
+                + "max_steps \(options.maxSteps)")
+        }
         let traceName = config.string("trace", default: "exact")
         guard let trace = TraceMode(rawValue: traceName) else {
             throw FlowError.invalidSpec("cnf: trace must be \"exact\" or \"hutchinson\", got \"\(traceName)\"")
@@ -271,14 +280,15 @@ public final class ContinuousFlow<Scalar: FlowScalar>: ConditionalLayer {
 
     /// The dynamics `g` and the divergence estimate of each row at `t`, for tests and tools:
     /// `out` gets `[g(z, t, c), tr]` per row (`rows × (D+1)`); `rowOffset` is the probe row of the
-    /// first row (Hutchinson); `context`: `rows × C` (nil: zeros).
+    /// first row (Hutchinson); `context`: `rows × C` (nil: zeros). NaN everywhere when the scratch
+    /// cannot be allocated.
     func augmentedDynamics(t: Scalar, _ z: [Scalar], rows: Int, rowOffset: Int = 0, context: [Scalar]? = nil) -> [Scalar] {
         let d = dimension, n1 = d + 1
         var state = [Scalar](repeating: 0, count: rows * n1)
         for r in 0..<rows { for j in 0..<d { state[r * n1 + j] = z[r * d + j] } }
         var out = state
         let ws = Workspace()
-        ws.reserve(bytes: chunkBytes(rows: rows))
+        guard (try? ws.reserve(bytes: chunkBytes(rows: rows))) != nil else { return [Scalar](repeating: .nan, count: rows * n1) }
         var arena = ws.arena()
         func evaluate(_ c: UnsafePointer<Scalar>?) {
             let f = makeDynamics(rows: rows, rowOffset: rowOffset, context: c, arena: &arena)
@@ -316,7 +326,10 @@ public final class ContinuousFlow<Scalar: FlowScalar>: ConditionalLayer {
             contextBias = nil
         }
         let net = self.net, mode = traceMode
+        let scope = CallScope.current
         return { t, y, dy, _ in
+            // A cancelled call (sf_cancel) stops its solves at the next function evaluation.
+            if let scope, scope.isStopped { throw FlowError.cancelled("the ODE solve was cancelled") }
             net.evaluate(t: t, y, ldz: n1, rows: rows, into: dy, ldo: n1, tangents: UnsafePointer(v), directions: k,
                          tangentOut: jv, contextBias: contextBias, scratch: scratch)
             for r in 0..<rows {

@@ -52,7 +52,9 @@ final class ODENet<T: FlowScalar> {
     ///   - contextFeatures: `C`, context scalars per row the first layer reads after `z`
     ///     (its fan-in is then `D + C`).
     ///   - seed: the layer seed (Philox key; row 0 of stream ``RandomStream/initialization``).
-    init(widths: [Int], activation: Activation, contextFeatures: Int = 0, seed: UInt64) {
+    /// - Throws: ``FlowError/limitExceeded(_:)`` or ``FlowError/outOfMemory(_:)`` from the
+    ///   ``MemoryBudget``.
+    init(widths: [Int], activation: Activation, contextFeatures: Int = 0, seed: UInt64) throws {
         self.widths = widths
         self.activation = activation
         self.contextFeatures = contextFeatures
@@ -61,11 +63,11 @@ final class ODENet<T: FlowScalar> {
         var gbs: [Parameter<T>] = [], tws: [Parameter<T>] = []
         for l in 0..<(widths.count - 1) {
             let fanIn = widths[l] + (l == 0 ? contextFeatures : 0), fanOut = widths[l + 1]
-            let w = Parameter<T>(name: "weight_\(l)", shape: [fanOut, fanIn])
-            let b = Parameter<T>(name: "bias_\(l)", shape: [fanOut])
-            let gw = Parameter<T>(name: "gate_weight_\(l)", shape: [fanOut])
-            let gb = Parameter<T>(name: "gate_bias_\(l)", shape: [fanOut])
-            let tw = Parameter<T>(name: "time_weight_\(l)", shape: [fanOut])
+            let w = try Parameter<T>(name: "weight_\(l)", shape: [fanOut, fanIn])
+            let b = try Parameter<T>(name: "bias_\(l)", shape: [fanOut])
+            let gw = try Parameter<T>(name: "gate_weight_\(l)", shape: [fanOut])
+            let gb = try Parameter<T>(name: "gate_bias_\(l)", shape: [fanOut])
+            let tw = try Parameter<T>(name: "time_weight_\(l)", shape: [fanOut])
             let bound = 1 / Double(Swift.max(fanIn, 1)).squareRoot()
             for i in 0..<w.count { w.values[i] = T(rng.nextUniform(in: -bound, bound)) }
             for i in 0..<b.count { b.values[i] = T(rng.nextUniform(in: -bound, bound)) }
@@ -79,14 +81,18 @@ final class ODENet<T: FlowScalar> {
         gateWeights = gws
         gateBiases = gbs
         timeWeights = tws
-        packed = ws.map { w in
-            UnsafeMutableRawPointer.allocate(byteCount: Swift.max(w.count, 1) * MemoryLayout<T>.stride, alignment: 64)
-                .bindMemory(to: T.self, capacity: Swift.max(w.count, 1))
+        var buffers: [UnsafeMutablePointer<T>] = []
+        do {
+            for w in ws { buffers.append(try MemoryBudget.allocate(T.self, count: w.count, "the packed copy of \(w.name)")) }
+        } catch {
+            for p in buffers { MemoryBudget.free(p) }
+            throw error
         }
+        packed = buffers
         repack()
     }
 
-    deinit { for p in packed { UnsafeMutableRawPointer(p).deallocate() } }
+    deinit { for p in packed { MemoryBudget.free(p) } }
 
     /// Builds a network after checking its size against ``Limits``.
     static func checked(widths: [Int], activation: Activation, contextFeatures: Int = 0, seed: UInt64,
@@ -100,7 +106,10 @@ final class ODENet<T: FlowScalar> {
             }
             total = t
         }
-        return ODENet(widths: widths, activation: activation, contextFeatures: contextFeatures, seed: seed)
+        // Parameters, their gradients and the packed copies of the weights.
+        return try MemoryBudget.reserve(3 * total * MemoryLayout<T>.stride, "\(context): a dynamics network \(widths) of \(total) parameters") {
+            try ODENet(widths: widths, activation: activation, contextFeatures: contextFeatures, seed: seed)
+        }
     }
 
     /// Refreshes the transposed weights (after loading or updating parameters).

@@ -34,6 +34,8 @@ public final class InvertibleConv1x1<Scalar: FlowScalar>: FlowLayer {
     private var inverseWeight: [Scalar] = []
     private var inverseTransposeDouble: [Double] = []
     private var logAbsDet = 0.0
+    /// ‖W‖₁·‖W⁻¹‖₁, rebuilt with `W⁻¹`.
+    private var conditionNumber = 1.0
 
     public init(config: [String: JSONValue], eventShape: [Int], seed: UInt64) throws {
         guard eventShape.count >= 2 else {
@@ -52,7 +54,7 @@ public final class InvertibleConv1x1<Scalar: FlowScalar>: FlowLayer {
                 throw FlowError.invalidSpec("invertible_conv1x1: permutation and sign belong to the LU parameterisation (lu = true)")
             }
             lu = nil
-            let w = Parameter<Scalar>(name: "weight", shape: [c, c])
+            let w = try Parameter<Scalar>(name: "weight", shape: [c, c])
             var rng = PhiloxStream(seed: seed, row: 0, stream: RandomStream.initialization)
             let q = DenseLinearAlgebra.randomOrthogonal(c, rng: &rng)
             for i in 0..<(c * c) { w.values[i] = Scalar(q[i]) }
@@ -83,6 +85,7 @@ public final class InvertibleConv1x1<Scalar: FlowScalar>: FlowLayer {
         weight = w.map { Scalar($0) }
         let inv = DenseLinearAlgebra.inverse(w, c) ?? [Double](repeating: .nan, count: c * c)
         inverseWeight = inv.map { Scalar($0) }
+        conditionNumber = DenseLinearAlgebra.conditionNumber(w, inverse: inv, c)
         var invT = [Double](repeating: 0, count: c * c)
         for i in 0..<c { for j in 0..<c { invT[i * c + j] = inv[j * c + i] } }
         inverseTransposeDouble = invT
@@ -201,5 +204,22 @@ extension InvertibleConv1x1 {
             let gw = plainWeight!.gradient
             for i in 0..<(c * c) { gw[i] += dW[i] + Scalar(logDetWeight * inverseTransposeDouble[i]) }
         }
+    }
+}
+
+extension InvertibleConv1x1: InvertibilityConstrained {
+    /// `W` must be invertible, with a finite log-determinant and inverse in the scalar type, and a
+    /// condition number of at most ``Limits/maxConditionNumber`` (float32 keeps about 7 digits:
+    /// beyond it the inverse no longer undoes the forward map). A plain weight can be singular;
+    /// the LU parameterisation is invertible for every finite value but can be as badly
+    /// conditioned.
+    public var invertibilityProblem: String? {
+        guard logAbsDet.isFinite, inverseWeight.allSatisfy({ $0.isFinite }) else {
+            return "the weight is singular: the convolution has no inverse"
+        }
+        guard conditionNumber <= Limits.maxConditionNumber else {
+            return "the weight's condition number \(conditionNumber) exceeds \(Limits.maxConditionNumber): its inverse is not usable in float32"
+        }
+        return nil
     }
 }

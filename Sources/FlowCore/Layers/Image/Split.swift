@@ -86,10 +86,10 @@ public final class Split<Scalar: FlowScalar>: LayerContainer, TapedBackward {
         nested.parametersDidChange()
     }
 
-    public func initializeDataDependentSublayers(_ x: UnsafePointer<Scalar>, count: Int) {
+    public func initializeDataDependentSublayers(_ x: UnsafePointer<Scalar>, count: Int) throws {
         var kept = [Scalar](repeating: 0, count: count * keptSize)
         kept.withUnsafeMutableBufferPointer { gather(x, count: count, into: $0.baseAddress!) }
-        kept.withUnsafeBufferPointer { DataDependentInitialization.run(nested.layers, $0.baseAddress!, count: count) }
+        try kept.withUnsafeBufferPointer { try DataDependentInitialization.run(nested.layers, $0.baseAddress!, count: count) }
     }
 
     var keptSize: Int { keptChannels * plane }

@@ -75,7 +75,8 @@ typedef enum sf_status {
     SF_ERR_FORMAT = 5,              /* not a valid SwiftFlows model file                    */
     SF_ERR_UNSUPPORTED_VERSION = 6, /* model file of a newer major format version           */
     SF_ERR_UNKNOWN_TYPE = 7,        /* unknown layer, distribution or preset type           */
-    SF_ERR_LIMIT = 8,               /* a size limit was exceeded (dimensions, counts, text) */
+    SF_ERR_LIMIT = 8,               /* a size limit was exceeded (dimensions, counts, text,
+                                       the memory limit: sf_set_memory_limit)               */
     SF_ERR_NUMERIC = 9,             /* non-finite values: computed, or stored in a model file */
     SF_ERR_CANCELLED = 10,          /* cancelled by a callback or sf_cancel                 */
     SF_ERR_INTERNAL = 11,           /* a bug in SwiftFlows: please report it                */

@@ -42,7 +42,9 @@ public final class Parameter<Scalar: FlowScalar> {
         self.count = count
         self.bound = bound
         let bytes = try MemoryBudget.bytes(Scalar.self, count, "parameter \(name)")
-        try MemoryBudget.charge(2 * bytes, "parameter \(name) (\(count) values and their gradient)")
+        let (both, overflow) = bytes.multipliedReportingOverflow(by: 2)
+        guard !overflow else { throw FlowError.limitExceeded("parameter \(name): \(count) values overflow the address space") }
+        try MemoryBudget.charge(both, "parameter \(name) (\(count) values and their gradient)")
         let v = try MemoryBudget.allocateUncharged(Scalar.self, count: count, "parameter \(name)")
         let g: UnsafeMutablePointer<Scalar>
         do {

@@ -2635,92 +2635,6 @@ static void test_conditional(void) {
     free(cv);
 }
 
-/* ---- a conditional base ("conditional_diagonal_normal") through the _context functions ------ */
-static void test_conditional_base(void) {
-    /* A MAF whose base reads the context: a new one is the standard normal at every context. */
-    sf_model *m = CREATE("{\"preset\": \"maf\", \"dim\": 2, \"layers\": 1, \"hidden\": [8], \"context\": 1,"
-                         " \"base\": \"conditional_diagonal_normal\"}", 2);
-    if (!m) return;
-    char *json = model_spec(m);
-    CHECK(json && strstr(json, "\"conditional_diagonal_normal\"") != NULL, "the resolved spec names the conditional base");
-    sf_buffer_free(json);
-    float *x = random_data(2 * 64, 5), *cx = random_data(64, 6);
-    double lp[64], lp2[64];
-    CHECK_ST(sf_log_prob_context(m, x, cx, 64, lp), SF_OK);
-    size_t far = 64;
-    for (size_t i = 0; i < 64 && far == 64; i++)
-        if (!close_rel(lp[i], std_normal_logpdf(x + 2 * i, 2), 1e-5)) far = i;
-    CHECKF(far == 64, "a new conditional base is the standard normal (row %zu differs)", far);
-
-    /* Trained on x = 3c + uniform noise, a flow made of the base alone moves its mean with c. */
-    sf_model *b = CREATE("{\"event_shape\": [1], \"context\": {\"size\": 1}, \"base\": \"conditional_diagonal_normal\"}", 1);
-    if (b) {
-        enum { N = 3000 };
-        float *tx = alloc_f(N), *tc = alloc_f(N);
-        uint64_t state = 9;
-        for (int i = 0; i < N; i++) {
-            tc[i] = -1.0f + 2.0f * (float)((double)(rng_next(&state) >> 40) / 16777216.0);
-            tx[i] = 3.0f * tc[i] - 0.5f + (float)((double)(rng_next(&state) >> 40) / 16777216.0);
-        }
-        double before[N], after[N], nll0 = 0, nll1 = 0;
-        CHECK_ST(sf_log_prob_context(b, tx, tc, N, before), SF_OK);
-        sf_train_options o;
-        sf_train_options_init(&o);
-        o.epochs = 10;
-        o.batch_size = 100;
-        o.learning_rate = 0.05;
-        o.validation_fraction = 0;
-        CHECK_ST(sf_train_context(b, tx, tc, N, NULL, NULL, 0, &o, NULL, 0, NULL), SF_OK);
-        CHECK_ST(sf_log_prob_context(b, tx, tc, N, after), SF_OK);
-        for (int i = 0; i < N; i++) {
-            nll0 -= before[i] / N;
-            nll1 -= after[i] / N;
-        }
-        CHECKF(nll1 < nll0 - 1.0, "training the conditional base lowers the NLL: %.3f -> %.3f", nll0, nll1);
-        float at[2] = {0.5f, -0.5f}, *s = alloc_f(2000);
-        CHECK_ST(sf_sample_context(b, 2000, 4, at, 2, s, NULL), SF_OK);
-        double m0 = 0, m1 = 0;
-        for (int i = 0; i < 1000; i++) {
-            m0 += s[i] / 1000.0;
-            m1 += s[1000 + i] / 1000.0;
-        }
-        CHECKF(fabs(m0 - 1.5) < 0.1 && fabs(m1 + 1.5) < 0.1, "samples at c = +-0.5 have means %.3f, %.3f (want +-1.5)", m0, m1);
-        free(s);
-        free(tx);
-        free(tc);
-        sf_model_free(b);
-    }
-
-    /* Samples' log-densities are log_prob's; a saved and loaded model gives the same bits. */
-    float smp[2 * 8], ctx8[8];
-    double slp[8], check[8];
-    for (int i = 0; i < 8; i++) ctx8[i] = 0.25f * (float)i - 1.0f;
-    CHECK_ST(sf_sample_context(m, 8, 7, ctx8, 8, smp, slp), SF_OK);
-    CHECK_ST(sf_log_prob_context(m, smp, ctx8, 8, check), SF_OK);
-    CHECKF(close_rel(check[5], slp[5], 1e-5), "sample log_prob = log_prob_context (%g, %g)", slp[5], check[5]);
-    void *image = NULL;
-    size_t size = 0;
-    sf_model *loaded = NULL;
-    CHECK_ST(sf_model_save_memory(m, &image, &size), SF_OK);
-    CHECK_ST(sf_model_load_memory(image, size, &loaded), SF_OK);
-    if (loaded) {
-        CHECK_ST(sf_log_prob_context(loaded, x, cx, 64, lp2), SF_OK);
-        CHECK(memcmp(lp, lp2, sizeof lp) == 0, "a conditional base's file reproduces its densities bit for bit");
-    }
-    sf_model_free(loaded);
-    sf_buffer_free(image);
-
-    /* Refusals: no context for a conditional base; calls without a context. */
-    sf_model *bad = NULL;
-    CHECK_ST(sf_model_create("{\"event_shape\": [2], \"base\": {\"type\": \"conditional_diagonal_normal\"}}", 0, &bad),
-             SF_ERR_SPEC);
-    CHECK(strstr(sf_last_error(), "context") != NULL, "a conditional base without a context: the message says so");
-    CHECK_ST(sf_model_create("{\"preset\": \"realnvp\", \"dim\": 2, \"base\": \"cauchy\"}", 0, &bad), SF_ERR_UNKNOWN_TYPE);
-    sf_model_free(bad);
-    CHECK_ST(sf_log_prob(m, x, 1, lp), SF_ERR_INVALID_ARGUMENT);
-    free(x);
-    free(cx);
-
 /* ---- hostile files and careless callers (issue 25) ------------------------------------------ */
 
 static double now_seconds(void) {
@@ -3135,6 +3049,94 @@ static void test_solver_limits(void) {
                " \"max_steps\": 20}]}", 0);
     sf_model_free(m);
     m = CREATE("{\"event_shape\": [2], \"layers\": [{\"type\": \"cnf\", \"max_steps\": 100000}]}", 0);
+    sf_model_free(m);
+}
+
+/* ---- a conditional base ("conditional_diagonal_normal") through the _context functions ------ */
+static void test_conditional_base(void) {
+    /* A MAF whose base reads the context: a new one is the standard normal at every context. */
+    sf_model *m = CREATE("{\"preset\": \"maf\", \"dim\": 2, \"layers\": 1, \"hidden\": [8], \"context\": 1,"
+                         " \"base\": \"conditional_diagonal_normal\"}", 2);
+    if (!m) return;
+    char *json = model_spec(m);
+    CHECK(json && strstr(json, "\"conditional_diagonal_normal\"") != NULL, "the resolved spec names the conditional base");
+    sf_buffer_free(json);
+    float *x = random_data(2 * 64, 5), *cx = random_data(64, 6);
+    double lp[64], lp2[64];
+    CHECK_ST(sf_log_prob_context(m, x, cx, 64, lp), SF_OK);
+    size_t far = 64;
+    for (size_t i = 0; i < 64 && far == 64; i++)
+        if (!close_rel(lp[i], std_normal_logpdf(x + 2 * i, 2), 1e-5)) far = i;
+    CHECKF(far == 64, "a new conditional base is the standard normal (row %zu differs)", far);
+
+    /* Trained on x = 3c + uniform noise, a flow made of the base alone moves its mean with c. */
+    sf_model *b = CREATE("{\"event_shape\": [1], \"context\": {\"size\": 1}, \"base\": \"conditional_diagonal_normal\"}", 1);
+    if (b) {
+        enum { N = 3000 };
+        float *tx = alloc_f(N), *tc = alloc_f(N);
+        uint64_t state = 9;
+        for (int i = 0; i < N; i++) {
+            tc[i] = -1.0f + 2.0f * (float)((double)(rng_next(&state) >> 40) / 16777216.0);
+            tx[i] = 3.0f * tc[i] - 0.5f + (float)((double)(rng_next(&state) >> 40) / 16777216.0);
+        }
+        double before[N], after[N], nll0 = 0, nll1 = 0;
+        CHECK_ST(sf_log_prob_context(b, tx, tc, N, before), SF_OK);
+        sf_train_options o;
+        sf_train_options_init(&o);
+        o.epochs = 10;
+        o.batch_size = 100;
+        o.learning_rate = 0.05;
+        o.validation_fraction = 0;
+        CHECK_ST(sf_train_context(b, tx, tc, N, NULL, NULL, 0, &o, NULL, 0, NULL), SF_OK);
+        CHECK_ST(sf_log_prob_context(b, tx, tc, N, after), SF_OK);
+        for (int i = 0; i < N; i++) {
+            nll0 -= before[i] / N;
+            nll1 -= after[i] / N;
+        }
+        CHECKF(nll1 < nll0 - 1.0, "training the conditional base lowers the NLL: %.3f -> %.3f", nll0, nll1);
+        float at[2] = {0.5f, -0.5f}, *s = alloc_f(2000);
+        CHECK_ST(sf_sample_context(b, 2000, 4, at, 2, s, NULL), SF_OK);
+        double m0 = 0, m1 = 0;
+        for (int i = 0; i < 1000; i++) {
+            m0 += s[i] / 1000.0;
+            m1 += s[1000 + i] / 1000.0;
+        }
+        CHECKF(fabs(m0 - 1.5) < 0.1 && fabs(m1 + 1.5) < 0.1, "samples at c = +-0.5 have means %.3f, %.3f (want +-1.5)", m0, m1);
+        free(s);
+        free(tx);
+        free(tc);
+        sf_model_free(b);
+    }
+
+    /* Samples' log-densities are log_prob's; a saved and loaded model gives the same bits. */
+    float smp[2 * 8], ctx8[8];
+    double slp[8], check[8];
+    for (int i = 0; i < 8; i++) ctx8[i] = 0.25f * (float)i - 1.0f;
+    CHECK_ST(sf_sample_context(m, 8, 7, ctx8, 8, smp, slp), SF_OK);
+    CHECK_ST(sf_log_prob_context(m, smp, ctx8, 8, check), SF_OK);
+    CHECKF(close_rel(check[5], slp[5], 1e-5), "sample log_prob = log_prob_context (%g, %g)", slp[5], check[5]);
+    void *image = NULL;
+    size_t size = 0;
+    sf_model *loaded = NULL;
+    CHECK_ST(sf_model_save_memory(m, &image, &size), SF_OK);
+    CHECK_ST(sf_model_load_memory(image, size, &loaded), SF_OK);
+    if (loaded) {
+        CHECK_ST(sf_log_prob_context(loaded, x, cx, 64, lp2), SF_OK);
+        CHECK(memcmp(lp, lp2, sizeof lp) == 0, "a conditional base's file reproduces its densities bit for bit");
+    }
+    sf_model_free(loaded);
+    sf_buffer_free(image);
+
+    /* Refusals: no context for a conditional base; calls without a context. */
+    sf_model *bad = NULL;
+    CHECK_ST(sf_model_create("{\"event_shape\": [2], \"base\": {\"type\": \"conditional_diagonal_normal\"}}", 0, &bad),
+             SF_ERR_SPEC);
+    CHECK(strstr(sf_last_error(), "context") != NULL, "a conditional base without a context: the message says so");
+    CHECK_ST(sf_model_create("{\"preset\": \"realnvp\", \"dim\": 2, \"base\": \"cauchy\"}", 0, &bad), SF_ERR_UNKNOWN_TYPE);
+    sf_model_free(bad);
+    CHECK_ST(sf_log_prob(m, x, 1, lp), SF_ERR_INVALID_ARGUMENT);
+    free(x);
+    free(cx);
     sf_model_free(m);
 }
 

@@ -266,10 +266,64 @@ FK_AVX2 static void accumulate_block(size_t nv, const float *xr, size_t in, cons
     }
 }
 
+/* Four rows × NV vectors of outputs (the last masked by ml when `masked`): the same terms in the
+ * same order per value as ablock, so the same bits, with each weight vector loaded once for the
+ * four rows. */
+#define FK_ACCUMULATE_TILE(NV)                                                                         \
+    FK_AVX2 static inline __attribute__((always_inline)) void atile4x##NV(                             \
+        const float *x, size_t ldx, size_t in, const float *wt, size_t out, float *y, size_t ldy, int relu, \
+        const int masked, __m256i ml) {                                                                \
+        __m256 acc[4][NV];                                                                             \
+        for (int m = 0; m < 4; m++)                                                                    \
+            for (int v = 0; v < NV; v++)                                                               \
+                acc[m][v] = masked && v == NV - 1 ? _mm256_maskload_ps(y + m * ldy + 8 * v, ml)        \
+                                                  : _mm256_loadu_ps(y + m * ldy + 8 * v);              \
+        for (size_t k = 0; k < in; k++) {                                                              \
+            const float *wk = wt + k * out;                                                            \
+            __m256 w[NV];                                                                              \
+            for (int v = 0; v < NV; v++)                                                               \
+                w[v] = masked && v == NV - 1 ? _mm256_maskload_ps(wk + 8 * v, ml) : _mm256_loadu_ps(wk + 8 * v); \
+            for (int m = 0; m < 4; m++) {                                                              \
+                const __m256 xv = _mm256_broadcast_ss(x + m * ldx + k);                                \
+                const __m256 xb = relu ? _mm256_max_ps(_mm256_setzero_ps(), xv) : xv;                  \
+                for (int v = 0; v < NV; v++) acc[m][v] = _mm256_fmadd_ps(xb, w[v], acc[m][v]);         \
+            }                                                                                          \
+        }                                                                                              \
+        for (int m = 0; m < 4; m++)                                                                    \
+            for (int v = 0; v < NV; v++) {                                                             \
+                if (masked && v == NV - 1)                                                             \
+                    _mm256_maskstore_ps(y + m * ldy + 8 * v, ml, acc[m][v]);                           \
+                else                                                                                   \
+                    _mm256_storeu_ps(y + m * ldy + 8 * v, acc[m][v]);                                  \
+            }                                                                                          \
+    }
+
+FK_ACCUMULATE_TILE(1)
+FK_ACCUMULATE_TILE(2)
+FK_ACCUMULATE_TILE(3)
+
 FK_AVX2 void fk_linear_accumulate_f32_avx2(const float *x, size_t ldx, size_t rows, size_t in, const float *wt,
                                            size_t out, float *y, size_t ldy, int relu) {
     if (rows == 0 || in == 0 || out == 0) return;
-    for (size_t r = 0; r < rows; r++) {
+    /* Tiles of four rows, 24 outputs at a time (12 accumulators), then single rows. */
+    size_t r0 = 0;
+    for (; r0 + 4 <= rows; r0 += 4) {
+        const float *xr = x + r0 * ldx;
+        float *yr = y + r0 * ldy;
+        size_t j = 0;
+        for (; j + 24 <= out; j += 24) atile4x3(xr, ldx, in, wt + j, out, yr + j, ldy, relu, 0, lane_mask(8));
+        const size_t rest = out - j;
+        if (rest > 0) {
+            const size_t nv = (rest + 7) / 8, tail = rest - 8 * (nv - 1);
+            const __m256i ml = lane_mask(tail);
+            switch (nv) {
+            case 1: atile4x1(xr, ldx, in, wt + j, out, yr + j, ldy, relu, tail < 8, ml); break;
+            case 2: atile4x2(xr, ldx, in, wt + j, out, yr + j, ldy, relu, tail < 8, ml); break;
+            default: atile4x3(xr, ldx, in, wt + j, out, yr + j, ldy, relu, tail < 8, ml); break;
+            }
+        }
+    }
+    for (size_t r = r0; r < rows; r++) {
         const float *xr = x + r * ldx;
         float *yr = y + r * ldy;
         size_t j = 0;

@@ -158,10 +158,11 @@ final class AutoregressiveTests: XCTestCase {
         }
     }
 
-    /// The sequential pass (``SequentialPlan``) gives every row the same bits whatever the row
-    /// count (one row alone, inside 32-row blocks, across a block boundary), inverts the one-pass
-    /// map, and its log-determinant is the negative of the forward one: Float (the C kernels),
-    /// with a context, units of degree 0, several hidden layers or none, ReLU and tanh.
+    /// The sequential pass (pulled by ``SequentialPlan`` or pushed by ``SequentialPushPlan``) gives
+    /// every row the same bits whatever the row count (one row alone, inside 32-row blocks, across
+    /// a block boundary), inverts the one-pass map, and its log-determinant is the negative of the
+    /// forward one: Float (the C kernels), with a context, units of degree 0, several hidden layers
+    /// or none, ReLU and tanh.
     func testSequentialPassIsExactPerRowAndInvertsTheForwardPass() throws {
         let d = 6, c = 2, rows = 70
         let variants: [[String: JSONValue]] = [
@@ -169,6 +170,9 @@ final class AutoregressiveTests: XCTestCase {
             ["hidden": JSONValue([9]), "activation": .string("tanh"), "hidden_degrees": JSONValue((0..<9).map { $0 % d })],
             ["hidden": JSONValue([] as [Int]), "order": .string("reversed")],
             ["hidden": JSONValue([12, 7, 10]), "order": JSONValue((0..<d).map { ($0 * 5 + 2) % d })],
+            // Wide enough to push (SequentialPushPlan), the variants above pull by dot products.
+            ["hidden": JSONValue([24, 20]), "order": .string("random")],
+            ["hidden": JSONValue([21]), "activation": .string("tanh"), "hidden_degrees": JSONValue((0..<21).map { $0 % d })],
         ]
         for type in ["affine_autoregressive", "spline_autoregressive"] {
             for variant in variants {
@@ -178,6 +182,10 @@ final class AutoregressiveTests: XCTestCase {
                 let spec: JSONValue = .object(["event_shape": JSONValue([d]), "layers": .array([.object(layer)]),
                                                "context": .object(["size": .number(Double(c))])])
                 let flow = try NormalizingFlow<Float>(spec: spec, seed: 4)
+                let hidden = variant["hidden"]?.intArrayValue ?? []
+                let pushPlan = Mirror(reflecting: flow.layers[0]).children.first { $0.label == "pushPlan" }?.value
+                let pushes = pushPlan.map { "\($0)" != "nil" } ?? false
+                XCTAssertEqual(pushes, hidden.isEmpty || hidden.min()! >= 4 * (d - 1), "\(type) \(variant): the plan the shape picks")
                 BijectionChecker.perturb(flow.parameters, scale: 0.5, seed: 8)
                 flow.parametersDidChange()
                 let label = "\(type) \(variant)"

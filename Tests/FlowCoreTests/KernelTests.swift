@@ -140,11 +140,12 @@ final class KernelTests: XCTestCase {
     /// with and without bias, ReLU and gate; a NaN input still reaches the output.
     /// `fk_linear_accumulate_f32` adds its terms into the running values in increasing k, one
     /// fused multiply-add each (the documented order, reproduced in Float with `addingProduct`),
-    /// in both variants; rows are independent and the padding is untouched.
+    /// in both variants, in four-row tiles and single rows alike; rows are independent and the
+    /// padding is untouched.
     func testAccumulateKernelFollowsItsSummationOrder() {
         for (name, portable) in variants {
             fk_force_portable(portable)
-            for rows in [1, 2, 5] {
+            for rows in [1, 2, 4, 5, 9] {
                 for inF in [1, 3, 9, 40] {
                     for outF in [1, 7, 8, 9, 23, 64, 65, 130] {
                         let ldx = inF + 1, ldy = outF + 2

@@ -67,6 +67,9 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
     let direction: Direction
     /// The masked network: plain, with its ``SequentialPlan``, or residual.
     let net: MADENetwork<Scalar>
+    /// The push form of a plain MADE's sequential pass, when its shape favours it
+    /// (``pushes(hidden:dimension:)``).
+    let pushPlan: SequentialPushPlan<Scalar>?
     let transform: Transform
     /// All features, `0..<D`.
     let features: FeatureIndices
@@ -117,6 +120,7 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
         var columns = [[Int]](repeating: [], count: d)
         for c in 0..<outputs { columns[transform.outputFeature(c, features: d)].append(c) }
         if blocks > 0 {
+            pushPlan = nil
             net = .residual(try ResidualMADE(features: d, contextFeatures: contextFeatures, width: hidden[0], blocks: blocks,
                                          outputs: outputs, activation: activation,
                                          masks: (masks[0], structure.residualMask(), masks[1]), structure: structure,
@@ -125,6 +129,8 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
             let mlp = try MLP.checked(widths: [d + contextFeatures] + hidden + [outputs], activation: activation, seed: seed,
                                       context: context, masks: masks)
             net = .plain(mlp, try SequentialPlan(net: mlp, structure: structure, featureColumns: columns))
+            pushPlan = Self.pushes(hidden: hidden, dimension: d)
+                ? try SequentialPushPlan(net: mlp, structure: structure, featureColumns: columns) : nil
         }
         features = FeatureIndices(Array(0..<d))
         featureColumns = columns
@@ -169,16 +175,18 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
     /// Zeroes the masked weights and refreshes the network's packed weights and sequential plan.
     public func parametersDidChange() {
         net.repack()
+        if let pushPlan, let mlp = net.mlp { pushPlan.refresh(from: mlp) }
     }
 
     var dimension: Int { features.count }
 
     public func workspaceBytes(count: Int) -> Int {
-        // P: the network input and output; P⁻¹: the plan's running sums and a column (plain), or
-        // the residual plan's work and one feature's parameters and values.
+        // P: the network input and output; P⁻¹: the dot plan's hidden activations or the push
+        // plan's running sums, one feature's parameters and values (or the residual plan's work).
         inputBytes(rows: count) + Arena.bytes(Scalar.self, count * net.outFeatures) + net.workspaceBytes(rows: count)
             + transform.scratchBytes + Arena.bytes(Scalar.self, count * transform.parametersPerFeature)
             + Arena.bytes(Scalar.self, count) + net.sequentialWorkspaceBytes(rows: count, blockRows: Self.sequentialBlockRows)
+            + (pushPlan?.workspaceBytes(rows: count) ?? 0)
     }
 
     /// Scratch of ``networkInput(_:context:rows:arena:)``.
@@ -247,16 +255,41 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
 
     /// `v ← P⁻¹(v)`, adding `−log|det ∂P/∂u|` at the result: D passes in the order, pass `k`
     /// computing the hidden units of degree `k` and then the feature at position `k` from the
-    /// features before it (``SequentialPlan``: each connection used once, one network pass of work
-    /// in all; with a residual MADE, ``residualSequentialInverse(_:count:context:made:logDet:arena:)``).
+    /// features before it — one network pass of work in all. A plain MADE with at least
+    /// ``pushUnitsPerDegree`` hidden units per degree pushes (``SequentialPushPlan``: a few
+    /// sources into many targets per product), a narrower one pulls by dot products
+    /// (``SequentialPlan``, which keeps the products wide when each degree has one or two
+    /// units, e.g. D = 64 with 64 hidden units); the choice depends on the shape only, so a row's
+    /// result never depends on the row count. A residual MADE runs
+    /// ``residualSequentialInverse(_:count:context:made:logDet:arena:)``.
     private func sequentialInverse(_ v: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
                                    logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
-        let net: MLP<Scalar>, plan: SequentialPlan<Scalar>
         switch self.net {
-        case .plain(let mlp, let sequential): (net, plan) = (mlp, sequential)
+        case .plain(let mlp, let plan):
+            if let pushPlan {
+                pushSequentialInverse(v, count: count, context: context, net: mlp, plan: pushPlan, logDet: logDet, arena: &arena)
+            } else {
+                dotSequentialInverse(v, count: count, context: context, net: mlp, plan: plan, logDet: logDet, arena: &arena)
+            }
         case .residual(let made):
-            return residualSequentialInverse(v, count: count, context: context, made: made, logDet: logDet, arena: &arena)
+            residualSequentialInverse(v, count: count, context: context, made: made, logDet: logDet, arena: &arena)
         }
+    }
+
+    /// Hidden units per degree (the narrowest hidden layer's width over `D − 1`) from which a
+    /// plain MADE's sequential pass pushes.
+    static var pushUnitsPerDegree: Int { 4 }
+
+    /// Whether a plain MADE of hidden widths `hidden` over `d` features pushes.
+    static func pushes(hidden: [Int], dimension d: Int) -> Bool {
+        guard let narrowest = hidden.min() else { return true }
+        return narrowest >= pushUnitsPerDegree * Swift.max(d - 1, 1)
+    }
+
+    /// ``sequentialInverse(_:count:context:logDet:arena:)`` by pushes (``SequentialPushPlan``).
+    private func pushSequentialInverse(_ v: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                                       net: MLP<Scalar>, plan: SequentialPushPlan<Scalar>,
+                                       logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
         let d = dimension, stride = plan.totalTargets
         let blockRows = Swift.min(Self.sequentialBlockRows, count)
         let sums = arena.take(Scalar.self, blockRows * stride)
@@ -276,8 +309,65 @@ public final class MaskedAutoregressive<Transform: AutoregressiveTransform>: Con
         }
     }
 
+    /// ``sequentialInverse(_:count:context:logDet:arena:)`` by dot products: pass `k` computes
+    /// the hidden units of degree `k` from the layer below, then the feature's outputs
+    /// (``SequentialPlan``).
+    private func dotSequentialInverse(_ v: UnsafeMutablePointer<Scalar>, count: Int, context: UnsafePointer<Scalar>?,
+                                      net: MLP<Scalar>, plan: SequentialPlan<Scalar>,
+                                      logDet: UnsafeMutablePointer<Double>, arena: inout Arena) {
+        let d = dimension, p = transform.parametersPerFeature
+        // The network's input [u, c]: v itself, or a copy with the context; positions not yet
+        // computed still hold v's values, which the masks keep from the outputs that need them.
+        let (gathered, input, width) = networkInput(UnsafePointer(v), context: context, rows: count, arena: &arena)
+        // Hidden layer l's activations (all rows, its units in sorted order) at hidden + count·offsets[l].
+        let widths = plan.widths, offsets = plan.layerOffsets, layers = widths.count - 2
+        let hidden = arena.take(Scalar.self, count * plan.hiddenUnits)
+        hidden.update(repeating: 0, count: count * plan.hiddenUnits)
+        let theta = arena.take(Scalar.self, count * p)
+        let column = arena.take(Scalar.self, count)
+        let relu = net.activation == .relu
+        // Blocks of rows small enough that their activations stay in L1 across the D passes
+        // (each pass reads every hidden activation of the block for only a few outputs).
+        let blockRows = Self.sequentialBlockRows
+        for first in stride(from: 0, to: count, by: blockRows) {
+            let rows = Swift.min(blockRows, count - first)
+            for (k, f) in orderedFeatures.enumerated() {
+                for l in 0..<layers {
+                    let n = plan.blockCounts[l * d + k]
+                    guard n > 0 else { continue }
+                    let (x, ldx): (UnsafePointer<Scalar>, Int) = l == 0 ? (UnsafePointer(input + first * width), width)
+                        : (UnsafePointer(hidden + count * offsets[l - 1] + first * widths[l]), widths[l])
+                    let out = hidden + count * offsets[l] + first * widths[l + 1] + plan.blockStarts[l * d + k]
+                    let block = plan.hiddenBlock(l, k)
+                    Scalar.denseLayer(x, ldx: ldx, rows: rows, inFeatures: widths[l], packedWeight: block.weights,
+                                      bias: block.biases, outFeatures: n, into: out, ldy: widths[l + 1], relu: relu,
+                                      weight: block.rows)
+                    if !relu {
+                        for r in 0..<rows { net.activation.apply(out + r * widths[l + 1], count: n) }
+                    }
+                }
+                let (x, ldx): (UnsafePointer<Scalar>, Int) = layers == 0 ? (UnsafePointer(input + first * width), width)
+                    : (UnsafePointer(hidden + count * offsets[layers - 1] + first * widths[layers]), widths[layers])
+                let block = plan.outputBlock(f)
+                let blockTheta = theta + first * p, blockColumn = column + first
+                Scalar.denseLayer(x, ldx: ldx, rows: rows, inFeatures: widths[layers], packedWeight: block.weights,
+                                  bias: block.biases, outFeatures: p, into: blockTheta, ldy: p, relu: false,
+                                  weight: block.rows)
+                for r in 0..<rows { blockColumn[r] = v[(first + r) * d + f] }
+                var scratch = arena  // the transform's scratch, released after every pass
+                transform.apply(blockColumn, ldx: 1, features: singleFeature, parameters: blockTheta, ldp: p, rows: rows,
+                                logDet: logDet + first, inverse: true, arena: &scratch)
+                for r in 0..<rows {
+                    v[(first + r) * d + f] = blockColumn[r]
+                    gathered?[(first + r) * width + f] = blockColumn[r]
+                }
+            }
+        }
+    }
+
+    /// Rows per block of ``sequentialInverse(_:count:context:logDet:arena:)``.
     /// Rows per block of the sequential passes (plain and residual).
-    static var sequentialBlockRows: Int { SequentialPlan<Scalar>.blockRows }
+    static var sequentialBlockRows: Int { 32 }
 
     /// Tape of a training pass through `P` (direction "maf"): the network output, then its
     /// hidden activations; 0 for "iaf", whose backward pass recomputes.

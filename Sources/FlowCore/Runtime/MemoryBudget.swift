@@ -193,6 +193,20 @@ public enum MemoryBudget {
         return raw.bindMemory(to: T.self, capacity: Swift.max(count, 1))
     }
 
+    /// One buffer of `parameter.count` elements per parameter (``allocate(_:count:_:)``, named
+    /// "the packed copy of …"): all of them, or none when one fails (those already allocated
+    /// are released before the error propagates).
+    static func allocatePackedCopies<T: FlowScalar>(of parameters: [Parameter<T>]) throws -> [UnsafeMutablePointer<T>] {
+        var buffers: [UnsafeMutablePointer<T>] = []
+        do {
+            for p in parameters { buffers.append(try allocate(T.self, count: p.count, "the packed copy of \(p.name)")) }
+        } catch {
+            for b in buffers { free(b) }
+            throw error
+        }
+        return buffers
+    }
+
     /// Releases memory from ``allocate(_:count:_:)``.
     public static func free<T>(_ pointer: UnsafeMutablePointer<T>) {
         Glibc.free(UnsafeMutableRawPointer(pointer))

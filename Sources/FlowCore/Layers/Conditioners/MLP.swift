@@ -52,14 +52,7 @@ final class MLP<T: FlowScalar> {
         }
         weights = ws
         biases = bs
-        var buffers: [UnsafeMutablePointer<T>] = []
-        do {
-            for w in ws { buffers.append(try MemoryBudget.allocate(T.self, count: w.count, "the packed copy of \(w.name)")) }
-        } catch {
-            for p in buffers { MemoryBudget.free(p) }
-            throw error
-        }
-        packed = buffers
+        packed = try MemoryBudget.allocatePackedCopies(of: ws)
         repack()
     }
 

@@ -215,7 +215,7 @@ def hostile_edit(rng, f, other_path, fifo_path):
             return
         del f[name]
         layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
-        # Never the FIFO here: h5py opens a virtual dataset's sources itself while it writes the
+        # Never the FIFO here: h5py may open a virtual dataset's sources itself while it writes the
         # mapping, and opening a FIFO with no writer blocks this driver (a 30-minute run stalled
         # at 23 minutes that way). The library's refusal of FIFO sources is covered by the
         # external-storage edit above and the hostile-*.h5 corpus files.
